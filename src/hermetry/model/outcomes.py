@@ -1,0 +1,133 @@
+"""The outcome taxonomy: the one place that says how a turn or a session ended.
+
+Every source classifies through this module and every report counts with it, so "completed",
+"timed out" or "failed" means the same thing on the CLI, the gateways, the API server, cron
+and subagents. docs/outcomes.md explains each rule.
+
+Each outcome belongs to a class:
+
+* ``success`` — the agent did what was asked (counts toward the completion rate),
+* ``failure`` — the agent or its model did not (counts toward the failure rate),
+* ``neutral`` — neither: a user's choice, a policy, a continuation, or not known.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OutcomeClass(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    NEUTRAL = "neutral"
+
+
+class TurnOutcome(StrEnum):
+    """How one user request (a turn) ended."""
+
+    COMPLETED = "completed"  # a final answer was produced
+    INTERRUPTED = "interrupted"  # stopped by a person or client (Ctrl-C, /stop, API stop)
+    TIMED_OUT = "timed_out"  # stopped by an inactivity or wall-clock limit
+    ERRORED = "errored"  # the model API failed after its retries, or the agent raised
+    ABANDONED = "abandoned"  # left open: the process died or never reported an end
+    UNKNOWN = "unknown"  # an end was reported but not what kind
+
+
+class SessionOutcome(StrEnum):
+    """How a session (one conversation id) ended."""
+
+    COMPLETED = "completed"  # closed normally by its owner (CLI exit, one-shot done, cron done)
+    RESET = "reset"  # the user started over (/new, /reset, switch, branch, resume another)
+    COMPRESSED = "compressed"  # continued in a child session after context compression
+    EXPIRED = "expired"  # closed by a gateway policy (idle, daily, eviction, suspension)
+    INTERRUPTED = "interrupted"  # the client or host went away (disconnect, shutdown signal)
+    TIMED_OUT = "timed_out"  # closed by a timeout
+    ERRORED = "errored"  # ended by an error
+    ABANDONED = "abandoned"  # never closed: the process died; closed by the reconciler
+    UNKNOWN = "unknown"  # an end reason hermetry does not know; the raw string is kept
+
+
+TURN_OUTCOME_CLASS: dict[str, OutcomeClass] = {
+    TurnOutcome.COMPLETED: OutcomeClass.SUCCESS,
+    TurnOutcome.INTERRUPTED: OutcomeClass.NEUTRAL,
+    TurnOutcome.TIMED_OUT: OutcomeClass.FAILURE,
+    TurnOutcome.ERRORED: OutcomeClass.FAILURE,
+    TurnOutcome.ABANDONED: OutcomeClass.FAILURE,
+    TurnOutcome.UNKNOWN: OutcomeClass.NEUTRAL,
+}
+
+SESSION_OUTCOME_CLASS: dict[str, OutcomeClass] = {
+    SessionOutcome.COMPLETED: OutcomeClass.SUCCESS,
+    SessionOutcome.RESET: OutcomeClass.NEUTRAL,
+    SessionOutcome.COMPRESSED: OutcomeClass.NEUTRAL,
+    SessionOutcome.EXPIRED: OutcomeClass.NEUTRAL,
+    SessionOutcome.INTERRUPTED: OutcomeClass.NEUTRAL,
+    SessionOutcome.TIMED_OUT: OutcomeClass.FAILURE,
+    SessionOutcome.ERRORED: OutcomeClass.FAILURE,
+    SessionOutcome.ABANDONED: OutcomeClass.FAILURE,
+    SessionOutcome.UNKNOWN: OutcomeClass.NEUTRAL,
+}
+
+#: Every ``end_reason`` Hermes 0.19.0 (and newer main) writes, mapped to a session outcome.
+#: Anything not listed is kept verbatim and classed ``unknown`` — never guessed.
+END_REASON_OUTCOME: dict[str, SessionOutcome] = {
+    # closed normally by whoever owned the session
+    "cli_close": SessionOutcome.COMPLETED,
+    "agent_close": SessionOutcome.COMPLETED,
+    "cron_complete": SessionOutcome.COMPLETED,
+    "webhook_complete": SessionOutcome.COMPLETED,
+    "tui_close": SessionOutcome.COMPLETED,
+    # the user moved on to another conversation
+    "new_session": SessionOutcome.RESET,
+    "session_reset": SessionOutcome.RESET,
+    "session_switch": SessionOutcome.RESET,
+    "resumed_other": SessionOutcome.RESET,
+    "branched": SessionOutcome.RESET,
+    "superseded_by_resume": SessionOutcome.RESET,
+    # continued in a child session
+    "compression": SessionOutcome.COMPRESSED,
+    # gateway policies
+    "idle": SessionOutcome.EXPIRED,
+    "daily": SessionOutcome.EXPIRED,
+    "idle_timeout": SessionOutcome.EXPIRED,
+    "lru_evict": SessionOutcome.EXPIRED,
+    "suspended": SessionOutcome.EXPIRED,
+    "resume_pending_expired": SessionOutcome.EXPIRED,
+    # the client or host went away
+    "tui_shutdown": SessionOutcome.INTERRUPTED,
+    "ws_disconnect": SessionOutcome.INTERRUPTED,
+    "ws_orphan_reap": SessionOutcome.ABANDONED,
+    "compute_host_shutdown": SessionOutcome.INTERRUPTED,
+    "compute_host_sigterm": SessionOutcome.INTERRUPTED,
+    "compute_host_stdin_closed": SessionOutcome.INTERRUPTED,
+    "compute_host_orphan": SessionOutcome.ABANDONED,
+    "startup_orphan_reap": SessionOutcome.ABANDONED,
+    "orphaned_compression": SessionOutcome.ERRORED,
+}
+
+
+def session_outcome_for_end_reason(end_reason: str | None) -> SessionOutcome:
+    """Classify Hermes' raw ``end_reason``. ``None`` (still open) is handled by the caller."""
+    if not end_reason:
+        return SessionOutcome.UNKNOWN
+    return END_REASON_OUTCOME.get(end_reason.strip().lower(), SessionOutcome.UNKNOWN)
+
+
+def turn_outcome_class(outcome: str | None) -> OutcomeClass:
+    return TURN_OUTCOME_CLASS.get(outcome or "", OutcomeClass.NEUTRAL)
+
+
+def session_outcome_class(outcome: str | None) -> OutcomeClass:
+    return SESSION_OUTCOME_CLASS.get(outcome or "", OutcomeClass.NEUTRAL)
+
+
+#: Messages Hermes 0.19.0 passes to ``AIAgent.interrupt()`` that mean a limit fired, not a person.
+_TIMEOUT_MARKERS = ("timed out", "timeout")
+
+
+def turn_outcome_for_interrupt(message: str | None) -> TurnOutcome:
+    """An interrupted turn is a timeout when Hermes' interrupt message says so."""
+    text = (message or "").lower()
+    if any(marker in text for marker in _TIMEOUT_MARKERS):
+        return TurnOutcome.TIMED_OUT
+    return TurnOutcome.INTERRUPTED

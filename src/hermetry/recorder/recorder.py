@@ -1,0 +1,258 @@
+"""The recorder: a bounded in-memory queue in front of a background writer thread.
+
+The agent's thread only ever appends one tuple to a deque (``submit``) and returns; it never
+takes a lock, touches a file or raises. A daemon thread drains the queue every
+``flush_interval_s``, turns raw items into canonical events, and writes them in batches.
+
+Guarantees, each tested:
+
+* bounded memory: at most ``capacity`` queued items and ``capacity`` events waiting for the
+  store; past that, new items are dropped and *counted* (``stats().dropped``, persisted in the
+  ``recorder_runs`` table), never silently;
+* a store that is locked, full or read-only keeps its batch and is retried with back-off;
+* a corrupt store disables writing (counted as drops) — the agent keeps running;
+* ``close()`` (registered with ``atexit``) flushes what is queued, bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from hermetry.model.events import Event
+
+log = logging.getLogger("hermetry")
+
+#: A queued item: a tuple whose first element turns the whole tuple into canonical events.
+Item = tuple[Any, ...]
+Normalizer = Callable[[Item], Iterable[Event]]
+
+
+class Store(Protocol):
+    def write(self, events: list[Event], run: dict[str, Any] | None = None) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RecorderStats:
+    written: int
+    dropped: int
+    queued: int
+    pending: int
+    last_error: str | None
+
+
+def _as_is(item: Item) -> Iterable[Event]:
+    return (item[1],)
+
+
+class Recorder:
+    """Queue canonical (or raw, source-specific) events and write them off-thread."""
+
+    def __init__(
+        self,
+        store_factory: Callable[[], Store],
+        *,
+        capacity: int = 100_000,
+        flush_interval_s: float = 0.1,
+        max_batch: int = 5_000,
+        register_atexit: bool = True,
+    ) -> None:
+        self._store_factory = store_factory
+        self.capacity = capacity
+        self.flush_interval_s = flush_interval_s
+        self.max_batch = max_batch
+        self._run = {
+            "run_id": uuid.uuid4().hex,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at_ms": time.time() * 1000,
+            "events_dropped": 0,
+        }
+        try:
+            from hermetry import __version__
+
+            self._run["hermetry_version"] = __version__
+        except Exception:  # pragma: no cover
+            pass
+        self._init_state()
+        if register_atexit:
+            atexit.register(self.close)
+        try:
+            os.register_at_fork(after_in_child=self._after_fork)
+        except Exception:  # pragma: no cover - platforms without fork
+            pass
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _init_state(self) -> None:
+        self._queue: deque[Item] = deque()
+        self._pending: list[Event] = []
+        self._dropped = 0
+        self._written = 0
+        self._drop_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._closed = False
+        self._disabled_reason: str | None = None
+        self._last_error: str | None = None
+        self._failures = 0
+        self._store: Store | None = None
+        self._thread = threading.Thread(target=self._run_writer, name="hermetry-writer", daemon=True)
+        self._thread.start()
+
+    def _after_fork(self) -> None:
+        # The writer thread and the store's connection do not survive a fork: start fresh.
+        self._run = dict(self._run, run_id=uuid.uuid4().hex, pid=os.getpid(), events_dropped=0)
+        self._init_state()
+
+    # -- the hot path ------------------------------------------------------------------------
+
+    def submit(self, item: Item) -> None:
+        """Queue one raw item ``(normalizer, ...)``. Never blocks, never raises."""
+        q = self._queue
+        if len(q) < self.capacity:
+            q.append(item)
+        else:
+            self._count_drop(1)
+
+    def record(self, event: Event) -> None:
+        """Queue one canonical event (the runtime-agnostic API)."""
+        self.submit((_as_is, event))
+
+    def nudge(self) -> None:
+        """Ask the writer to run now (a session ended; the process may be about to exit)."""
+        self._wake.set()
+
+    def _count_drop(self, n: int) -> None:
+        with self._drop_lock:
+            self._dropped += n
+
+    # -- control -----------------------------------------------------------------------------
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far is written (or the timeout passes)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._queue and not self._pending and self._idle.is_set():
+                return True
+            self._wake.set()
+            time.sleep(0.005)
+        return not self._queue and not self._pending
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush and stop the writer. Safe to call more than once."""
+        if self._closed:
+            return
+        self.flush(timeout)
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=max(0.1, timeout / 5))
+        self._count_drop(len(self._queue) + len(self._pending))
+
+    def stats(self) -> RecorderStats:
+        return RecorderStats(
+            written=self._written,
+            dropped=self._dropped,
+            queued=len(self._queue),
+            pending=len(self._pending),
+            last_error=self._last_error,
+        )
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _run_writer(self) -> None:
+        backoff = self.flush_interval_s
+        while True:
+            self._wake.wait(backoff)
+            self._wake.clear()
+            if self._closed and not self._queue and not self._pending:
+                return
+            self._idle.clear()
+            try:
+                ok = self._drain_once()
+                backoff = self.flush_interval_s if ok else min(backoff * 2, 2.0)
+            except Exception as exc:  # never let the thread die
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                log.debug("hermetry writer error", exc_info=True)
+            finally:
+                self._idle.set()
+            if self._closed and (not self._queue and not self._pending or self._disabled_reason):
+                return
+
+    def _drain_once(self) -> bool:
+        """Move queued items to the store in batches. False when the store must be retried."""
+        q = self._queue
+        while q or self._pending:
+            room = self.capacity - len(self._pending)
+            take = min(len(q), self.max_batch, max(room, 0))
+            batch = []
+            for i in range(take):
+                item = q.popleft()
+                try:
+                    batch.extend(item[0](item))
+                except Exception:
+                    self._count_drop(1)
+                    log.debug("hermetry: could not normalize %r", item[:1], exc_info=True)
+                if i % 256 == 255:
+                    time.sleep(0)  # let the agent's threads have the interpreter
+            self._pending.extend(batch)
+            if not self._pending:
+                continue
+            if self._disabled_reason is not None:
+                self._count_drop(len(self._pending))
+                self._pending.clear()
+                continue
+            if not self._write_pending():
+                if len(q) >= self.capacity and room <= 0:
+                    # both buffers are full while the store is unavailable: shed the oldest
+                    overflow = len(self._pending) // 2
+                    del self._pending[:overflow]
+                    self._count_drop(overflow)
+                return False
+        return True
+
+    def _write_pending(self) -> bool:
+        from hermetry.stores.sqlite import StoreCorrupt, StoreUnavailable
+
+        try:
+            if self._store is None:
+                self._store = self._store_factory()
+            run = dict(self._run, events_dropped=self._dropped)
+            n = self._store.write(self._pending, run)
+        except StoreUnavailable as exc:
+            self._last_error = str(exc)
+            return False
+        except StoreCorrupt as exc:
+            self._disabled_reason = self._last_error = str(exc)
+            log.warning("hermetry: telemetry store disabled: %s", exc)
+            self._count_drop(len(self._pending))
+            self._pending.clear()
+            return True
+        except Exception as exc:
+            # Not a store condition but a bug or a bad event: retry a few times, then drop the
+            # batch (counted) rather than block every later event behind it.
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            log.debug("hermetry: write failed", exc_info=True)
+            self._failures += 1
+            if self._failures >= 3:
+                self._count_drop(len(self._pending))
+                self._pending.clear()
+                self._failures = 0
+                return True
+            return False
+        self._failures = 0
+        self._written += n
+        self._pending.clear()
+        return True

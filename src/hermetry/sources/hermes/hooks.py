@@ -1,0 +1,458 @@
+"""Hermes lifecycle hooks → canonical events.
+
+Two halves, on two threads:
+
+* **Callbacks** (Hermes' thread, inline on its hot path): each picks the few keyword
+  arguments it needs into a tuple, appends it to the recorder's queue and returns. No
+  parsing, no I/O, no locks; any exception is swallowed here so it can never reach Hermes.
+  Prompt, response and tool-argument payloads are never picked.
+* **Normalizers** (the recorder's writer thread): turn those tuples into
+  :mod:`hermetry.model.events`, tolerating missing fields and wrong types.
+
+See ../shared/hermes-reference.md (hooks and their arguments, as seen in Hermes 0.19.0).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from hermetry.model.events import (
+    ApiCall,
+    Event,
+    SessionEnded,
+    SessionReopened,
+    SessionStarted,
+    SubagentFinished,
+    SubagentLinked,
+    ToolCall,
+    TurnEnded,
+    TurnStarted,
+)
+from hermetry.model.outcomes import (
+    TurnOutcome,
+    session_outcome_for_end_reason,
+    turn_outcome_for_interrupt,
+)
+from hermetry.model.privacy import clean_error
+from hermetry.recorder.recorder import Recorder
+from hermetry.sources.hermes import stream_probe
+
+# ---------------------------------------------------------------------------------------------
+# Small, forgiving converters (writer thread)
+# ---------------------------------------------------------------------------------------------
+
+def _str(v: Any) -> str | None:
+    if v is None:
+        return None
+    s = v if isinstance(v, str) else str(v)
+    return s or None
+
+
+def _int(v: Any) -> int | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(v: Any) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f else None  # NaN is not a measurement
+
+
+def _ms(seconds: Any) -> float | None:
+    f = _float(seconds)
+    return None if f is None else f * 1000.0
+
+
+def _get(d: Any, key: str) -> Any:
+    return d.get(key) if isinstance(d, dict) else None
+
+
+def session_type_for(platform: str | None, argv: list[str]) -> str | None:
+    """What kind of run a session belongs to, from its source platform and how Hermes started."""
+    p = (platform or "").lower()
+    if p == "subagent":
+        return "subagent"
+    if p == "cron":
+        return "cron"
+    if p == "api_server":
+        return "api"
+    if p in ("cli", ""):
+        if any(a in ("-z", "--oneshot") or a.startswith("--oneshot=") for a in argv):
+            return "oneshot"
+        if any(a in ("-q", "--query") for a in argv):
+            return "query"
+        return "interactive" if p == "cli" else None
+    if p == "tui":
+        return "interactive"
+    if p in ("acp", "batch"):
+        return p
+    return "gateway"
+
+
+# ---------------------------------------------------------------------------------------------
+# The capture: callbacks and their normalizers
+# ---------------------------------------------------------------------------------------------
+
+class HermesCapture:
+    """Registers Hermes hooks that feed one recorder."""
+
+    def __init__(self, recorder: Recorder, *, profile: str | None = None) -> None:
+        self.recorder = recorder
+        self.profile = profile
+        self.host = socket.gethostname()
+        self.runtime_version = _hermes_version()
+        self.argv = list(sys.argv[1:])
+        # writer-thread state: attempts seen per API request (retries reuse the same id)
+        self._attempts: OrderedDict[str, int] = OrderedDict()
+        # interrupt messages per session, set by the AIAgent.interrupt wrapper (see plugin.py)
+        self.interrupt_reasons: dict[str, str | None] = {}
+
+    # -- registration ------------------------------------------------------------------------
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        """Hook name → callback, ready for ``ctx.register_hook``."""
+        submit = self.recorder.submit
+        now = time.time
+
+        def make(normalize: Callable[[tuple[Any, ...]], Iterable[Event]], keys: tuple[str, ...]) -> Callable[..., None]:
+            def callback(**kw: Any) -> None:
+                try:
+                    submit((normalize, now(), *map(kw.get, keys)))
+                except Exception:
+                    pass
+
+            callback.__name__ = f"hermetry_{normalize.__name__}"
+            return callback
+
+        take_probe = stream_probe.take_probe
+
+        def make_api(normalize: Callable[[tuple[Any, ...]], Iterable[Event]], keys: tuple[str, ...]) -> Callable[..., None]:
+            def callback(**kw: Any) -> None:
+                try:
+                    submit((normalize, now(), take_probe(kw.get("api_request_id")), *map(kw.get, keys)))
+                except Exception:
+                    pass
+
+            callback.__name__ = f"hermetry_{normalize.__name__}"
+            return callback
+
+        return {
+            "on_session_start": make(self._session_start, ("session_id", "model", "platform")),
+            "pre_llm_call": make(self._turn_start, ("session_id", "task_id", "turn_id", "platform")),
+            "on_session_end": make(self._turn_end, ("session_id", "turn_id", "completed", "interrupted")),
+            "post_api_request": make_api(self._api_ok, _API_OK_KEYS),
+            "api_request_error": make_api(self._api_error, _API_ERROR_KEYS),
+            "post_tool_call": make(self._tool, _TOOL_KEYS),
+            "subagent_start": make(
+                self._subagent_start, ("parent_session_id", "parent_turn_id", "child_session_id", "child_role")
+            ),
+            "subagent_stop": make(self._subagent_stop, ("child_session_id", "child_status", "duration_ms")),
+        }
+
+    # -- normalizers (writer thread) ---------------------------------------------------------
+
+    def _session_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        _, t, session_id, model, platform = item
+        sid = _str(session_id)
+        if not sid:
+            return ()
+        source = _str(platform)
+        return (
+            SessionStarted(
+                session_id=sid,
+                started_at_ms=t * 1000,
+                source=source,
+                session_type=session_type_for(source, self.argv),
+                model=_str(model),
+                profile=self.profile,
+                runtime_version=self.runtime_version,
+                host=self.host,
+            ),
+        )
+
+    def _turn_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        _, t, session_id, task_id, turn_id, _platform = item
+        sid, tid = _str(session_id), _str(turn_id)
+        if not sid or not tid:
+            return ()
+        return (TurnStarted(turn_id=tid, session_id=sid, started_at_ms=t * 1000, task_id=_str(task_id)),)
+
+    def _turn_end(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        _, t, session_id, turn_id, completed, interrupted = item
+        sid, tid = _str(session_id), _str(turn_id)
+        if not sid or not tid:
+            return ()
+        reason: str | None = None
+        if interrupted is True:
+            reason = self.interrupt_reasons.pop(sid, None)
+            outcome = turn_outcome_for_interrupt(reason)
+        elif completed is True:
+            outcome = TurnOutcome.COMPLETED
+        elif completed is False:
+            outcome, reason = TurnOutcome.ERRORED, "not_completed"
+        else:
+            outcome = TurnOutcome.UNKNOWN
+        return (TurnEnded(turn_id=tid, session_id=sid, ended_at_ms=t * 1000, outcome=outcome, outcome_reason=reason),)
+
+    def _attempt(self, api_request_id: str, failed: bool) -> int:
+        attempts = self._attempts
+        n = attempts.get(api_request_id, 0)
+        if failed:
+            attempts[api_request_id] = n + 1
+            attempts.move_to_end(api_request_id)
+            if len(attempts) > 10_000:
+                attempts.popitem(last=False)
+        else:
+            attempts.pop(api_request_id, None)
+        return n
+
+    def _api_ok(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        (_, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode,
+         api_duration, started_at, finish_reason, response_model, usage) = item
+        rid, sid = _str(api_request_id), _str(session_id)
+        if not rid or not sid:
+            return ()
+        started = _float(started_at)
+        return (
+            ApiCall(
+                api_request_id=rid,
+                attempt=self._attempt(rid, failed=False),
+                session_id=sid,
+                turn_id=_str(turn_id),
+                started_at_ms=(started if started is not None else t) * 1000,
+                latency_ms=_ms(api_duration),
+                status="ok",
+                model=_str(model),
+                provider=_str(provider),
+                base_url=_redact_url(_str(base_url)),
+                api_mode=_str(api_mode),
+                response_model=_str(response_model),
+                ttft_ms=_probe_ttft(probe),
+                streamed=_get(probe, "streamed"),
+                input_tokens=_int(_get(usage, "input_tokens")),
+                output_tokens=_int(_get(usage, "output_tokens")),
+                cache_read_tokens=_int(_get(usage, "cache_read_tokens")),
+                cache_write_tokens=_int(_get(usage, "cache_write_tokens")),
+                reasoning_tokens=_int(_get(usage, "reasoning_tokens")),
+                finish_reason=_str(finish_reason),
+                provider_cost_usd=_float(_get(probe, "cost")),
+            ),
+        )
+
+    def _api_error(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        (_, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode,
+         api_duration, started_at, status_code, retry_count, reason, error) = item
+        rid, sid = _str(api_request_id), _str(session_id)
+        if not rid or not sid:
+            return ()
+        started = _float(started_at)
+        error_type = _str(_get(error, "type")) or _str(reason)
+        return (
+            ApiCall(
+                api_request_id=rid,
+                attempt=self._attempt(rid, failed=True),
+                session_id=sid,
+                turn_id=_str(turn_id),
+                started_at_ms=(started if started is not None else t) * 1000,
+                latency_ms=_ms(api_duration),
+                status="error",
+                model=_str(model),
+                provider=_str(provider),
+                base_url=_redact_url(_str(base_url)),
+                api_mode=_str(api_mode),
+                ttft_ms=_probe_ttft(probe),
+                streamed=_get(probe, "streamed"),
+                http_status=_int(status_code),
+                retry_count=_int(retry_count),
+                error_type=error_type,
+                error_message=clean_error(_get(error, "message")),
+                finish_reason=None,
+            ),
+        )
+
+    def _tool(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        (_, t, session_id, turn_id, tool_call_id, api_request_id, tool_name, duration_ms, status,
+         error_type, error_message) = item
+        sid, name = _str(session_id), _str(tool_name)
+        if not sid or not name:
+            return ()
+        latency = _float(duration_ms)
+        tcid = _str(tool_call_id) or f"{sid}:{name}:{t:.6f}"
+        started_ms = t * 1000 - (latency or 0.0)
+        raw_status = (_str(status) or "").lower()
+        status_norm = "ok" if raw_status in ("ok", "success", "succeeded", "completed") else (raw_status or "unknown")
+        return (
+            ToolCall(
+                tool_call_id=tcid,
+                session_id=sid,
+                turn_id=_str(turn_id),
+                tool_name=name,
+                toolset=_toolset_for(name),
+                started_at_ms=started_ms,
+                latency_ms=latency,
+                status=status_norm,
+                api_request_id=_str(api_request_id),
+                error_type=_str(error_type),
+                error_message=clean_error(error_message),
+            ),
+        )
+
+    # -- Hermes' own session records (see state_mirror.py) -------------------------------------
+
+    def state_callbacks(self) -> tuple[Callable[..., None], Callable[..., None], Callable[..., None]]:
+        """(on_create, on_end, on_reopen) for :func:`state_mirror.install`."""
+        submit = self.recorder.submit
+
+        def on_create(*args: Any) -> None:
+            submit((self._mirror_create, *args))
+
+        def on_end(*args: Any) -> None:
+            submit((self._mirror_end, *args))
+            self.recorder.nudge()
+
+        def on_reopen(*args: Any) -> None:
+            submit((self._mirror_reopen, *args))
+
+        return on_create, on_end, on_reopen
+
+    def _mirror_create(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        _, t, session_id, source, model, parent_session_id, profile = item
+        sid = _str(session_id)
+        if not sid:
+            return ()
+        src, parent = _str(source), _str(parent_session_id)
+        lineage = None
+        if parent:
+            lineage = "subagent" if src == "subagent" else "continuation"
+        return (
+            SessionStarted(
+                session_id=sid, started_at_ms=t * 1000, source=src,
+                session_type=session_type_for(src, self.argv), model=_str(model),
+                profile=_str(profile) or self.profile, parent_session_id=parent, lineage=lineage,
+                runtime_version=self.runtime_version, host=self.host,
+            ),
+        )
+
+    def _mirror_end(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        _, t, session_id, end_reason, supersedes = item
+        sid = _str(session_id)
+        if not sid:
+            return ()
+        raw = _str(end_reason)
+        return (
+            SessionEnded(
+                session_id=sid, ended_at_ms=t * 1000, end_reason=raw,
+                outcome=session_outcome_for_end_reason(raw), supersedes=tuple(supersedes or ()),
+            ),
+        )
+
+    def _mirror_reopen(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        _, t, session_id = item
+        sid = _str(session_id)
+        return (SessionReopened(session_id=sid, reopened_at_ms=t * 1000),) if sid else ()
+
+    def _subagent_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        _, t, parent_sid, parent_tid, child_sid, role = item
+        child, parent = _str(child_sid), _str(parent_sid)
+        if not child or not parent:
+            return ()
+        return (SubagentLinked(child_session_id=child, parent_session_id=parent, parent_turn_id=_str(parent_tid),
+                               linked_at_ms=t * 1000, child_role=_str(role)),)
+
+    def _subagent_stop(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        _, t, child_sid, status, duration_ms = item
+        child = _str(child_sid)
+        if not child:
+            return ()
+        return (SubagentFinished(child_session_id=child, finished_at_ms=t * 1000, child_status=_str(status),
+                                 duration_ms=_float(duration_ms)),)
+
+
+_API_OK_KEYS = (
+    "session_id", "turn_id", "api_request_id", "model", "provider", "base_url", "api_mode",
+    "api_duration", "started_at", "finish_reason", "response_model", "usage",
+)
+_API_ERROR_KEYS = (
+    "session_id", "turn_id", "api_request_id", "model", "provider", "base_url", "api_mode",
+    "api_duration", "started_at", "status_code", "retry_count", "reason", "error",
+)
+_TOOL_KEYS = (
+    "session_id", "turn_id", "tool_call_id", "api_request_id", "tool_name", "duration_ms", "status",
+    "error_type", "error_message",
+)
+
+def _probe_ttft(probe: Any) -> float | None:
+    if not isinstance(probe, dict):
+        return None
+    start, first = probe.get("start"), probe.get("first")
+    if isinstance(start, float) and isinstance(first, float) and first >= start:
+        return (first - start) * 1000.0
+    return None
+
+
+def _redact_url(url: str | None) -> str | None:
+    """Keep the endpoint, never credentials or query strings embedded in it."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    except ValueError:
+        return None
+
+
+_TOOLSET_CACHE: dict[str, str | None] = {}
+
+
+def _toolset_for(tool_name: str) -> str | None:
+    """The Hermes toolset a tool belongs to, from Hermes' own registry (None if unknown)."""
+    if tool_name in _TOOLSET_CACHE:
+        return _TOOLSET_CACHE[tool_name]
+    toolset = None
+    try:
+        from tools.registry import registry  # Hermes' tool registry
+
+        entry = registry.get_entry(tool_name) if hasattr(registry, "get_entry") else None
+        toolset = getattr(entry, "toolset", None) if entry is not None else None
+    except Exception:
+        toolset = None
+    _TOOLSET_CACHE[tool_name] = toolset
+    return toolset
+
+
+def _hermes_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return f"hermes-agent {version('hermes-agent')}"
+    except Exception:
+        return None
+
+
+def profile_name() -> str | None:
+    """The active Hermes profile: a HERMES_HOME under ``profiles/NAME`` is profile NAME."""
+    home = os.environ.get("HERMES_HOME", "")
+    parts = home.rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2] == "profiles":
+        return parts[-1]
+    return "default"

@@ -1,0 +1,141 @@
+"""Time to first token and provider-reported cost, observed on the model call itself.
+
+Hermes 0.19.0 exposes neither to plugins. We learn them the way OpenTelemetry's OpenAI
+instrumentation does, by watching the SDK call:
+
+1. an ``llm_execution`` middleware (which knows Hermes' ``api_request_id``) notes the
+   request's ``messages`` list — the very object Hermes passes on to the SDK — before the call;
+2. a thin wrapper around ``openai...Completions.create`` recognises that list, and wraps the
+   returned ``Stream``'s iterator so the first chunk carrying content, a tool call or reasoning
+   is time-stamped, and a ``usage.cost`` in the final chunk is kept.
+
+Nothing is added to the outgoing request. Anything this module cannot recognise — another SDK,
+a non-streamed reply, an auxiliary call Hermes makes without hooks — is simply "not captured":
+the probe never guesses. Every step is wrapped so that a failure here only loses the figure.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+log = logging.getLogger("hermetry")
+
+#: api_request_id -> probe dict {"start": s, "first": s | None, "cost": usd | None, "streamed": bool | None}
+PROBES: dict[str, dict[str, Any]] = {}
+#: id(messages list) -> (probe, the list itself, kept alive so its id cannot be reused meanwhile)
+_INFLIGHT: dict[int, tuple[dict[str, Any], object]] = {}
+_MAX_PROBES = 4096  # probes whose hook never fired (crashed calls) must not accumulate
+
+
+def take_probe(api_request_id: object) -> dict[str, Any] | None:
+    """Remove and return the probe for a finished API request attempt (hot path: one dict pop)."""
+    if isinstance(api_request_id, str):
+        return PROBES.pop(api_request_id, None)
+    return None
+
+
+def llm_execution_middleware(request: Any = None, next_call: Callable[..., Any] | None = None, **context: Any) -> Any:
+    """Hermes ``llm_execution`` middleware: mark the request, run it unchanged."""
+    assert next_call is not None
+    key = None
+    try:
+        api_request_id = context.get("api_request_id")
+        messages = request.get("messages") if isinstance(request, dict) else None
+        if isinstance(api_request_id, str) and api_request_id and isinstance(messages, list):
+            if len(PROBES) > _MAX_PROBES:
+                PROBES.clear()
+            probe: dict[str, Any] = {"start": time.time(), "first": None, "cost": None, "streamed": None}
+            PROBES[api_request_id] = probe
+            key = id(messages)
+            _INFLIGHT[key] = (probe, messages)
+    except Exception:  # pragma: no cover - defensive
+        key = None
+    try:
+        return next_call()
+    finally:
+        if key is not None:
+            _INFLIGHT.pop(key, None)
+
+
+def _chunk_has_payload(chunk: Any) -> bool:
+    choices = getattr(chunk, "choices", None)
+    if not choices:
+        return False
+    delta = getattr(choices[0], "delta", None)
+    if delta is None:
+        return False
+    if getattr(delta, "content", None) or getattr(delta, "tool_calls", None):
+        return True
+    extra = getattr(delta, "model_extra", None) or {}
+    return bool(extra.get("reasoning_content") or extra.get("reasoning"))
+
+
+def _usage_cost(usage: Any) -> float | None:
+    """An OpenRouter-style ``usage.cost`` (USD) if the provider reported one."""
+    if usage is None:
+        return None
+    extra = getattr(usage, "model_extra", None) or {}
+    cost = extra.get("cost")
+    if cost is None and isinstance(usage, dict):
+        cost = usage.get("cost")
+    if isinstance(cost, bool) or not isinstance(cost, int | float) or cost < 0:
+        return None
+    return float(cost)
+
+
+def _timed(iterator: Iterator[Any], probe: dict[str, Any]) -> Iterator[Any]:
+    waiting = True
+    for chunk in iterator:
+        try:
+            if waiting and _chunk_has_payload(chunk):
+                probe["first"] = time.time()
+                waiting = False
+            usage = getattr(chunk, "usage", None)
+            if usage is not None:
+                cost = _usage_cost(usage)
+                if cost is not None:
+                    probe["cost"] = cost
+        except Exception:  # pragma: no cover - defensive
+            pass
+        yield chunk
+
+
+def _observe(probe: dict[str, Any], result: Any) -> None:
+    from openai import Stream
+
+    if isinstance(result, Stream):
+        probe["streamed"] = True
+        result._iterator = _timed(result._iterator, probe)
+    else:
+        probe["streamed"] = False
+        probe["cost"] = _usage_cost(getattr(result, "usage", None))
+
+
+def install() -> bool:
+    """Wrap the OpenAI SDK's chat-completions ``create`` once. False if not possible here."""
+    try:
+        from openai.resources.chat.completions import Completions
+    except Exception:
+        return False
+    original = Completions.create
+    if getattr(original, "__hermetry_wrapped__", False):
+        return True
+
+    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
+        entry = _INFLIGHT.get(id(kwargs.get("messages"))) if _INFLIGHT else None
+        result = original(self, *args, **kwargs)
+        if entry is not None:
+            try:
+                _observe(entry[0], result)
+            except Exception:  # pragma: no cover - defensive
+                log.debug("hermetry: stream probe failed", exc_info=True)
+        return result
+
+    create.__hermetry_wrapped__ = True  # type: ignore[attr-defined]
+    create.__wrapped__ = original  # type: ignore[attr-defined]
+    create.__doc__ = original.__doc__
+    Completions.create = create  # type: ignore[method-assign]
+    return True

@@ -1,0 +1,375 @@
+"""The embedded store: canonical events into one local SQLite file.
+
+Written only by the recorder's background thread (never on Hermes' hot path). Several
+processes — a gateway, a CLI, cron runs — may write the same file at once: WAL mode lets
+readers and one writer proceed together, writers wait for each other through
+``busy_timeout``, and a batch that still cannot get the lock is kept by the recorder and
+retried, never lost.
+
+Rows are merged by their natural ids (session, turn, API attempt, tool call), so the same
+fact arriving twice — from a second process, or from a backfill of Hermes' ``state.db`` — is
+stored once. Where a live capture and a backfill disagree, the live value wins.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hermetry.model.events import (
+    ApiCall,
+    Event,
+    SessionEnded,
+    SessionReopened,
+    SessionStarted,
+    SubagentFinished,
+    SubagentLinked,
+    ToolCall,
+    TurnEnded,
+    TurnStarted,
+)
+from hermetry.model.outcomes import TurnOutcome
+from hermetry.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+
+BUSY_TIMEOUT_MS = 5000
+
+
+class StoreUnavailable(Exception):
+    """The store cannot take this batch now (locked, disk full, read-only); try again later."""
+
+
+class StoreCorrupt(Exception):
+    """The file is not a usable hermetry database; nothing will be written to it."""
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the database file 0600 (and its folder 0700) before SQLite opens it.
+
+    SQLite gives its -wal and -shm files the database file's permissions, so they are private too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        os.close(fd)
+        os.chmod(path, 0o600)  # the process umask could only have narrowed it; be explicit
+
+
+def connect(path: str | os.PathLike[str], *, readonly: bool = False) -> sqlite3.Connection:
+    """Open the store. Writers get WAL and a busy timeout; readers open read-only."""
+    p = Path(path)
+    if readonly:
+        conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.row_factory = sqlite3.Row
+        return conn
+    _create_private_file(p)
+    conn = sqlite3.connect(p, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if "not a database" in str(exc) or "malformed" in str(exc):
+            raise StoreCorrupt(f"{p}: {exc}") from exc
+        raise
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the file to the current schema version; safe when several processes race."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return version
+    if version > SCHEMA_VERSION:
+        raise StoreCorrupt(
+            f"telemetry file has schema version {version}, newer than this hermetry "
+            f"({SCHEMA_VERSION}); upgrade hermetry"
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
+        while version < SCHEMA_VERSION:
+            for statement in _split_sql(MIGRATIONS[version]):
+                conn.execute(statement)
+            version += 1
+            conn.execute(f"PRAGMA user_version={version}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return version
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration script into statements (executescript would commit our transaction)."""
+    statements, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                statements.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        statements.append(buf.strip())
+    return statements
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing events
+# ---------------------------------------------------------------------------------------------
+
+def _merge(column: str, table: str) -> str:
+    """Live values override backfilled ones; otherwise the first known value is kept."""
+    return (
+        f"{column} = CASE WHEN excluded.origin = 'live' AND {table}.origin <> 'live' "
+        f"THEN COALESCE(excluded.{column}, {table}.{column}) "
+        f"ELSE COALESCE({table}.{column}, excluded.{column}) END"
+    )
+
+
+def _latest(column: str, table: str) -> str:
+    """Later facts override earlier ones (an end replaces nothing known before)."""
+    return f"{column} = COALESCE(excluded.{column}, {table}.{column})"
+
+
+def _upsert(table: str, key: str, columns: Sequence[str], merge: Sequence[str], latest: Sequence[str] = ()) -> str:
+    cols = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
+    sets = [_merge(c, table) for c in merge] + [_latest(c, table) for c in latest]
+    sets.append(
+        f"origin = CASE WHEN excluded.origin = 'live' OR {table}.origin = 'live' THEN 'live' ELSE {table}.origin END"
+    )
+    return f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT({key}) DO UPDATE SET {', '.join(sets)}"
+
+
+_SESSION_COLS = (
+    "session_id", "parent_session_id", "parent_turn_id", "lineage", "source", "session_type",
+    "profile", "model", "provider", "runtime_version", "host", "started_at_ms", "origin",
+    "updated_at_ms",
+)
+_SQL_SESSION_START = _upsert(
+    "sessions", "session_id", _SESSION_COLS,
+    merge=("parent_session_id", "parent_turn_id", "lineage", "source", "session_type", "profile",
+           "model", "provider", "runtime_version", "host"),
+    latest=("updated_at_ms",),
+).replace(
+    # the earliest start wins whoever reported it
+    "origin = CASE",
+    "started_at_ms = MIN(COALESCE(sessions.started_at_ms, excluded.started_at_ms), "
+    "COALESCE(excluded.started_at_ms, sessions.started_at_ms)), origin = CASE",
+    1,
+)
+
+_SQL_SESSION_ENSURE = (
+    "INSERT INTO sessions (session_id, started_at_ms, origin, updated_at_ms) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(session_id) DO UPDATE SET "
+    "started_at_ms = MIN(COALESCE(sessions.started_at_ms, excluded.started_at_ms), excluded.started_at_ms)"
+)
+_SQL_SESSION_ENSURE_MODEL = (
+    "UPDATE sessions SET model = COALESCE(model, ?), provider = COALESCE(provider, ?) WHERE session_id = ?"
+)
+
+# The first end reason wins (as in Hermes' state.db), except that a live capture replaces a
+# backfilled end, and an end may name the earlier reasons it supersedes.
+_TAKE_END = (
+    "(sessions.ended_at_ms IS NULL AND sessions.end_reason IS NULL)"
+    " OR (excluded.origin = 'live' AND sessions.origin <> 'live')"
+    " OR instr(',' || ? || ',', ',' || sessions.end_reason || ',') > 0"
+)
+_SQL_SESSION_END = (
+    "INSERT INTO sessions (session_id, ended_at_ms, end_reason, outcome, origin, updated_at_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(session_id) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = CASE WHEN {_TAKE_END.replace('?', '?7')} THEN excluded.{c} ELSE sessions.{c} END"
+        for c in ("ended_at_ms", "end_reason", "outcome")
+    )
+    + ", updated_at_ms = excluded.updated_at_ms"
+)
+_SQL_SESSION_REOPEN = (
+    "UPDATE sessions SET ended_at_ms = NULL, end_reason = NULL, outcome = NULL, updated_at_ms = ? "
+    "WHERE session_id = ?"
+)
+
+_TURN_COLS = ("turn_id", "session_id", "task_id", "started_at_ms", "queue_wait_ms", "origin")
+_SQL_TURN_START = _upsert("turns", "turn_id", _TURN_COLS, merge=("session_id", "task_id", "started_at_ms", "queue_wait_ms"))
+_SQL_TURN_END = _upsert(
+    "turns", "turn_id", ("turn_id", "session_id", "ended_at_ms", "outcome", "outcome_reason", "origin"),
+    merge=("session_id", "ended_at_ms", "outcome", "outcome_reason"),
+)
+
+_API_COLS = (
+    "api_call_id", "api_request_id", "attempt", "session_id", "turn_id", "model", "provider",
+    "base_url", "api_mode", "response_model", "started_at_ms", "latency_ms", "ttft_ms", "streamed",
+    "status", "finish_reason", "http_status", "retry_count", "error_type", "error_message",
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
+    "provider_cost_usd", "cost_usd", "cost_status", "cost_source", "pricing_version", "origin",
+)
+_SQL_API = _upsert("api_calls", "api_call_id", _API_COLS, merge=_API_COLS[1:-1])
+
+_TOOL_COLS = (
+    "tool_call_id", "session_id", "turn_id", "api_request_id", "tool_name", "toolset",
+    "started_at_ms", "latency_ms", "status", "error_type", "error_message", "origin",
+)
+_SQL_TOOL = _upsert("tool_calls", "tool_call_id", _TOOL_COLS, merge=_TOOL_COLS[1:-1])
+
+_SQL_SUBAGENT_LINK = (
+    "INSERT INTO sessions (session_id, parent_session_id, parent_turn_id, lineage, source, "
+    "session_type, started_at_ms, origin, updated_at_ms) VALUES (?, ?, ?, 'subagent', 'subagent', 'subagent', ?, 'live', ?) "
+    "ON CONFLICT(session_id) DO UPDATE SET parent_session_id = excluded.parent_session_id, "
+    "parent_turn_id = COALESCE(excluded.parent_turn_id, sessions.parent_turn_id), lineage = 'subagent', "
+    "session_type = COALESCE(sessions.session_type, 'subagent')"
+)
+
+# A turn left open when its session ends, or when the next turn of the same session starts,
+# is closed here: errored if its last model call failed, otherwise it never reported an end.
+_SQL_CLOSE_OPEN_TURNS = f"""
+UPDATE turns SET
+    outcome = CASE WHEN (
+        SELECT status FROM api_calls a WHERE a.turn_id = turns.turn_id
+        ORDER BY a.started_at_ms DESC, a.attempt DESC LIMIT 1) = 'error'
+        THEN '{TurnOutcome.ERRORED.value}' ELSE '{TurnOutcome.ABANDONED.value}' END,
+    outcome_reason = COALESCE((
+        SELECT COALESCE(a.error_type, 'api_error') FROM api_calls a WHERE a.turn_id = turns.turn_id
+        ORDER BY a.started_at_ms DESC, a.attempt DESC LIMIT 1), 'no_turn_end'),
+    ended_at_ms = COALESCE((
+        SELECT MAX(a.started_at_ms + COALESCE(a.latency_ms, 0)) FROM api_calls a
+        WHERE a.turn_id = turns.turn_id), ?)
+WHERE session_id = ? AND outcome IS NULL AND turn_id <> ?
+"""
+
+
+def _session_start_row(e: SessionStarted, now: float) -> tuple[Any, ...]:
+    return (
+        e.session_id, e.parent_session_id, e.parent_turn_id, e.lineage, e.source, e.session_type,
+        e.profile, e.model, e.provider, e.runtime_version, e.host, e.started_at_ms, e.origin, now,
+    )
+
+
+def _api_row(e: ApiCall) -> tuple[Any, ...]:
+    return (
+        e.api_call_id, e.api_request_id, e.attempt, e.session_id, e.turn_id, e.model, e.provider,
+        e.base_url, e.api_mode, e.response_model, e.started_at_ms, e.latency_ms, e.ttft_ms,
+        None if e.streamed is None else int(e.streamed), e.status, e.finish_reason, e.http_status,
+        e.retry_count, e.error_type, e.error_message, e.input_tokens, e.output_tokens,
+        e.cache_read_tokens, e.cache_write_tokens, e.reasoning_tokens, e.provider_cost_usd,
+        e.cost_usd, e.cost_status, e.cost_source, e.pricing_version, e.origin,
+    )
+
+
+def _tool_row(e: ToolCall) -> tuple[Any, ...]:
+    return (
+        e.tool_call_id, e.session_id, e.turn_id, e.api_request_id, e.tool_name, e.toolset,
+        e.started_at_ms, e.latency_ms, e.status, e.error_type, e.error_message, e.origin,
+    )
+
+
+def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
+    """Apply events in order inside the caller's transaction. Returns how many were applied."""
+    now = time.time() * 1000
+    n = 0
+    ex = conn.execute
+    for e in events:
+        n += 1
+        if isinstance(e, ApiCall):
+            ex(_SQL_SESSION_ENSURE, (e.session_id, e.started_at_ms, e.origin, now))
+            ex(_SQL_SESSION_ENSURE_MODEL, (e.model, e.provider, e.session_id))
+            ex(_SQL_API, _api_row(e))
+        elif isinstance(e, ToolCall):
+            ex(_SQL_SESSION_ENSURE, (e.session_id, e.started_at_ms, e.origin, now))
+            ex(_SQL_TOOL, _tool_row(e))
+        elif isinstance(e, TurnStarted):
+            ex(_SQL_SESSION_ENSURE, (e.session_id, e.started_at_ms, e.origin, now))
+            ex(_SQL_TURN_START, (e.turn_id, e.session_id, e.task_id, e.started_at_ms, e.queue_wait_ms, e.origin))
+            if e.origin == "live":
+                ex(_SQL_CLOSE_OPEN_TURNS, (e.started_at_ms, e.session_id, e.turn_id))
+        elif isinstance(e, TurnEnded):
+            ex(_SQL_TURN_END, (e.turn_id, e.session_id, e.ended_at_ms, e.outcome, e.outcome_reason, e.origin))
+        elif isinstance(e, SessionStarted):
+            ex(_SQL_SESSION_START, _session_start_row(e, now))
+        elif isinstance(e, SessionEnded):
+            supersedes = ",".join(e.supersedes)
+            ex(_SQL_SESSION_END, (e.session_id, e.ended_at_ms, e.end_reason, e.outcome, e.origin, now, supersedes))
+            if e.origin == "live":
+                ex(_SQL_CLOSE_OPEN_TURNS, (e.ended_at_ms, e.session_id, ""))
+        elif isinstance(e, SessionReopened):
+            ex(_SQL_SESSION_REOPEN, (now, e.session_id))
+        elif isinstance(e, SubagentLinked):
+            ex(_SQL_SUBAGENT_LINK, (e.child_session_id, e.parent_session_id, e.parent_turn_id, e.linked_at_ms, now))
+        elif isinstance(e, SubagentFinished):
+            pass  # the child's own session and turns carry its outcome and timing
+        else:  # pragma: no cover - a new event type without a writer is a bug
+            raise TypeError(f"no writer for {type(e).__name__}")
+    return n
+
+
+class SQLiteStore:
+    """The writer side of the embedded store, used by the recorder's thread only."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            try:
+                conn = connect(self.path)
+                migrate(conn)
+            except StoreCorrupt:
+                raise
+            except sqlite3.DatabaseError as exc:
+                if "not a database" in str(exc) or "malformed" in str(exc):
+                    raise StoreCorrupt(f"{self.path}: {exc}") from exc
+                raise StoreUnavailable(str(exc)) from exc
+            except OSError as exc:
+                raise StoreUnavailable(str(exc)) from exc
+            self._conn = conn
+        return self._conn
+
+    def write(self, events: Sequence[Event], run: dict[str, Any] | None = None) -> int:
+        """Write one batch in one transaction; raise StoreUnavailable to have it retried."""
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                n = write_events(conn, events)
+                if run is not None:
+                    _write_run(conn, run, n)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            text = str(exc)
+            if "not a database" in text or "malformed" in text:
+                raise StoreCorrupt(f"{self.path}: {exc}") from exc
+            raise StoreUnavailable(text) from exc
+        return n
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+
+_SQL_RUN = (
+    "INSERT INTO recorder_runs (run_id, host, pid, started_at_ms, last_flush_at_ms, events_written, "
+    "events_dropped, hermetry_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET "
+    "last_flush_at_ms = excluded.last_flush_at_ms, "
+    "events_written = recorder_runs.events_written + excluded.events_written, "
+    "events_dropped = excluded.events_dropped"
+)
+
+
+def _write_run(conn: sqlite3.Connection, run: dict[str, Any], written: int) -> None:
+    conn.execute(
+        _SQL_RUN,
+        (run["run_id"], run.get("host"), run.get("pid"), run.get("started_at_ms"),
+         time.time() * 1000, written, run.get("events_dropped", 0), run.get("hermetry_version")),
+    )

@@ -1,0 +1,118 @@
+"""The embedded store's schema and its forward migrations.
+
+``MIGRATIONS[n]`` takes a database at schema version ``n`` to ``n + 1``; the version lives in
+``PRAGMA user_version``. Migrations only ever move forward and never drop captured data.
+docs/telemetry-model.md documents every column.
+"""
+
+from __future__ import annotations
+
+SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id         TEXT PRIMARY KEY,
+    parent_session_id  TEXT,
+    parent_turn_id     TEXT,
+    lineage            TEXT,            -- 'subagent' | 'compression' | NULL
+    source             TEXT,            -- Hermes platform/source: cli, telegram, api_server, cron, subagent, ...
+    session_type       TEXT,            -- oneshot | interactive | gateway | api | cron | subagent | ...
+    profile            TEXT,
+    model              TEXT,
+    provider           TEXT,
+    runtime_version    TEXT,            -- e.g. 'hermes-agent 0.19.0'
+    host               TEXT,
+    started_at_ms      REAL,            -- Unix epoch milliseconds
+    ended_at_ms        REAL,
+    end_reason         TEXT,            -- Hermes' raw end_reason, verbatim
+    outcome            TEXT,            -- hermetry.model.outcomes.SessionOutcome
+    origin             TEXT NOT NULL DEFAULT 'live',   -- 'live' | 'backfill'
+    updated_at_ms      REAL
+);
+CREATE INDEX IF NOT EXISTS sessions_started ON sessions(started_at_ms);
+CREATE INDEX IF NOT EXISTS sessions_parent ON sessions(parent_session_id);
+
+CREATE TABLE IF NOT EXISTS turns (
+    turn_id            TEXT PRIMARY KEY,
+    session_id         TEXT NOT NULL,
+    task_id            TEXT,
+    started_at_ms      REAL,
+    ended_at_ms        REAL,
+    wall_ms            REAL GENERATED ALWAYS AS (ended_at_ms - started_at_ms) VIRTUAL,
+    queue_wait_ms      REAL,
+    outcome            TEXT,            -- hermetry.model.outcomes.TurnOutcome; NULL while open
+    outcome_reason     TEXT,
+    origin             TEXT NOT NULL DEFAULT 'live'
+);
+CREATE INDEX IF NOT EXISTS turns_session ON turns(session_id);
+CREATE INDEX IF NOT EXISTS turns_started ON turns(started_at_ms);
+
+CREATE TABLE IF NOT EXISTS api_calls (
+    api_call_id        TEXT PRIMARY KEY,  -- '<api_request_id>#<attempt>'
+    api_request_id     TEXT NOT NULL,
+    attempt            INTEGER NOT NULL,  -- 0 for the first try, 1.. for retries
+    session_id         TEXT NOT NULL,
+    turn_id            TEXT,
+    model              TEXT,
+    provider           TEXT,
+    base_url           TEXT,
+    api_mode           TEXT,
+    response_model     TEXT,
+    started_at_ms      REAL,
+    latency_ms         REAL,
+    ttft_ms            REAL,              -- NULL: not captured (non-streamed, or not measurable)
+    streamed           INTEGER,
+    status             TEXT NOT NULL,     -- 'ok' | 'error'
+    finish_reason      TEXT,
+    http_status        INTEGER,
+    retry_count        INTEGER,
+    error_type         TEXT,
+    error_message      TEXT,              -- truncated and redacted
+    input_tokens       INTEGER,           -- excludes cache reads and writes
+    output_tokens      INTEGER,           -- includes reasoning tokens
+    cache_read_tokens  INTEGER,
+    cache_write_tokens INTEGER,
+    reasoning_tokens   INTEGER,           -- part of output_tokens
+    provider_cost_usd  REAL,
+    cost_usd           REAL,              -- NULL unless priced; never a stand-in 0
+    cost_status        TEXT,              -- actual | estimated | included | unknown
+    cost_source        TEXT,
+    pricing_version    TEXT,
+    origin             TEXT NOT NULL DEFAULT 'live'
+);
+CREATE INDEX IF NOT EXISTS api_calls_session ON api_calls(session_id);
+CREATE INDEX IF NOT EXISTS api_calls_started ON api_calls(started_at_ms);
+CREATE INDEX IF NOT EXISTS api_calls_turn ON api_calls(turn_id);
+
+CREATE TABLE IF NOT EXISTS tool_calls (
+    tool_call_id       TEXT PRIMARY KEY,
+    session_id         TEXT NOT NULL,
+    turn_id            TEXT,
+    api_request_id     TEXT,
+    tool_name          TEXT NOT NULL,
+    toolset            TEXT,
+    started_at_ms      REAL,
+    latency_ms         REAL,
+    status             TEXT NOT NULL,
+    error_type         TEXT,
+    error_message      TEXT,
+    origin             TEXT NOT NULL DEFAULT 'live'
+);
+CREATE INDEX IF NOT EXISTS tool_calls_session ON tool_calls(session_id);
+CREATE INDEX IF NOT EXISTS tool_calls_started ON tool_calls(started_at_ms);
+
+-- One row per recording process: what it wrote and what it had to drop.
+CREATE TABLE IF NOT EXISTS recorder_runs (
+    run_id             TEXT PRIMARY KEY,
+    host               TEXT,
+    pid                INTEGER,
+    started_at_ms      REAL,
+    last_flush_at_ms   REAL,
+    events_written     INTEGER NOT NULL DEFAULT 0,
+    events_dropped     INTEGER NOT NULL DEFAULT 0,
+    hermetry_version   TEXT
+);
+"""
+
+#: MIGRATIONS[n] upgrades schema version n to n + 1 (version 0 is an empty file).
+MIGRATIONS: list[str] = [SCHEMA_V1]
+
+SCHEMA_VERSION = len(MIGRATIONS)
