@@ -1,0 +1,47 @@
+"""Cost with provenance: tokens → ``CostResult`` (actual / estimated / included / unknown).
+
+See docs/cost.md. Everything that shows or stores a cost goes through :func:`price_call` and
+:func:`format_usd`; nothing else computes a price.
+"""
+
+from .price_file import (
+    Match,
+    ModelPriceRule,
+    ModelPrices,
+    PriceFileError,
+    PriceTier,
+    PricingConfig,
+    Rates,
+    SubscriptionRule,
+    load_pricing_config,
+    parse_pricing_config,
+)
+from .pricing import (
+    BUILTIN_INCLUDED_PROVIDERS,
+    CostResult,
+    CostStatus,
+    TokenUsage,
+    format_cost,
+    format_usd,
+    price_call,
+)
+
+__all__ = [
+    "BUILTIN_INCLUDED_PROVIDERS",
+    "CostResult",
+    "CostStatus",
+    "Match",
+    "ModelPriceRule",
+    "ModelPrices",
+    "PriceFileError",
+    "PriceTier",
+    "PricingConfig",
+    "Rates",
+    "SubscriptionRule",
+    "TokenUsage",
+    "format_cost",
+    "format_usd",
+    "load_pricing_config",
+    "parse_pricing_config",
+    "price_call",
+]

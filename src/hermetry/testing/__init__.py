@@ -1,0 +1,10 @@
+"""Test helpers for hermetry: a scripted OpenAI-compatible model server to drive real Hermes runs."""
+
+from hermetry.testing.scripted_server import (
+    ScriptedReply,
+    ScriptedServer,
+    ScriptedToolCall,
+    ScriptedUsage,
+)
+
+__all__ = ["ScriptedReply", "ScriptedServer", "ScriptedToolCall", "ScriptedUsage"]
