@@ -30,7 +30,7 @@ class SessionStarted:
     """A Hermes session (one conversation id) began."""
 
     session_id: str
-    started_at_ms: int
+    started_at_ms: float
     source: str | None = None
     session_type: str | None = None
     model: str | None = None
@@ -49,7 +49,7 @@ class SessionEnded:
     """A session ended (finalized, reset, expired, …). ``end_reason`` is Hermes' raw string."""
 
     session_id: str
-    ended_at_ms: int
+    ended_at_ms: float
     end_reason: str | None
     outcome: str
     origin: Origin = "live"
@@ -63,7 +63,7 @@ class SessionReopened:
     """A session that had ended was resumed (Hermes cleared its end); it is open again."""
 
     session_id: str
-    reopened_at_ms: int
+    reopened_at_ms: float
     origin: Origin = "live"
 
 
@@ -73,7 +73,7 @@ class TurnStarted:
 
     turn_id: str
     session_id: str
-    started_at_ms: int
+    started_at_ms: float
     task_id: str | None = None
     queue_wait_ms: float | None = None
     origin: Origin = "live"
@@ -85,7 +85,7 @@ class TurnEnded:
 
     turn_id: str
     session_id: str
-    ended_at_ms: int
+    ended_at_ms: float
     outcome: str
     outcome_reason: str | None = None
     origin: Origin = "live"
@@ -99,7 +99,7 @@ class ApiCall:
     attempt: int
     session_id: str
     turn_id: str | None
-    started_at_ms: int
+    started_at_ms: float
     latency_ms: float | None
     status: str  # "ok" | "error"
     model: str | None = None
@@ -139,7 +139,7 @@ class ToolCall:
     session_id: str
     turn_id: str | None
     tool_name: str
-    started_at_ms: int
+    started_at_ms: float
     latency_ms: float | None
     status: str  # "ok" | "error" | "blocked" | raw Hermes status
     toolset: str | None = None
@@ -156,7 +156,7 @@ class SubagentLinked:
     child_session_id: str
     parent_session_id: str
     parent_turn_id: str | None
-    linked_at_ms: int
+    linked_at_ms: float
     child_role: str | None = None
 
 
@@ -165,7 +165,7 @@ class SubagentFinished:
     """A delegated child session returned to its parent."""
 
     child_session_id: str
-    finished_at_ms: int
+    finished_at_ms: float
     child_status: str | None
     duration_ms: float | None
 

@@ -76,7 +76,7 @@ def _flush_before_hard_exit(capture: HermesCapture) -> None:
     if getattr(original, "__hermetry_wrapped__", False):
         return
 
-    def _exit(code: int) -> None:  # type: ignore[misc]
+    def _exit(code: int) -> None:
         try:
             capture.recorder.flush(HARD_EXIT_FLUSH_S)
         except BaseException:
@@ -84,7 +84,7 @@ def _flush_before_hard_exit(capture: HermesCapture) -> None:
         original(code)
 
     _exit.__hermetry_wrapped__ = True  # type: ignore[attr-defined]
-    os._exit = _exit
+    os._exit = _exit  # type: ignore[assignment]
 
 
 HARD_EXIT_FLUSH_S = 2.0
