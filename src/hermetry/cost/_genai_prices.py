@@ -1,0 +1,205 @@
+"""Adapter to the genai-prices package: which vendor a Hermes call belongs to, and its list price.
+
+Three things happen here and nowhere else:
+
+* **Provider names.** Hermes names providers its own way (``gemini``, ``xai``, ``openai-api``,
+  ``custom``…); genai-prices has its own ids (``google``, ``x-ai``, ``openai``…). The table below
+  maps the common ones. We never let genai-prices infer a vendor from the *model name*: a
+  ``custom`` endpoint serving a model called ``claude-sonnet-4-5`` is someone's local server,
+  not Anthropic. A vendor is recognised only by a mapped provider name or, for unmapped
+  providers such as ``custom``, by a ``base_url`` on that vendor's official API host.
+* **Token fields.** genai-prices' ``input_tokens`` is the *whole* prompt, cache reads and writes
+  included (it subtracts the cache kinds it has prices for); hermetry's excludes them. We add
+  them back before calling it.
+* **Caching.** Model resolution is cached per genai-prices data snapshot, so a call is priced in
+  well under a millisecond even for models genai-prices does not know.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from types import MappingProxyType
+
+import genai_prices
+from genai_prices import Usage, data_snapshot
+
+log = logging.getLogger(__name__)
+
+#: Shown as ``pricing_version``: the installed package, whose bundled data is what priced the call.
+GENAI_PRICES_VERSION = f"genai-prices {genai_prices.__version__}"
+
+#: Hermes provider name (lower-case) → genai-prices provider id.
+PROVIDER_IDS = MappingProxyType(
+    {
+        "anthropic": "anthropic",
+        "claude": "anthropic",
+        "openai": "openai",
+        "openai-api": "openai",
+        "gemini": "google",
+        "google": "google",
+        "google-gemini": "google",
+        "google-ai-studio": "google",
+        "vertex": "google",
+        "deepseek": "deepseek",
+        "xai": "x-ai",
+        "x-ai": "x-ai",
+        "grok": "x-ai",
+        "openrouter": "openrouter",
+        "mistral": "mistral",
+        "groq": "groq",
+        "fireworks": "fireworks",
+        "fireworks-ai": "fireworks",
+        "fw": "fireworks",
+        "together": "together",
+        "together-ai": "together",
+        "novita": "novita",
+        "novita-ai": "novita",
+        "novitaai": "novita",
+        "bedrock": "aws",
+        "aws": "aws",
+        "aws-bedrock": "aws",
+        "amazon-bedrock": "aws",
+        "azure": "azure",
+        "azure-foundry": "azure",
+        "zai": "zai",
+        "z-ai": "zai",
+        "glm": "zai",
+        "moonshot": "moonshotai",
+        "kimi": "moonshotai",
+        "kimi-coding": "moonshotai",
+        "minimax": "minimax",
+        "arcee": "arcee",
+        "cerebras": "cerebras",
+        "perplexity": "perplexity",
+        "cohere": "cohere",
+    }
+)
+
+#: Routes billed by a plan or an OAuth login rather than per token at list price. genai-prices
+#: is never consulted for them — not even by base_url (``xai-oauth`` talks to api.x.ai) — so
+#: they are ``unknown`` unless the operator declares a price or a subscription (``openai-codex``
+#: is ``included`` by default, see pricing.py).
+PLAN_ROUTES = frozenset(
+    {
+        "openai-codex",
+        "xai-oauth",
+        "qwen-oauth",
+        "minimax-oauth",
+        "copilot",
+        "copilot-acp",
+        "alibaba-coding-plan",
+        "opencode-go",
+        "stepfun",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    """How to ask genai-prices: by provider id, or by the API URL the call went to."""
+
+    provider_id: str | None = None
+    api_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    cost_usd: Decimal
+    pricing_version: str
+
+
+@functools.lru_cache(maxsize=512)
+def resolve_route(provider: str | None, base_url: str | None) -> Route | None:
+    """Which genai-prices provider prices this Hermes route, or ``None`` if none may."""
+    name = (provider or "").strip().lower()
+    if name in PLAN_ROUTES:
+        return None
+    if name in PROVIDER_IDS:
+        return Route(provider_id=PROVIDER_IDS[name])
+    # custom, local servers and providers we do not map: only an official vendor API host
+    # identifies the vendor (genai-prices matches base_url against each vendor's API pattern).
+    url = (base_url or "").strip()
+    return Route(api_url=url) if url else None
+
+
+def _candidate_refs(model: str) -> tuple[str, ...]:
+    """The model name as given, then without a ``vendor/`` or ``models/`` prefix.
+
+    The prefix is only stripped within the already-chosen provider, so it never moves a call
+    to another vendor; aggregators (OpenRouter) keep their ``vendor/model`` ids and match first.
+    """
+    ref = model.strip()
+    if "/" in ref:
+        return (ref, ref.rsplit("/", 1)[1])
+    return (ref,)
+
+
+@functools.lru_cache(maxsize=2048)
+def _find_model_ref(snapshot_stamp: datetime, route: Route, model: str) -> str | None:
+    """The first candidate model ref genai-prices knows for this route; cached, misses too.
+
+    ``snapshot_stamp`` keys the cache to the genai-prices data snapshot in use, so an
+    auto-updated snapshot is looked up afresh.
+    """
+    snapshot = data_snapshot.get_snapshot()
+    for ref in _candidate_refs(model):
+        try:
+            snapshot.find_provider_model(ref, None, route.provider_id, route.api_url)
+        except LookupError:
+            continue
+        return ref
+    log.debug("genai-prices has no price for model %r via %r", model, route)
+    return None
+
+
+def estimate(
+    *,
+    provider: str | None,
+    model: str | None,
+    base_url: str | None,
+    input_tokens: int,
+    output_tokens: int,
+    cache_read_tokens: int,
+    cache_write_tokens: int,
+    reasoning_tokens: int,
+    at: datetime,
+) -> Estimate | None:
+    """genai-prices' list price for the call at time ``at``, or ``None`` if it has none.
+
+    Token counts are hermetry's canonical ones (``input_tokens`` excludes cache reads/writes,
+    ``output_tokens`` includes reasoning). Lookup errors are returned as ``None``; genai-prices'
+    validation errors propagate (the caller turns any exception into ``unknown``).
+    """
+    route = resolve_route(provider, base_url)
+    if route is None or not model or not model.strip():
+        return None
+    ref = _find_model_ref(data_snapshot.get_snapshot().timestamp, route, model)
+    if ref is None:
+        return None
+    usage = Usage(
+        # genai-prices' input is the whole prompt; it carves out the cache kinds it prices.
+        input_tokens=input_tokens + cache_read_tokens + cache_write_tokens,
+        cache_read_tokens=cache_read_tokens,
+        cache_write_tokens=cache_write_tokens,
+        output_tokens=output_tokens,
+        # Reasoning is part of output; genai-prices only splits it out for the few models that
+        # price it differently, otherwise it is output and counted once.
+        output_reasoning_tokens=min(reasoning_tokens, output_tokens),
+    )
+    if route.provider_id is not None:
+        calc = genai_prices.calc_price(
+            usage, ref, provider_id=route.provider_id, genai_request_timestamp=at
+        )
+    else:
+        calc = genai_prices.calc_price(
+            usage, ref, provider_api_url=route.api_url, genai_request_timestamp=at
+        )
+    version = GENAI_PRICES_VERSION
+    if calc.auto_update_timestamp is not None:
+        # Prices came from a downloaded snapshot, not the package's bundled data: say when.
+        version = f"{version} (data {calc.auto_update_timestamp.isoformat(timespec='seconds')})"
+    return Estimate(cost_usd=calc.total_price, pricing_version=version)
