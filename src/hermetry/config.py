@@ -52,3 +52,19 @@ def db_path(home: Path | None = None) -> Path:
     if isinstance(configured, str) and configured.strip():
         return Path(configured.strip()).expanduser()
     return (home or hermes_home()) / "hermetry" / "telemetry.db"
+
+
+ENV_PRICES = "HERMETRY_PRICES"
+
+
+def price_file_path(home: Path | None = None) -> Path | None:
+    """The operator's price file: ``$HERMETRY_PRICES``, ``hermetry.price_file``, or
+    ``$HERMES_HOME/hermetry/prices.yaml`` when it exists (docs/cost.md)."""
+    env = os.environ.get(ENV_PRICES, "").strip()
+    if env:
+        return Path(env).expanduser()
+    configured = hermetry_settings(home).get("price_file")
+    if isinstance(configured, str) and configured.strip():
+        return Path(configured.strip()).expanduser()
+    default = (home or hermes_home()) / "hermetry" / "prices.yaml"
+    return default if default.exists() else None

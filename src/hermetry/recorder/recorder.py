@@ -35,6 +35,8 @@ log = logging.getLogger("hermetry")
 #: A queued item: a tuple whose first element turns the whole tuple into canonical events.
 Item = tuple[Any, ...]
 Normalizer = Callable[[Item], Iterable[Event]]
+#: A processor takes a canonical event and returns it (possibly enriched), like structlog's.
+Processor = Callable[[Event], Event]
 
 
 class Store(Protocol):
@@ -67,8 +69,10 @@ class Recorder:
         flush_interval_s: float = 0.1,
         max_batch: int = 5_000,
         register_atexit: bool = True,
+        processors: Iterable[Processor] = (),
     ) -> None:
         self._store_factory = store_factory
+        self.processors = list(processors)
         self.capacity = capacity
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
@@ -108,6 +112,8 @@ class Recorder:
         self._disabled_reason: str | None = None
         self._last_error: str | None = None
         self._failures = 0
+        self._failing = False
+        self._passes = 0
         self._store: Store | None = None
         self._thread = threading.Thread(target=self._run_writer, name="hermetry-writer", daemon=True)
         self._thread.start()
@@ -144,9 +150,13 @@ class Recorder:
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued so far is written (or the timeout passes)."""
         deadline = time.monotonic() + timeout
+        first_pass = self._passes
+        self._wake.set()
         while time.monotonic() < deadline:
             if not self._queue and not self._pending and self._idle.is_set():
                 return True
+            if self._failing and self._passes > first_pass + 2:
+                return False  # the store refused a fresh attempt: waiting would only slow the caller
             self._wake.set()
             time.sleep(0.005)
         return not self._queue and not self._pending
@@ -187,6 +197,7 @@ class Recorder:
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 log.debug("hermetry writer error", exc_info=True)
             finally:
+                self._passes += 1
                 self._idle.set()
             if self._closed and (not self._queue and not self._pending or self._disabled_reason):
                 return
@@ -201,7 +212,10 @@ class Recorder:
             for i in range(take):
                 item = q.popleft()
                 try:
-                    batch.extend(item[0](item))
+                    events = item[0](item)
+                    if self.processors:
+                        events = [self._process(e) for e in events]
+                    batch.extend(events)
                 except Exception:
                     self._count_drop(1)
                     log.debug("hermetry: could not normalize %r", item[:1], exc_info=True)
@@ -223,6 +237,14 @@ class Recorder:
                 return False
         return True
 
+    def _process(self, event: Event) -> Event:
+        for processor in self.processors:
+            try:
+                event = processor(event)
+            except Exception:
+                log.debug("hermetry: processor %r failed", processor, exc_info=True)
+        return event
+
     def _write_pending(self) -> bool:
         from hermetry.stores.sqlite import StoreCorrupt, StoreUnavailable
 
@@ -233,6 +255,7 @@ class Recorder:
             n = self._store.write(self._pending, run)
         except StoreUnavailable as exc:
             self._last_error = str(exc)
+            self._failing = True
             return False
         except StoreCorrupt as exc:
             self._disabled_reason = self._last_error = str(exc)
@@ -253,6 +276,7 @@ class Recorder:
                 return True
             return False
         self._failures = 0
+        self._failing = False
         self._written += n
         self._pending.clear()
         return True

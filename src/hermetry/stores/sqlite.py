@@ -35,7 +35,9 @@ from hermetry.model.events import (
 from hermetry.model.outcomes import TurnOutcome
 from hermetry.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
-BUSY_TIMEOUT_MS = 5000
+#: How long one write waits for another process's lock. Short on purpose: the recorder keeps
+#: the batch and retries, so waiting longer inside SQLite would only delay a process's exit.
+BUSY_TIMEOUT_MS = 250
 
 
 class StoreUnavailable(Exception):

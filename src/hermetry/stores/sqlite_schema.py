@@ -112,7 +112,24 @@ CREATE TABLE IF NOT EXISTS recorder_runs (
 );
 """
 
+#: Version 2: bookkeeping for the backfill importer (hermetry.sources.backfill). One row per
+#: Hermes session imported from a state.db: what it looked like when imported (so a second
+#: import skips it unless it changed) and Hermes' own counters that the canonical rows
+#: summarize (a backfilled session's tokens are one synthetic API-call row per model, which
+#: stands for ``api_call_count`` real calls).
+SCHEMA_V2_BACKFILL = """
+CREATE TABLE IF NOT EXISTS backfill_state (
+    session_id         TEXT PRIMARY KEY,
+    source_path        TEXT NOT NULL,     -- the state.db it was last imported from (resolved path)
+    fingerprint        TEXT NOT NULL,     -- digest of the session's counters, end and messages
+    imported_at_ms     REAL NOT NULL,
+    api_call_count     INTEGER,           -- Hermes' sessions.api_call_count (NULL: not captured)
+    message_count      INTEGER            -- messages seen in state.db for this session
+);
+CREATE INDEX IF NOT EXISTS backfill_state_source ON backfill_state(source_path);
+"""
+
 #: MIGRATIONS[n] upgrades schema version n to n + 1 (version 0 is an empty file).
-MIGRATIONS: list[str] = [SCHEMA_V1]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_BACKFILL]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -34,7 +34,12 @@ def get_capture() -> HermesCapture:
     global _capture
     with _lock:
         if _capture is None:
-            recorder = Recorder(_sqlite_store_factory())
+            from hermetry.cost.processor import PriceApiCalls
+
+            recorder = Recorder(
+                _sqlite_store_factory(),
+                processors=[PriceApiCalls.from_file(config.price_file_path())],
+            )
             _capture = HermesCapture(recorder, profile=profile_name())
         return _capture
 

@@ -1,0 +1,60 @@
+"""The recorder processor that prices each finished API call as it is written.
+
+Runs on the recorder's writer thread (never on the agent's), after a source has produced an
+:class:`~hermetry.model.events.ApiCall`. A call that already carries a cost status (e.g. a
+backfilled one) is left as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hermetry.cost.price_file import PricingConfig, load_pricing_config
+from hermetry.cost.pricing import TokenUsage, price_call
+from hermetry.model.events import ApiCall, Event
+
+log = logging.getLogger("hermetry")
+
+
+class PriceApiCalls:
+    """``processor(event) -> event``: fill cost_usd / cost_status / cost_source / pricing_version."""
+
+    def __init__(self, config: PricingConfig | None = None) -> None:
+        self.config = config
+
+    @classmethod
+    def from_file(cls, path: Path | None) -> PriceApiCalls:
+        """Use the operator's price file if there is one; a broken file is reported, not fatal."""
+        if path is None or not path.exists():
+            return cls(None)
+        try:
+            return cls(load_pricing_config(path))
+        except Exception as exc:
+            log.warning("hermetry: ignoring price file %s: %s", path, exc)
+            return cls(None)
+
+    def __call__(self, event: Event) -> Event:
+        if not isinstance(event, ApiCall) or event.cost_status is not None or event.status != "ok":
+            return event
+        result = price_call(
+            provider=event.provider,
+            model=event.model or event.response_model,
+            base_url=event.base_url,
+            usage=TokenUsage(
+                input_tokens=event.input_tokens,
+                output_tokens=event.output_tokens,
+                cache_read_tokens=event.cache_read_tokens,
+                cache_write_tokens=event.cache_write_tokens,
+                reasoning_tokens=event.reasoning_tokens,
+            ),
+            at=datetime.fromtimestamp(event.started_at_ms / 1000, tz=UTC),
+            provider_cost_usd=event.provider_cost_usd,
+            config=self.config,
+        )
+        event.cost_usd = result.cost_usd
+        event.cost_status = str(result.cost_status)
+        event.cost_source = result.cost_source
+        event.pricing_version = result.pricing_version
+        return event
