@@ -62,6 +62,13 @@ def cmd_insights(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hermetry.demo import run_demo
+
+    run_demo(Path(args.dir).resolve())
+    return 0
+
+
 def _add_window(p: argparse.ArgumentParser) -> None:
     p.add_argument("--days", type=float, default=7.0, help="window: the last N days (default 7)")
     p.add_argument("--since", help="window start (ISO date/time, UTC unless a zone is given)")
@@ -84,6 +91,10 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     _add_window(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON (docs/json.md)")
     p.set_defaults(hermetry_func=cmd_insights)
+
+    p = sub.add_parser("demo", help="drive real Hermes sessions against a scripted model and show the insights")
+    p.add_argument("--dir", default=".demo", help="where the demo's Hermes homes and telemetry go (default .demo)")
+    p.set_defaults(hermetry_func=cmd_demo)
 
     p = sub.add_parser("path", help="print the telemetry file in use")
     p.set_defaults(hermetry_func=lambda a: print(_db(a)) or 0)

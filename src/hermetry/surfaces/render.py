@@ -33,6 +33,22 @@ def pct(r: dict[str, Any] | None) -> str:
     return f"{r['value'] * 100:.0f}% ({r['ci95_low'] * 100:.0f}–{r['ci95_high'] * 100:.0f}%, n={r['n']})"
 
 
+def pct_short(r: dict[str, Any] | None) -> str:
+    """A rate and its sample size, for narrow tables: 67% n=3."""
+    if not r or r.get("value") is None:
+        return NA
+    return f"{r['value'] * 100:.0f}% n={r['n']}"
+
+
+def cost_short(cost: dict[str, Any]) -> str:
+    """Known cost for narrow tables; '?' marks calls that could not be priced."""
+    known = cost.get("known_usd")
+    unknown = cost.get("calls", {}).get("unknown", 0)
+    if known is None:
+        return "unknown" if unknown else NA
+    return f"{usd(known)}{' +?' if unknown else ''}"
+
+
 def count(value: int | None) -> str:
     return NA if value is None else f"{value:,}"
 
@@ -54,7 +70,7 @@ def cost_line(cost: dict[str, Any]) -> str:
         parts.append(f"{usd(cost['actual_usd'])} actual")
     if cost.get("estimated_usd") is not None:
         parts.append(f"{usd(cost['estimated_usd'])} estimated")
-    text = " + ".join(parts) if parts else "no priced calls"
+    text = " + ".join(parts) if parts else "unknown"
     extras = []
     if calls.get("included"):
         extras.append(f"{calls['included']} calls included in a subscription")
@@ -127,13 +143,13 @@ def report_renderable(report: dict[str, Any]) -> Group:
     for dim, rows in report["breakdowns"].items():
         b = Table(title=f"By {dim.replace('_', ' ')}", title_justify="left", show_edge=False)
         for col in (dim, "sessions", "turns", "completed", "turn p50", "turn p95", "API p95", "TTFT p50", "tokens", "cost"):
-            b.add_column(col, justify="left" if col == dim else "right")
+            b.add_column(col, justify="left" if col == dim else "right", no_wrap=col != dim, min_width=14 if col == dim else None)
         for row in rows:
             t, a = row["turns"], row["api_calls"]
             b.add_row(
-                row[dim], count(row["sessions"]), count(t["count"]), pct(t["completion_rate"]),
+                row[dim], count(row["sessions"]), count(t["count"]), pct_short(t["completion_rate"]),
                 ms(t["wall_ms"]["p50"]), ms(t["wall_ms"]["p95"]), ms(a["latency_ms"]["p95"]),
-                ms(a["ttft_ms"]["p50"]), count(a["tokens"]["total_tokens"]), cost_line(a["cost"]),
+                ms(a["ttft_ms"]["p50"]), count(a["tokens"]["total_tokens"]), cost_short(a["cost"]),
             )
         parts.append(b)
     return Group(*[p for part in parts for p in (part, Text(""))])
