@@ -103,7 +103,16 @@ END_REASON_OUTCOME: dict[str, SessionOutcome] = {
     "compute_host_orphan": SessionOutcome.ABANDONED,
     "startup_orphan_reap": SessionOutcome.ABANDONED,
     "orphaned_compression": SessionOutcome.ERRORED,
+    # Sessions Hermes leaves open in state.db (e.g. ``hermes chat -q``) but finalizes through
+    # the on_session_finalize hook: hermetry records the hook's reason with this prefix, and a
+    # later end reason from state.db replaces it.
+    "on_session_finalize:shutdown": SessionOutcome.COMPLETED,
+    "on_session_finalize:session_boundary": SessionOutcome.RESET,
+    "on_session_finalize:session_expired": SessionOutcome.EXPIRED,
 }
+
+#: End reasons that only came from a hook; Hermes' own state.db reason supersedes them.
+HOOK_END_REASONS: tuple[str, ...] = tuple(r for r in END_REASON_OUTCOME if r.startswith("on_session_finalize:"))
 
 
 def session_outcome_for_end_reason(end_reason: str | None) -> SessionOutcome:

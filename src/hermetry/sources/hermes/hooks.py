@@ -35,6 +35,7 @@ from hermetry.model.events import (
     TurnStarted,
 )
 from hermetry.model.outcomes import (
+    HOOK_END_REASONS,
     TurnOutcome,
     session_outcome_for_end_reason,
     turn_outcome_for_interrupt,
@@ -158,6 +159,7 @@ class HermesCapture:
             "post_api_request": make_api(self._api_ok, _API_OK_KEYS),
             "api_request_error": make_api(self._api_error, _API_ERROR_KEYS),
             "post_tool_call": make(self._tool, _TOOL_KEYS),
+            "on_session_finalize": make(self._session_finalize, ("session_id", "reason")),
             "subagent_start": make(
                 self._subagent_start, ("parent_session_id", "parent_turn_id", "child_session_id", "child_role")
             ),
@@ -357,9 +359,19 @@ class HermesCapture:
         return (
             SessionEnded(
                 session_id=sid, ended_at_ms=t * 1000, end_reason=raw,
-                outcome=session_outcome_for_end_reason(raw), supersedes=tuple(supersedes or ()),
+                outcome=session_outcome_for_end_reason(raw),
+                supersedes=(*HOOK_END_REASONS, *(supersedes or ())),
             ),
         )
+
+    def _session_finalize(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        _, t, session_id, reason = item
+        sid = _str(session_id)
+        if not sid:
+            return ()
+        raw = f"on_session_finalize:{_str(reason) or 'unknown'}"
+        return (SessionEnded(session_id=sid, ended_at_ms=t * 1000, end_reason=raw,
+                             outcome=session_outcome_for_end_reason(raw)),)
 
     def _mirror_reopen(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, session_id = item
