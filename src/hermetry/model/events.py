@@ -101,7 +101,7 @@ class ApiCall:
     turn_id: str | None
     started_at_ms: float
     latency_ms: float | None
-    status: str  # "ok" | "error"
+    status: str  # "ok" | "error" | "interrupted"
     model: str | None = None
     provider: str | None = None
     base_url: str | None = None

@@ -120,6 +120,8 @@ class HermesCapture:
         self.argv = list(sys.argv[1:])
         # writer-thread state: attempts seen per API request (retries reuse the same id)
         self._attempts: OrderedDict[str, int] = OrderedDict()
+        # gateway arrivals waiting for their turn: (platform, sender) -> [(arrived_at_s, text hash)]
+        self._arrivals: dict[tuple[str, str], list[tuple[float, int | None]]] = {}
         # interrupt messages per session, set by the AIAgent.interrupt wrapper (see plugin.py)
         self.interrupt_reasons: dict[str, str | None] = {}
 
@@ -154,7 +156,9 @@ class HermesCapture:
 
         return {
             "on_session_start": make(self._session_start, ("session_id", "model", "platform")),
-            "pre_llm_call": make(self._turn_start, ("session_id", "task_id", "turn_id", "platform")),
+            "pre_llm_call": make(self._turn_start, ("session_id", "task_id", "turn_id", "platform", "sender_id",
+                                                    "user_message")),
+            "pre_gateway_dispatch": make(self._arrival, ("event",)),
             "on_session_end": make(self._turn_end, ("session_id", "turn_id", "completed", "interrupted")),
             "post_api_request": make_api(self._api_ok, _API_OK_KEYS),
             "api_request_error": make_api(self._api_error, _API_ERROR_KEYS),
@@ -188,11 +192,59 @@ class HermesCapture:
         )
 
     def _turn_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, session_id, task_id, turn_id, _platform = item
+        _, t, session_id, task_id, turn_id, platform, sender_id, user_message = item
         sid, tid = _str(session_id), _str(turn_id)
         if not sid or not tid:
             return ()
-        return (TurnStarted(turn_id=tid, session_id=sid, started_at_ms=t * 1000, task_id=_str(task_id)),)
+        arrived = self._take_arrival(_str(platform), _str(sender_id), user_message, t)
+        queue_wait_ms = max(0.0, (t - arrived) * 1000) if arrived is not None else None
+        return (TurnStarted(turn_id=tid, session_id=sid, started_at_ms=t * 1000, task_id=_str(task_id),
+                            queue_wait_ms=queue_wait_ms),)
+
+    # -- queue wait: a gateway message's arrival, matched to the turn that answers it ------------
+
+    def _arrival(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        """pre_gateway_dispatch: remember when a message reached Hermes (nothing stored yet)."""
+        _, t, event = item
+        source = getattr(event, "source", None)
+        platform = getattr(getattr(source, "platform", None), "value", None) or _str(getattr(source, "platform", None))
+        sender = _str(getattr(source, "user_id", None))
+        if not platform or not sender:
+            return ()
+        arrived = t
+        stamp: Any = getattr(event, "timestamp", None)
+        if stamp is not None and hasattr(stamp, "timestamp"):
+            try:
+                # a naive datetime is the gateway's local time, which .timestamp() assumes too
+                arrived = min(t, float(stamp.timestamp()))
+            except Exception:
+                arrived = t
+        text = getattr(event, "text", None)
+        key = (platform, sender)
+        pending = self._arrivals.setdefault(key, [])
+        pending.append((arrived, hash(text) if isinstance(text, str) else None))
+        if len(self._arrivals) > 10_000:  # senders that never got a turn must not accumulate
+            self._arrivals.pop(next(iter(self._arrivals)))
+        return ()
+
+    def _take_arrival(self, platform: str | None, sender: str | None, user_message: Any, now: float) -> float | None:
+        """The arrival of the message this turn answers: same platform and sender, same text if
+        it can be told, else the oldest; arrivals older than the gateway's longest wait are stale."""
+        if not platform or not sender:
+            return None
+        pending = self._arrivals.get((platform, sender))
+        if not pending:
+            return None
+        pending[:] = [p for p in pending if now - p[0] <= ARRIVAL_TTL_S]
+        if not pending:
+            self._arrivals.pop((platform, sender), None)
+            return None
+        wanted = hash(user_message) if isinstance(user_message, str) else None
+        index = next((i for i, p in enumerate(pending) if wanted is not None and p[1] == wanted), 0)
+        arrived = pending.pop(index)[0]
+        if not pending:
+            self._arrivals.pop((platform, sender), None)
+        return arrived
 
     def _turn_end(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, session_id, turn_id, completed, interrupted = item
@@ -284,6 +336,30 @@ class HermesCapture:
                 error_type=error_type,
                 error_message=clean_error(_get(error, "message")),
                 finish_reason=None,
+            ),
+        )
+
+    def on_api_aborted(self, context: dict[str, Any], probe: dict[str, Any] | None, ended_at: float) -> None:
+        """stream_probe.ON_ABORT: an interrupted model call (no Hermes hook fires for it)."""
+        get = context.get
+        self.recorder.submit((self._api_aborted, ended_at, probe, get("session_id"), get("turn_id"),
+                              get("api_request_id"), get("model"), get("provider"), get("base_url"),
+                              get("api_mode")))
+
+    def _api_aborted(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        _, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode = item
+        rid, sid = _str(api_request_id), _str(session_id)
+        if not rid or not sid:
+            return ()
+        start = _get(probe, "start")
+        started = start if isinstance(start, float) else t
+        return (
+            ApiCall(
+                api_request_id=rid, attempt=self._attempt(rid, failed=True), session_id=sid,
+                turn_id=_str(turn_id), started_at_ms=started * 1000, latency_ms=(t - started) * 1000,
+                status="interrupted", model=_str(model), provider=_str(provider),
+                base_url=_redact_url(_str(base_url)), api_mode=_str(api_mode), ttft_ms=_probe_ttft(probe),
+                streamed=_get(probe, "streamed"), error_type="interrupted",
             ),
         )
 
@@ -394,6 +470,9 @@ class HermesCapture:
         return (SubagentFinished(child_session_id=child, finished_at_ms=t * 1000, child_status=_str(status),
                                  duration_ms=_float(duration_ms)),)
 
+
+#: A gateway message that waited longer than this (Hermes' default agent timeout) is not matched.
+ARRIVAL_TTL_S = 1800.0
 
 _API_OK_KEYS = (
     "session_id", "turn_id", "api_request_id", "model", "provider", "base_url", "api_mode",

@@ -102,6 +102,7 @@ def register(ctx: Any) -> None:
         for hook, callback in capture.callbacks().items():
             ctx.register_hook(hook, callback)
         if stream_probe.install():
+            stream_probe.ON_ABORT = capture.on_api_aborted
             ctx.register_middleware("llm_execution", stream_probe.llm_execution_middleware)
         state_mirror.install(*capture.state_callbacks())
         _wrap_interrupt(capture)

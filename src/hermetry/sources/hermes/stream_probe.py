@@ -29,6 +29,10 @@ PROBES: dict[str, dict[str, Any]] = {}
 _INFLIGHT: dict[int, tuple[dict[str, Any], object]] = {}
 _MAX_PROBES = 4096  # probes whose hook never fired (crashed calls) must not accumulate
 
+#: Called as ON_ABORT(context, probe, ended_at_s) when a model call is interrupted: Hermes 0.19.0
+#: fires no hook for an interrupted call, so the capture records that attempt from here.
+ON_ABORT: Callable[[dict[str, Any], dict[str, Any] | None, float], None] | None = None
+
 
 def take_probe(api_request_id: object) -> dict[str, Any] | None:
     """Remove and return the probe for a finished API request attempt (hot path: one dict pop)."""
@@ -55,6 +59,15 @@ def llm_execution_middleware(request: Any = None, next_call: Callable[..., Any] 
         key = None
     try:
         return next_call()
+    except Exception as exc:
+        # Hermes' middleware chain wraps downstream errors; the interrupt is the .original
+        on_abort = ON_ABORT
+        if on_abort is not None and isinstance(getattr(exc, "original", exc), InterruptedError):
+            try:
+                on_abort(context, take_probe(context.get("api_request_id")), time.time())
+            except Exception:
+                pass
+        raise
     finally:
         if key is not None:
             _INFLIGHT.pop(key, None)

@@ -1,0 +1,345 @@
+"""Import Hermes' existing history (``state.db``) into the telemetry store.
+
+Idempotent and incremental: the store's ``backfill_state`` table remembers a fingerprint of
+every session imported (its counters, end, per-model usage and messages). A session is
+written again only when its fingerprint changed; its earlier backfilled rows are then
+replaced, never added to. Sessions the store already captured live keep their exact live
+rows: the import only fills session fields the live capture lacks (live values win).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hermetry.model.events import Event
+from hermetry.sources.backfill.mapping import (
+    api_calls_for_session,
+    derive_turns_and_tools,
+    session_events,
+    session_started_ms,
+)
+from hermetry.sources.backfill.state_db import BackfillError, StateDB
+from hermetry.stores.sqlite import StoreCorrupt, connect, migrate, write_events
+
+#: Bumped when the mapping changes, so the next import rewrites every backfilled session.
+BACKFILL_VERSION = 1
+
+#: Sessions per store transaction.
+DEFAULT_BATCH = 1000
+
+Progress = Callable[[int, int], None]
+
+_IN_CHUNK = 200
+
+
+@dataclass(slots=True)
+class ImportResult:
+    """What one import of one state.db did."""
+
+    source_path: str
+    store_path: str
+    profile: str | None
+    sessions_seen: int = 0
+    sessions_imported: int = 0  # written this run: new + changed
+    sessions_new: int = 0
+    sessions_changed: int = 0  # imported before, changed since (rows replaced)
+    sessions_unchanged: int = 0  # imported before and unchanged: nothing written
+    sessions_skipped: int = 0  # unusable rows (no id, or no time at all)
+    sessions_live: int = 0  # of the imported, already captured live: no synthetic rows added
+    turns: int = 0
+    tool_calls: int = 0
+    api_calls: int = 0  # synthetic token rows
+    events: int = 0
+    seconds: float = 0.0
+    not_captured: tuple[str, ...] = ()  # state.db columns/tables this file lacks
+    read_from_copy: bool = False  # read through a private copy (read-only folder, see state_db)
+    error: str | None = None  # import_hermes_home: why this file was not imported
+    skipped_ids: list[str] = field(default_factory=list)
+
+
+def profile_for_path(state_db_path: str | os.PathLike[str]) -> str:
+    """``…/profiles/NAME/state.db`` is profile NAME; anything else is ``default`` (as the live capture)."""
+    parent = Path(state_db_path).expanduser().resolve().parent
+    if parent.parent.name == "profiles" and parent.name:
+        return parent.name
+    return "default"
+
+
+def _fingerprint(
+    row: dict[str, Any], usage: Sequence[dict[str, Any]], stats: tuple[int, int, float | None] | None,
+    profile: str | None, include_auxiliary: bool,
+) -> str:
+    material = repr((BACKFILL_VERSION, include_auxiliary, profile, sorted(row.items()),
+                     [sorted(u.items()) for u in usage], stats))
+    return hashlib.blake2b(material.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+
+
+def _chunks(items: Sequence[str], n: int = _IN_CHUNK) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _known_fingerprints(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        out.update(conn.execute(
+            f"SELECT session_id, fingerprint FROM backfill_state WHERE session_id IN ({marks})", tuple(chunk)
+        ).fetchall())
+    return out
+
+
+def _live_sessions(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+    """Sessions with anything captured live (their live rows are exact: add no synthetic ones)."""
+    live: set[str] = set()
+    for chunk in _chunks(ids, 100):
+        marks = ",".join("?" * len(chunk))
+        sql = " UNION ".join(
+            f"SELECT session_id FROM {t} WHERE origin = 'live' AND session_id IN ({marks})"
+            for t in ("sessions", "api_calls", "turns", "tool_calls")
+        )
+        live.update(r[0] for r in conn.execute(sql, tuple(chunk) * 4))
+    return live
+
+
+def _forget_backfilled(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
+    """Drop earlier backfilled rows of sessions about to be written again (never live rows)."""
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        for table in ("api_calls", "turns", "tool_calls", "sessions"):
+            conn.execute(f"DELETE FROM {table} WHERE origin = 'backfill' AND session_id IN ({marks})", tuple(chunk))
+
+
+_SQL_STATE = (
+    "INSERT INTO backfill_state (session_id, source_path, fingerprint, imported_at_ms, api_call_count, "
+    "message_count) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(session_id) DO UPDATE SET "
+    "source_path = excluded.source_path, fingerprint = excluded.fingerprint, "
+    "imported_at_ms = excluded.imported_at_ms, api_call_count = excluded.api_call_count, "
+    "message_count = excluded.message_count"
+)
+
+
+def _open_store(store_path: Path, timeout_s: float) -> sqlite3.Connection:
+    try:
+        conn = connect(store_path)
+        conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+        migrate(conn)
+    except StoreCorrupt as exc:
+        raise BackfillError(f"telemetry store {store_path} is not usable: {exc}") from exc
+    except (sqlite3.Error, OSError) as exc:
+        raise BackfillError(f"telemetry store {store_path} cannot be opened for writing: {exc}") from exc
+    return conn
+
+
+def import_state_db(
+    state_db_path: str | os.PathLike[str],
+    store_path: str | os.PathLike[str],
+    *,
+    profile: str | None = None,
+    progress: Progress | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    include_auxiliary: bool = True,
+    verify: bool = True,
+    timeout_s: float = 5.0,
+) -> ImportResult:
+    """Import one Hermes ``state.db`` into the telemetry store at ``store_path``.
+
+    ``profile`` names the Hermes profile for sessions whose ``profile_name`` is empty (default:
+    from the path, ``profiles/NAME/state.db`` → NAME, else ``default``). ``progress(done,
+    total)`` is called with sessions processed so far. ``verify`` runs ``PRAGMA quick_check``
+    first so a damaged file is refused before anything is written. Raises
+    :class:`BackfillError` when the file cannot be read (missing, locked for longer than
+    ``timeout_s``, corrupt, not a Hermes state.db) or the store cannot be written.
+    """
+    t0 = time.perf_counter()
+    source = Path(state_db_path).expanduser().resolve()
+    store = Path(store_path).expanduser().resolve()
+    if source == store:
+        raise BackfillError(f"{source}: the telemetry store cannot be Hermes' own state.db")
+    prof = profile if profile is not None else profile_for_path(source)
+    result = ImportResult(source_path=str(source), store_path=str(store), profile=prof)
+
+    with StateDB(source, timeout_s=timeout_s) as src:
+        result.not_captured = tuple(src.missing())
+        result.read_from_copy = src.snapshot_dir is not None
+        if verify:
+            src.check()
+        total = src.count_sessions()
+        if progress is not None:
+            progress(0, total)
+        conn = _open_store(store, timeout_s)
+        try:
+            done = 0
+            for rows in src.iter_session_batches(max(1, batch_size)):
+                _import_batch(src, conn, rows, result, prof, include_auxiliary)
+                done += len(rows)
+                if progress is not None:
+                    progress(min(done, total) if total else done, max(total, done))
+        finally:
+            conn.close()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _import_batch(
+    src: StateDB, conn: sqlite3.Connection, rows: list[dict[str, Any]], result: ImportResult,
+    profile: str | None, include_auxiliary: bool,
+) -> None:
+    result.sessions_seen += len(rows)
+    valid: list[dict[str, Any]] = []
+    for row in rows:
+        sid = row.get("id")
+        if sid is None or not str(sid).strip():
+            result.sessions_skipped += 1
+            continue
+        row["id"] = str(sid)
+        valid.append(row)
+    ids = [r["id"] for r in valid]
+    usage = src.usage(ids)
+    stats = src.message_stats(ids)
+    known = _known_fingerprints(conn, ids)
+
+    todo: list[tuple[dict[str, Any], str]] = []
+    for row in valid:
+        sid = row["id"]
+        fp = _fingerprint(row, usage.get(sid, ()), stats.get(sid), profile, include_auxiliary)
+        if known.get(sid) == fp:
+            result.sessions_unchanged += 1
+        else:
+            todo.append((row, fp))
+    if not todo:
+        return
+
+    todo_ids = [r["id"] for r, _ in todo]
+    live = _live_sessions(conn, todo_ids)
+    fresh = [sid for sid in todo_ids if sid not in live]
+    compacted = src.compacted_sessions(fresh)
+    copy_check: dict[str, str | None] = {}
+    for row, _ in todo:
+        sid = row["id"]
+        if sid in live:
+            continue
+        parent = row.get("parent_session_id")
+        continuation = bool(parent) and row.get("source") != "subagent"
+        if sid in compacted or continuation:
+            copy_check[sid] = str(parent) if continuation else None
+    messages = src.messages(fresh, copy_check)
+
+    events: list[Event] = []
+    states: list[tuple[Any, ...]] = []
+    now = time.time() * 1000
+    for row, fp in todo:
+        sid = row["id"]
+        msgs = messages.get(sid)
+        started = session_started_ms(row, msgs)
+        if started is None:
+            result.sessions_skipped += 1
+            result.skipped_ids.append(sid)
+            continue
+        start, end = session_events(row, started, profile)
+        events.append(start)
+        if sid in live:
+            result.sessions_live += 1
+        else:
+            derived = derive_turns_and_tools(sid, msgs or [], started)
+            events.extend(derived.events)
+            result.turns += derived.turns
+            result.tool_calls += derived.tool_calls
+            calls = api_calls_for_session(row, usage.get(sid, []), started, include_auxiliary=include_auxiliary)
+            events.extend(calls)
+            result.api_calls += len(calls)
+        if end is not None:
+            events.append(end)
+        if sid in known:
+            result.sessions_changed += 1
+        else:
+            result.sessions_new += 1
+        result.sessions_imported += 1
+        st = stats.get(sid)
+        calls_n = row.get("api_call_count")
+        states.append((sid, result.source_path, fp, now,
+                       calls_n if isinstance(calls_n, int) else None, st[0] if st else 0))
+
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _forget_backfilled(conn, fresh)
+            result.events += write_events(conn, events)
+            conn.executemany(_SQL_STATE, states)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise BackfillError(
+            f"telemetry store {result.store_path}: could not write ({exc}); sessions imported so far are "
+            "kept, run the import again to continue"
+        ) from exc
+
+
+def import_hermes_home(
+    hermes_home: str | os.PathLike[str] | None = None,
+    store_path: str | os.PathLike[str] | None = None,
+    *,
+    all_profiles: bool = False,
+    progress: Progress | None = None,
+    **options: Any,
+) -> list[ImportResult]:
+    """Import ``$HERMES_HOME/state.db`` (and with ``all_profiles`` every ``profiles/*/state.db``).
+
+    ``hermes_home`` and ``store_path`` default to :func:`hermetry.config.hermes_home` and
+    :func:`hermetry.config.db_path`. ``progress(done, total)`` counts sessions over all files.
+    A file that cannot be imported does not stop the others: its result carries ``error``.
+    Raises :class:`BackfillError` only when there is no state.db to import at all. Other
+    keyword options go to :func:`import_state_db`.
+    """
+    from hermetry import config
+
+    home = Path(hermes_home).expanduser() if hermes_home is not None else config.hermes_home()
+    store = Path(store_path).expanduser() if store_path is not None else config.db_path(home)
+    targets: list[tuple[Path, str]] = []
+    if (home / "state.db").is_file():
+        targets.append((home / "state.db", "default"))
+    if all_profiles and (home / "profiles").is_dir():
+        for p in sorted((home / "profiles").iterdir()):
+            if (p / "state.db").is_file():
+                targets.append((p / "state.db", p.name))
+    if not targets:
+        where = f"{home}/state.db" + (f" or {home}/profiles/*/state.db" if all_profiles else "")
+        raise BackfillError(f"no Hermes state.db found ({where})")
+
+    counts = [_count(path) for path, _ in targets]
+    grand = sum(counts)
+    offset = 0
+    results: list[ImportResult] = []
+    for (path, prof), n in zip(targets, counts, strict=True):
+        def sub(done: int, total: int, _offset: int = offset, _n: int = n) -> None:
+            if progress is not None:
+                progress(_offset + min(done, _n), grand)
+
+        try:
+            results.append(import_state_db(path, store, profile=prof, progress=sub, **options))
+        except BackfillError as exc:
+            results.append(ImportResult(source_path=str(path.resolve()), store_path=str(store.resolve()),
+                                        profile=prof, error=str(exc)))
+        offset += n
+        if progress is not None:
+            progress(offset, grand)
+    return results
+
+
+def _count(path: Path) -> int:
+    try:
+        with StateDB(path) as src:
+            return src.count_sessions()
+    except BackfillError:
+        return 0
+

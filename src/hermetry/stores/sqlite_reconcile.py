@@ -1,0 +1,66 @@
+"""The reconciler: turns and sessions left open by a process that died are closed, not left open forever.
+
+A process killed mid-turn (``kill -9``, OOM, power loss) reports nothing more: Hermes' own
+``state.db`` keeps such a session open forever. hermetry closes what was left open once a
+grace period has passed with no activity:
+
+* an open turn becomes ``errored`` if its last model call failed, otherwise ``abandoned``
+  (outcome_reason ``reconciled:…``); a real end reported later still replaces it;
+* a session that had such an abandoned turn and never ended becomes ``abandoned`` too.
+
+A session whose turns all ended but which Hermes never closed (an API-server conversation, a
+chat the user simply stopped) is *not* abandoned: it stays open, and its turns carry its
+outcomes. docs/outcomes.md states these rules.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from hermetry.model.outcomes import SessionOutcome, TurnOutcome
+
+#: Default grace period: longer than any turn Hermes lets run (gateway timeout 30 min by default).
+DEFAULT_GRACE_S = 6 * 3600
+
+_LAST_ACTIVITY = """
+    MAX(COALESCE(t.started_at_ms, 0),
+        COALESCE((SELECT MAX(a.started_at_ms + COALESCE(a.latency_ms, 0)) FROM api_calls a WHERE a.turn_id = t.turn_id), 0),
+        COALESCE((SELECT MAX(c.started_at_ms + COALESCE(c.latency_ms, 0)) FROM tool_calls c WHERE c.turn_id = t.turn_id), 0))
+"""
+
+_CLOSE_STALE_TURNS = f"""
+UPDATE turns AS t SET
+    outcome = CASE WHEN (
+        SELECT status FROM api_calls a WHERE a.turn_id = t.turn_id
+        ORDER BY a.started_at_ms DESC, a.attempt DESC LIMIT 1) = 'error'
+        THEN '{TurnOutcome.ERRORED.value}' ELSE '{TurnOutcome.ABANDONED.value}' END,
+    outcome_reason = 'reconciled:no_end_within_grace',
+    ended_at_ms = {_LAST_ACTIVITY}
+WHERE t.outcome IS NULL AND {_LAST_ACTIVITY} < ?
+"""
+
+_CLOSE_STALE_SESSIONS = f"""
+UPDATE sessions AS s SET
+    outcome = '{SessionOutcome.ABANDONED.value}',
+    ended_at_ms = (SELECT MAX(t.ended_at_ms) FROM turns t WHERE t.session_id = s.session_id)
+WHERE s.ended_at_ms IS NULL AND s.outcome IS NULL
+  AND EXISTS (SELECT 1 FROM turns t WHERE t.session_id = s.session_id
+              AND t.outcome = '{TurnOutcome.ABANDONED.value}' AND t.outcome_reason LIKE 'reconciled:%')
+  AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.session_id = s.session_id AND t.outcome IS NULL)
+  AND COALESCE((SELECT MAX(t.ended_at_ms) FROM turns t WHERE t.session_id = s.session_id), 0) < ?
+"""
+
+
+def reconcile(conn: sqlite3.Connection, *, grace_s: float = DEFAULT_GRACE_S, now_ms: float | None = None) -> dict[str, int]:
+    """Close turns and sessions idle for longer than ``grace_s``. Returns how many of each."""
+    cutoff = (time.time() * 1000 if now_ms is None else now_ms) - grace_s * 1000
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        turns = conn.execute(_CLOSE_STALE_TURNS, (cutoff,)).rowcount
+        sessions = conn.execute(_CLOSE_STALE_SESSIONS, (cutoff,)).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return {"turns_closed": turns, "sessions_closed": sessions}
