@@ -123,3 +123,120 @@ class HermesHome:
         )
         data: dict[str, Any] = json.loads(out.stdout)
         return data
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Gateway:
+    """``hermes gateway run`` in a :class:`HermesHome`, with the API server and/or a webhook route.
+
+    Everything listens on 127.0.0.1 only. Use as a context manager; the gateway is stopped
+    (SIGTERM, then SIGKILL) on exit.
+    """
+
+    API_KEY = "hermetry-test-key-0123456789"
+
+    def __init__(self, home: HermesHome, *, api_server: bool = True, webhook: bool = False,
+                 agent_timeout_s: float | None = None, extra_env: dict[str, str] | None = None) -> None:
+        self.home = home
+        self.api_port = free_port() if api_server else None
+        self.webhook_port = free_port() if webhook else None
+        env: dict[str, str] = {"GATEWAY_ALLOW_ALL_USERS": "true"}
+        if api_server:
+            env.update(API_SERVER_ENABLED="true", API_SERVER_KEY=self.API_KEY, API_SERVER_HOST="127.0.0.1",
+                       API_SERVER_PORT=str(self.api_port))
+        if agent_timeout_s is not None:
+            env.update(HERMES_AGENT_TIMEOUT=str(agent_timeout_s), HERMES_AGENT_TIMEOUT_WARNING="0")
+        if webhook:
+            cfg = dict(home.config)
+            cfg["platforms"] = {"webhook": {"enabled": True, "extra": {
+                "host": "127.0.0.1", "port": self.webhook_port,
+                "routes": {"r1": {"secret": "INSECURE_NO_AUTH", "prompt": "{text}"}}}}}
+            home.config = cfg
+            (home.root / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        env.update(extra_env or {})
+        self.env = home.env(**env)
+        self.log_path = home.root / "gateway.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Gateway:
+        import time
+
+        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen([hermes_executable(), "gateway", "run"], env=self.env, stdout=log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.home.root)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited early:\n{self.log_path.read_text()[-3000:]}")
+            if self._ready():
+                return self
+            time.sleep(0.2)
+        raise TimeoutError(f"gateway not ready:\n{self.log_path.read_text()[-3000:]}")
+
+    def _ready(self) -> bool:
+        import socket
+
+        for port in (self.api_port, self.webhook_port):
+            if port is None:
+                continue
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            except OSError:
+                return False
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    # -- API server ----------------------------------------------------------------------------
+
+    def _post(self, url: str, body: dict[str, Any], timeout: float = 120,
+              headers: dict[str, str] | None = None) -> dict[str, Any]:
+        import json
+        import urllib.request
+
+        req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+        data: dict[str, Any] = json.loads(raw) if raw else {}
+        return data
+
+    def chat(self, messages: list[dict[str, Any]], timeout: float = 120) -> dict[str, Any]:
+        """POST /v1/chat/completions (non-streaming) to the API server."""
+        return self._post(f"http://127.0.0.1:{self.api_port}/v1/chat/completions",
+                          {"model": "hermes-agent", "messages": messages}, timeout,
+                          {"Authorization": f"Bearer {self.API_KEY}"})
+
+    def start_run(self, text: str) -> str:
+        """POST /v1/runs → run id."""
+        out = self._post(f"http://127.0.0.1:{self.api_port}/v1/runs", {"input": text},
+                         headers={"Authorization": f"Bearer {self.API_KEY}"})
+        return str(out.get("run_id") or out.get("id"))
+
+    def stop_run(self, run_id: str) -> dict[str, Any]:
+        """POST /v1/runs/RUN/stop — Hermes interrupts the run ("Stop requested via API")."""
+        return self._post(f"http://127.0.0.1:{self.api_port}/v1/runs/{run_id}/stop", {},
+                          headers={"Authorization": f"Bearer {self.API_KEY}"})
+
+    # -- webhook -------------------------------------------------------------------------------
+
+    def webhook(self, text: str, request_id: str) -> dict[str, Any]:
+        """POST a message to the webhook route (a messaging-gateway platform, with a queue)."""
+        return self._post(f"http://127.0.0.1:{self.webhook_port}/webhooks/r1", {"text": text},
+                          headers={"X-Request-ID": request_id})
