@@ -16,9 +16,9 @@ _SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"\bAIza[0-9A-Za-z_\-]{20,}"),
     # bearer tokens and auth headers
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"),
-    # key=value / "key": "value" with a secret-looking key
+    # key=value / "key": "value" with a secret-looking key ("tokens" is a count: max_tokens: 8193)
     re.compile(
-        r"(?i)(\b[\w-]*(?:api[_-]?key|secret|token|password|passwd|authorization)[\w-]*\b"
+        r"(?i)(\b[\w-]*(?:api[_-]?key|secret|token(?!s)|password|passwd|authorization)[\w-]*\b"
         r"[\"']?\s*[:=]\s*[\"']?)([^\s\"',;&]{4,})"
     ),
     # long opaque tokens (JWTs, hex, base64) of 32+ characters

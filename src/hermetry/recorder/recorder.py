@@ -103,6 +103,7 @@ class Recorder:
         self._queue: deque[Item] = deque()
         self._pending: list[Event] = []
         self._dropped = 0
+        self._drops_reported = 0  # the drop count last written to recorder_runs
         self._written = 0
         self._drop_lock = threading.Lock()
         self._wake = threading.Event()
@@ -170,6 +171,11 @@ class Recorder:
         self._wake.set()
         self._thread.join(timeout=max(0.1, timeout / 5))
         self._count_drop(len(self._queue) + len(self._pending))
+        if not self._thread.is_alive() and self._store is not None:
+            try:
+                self._store.close()
+            except Exception:
+                log.debug("hermetry: closing the store failed", exc_info=True)
 
     def stats(self) -> RecorderStats:
         return RecorderStats(
@@ -187,7 +193,7 @@ class Recorder:
         while True:
             self._wake.wait(backoff)
             self._wake.clear()
-            if self._closed and not self._queue and not self._pending:
+            if self._closed and not self._queue and not self._pending and not self._drops_unreported():
                 return
             self._idle.clear()
             try:
@@ -235,7 +241,12 @@ class Recorder:
                     del self._pending[:overflow]
                     self._count_drop(overflow)
                 return False
+        if self._drops_unreported():
+            return self._write_pending()  # nothing left to write but the drop count itself
         return True
+
+    def _drops_unreported(self) -> bool:
+        return self._dropped != self._drops_reported and self._disabled_reason is None
 
     def _process(self, event: Event) -> Event:
         for processor in self.processors:
@@ -251,7 +262,8 @@ class Recorder:
         try:
             if self._store is None:
                 self._store = self._store_factory()
-            run = dict(self._run, events_dropped=self._dropped)
+            dropped = self._dropped
+            run = dict(self._run, events_dropped=dropped)
             n = self._store.write(self._pending, run)
         except StoreUnavailable as exc:
             self._last_error = str(exc)
@@ -273,10 +285,12 @@ class Recorder:
                 self._count_drop(len(self._pending))
                 self._pending.clear()
                 self._failures = 0
+                self._drops_reported = self._dropped  # don't retry a store that fails just to report it
                 return True
             return False
         self._failures = 0
         self._failing = False
+        self._drops_reported = dropped
         self._written += n
         self._pending.clear()
         return True

@@ -198,9 +198,21 @@ _SQL_SESSION_REOPEN = (
 
 _TURN_COLS = ("turn_id", "session_id", "task_id", "started_at_ms", "queue_wait_ms", "origin")
 _SQL_TURN_START = _upsert("turns", "turn_id", _TURN_COLS, merge=("session_id", "task_id", "started_at_ms", "queue_wait_ms"))
-_SQL_TURN_END = _upsert(
-    "turns", "turn_id", ("turn_id", "session_id", "ended_at_ms", "outcome", "outcome_reason", "origin"),
-    merge=("session_id", "ended_at_ms", "outcome", "outcome_reason"),
+# A turn's reported end replaces an end hermetry inferred (outcome_reason 'reconciled:…'), which
+# is only a stand-in for a turn whose end had not been reported (yet) when its session ended.
+_TAKE_TURN_END = (
+    "turns.outcome IS NULL OR (excluded.origin = 'live' AND (turns.origin <> 'live' "
+    "OR turns.outcome_reason LIKE 'reconciled:%'))"
+)
+_SQL_TURN_END = (
+    "INSERT INTO turns (turn_id, session_id, ended_at_ms, outcome, outcome_reason, origin) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(turn_id) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = CASE WHEN {_TAKE_TURN_END} THEN excluded.{c} ELSE turns.{c} END"
+        for c in ("ended_at_ms", "outcome", "outcome_reason")
+    )
+    + ", session_id = COALESCE(turns.session_id, excluded.session_id), "
+    "origin = CASE WHEN excluded.origin = 'live' OR turns.origin = 'live' THEN 'live' ELSE turns.origin END"
 )
 
 _API_COLS = (
@@ -234,8 +246,9 @@ UPDATE turns SET
         SELECT status FROM api_calls a WHERE a.turn_id = turns.turn_id
         ORDER BY a.started_at_ms DESC, a.attempt DESC LIMIT 1) = 'error'
         THEN '{TurnOutcome.ERRORED.value}' ELSE '{TurnOutcome.ABANDONED.value}' END,
-    outcome_reason = COALESCE((
-        SELECT COALESCE(a.error_type, 'api_error') FROM api_calls a WHERE a.turn_id = turns.turn_id
+    outcome_reason = 'reconciled:' || COALESCE((
+        SELECT CASE WHEN a.status = 'error' THEN COALESCE(a.error_type, 'api_error') END
+        FROM api_calls a WHERE a.turn_id = turns.turn_id
         ORDER BY a.started_at_ms DESC, a.attempt DESC LIMIT 1), 'no_turn_end'),
     ended_at_ms = COALESCE((
         SELECT MAX(a.started_at_ms + COALESCE(a.latency_ms, 0)) FROM api_calls a
@@ -308,6 +321,16 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
     return n
 
 
+def _reconcile_quietly(conn: sqlite3.Connection) -> None:
+    """Close what dead processes left open (see sqlite_reconcile); a busy file just skips it."""
+    from hermetry.stores.sqlite_reconcile import reconcile
+
+    try:
+        reconcile(conn)
+    except sqlite3.Error:
+        pass
+
+
 class SQLiteStore:
     """The writer side of the embedded store, used by the recorder's thread only."""
 
@@ -320,6 +343,7 @@ class SQLiteStore:
             try:
                 conn = connect(self.path)
                 migrate(conn)
+                _reconcile_quietly(conn)
             except StoreCorrupt:
                 raise
             except sqlite3.DatabaseError as exc:
@@ -345,6 +369,8 @@ class SQLiteStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError):
+            raise  # a bad event, not a store condition: retrying it later cannot succeed
         except sqlite3.DatabaseError as exc:
             text = str(exc)
             if "not a database" in text or "malformed" in text:
