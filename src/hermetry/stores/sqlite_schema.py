@@ -129,7 +129,21 @@ CREATE TABLE IF NOT EXISTS backfill_state (
 CREATE INDEX IF NOT EXISTS backfill_state_source ON backfill_state(source_path);
 """
 
+#: Version 3: ``hermetry reprice`` keeps every cost it replaces. One row per replaced cost of
+#: an API call: the figure and provenance as they were, and when they were replaced.
+SCHEMA_V3_COST_HISTORY = """
+CREATE TABLE IF NOT EXISTS cost_history (
+    api_call_id        TEXT NOT NULL,
+    cost_usd           REAL,
+    cost_status        TEXT,
+    cost_source        TEXT,
+    pricing_version    TEXT,
+    replaced_at_ms     REAL NOT NULL,
+    PRIMARY KEY (api_call_id, replaced_at_ms)
+);
+"""
+
 #: MIGRATIONS[n] upgrades schema version n to n + 1 (version 0 is an empty file).
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_BACKFILL]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_BACKFILL, SCHEMA_V3_COST_HISTORY]
 
 SCHEMA_VERSION = len(MIGRATIONS)

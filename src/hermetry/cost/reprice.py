@@ -1,0 +1,79 @@
+"""``hermetry reprice``: re-estimate stored API calls with the prices in force now.
+
+Prices change (a new genai-prices release, an operator's new contract). Repricing recomputes
+each stored call's cost with :func:`~hermetry.cost.pricing.price_call`, at the call's own time,
+and keeps the figure it replaces in ``cost_history`` — nothing is lost. Costs the provider
+reported (``actual``) are facts, not estimates: they are never repriced.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hermetry.cost.price_file import PricingConfig
+from hermetry.cost.pricing import TokenUsage, price_call
+from hermetry.stores.sqlite import connect, migrate
+
+_SELECT = """
+SELECT api_call_id, provider, model, response_model, base_url, started_at_ms, input_tokens, output_tokens,
+       cache_read_tokens, cache_write_tokens, reasoning_tokens, provider_cost_usd,
+       cost_usd, cost_status, cost_source, pricing_version
+FROM api_calls
+WHERE status = 'ok' AND COALESCE(cost_status, 'unknown') <> 'actual' AND started_at_ms >= ? AND started_at_ms < ?
+"""
+
+
+def reprice(
+    db: str | Path,
+    *,
+    config: PricingConfig | None = None,
+    since_ms: float = 0.0,
+    until_ms: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Reprice stored calls in the window; returns counts of calls examined and changed."""
+    conn = connect(db)
+    try:
+        migrate(conn)
+        until = until_ms if until_ms is not None else time.time() * 1000 + 86_400_000
+        rows = conn.execute(_SELECT, (since_ms, until)).fetchall()
+        now_ms = time.time() * 1000
+        changed: list[tuple[Any, ...]] = []
+        history: list[tuple[Any, ...]] = []
+        by_status: dict[str, int] = {}
+        for i, r in enumerate(rows):
+            (call_id, provider, model, response_model, base_url, started, inp, out, cr, cw, rs, reported,
+             old_cost, old_status, old_source, old_version) = r
+            result = price_call(
+                provider=provider, model=model or response_model, base_url=base_url,
+                usage=TokenUsage(inp, out, cr, cw, rs),
+                at=datetime.fromtimestamp((started or 0) / 1000, tz=UTC),
+                provider_cost_usd=reported, config=config,
+            )
+            new = (result.cost_usd, str(result.cost_status), result.cost_source, result.pricing_version)
+            by_status[new[1]] = by_status.get(new[1], 0) + 1
+            if new != (old_cost, old_status, old_source, old_version):
+                history.append((call_id, old_cost, old_status, old_source, old_version, now_ms))
+                changed.append((*new, call_id))
+            if progress and (i % 1000 == 0 or i == len(rows) - 1):
+                progress(i + 1, len(rows))
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT OR IGNORE INTO cost_history (api_call_id, cost_usd, cost_status, cost_source, "
+                "pricing_version, replaced_at_ms) VALUES (?, ?, ?, ?, ?, ?)", history)
+            conn.executemany(
+                "UPDATE api_calls SET cost_usd = ?, cost_status = ?, cost_source = ?, pricing_version = ? "
+                "WHERE api_call_id = ?", changed)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+    return {"schema": "hermetry.reprice.v1", "examined": len(rows), "changed": len(changed),
+            "by_status": dict(sorted(by_status.items()))}
