@@ -23,7 +23,7 @@ SELECT api_call_id, provider, model, response_model, base_url, started_at_ms, in
        cache_read_tokens, cache_write_tokens, reasoning_tokens, provider_cost_usd,
        cost_usd, cost_status, cost_source, pricing_version
 FROM api_calls
-WHERE status = 'ok' AND COALESCE(cost_status, 'unknown') <> 'actual' AND started_at_ms >= ? AND started_at_ms < ?
+WHERE status = 'ok' AND origin = 'live' AND COALESCE(cost_status, 'unknown') <> 'actual' AND started_at_ms >= ? AND started_at_ms < ?
 """
 
 

@@ -38,7 +38,7 @@ class SessionStarted:
     profile: str | None = None
     parent_session_id: str | None = None
     parent_turn_id: str | None = None
-    lineage: str | None = None  # "subagent" | "compression" | None
+    lineage: str | None = None  # "subagent" | "continuation" (compression or branch child) | None
     runtime_version: str | None = None
     host: str | None = None
     origin: Origin = "live"

@@ -12,7 +12,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     session_id         TEXT PRIMARY KEY,
     parent_session_id  TEXT,
     parent_turn_id     TEXT,
-    lineage            TEXT,            -- 'subagent' | 'compression' | NULL
+    lineage            TEXT,            -- 'subagent' | 'continuation' | NULL
     source             TEXT,            -- Hermes platform/source: cli, telegram, api_server, cron, subagent, ...
     session_type       TEXT,            -- oneshot | interactive | gateway | api | cron | subagent | ...
     profile            TEXT,

@@ -12,6 +12,7 @@ compaction summary) and only those booleans leave SQLite.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sqlite3
@@ -71,6 +72,16 @@ class MessageRow:
     is_summary: bool
     observed: bool
     compaction_copy: bool = False
+
+
+def _seconds(v: Any) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f else None
 
 
 def _quote(name: str) -> str:
@@ -142,6 +153,8 @@ class StateDB:
         self.conn = conn
         conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
         conn.execute("PRAGMA query_only=1")
+        # registered up front: SQLite refuses new functions while a statement is running
+        conn.create_function("hermetry_digest", 4, _digest, deterministic=True)
         # One read transaction for the whole import: a consistent snapshot while Hermes writes.
         conn.execute("BEGIN")
         self.columns = self._discover()
@@ -306,12 +319,9 @@ class StateDB:
     ) -> dict[str, list[MessageRow]]:
         """Each session's messages in insertion order, without their content.
 
-        ``copy_check`` names the sessions whose rows may repeat earlier ones — sessions compacted
-        in place, and continuations (mapped to their parent id). A row is flagged
-        ``compaction_copy`` when an earlier row with the same role, content and tool calls exists
-        either archived by in-place compaction (``compacted = 1``) in the same session, or
-        anywhere in the parent session: Hermes re-inserts the kept head and tail of a compacted
-        conversation as new rows, and seeds a continuation with its parent's compacted history.
+        ``copy_check`` names the sessions whose rows may repeat earlier ones, mapped to their
+        parent for continuations: rows flagged ``compaction_copy`` are the copies Hermes
+        re-inserts when it compacts a conversation (see :func:`compaction_copies`).
         """
         out: dict[str, list[MessageRow]] = {}
         if not self.has("messages", "session_id") or not self.has("messages", "role") or not session_ids:
@@ -343,21 +353,26 @@ class StateDB:
                     out.setdefault(str(r[1]), []).append(
                         MessageRow(
                             id=int(r[0]), session_id=str(r[1]), role=r[2] if isinstance(r[2], str) else None,
-                            timestamp=float(ts) if isinstance(ts, int | float) else None,
+                            timestamp=_seconds(ts),
                             tool_calls=r[4] if isinstance(r[4], str) else None,
                             tool_name=r[5] if isinstance(r[5], str) else None,
                             tool_call_id=r[6] if isinstance(r[6], str) else None,
                             has_content=bool(r[7]), is_summary=bool(r[8]), observed=bool(r[9]),
                         )
                     )
-            copies = self._copies({s: p for s, p in copy_check.items() if s in out})
+            check = {sid: parent for sid, parent in copy_check.items() if sid in out}
+            if check and "content" in cols:
+                wanted = sorted(set(check) | {p for p in check.values() if p})
+                digests = self._digests(wanted)
+                for sid, parent in check.items():
+                    copies = compaction_copies(
+                        out[sid], digests.get(sid, []), digests.get(parent, []) if parent else None
+                    )
+                    for m in out[sid]:
+                        if m.id in copies:
+                            m.compaction_copy = True
         except sqlite3.DatabaseError as exc:
             raise self._error(exc) from exc
-        if copies:
-            for rows in out.values():
-                for m in rows:
-                    if m.id in copies:
-                        m.compaction_copy = True
         return out
 
     def compacted_sessions(self, session_ids: Sequence[str]) -> set[str]:
@@ -379,28 +394,96 @@ class StateDB:
             raise self._error(exc) from exc
         return found
 
-    def _copies(self, check: dict[str, str | None]) -> set[int]:
-        if not check:
-            return set()
+    def _digests(self, session_ids: Sequence[str]) -> dict[str, list[Digest]]:
+        """(id, digest of role/content/tool calls, archived?) of each row, in insertion order.
+
+        The digest is computed inside this process and only compared; content is not kept.
+        """
         assert self.conn is not None
         cols = self.columns["messages"]
         id_col = "id" if "id" in cols else "rowid"
-        same = " AND ".join(
-            ["a.role IS m.role"] + [f"a.{c} IS m.{c}" for c in ("content", "tool_calls", "tool_call_id") if c in cols]
-        )
-        sources = ["a.session_id = p.parent"]
-        if "compacted" in cols:
-            sources.append(f"(a.session_id = m.session_id AND a.{id_col} < m.{id_col} AND a.compacted = 1)")
-        items = list(check.items())
-        found: set[int] = set()
-        for i in range(0, len(items), _IN_CHUNK // 2):
-            chunk = items[i : i + _IN_CHUNK // 2]
-            values = ",".join("(?, ?)" for _ in chunk)
-            params = [x for pair in chunk for x in pair]
-            sql = (
-                f"WITH p(sid, parent) AS (VALUES {values}) "
-                f"SELECT m.{id_col} FROM p JOIN messages m ON m.session_id = p.sid WHERE EXISTS ("
-                f"SELECT 1 FROM messages a WHERE ({' OR '.join(sources)}) AND {same})"
-            )
-            found.update(int(r[0]) for r in self.conn.execute(sql, params))
+        parts = ", ".join(_quote(c) if c in cols else "NULL" for c in ("role", "content", "tool_calls", "tool_call_id"))
+        archived = "COALESCE(compacted, 0)" if "compacted" in cols else "0"
+        out: dict[str, list[Digest]] = {}
+        for chunk in self._chunks(session_ids):
+            marks = ",".join("?" * len(chunk))
+            for mid, sid, dig, arch in self.conn.execute(
+                f"SELECT {id_col}, session_id, hermetry_digest({parts}), {archived} FROM messages "
+                f"WHERE session_id IN ({marks}) ORDER BY session_id, {id_col}",
+                tuple(chunk),
+            ):
+                out.setdefault(str(sid), []).append((int(mid), dig, bool(arch)))
+        return out
+
+
+#: (message id, digest, archived by in-place compaction)
+Digest = tuple[int, bytes, bool]
+
+
+def _digest(role: Any, content: Any, tool_calls: Any, tool_call_id: Any) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for v in (role, content, tool_calls, tool_call_id):
+        b = v if isinstance(v, bytes) else ("\x00<null>" if v is None else str(v)).encode("utf-8", "surrogatepass")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.digest()
+
+
+def compaction_copies(rows: Sequence[MessageRow], own: Sequence[Digest], parent: Sequence[Digest] | None) -> set[int]:
+    """Ids of the rows that are copies Hermes made when it compacted the conversation.
+
+    Compaction writes ``[kept head] [summary] [kept tail]``: in place it archives the old rows
+    (``compacted = 1``) and inserts that block under the same id; a continuation child starts
+    with it (a branch child with a plain copy of its parent's conversation). A row is a copy
+    when it belongs to a run, next to a summary row (or at the start of a continuation), whose
+    rows repeat — in the same order — consecutive rows of the archived history or of the
+    parent. Requiring the order keeps a request that merely repeats an earlier one ("continue")
+    from being taken for a copy.
+    """
+    own_ids = {mid: (dig, arch) for mid, dig, arch in own}
+    archived = [(mid, dig) for mid, dig, arch in own if arch]
+    sources: list[list[tuple[int, bytes]]] = [archived]
+    if parent:
+        sources.append([(mid, dig) for mid, dig, _ in parent])
+    index: dict[bytes, list[tuple[int, int, int]]] = {}  # digest → (source, position, id)
+    for si, seq in enumerate(sources):
+        for pos, (mid, dig) in enumerate(seq):
+            index.setdefault(dig, []).append((si, pos, mid))
+
+    def candidates(m: MessageRow, before: int) -> set[tuple[int, int]]:
+        """Where ``m`` could have been copied from: parent rows, or archived rows older than ``before``."""
+        entry = own_ids.get(m.id)
+        if entry is None:
+            return set()
+        return {(si, pos) for si, pos, mid in index.get(entry[0], ()) if si == 1 or mid < before}
+
+    copies: set[int] = set()
+    n = len(rows)
+
+    def run(start: int, step: int, before: int | None) -> list[int]:
+        found: list[int] = []
+        cur: set[tuple[int, int]] | None = None
+        j = start
+        while 0 <= j < n:
+            m = rows[j]
+            if m.is_summary:
+                break
+            cands = candidates(m, m.id if before is None else before)
+            if cur is not None:
+                cands = {c for c in cands if (c[0], c[1] - step) in cur}
+            if not cands:
+                break
+            found.append(m.id)
+            cur = cands
+            j += step
         return found
+
+    for i, m in enumerate(rows):
+        if m.is_summary:
+            head = run(i - 1, -1, None)
+            copies.update(head)
+            # the kept tail repeats rows older than the whole block (never the block's own head)
+            copies.update(run(i + 1, 1, min(head, default=m.id)))
+    if parent:
+        copies.update(run(0, 1, rows[0].id if rows else 0))
+    return copies
