@@ -55,6 +55,15 @@ def _str(v: Any) -> str | None:
     return s or None
 
 
+def _id(v: Any) -> str | None:
+    """An identifier: a non-empty string (or an int, as text); anything else is not an id."""
+    if isinstance(v, str):
+        return v or None
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    return None
+
+
 def _int(v: Any) -> int | None:
     if v is None or isinstance(v, bool):
         return None
@@ -174,7 +183,7 @@ class HermesCapture:
 
     def _session_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, session_id, model, platform = item
-        sid = _str(session_id)
+        sid = _id(session_id)
         if not sid:
             return ()
         source = _str(platform)
@@ -193,12 +202,12 @@ class HermesCapture:
 
     def _turn_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, session_id, task_id, turn_id, platform, sender_id, user_message = item
-        sid, tid = _str(session_id), _str(turn_id)
+        sid, tid = _id(session_id), _id(turn_id)
         if not sid or not tid:
             return ()
         arrived = self._take_arrival(_str(platform), _str(sender_id), user_message, t)
         queue_wait_ms = max(0.0, (t - arrived) * 1000) if arrived is not None else None
-        return (TurnStarted(turn_id=tid, session_id=sid, started_at_ms=t * 1000, task_id=_str(task_id),
+        return (TurnStarted(turn_id=tid, session_id=sid, started_at_ms=t * 1000, task_id=_id(task_id),
                             queue_wait_ms=queue_wait_ms),)
 
     # -- queue wait: a gateway message's arrival, matched to the turn that answers it ------------
@@ -248,7 +257,7 @@ class HermesCapture:
 
     def _turn_end(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, session_id, turn_id, completed, interrupted = item
-        sid, tid = _str(session_id), _str(turn_id)
+        sid, tid = _id(session_id), _id(turn_id)
         if not sid or not tid:
             return ()
         reason: str | None = None
@@ -278,7 +287,7 @@ class HermesCapture:
     def _api_ok(self, item: tuple[Any, ...]) -> Iterable[Event]:
         (_, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode,
          api_duration, started_at, finish_reason, response_model, usage) = item
-        rid, sid = _str(api_request_id), _str(session_id)
+        rid, sid = _id(api_request_id), _id(session_id)
         if not rid or not sid:
             return ()
         started = _float(started_at)
@@ -287,7 +296,7 @@ class HermesCapture:
                 api_request_id=rid,
                 attempt=self._attempt(rid, failed=False),
                 session_id=sid,
-                turn_id=_str(turn_id),
+                turn_id=_id(turn_id),
                 started_at_ms=(started if started is not None else t) * 1000,
                 latency_ms=_ms(api_duration),
                 status="ok",
@@ -311,7 +320,7 @@ class HermesCapture:
     def _api_error(self, item: tuple[Any, ...]) -> Iterable[Event]:
         (_, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode,
          api_duration, started_at, status_code, retry_count, reason, error) = item
-        rid, sid = _str(api_request_id), _str(session_id)
+        rid, sid = _id(api_request_id), _id(session_id)
         if not rid or not sid:
             return ()
         started = _float(started_at)
@@ -321,7 +330,7 @@ class HermesCapture:
                 api_request_id=rid,
                 attempt=self._attempt(rid, failed=True),
                 session_id=sid,
-                turn_id=_str(turn_id),
+                turn_id=_id(turn_id),
                 started_at_ms=(started if started is not None else t) * 1000,
                 latency_ms=_ms(api_duration),
                 status="error",
@@ -348,7 +357,7 @@ class HermesCapture:
 
     def _api_aborted(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode = item
-        rid, sid = _str(api_request_id), _str(session_id)
+        rid, sid = _id(api_request_id), _id(session_id)
         if not rid or not sid:
             return ()
         start = _get(probe, "start")
@@ -356,7 +365,7 @@ class HermesCapture:
         return (
             ApiCall(
                 api_request_id=rid, attempt=self._attempt(rid, failed=True), session_id=sid,
-                turn_id=_str(turn_id), started_at_ms=started * 1000, latency_ms=(t - started) * 1000,
+                turn_id=_id(turn_id), started_at_ms=started * 1000, latency_ms=(t - started) * 1000,
                 status="interrupted", model=_str(model), provider=_str(provider),
                 base_url=_redact_url(_str(base_url)), api_mode=_str(api_mode), ttft_ms=_probe_ttft(probe),
                 streamed=_get(probe, "streamed"), error_type="interrupted",
@@ -366,11 +375,11 @@ class HermesCapture:
     def _tool(self, item: tuple[Any, ...]) -> Iterable[Event]:
         (_, t, session_id, turn_id, tool_call_id, api_request_id, tool_name, duration_ms, status,
          error_type, error_message) = item
-        sid, name = _str(session_id), _str(tool_name)
+        sid, name = _id(session_id), _str(tool_name)
         if not sid or not name:
             return ()
         latency = _float(duration_ms)
-        tcid = _str(tool_call_id) or f"{sid}:{name}:{t:.6f}"
+        tcid = _id(tool_call_id) or f"{sid}:{name}:{t:.6f}"
         started_ms = t * 1000 - (latency or 0.0)
         raw_status = (_str(status) or "").lower()
         status_norm = "ok" if raw_status in ("ok", "success", "succeeded", "completed") else (raw_status or "unknown")
@@ -378,13 +387,13 @@ class HermesCapture:
             ToolCall(
                 tool_call_id=tcid,
                 session_id=sid,
-                turn_id=_str(turn_id),
+                turn_id=_id(turn_id),
                 tool_name=name,
                 toolset=_toolset_for(name),
                 started_at_ms=started_ms,
                 latency_ms=latency,
                 status=status_norm,
-                api_request_id=_str(api_request_id),
+                api_request_id=_id(api_request_id),
                 error_type=_str(error_type),
                 error_message=clean_error(error_message),
             ),
@@ -410,10 +419,10 @@ class HermesCapture:
 
     def _mirror_create(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, session_id, source, model, parent_session_id, profile = item
-        sid = _str(session_id)
+        sid = _id(session_id)
         if not sid:
             return ()
-        src, parent = _str(source), _str(parent_session_id)
+        src, parent = _str(source), _id(parent_session_id)
         lineage = None
         if parent:
             lineage = "subagent" if src == "subagent" else "continuation"
@@ -428,7 +437,7 @@ class HermesCapture:
 
     def _mirror_end(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, session_id, end_reason, supersedes = item
-        sid = _str(session_id)
+        sid = _id(session_id)
         if not sid:
             return ()
         raw = _str(end_reason)
@@ -436,13 +445,14 @@ class HermesCapture:
             SessionEnded(
                 session_id=sid, ended_at_ms=t * 1000, end_reason=raw,
                 outcome=session_outcome_for_end_reason(raw),
-                supersedes=(*HOOK_END_REASONS, *(supersedes or ())),
+                supersedes=(*HOOK_END_REASONS, *(r for r in (supersedes if isinstance(supersedes, tuple | list) else ())
+                                                 if isinstance(r, str))),
             ),
         )
 
     def _session_finalize(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, session_id, reason = item
-        sid = _str(session_id)
+        sid = _id(session_id)
         if not sid:
             return ()
         raw = f"on_session_finalize:{_str(reason) or 'unknown'}"
@@ -451,20 +461,20 @@ class HermesCapture:
 
     def _mirror_reopen(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, session_id = item
-        sid = _str(session_id)
+        sid = _id(session_id)
         return (SessionReopened(session_id=sid, reopened_at_ms=t * 1000),) if sid else ()
 
     def _subagent_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, parent_sid, parent_tid, child_sid, role = item
-        child, parent = _str(child_sid), _str(parent_sid)
+        child, parent = _id(child_sid), _id(parent_sid)
         if not child or not parent:
             return ()
-        return (SubagentLinked(child_session_id=child, parent_session_id=parent, parent_turn_id=_str(parent_tid),
+        return (SubagentLinked(child_session_id=child, parent_session_id=parent, parent_turn_id=_id(parent_tid),
                                linked_at_ms=t * 1000, child_role=_str(role)),)
 
     def _subagent_stop(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, child_sid, status, duration_ms = item
-        child = _str(child_sid)
+        child = _id(child_sid)
         if not child:
             return ()
         return (SubagentFinished(child_session_id=child, finished_at_ms=t * 1000, child_status=_str(status),
