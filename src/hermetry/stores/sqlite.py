@@ -283,20 +283,57 @@ def _tool_row(e: ToolCall) -> tuple[Any, ...]:
 
 
 def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
-    """Apply events in order inside the caller's transaction. Returns how many were applied."""
+    """Apply events in order inside the caller's transaction. Returns how many were applied.
+
+    API and tool calls — the bulk of all events — commute with each other, so they are buffered
+    and written with ``executemany`` (and each session is ensured once per batch); the buffers
+    are flushed before any statement whose result depends on what came before it.
+    """
     now = time.time() * 1000
     n = 0
     ex = conn.execute
+    ensure: dict[str, list[Any]] = {}  # session_id -> [earliest started_at_ms, origin, model, provider]
+    api_rows: list[tuple[Any, ...]] = []
+    tool_rows: list[tuple[Any, ...]] = []
+
+    def need_session(sid: str, at_ms: float, origin: str, model: str | None = None, provider: str | None = None) -> None:
+        known = ensure.get(sid)
+        if known is None:
+            ensure[sid] = [at_ms, origin, model, provider]
+            return
+        if at_ms < known[0]:
+            known[0] = at_ms
+        if known[2] is None:
+            known[2] = model
+        if known[3] is None:
+            known[3] = provider
+
+    def flush() -> None:
+        if ensure:
+            conn.executemany(_SQL_SESSION_ENSURE, [(sid, v[0], v[1], now) for sid, v in ensure.items()])
+            models = [(v[2], v[3], sid) for sid, v in ensure.items() if v[2] is not None or v[3] is not None]
+            if models:
+                conn.executemany(_SQL_SESSION_ENSURE_MODEL, models)
+            ensure.clear()
+        if api_rows:
+            conn.executemany(_SQL_API, api_rows)
+            api_rows.clear()
+        if tool_rows:
+            conn.executemany(_SQL_TOOL, tool_rows)
+            tool_rows.clear()
+
     for e in events:
         n += 1
         if isinstance(e, ApiCall):
-            ex(_SQL_SESSION_ENSURE, (e.session_id, e.started_at_ms, e.origin, now))
-            ex(_SQL_SESSION_ENSURE_MODEL, (e.model, e.provider, e.session_id))
-            ex(_SQL_API, _api_row(e))
-        elif isinstance(e, ToolCall):
-            ex(_SQL_SESSION_ENSURE, (e.session_id, e.started_at_ms, e.origin, now))
-            ex(_SQL_TOOL, _tool_row(e))
-        elif isinstance(e, TurnStarted):
+            need_session(e.session_id, e.started_at_ms, e.origin, e.model, e.provider)
+            api_rows.append(_api_row(e))
+            continue
+        if isinstance(e, ToolCall):
+            need_session(e.session_id, e.started_at_ms, e.origin)
+            tool_rows.append(_tool_row(e))
+            continue
+        flush()
+        if isinstance(e, TurnStarted):
             ex(_SQL_SESSION_ENSURE, (e.session_id, e.started_at_ms, e.origin, now))
             ex(_SQL_TURN_START, (e.turn_id, e.session_id, e.task_id, e.started_at_ms, e.queue_wait_ms, e.origin))
             if e.origin == "live":
@@ -318,6 +355,7 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
             pass  # the child's own session and turns carry its outcome and timing
         else:  # pragma: no cover - a new event type without a writer is a bug
             raise TypeError(f"no writer for {type(e).__name__}")
+    flush()
     return n
 
 
