@@ -161,3 +161,22 @@ def test_stream_probe_times_the_first_content_chunk() -> None:
     assert probe["first"] is not None
     list(timed)
     assert probe["cost"] == 0.5
+
+
+def test_newer_hermes_fields_are_used_when_present(capture: Any) -> None:
+    """Hermes main adds first_delta_at on API hooks and failed/turn_exit_reason on turn ends."""
+    cb = capture.callbacks()
+    t0 = time.time()
+    cb["pre_llm_call"](session_id="s", task_id="k", turn_id="t1", platform="cli")
+    cb["post_api_request"](session_id="s", turn_id="t1", api_request_id="r1", api_duration=2.0, started_at=t0,
+                           first_delta_at=t0 + 0.75, usage={"input_tokens": 1, "output_tokens": 1})
+    cb["on_session_end"](session_id="s", turn_id="t1", completed=False, interrupted=False, failed=True,
+                         turn_exit_reason="max_iterations")
+    cb["pre_llm_call"](session_id="s", task_id="k", turn_id="t2", platform="cli")
+    cb["on_session_end"](session_id="s", turn_id="t2", completed=True, interrupted=True,
+                         turn_exit_reason="gateway timeout")
+    assert capture.recorder.flush(5)
+    (call,) = rows(capture.db, "api_calls")
+    assert call["ttft_ms"] == pytest.approx(750.0)
+    turns = {r["turn_id"]: (r["outcome"], r["outcome_reason"]) for r in rows(capture.db, "turns")}
+    assert turns == {"t1": ("errored", "max_iterations"), "t2": ("timed_out", "gateway timeout")}

@@ -168,7 +168,8 @@ class HermesCapture:
             "pre_llm_call": make(self._turn_start, ("session_id", "task_id", "turn_id", "platform", "sender_id",
                                                     "user_message")),
             "pre_gateway_dispatch": make(self._arrival, ("event",)),
-            "on_session_end": make(self._turn_end, ("session_id", "turn_id", "completed", "interrupted")),
+            "on_session_end": make(self._turn_end, ("session_id", "turn_id", "completed", "interrupted", "failed",
+                                                    "turn_exit_reason")),
             "post_api_request": make_api(self._api_ok, _API_OK_KEYS),
             "api_request_error": make_api(self._api_error, _API_ERROR_KEYS),
             "post_tool_call": make(self._tool, _TOOL_KEYS),
@@ -256,13 +257,16 @@ class HermesCapture:
         return arrived
 
     def _turn_end(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, session_id, turn_id, completed, interrupted = item
+        _, t, session_id, turn_id, completed, interrupted, failed, exit_reason = item
         sid, tid = _id(session_id), _id(turn_id)
         if not sid or not tid:
             return ()
         reason: str | None = None
-        if interrupted is True:
-            reason = self.interrupt_reasons.pop(sid, None)
+        exit_text = _str(exit_reason)  # newer Hermes says why a turn ended; 0.19.0 does not
+        if failed is True:
+            outcome, reason = TurnOutcome.ERRORED, exit_text or "failed"
+        elif interrupted is True:
+            reason = self.interrupt_reasons.pop(sid, None) or exit_text
             outcome = turn_outcome_for_interrupt(reason)
         elif completed is True:
             outcome = TurnOutcome.COMPLETED
@@ -286,7 +290,7 @@ class HermesCapture:
 
     def _api_ok(self, item: tuple[Any, ...]) -> Iterable[Event]:
         (_, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode,
-         api_duration, started_at, finish_reason, response_model, usage) = item
+         api_duration, started_at, finish_reason, response_model, usage, first_delta_at) = item
         rid, sid = _id(api_request_id), _id(session_id)
         if not rid or not sid:
             return ()
@@ -305,7 +309,7 @@ class HermesCapture:
                 base_url=_redact_url(_str(base_url)),
                 api_mode=_str(api_mode),
                 response_model=_str(response_model),
-                ttft_ms=_probe_ttft(probe),
+                ttft_ms=_hook_ttft(started_at, first_delta_at) or _probe_ttft(probe),
                 streamed=_get(probe, "streamed"),
                 input_tokens=_int(_get(usage, "input_tokens")),
                 output_tokens=_int(_get(usage, "output_tokens")),
@@ -486,7 +490,7 @@ ARRIVAL_TTL_S = 1800.0
 
 _API_OK_KEYS = (
     "session_id", "turn_id", "api_request_id", "model", "provider", "base_url", "api_mode",
-    "api_duration", "started_at", "finish_reason", "response_model", "usage",
+    "api_duration", "started_at", "finish_reason", "response_model", "usage", "first_delta_at",
 )
 _API_ERROR_KEYS = (
     "session_id", "turn_id", "api_request_id", "model", "provider", "base_url", "api_mode",
@@ -496,6 +500,14 @@ _TOOL_KEYS = (
     "session_id", "turn_id", "tool_call_id", "api_request_id", "tool_name", "duration_ms", "status",
     "error_type", "error_message",
 )
+
+def _hook_ttft(started_at: Any, first_delta_at: Any) -> float | None:
+    """Newer Hermes passes ``first_delta_at`` on its API hooks: use it where it exists."""
+    start, first = _float(started_at), _float(first_delta_at)
+    if start is None or first is None or first < start:
+        return None
+    return (first - start) * 1000.0
+
 
 def _probe_ttft(probe: Any) -> float | None:
     if not isinstance(probe, dict):
