@@ -412,3 +412,30 @@ def test_fork_child_records_through_the_same_recorder(tmp_path: Path, recorders:
     ]
     runs = dict(query(db, "SELECT pid, events_written FROM recorder_runs"))
     assert runs == {os.getpid(): 2, pid: 100}
+
+
+def test_one_unwritable_event_drops_only_itself(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    rec = Recorder(lambda: SQLiteStore(db), register_atexit=False)
+    for i in range(50):
+        rec.record(ApiCall(api_request_id=f"r{i}", attempt=0, session_id="s", turn_id="t", started_at_ms=1.0,
+                           latency_ms=1.0, status="ok", input_tokens=i))
+    bad = ApiCall(api_request_id="bad", attempt=0, session_id="s", turn_id="t", started_at_ms=1.0, latency_ms=1.0,
+                  status="ok", error_message=object())  # type: ignore[arg-type]  # SQLite cannot bind it
+    rec.record(bad)
+    rec.close()
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT COUNT(*), SUM(input_tokens) FROM api_calls").fetchone() == (50, sum(range(50)))
+        assert conn.execute("SELECT events_dropped FROM recorder_runs").fetchone() == (1,)
+    finally:
+        conn.close()
+    assert rec.stats().dropped == 1
+
+
+def test_events_after_close_are_counted_as_dropped(tmp_path: Path) -> None:
+    rec = Recorder(lambda: SQLiteStore(tmp_path / "t.db"), register_atexit=False)
+    rec.close()
+    rec.record(SessionStarted(session_id="late", started_at_ms=1.0))
+    assert rec.stats().dropped == 1
+    assert rec.flush(0.5) is True  # nothing to wait for: no writer, nothing queued

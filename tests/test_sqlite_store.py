@@ -513,3 +513,32 @@ def test_a_batch_waiting_for_a_lock_is_retried_not_lost(tmp_path: Path, db: Path
     assert "locked" in (result["last_error"] or "")  # it was refused at least once, then retried
     assert one(db, "SELECT COUNT(*) AS n FROM api_calls")["n"] == 501
     assert one(db, "SELECT COUNT(*) AS n FROM api_calls WHERE api_call_id LIKE 'p0-r%'")["n"] == 500
+
+
+def test_hermes_end_replaces_an_end_only_a_hook_reported(store: SQLiteStore, db: Path) -> None:
+    """The TUI finalizes with no reason, then writes tui_close to state.db: state.db's reason wins."""
+    write(store, SessionStarted(session_id="s1", started_at_ms=1.0),
+          SessionEnded(session_id="s1", ended_at_ms=2.0, end_reason="on_session_finalize:unknown", outcome="unknown"),
+          SessionEnded(session_id="s1", ended_at_ms=3.0, end_reason="tui_close", outcome="completed"),
+          SessionEnded(session_id="s1", ended_at_ms=4.0, end_reason="on_session_finalize:shutdown",
+                       outcome="completed"))
+    assert one(db, "SELECT end_reason, outcome, ended_at_ms FROM sessions") == {
+        "end_reason": "tui_close", "outcome": "completed", "ended_at_ms": 3.0}
+
+
+def test_a_reconciled_session_that_comes_back_is_open_again(store: SQLiteStore, db: Path) -> None:
+    from hermetry.stores.sqlite_reconcile import reconcile
+
+    write(store, SessionStarted(session_id="s1", started_at_ms=1.0),
+          TurnStarted(turn_id="t1", session_id="s1", started_at_ms=1.0))
+    conn = connect(db)
+    try:
+        assert reconcile(conn, grace_s=0) == {"turns_closed": 1, "sessions_closed": 1}
+    finally:
+        conn.close()
+    assert one(db, "SELECT end_reason, outcome FROM sessions") == {
+        "end_reason": "reconciled:no_end_within_grace", "outcome": "abandoned"}
+    write(store, TurnStarted(turn_id="t2", session_id="s1", started_at_ms=5.0))  # it was alive after all
+    assert one(db, "SELECT end_reason, outcome FROM sessions") == {"end_reason": None, "outcome": None}
+    write(store, SessionEnded(session_id="s1", ended_at_ms=9.0, end_reason="idle", outcome="expired"))
+    assert one(db, "SELECT end_reason, outcome FROM sessions") == {"end_reason": "idle", "outcome": "expired"}

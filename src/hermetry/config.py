@@ -50,7 +50,8 @@ def db_path(home: Path | None = None) -> Path:
         return Path(env).expanduser()
     configured = hermetry_settings(home).get("db_path")
     if isinstance(configured, str) and configured.strip():
-        return Path(configured.strip()).expanduser()
+        # relative to HERMES_HOME, so every process (started from any folder) finds the same file
+        return (home or hermes_home()) / Path(configured.strip()).expanduser()
     return (home or hermes_home()) / "hermetry" / "telemetry.db"
 
 
@@ -65,6 +66,6 @@ def price_file_path(home: Path | None = None) -> Path | None:
         return Path(env).expanduser()
     configured = hermetry_settings(home).get("price_file")
     if isinstance(configured, str) and configured.strip():
-        return Path(configured.strip()).expanduser()
+        return (home or hermes_home()) / Path(configured.strip()).expanduser()
     default = (home or hermes_home()) / "hermetry" / "prices.yaml"
     return default if default.exists() else None

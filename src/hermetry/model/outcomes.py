@@ -130,13 +130,43 @@ def session_outcome_class(outcome: str | None) -> OutcomeClass:
     return SESSION_OUTCOME_CLASS.get(outcome or "", OutcomeClass.NEUTRAL)
 
 
-#: Messages Hermes 0.19.0 passes to ``AIAgent.interrupt()`` that mean a limit fired, not a person.
-_TIMEOUT_MARKERS = ("timed out", "timeout")
+#: The fixed reasons Hermes 0.19.0 passes to ``AIAgent.interrupt()`` (gateway/run.py,
+#: gateway/platforms/api_server.py, cron/scheduler.py, tools/delegate_tool.py), and what each means.
+#: Anything else passed to interrupt() is a person's new message — its text is never kept.
+INTERRUPT_REASONS: dict[str, TurnOutcome] = {
+    "Execution timed out (inactivity)": TurnOutcome.TIMED_OUT,
+    "Cron job timed out (inactivity)": TurnOutcome.TIMED_OUT,
+    "Stop requested": TurnOutcome.INTERRUPTED,
+    "Stop requested via API": TurnOutcome.INTERRUPTED,
+    "Session reset requested": TurnOutcome.INTERRUPTED,
+    "SSE client disconnected": TurnOutcome.INTERRUPTED,
+    "SSE task cancelled": TurnOutcome.INTERRUPTED,
+    "Gateway shutting down": TurnOutcome.INTERRUPTED,
+    "Gateway restarting": TurnOutcome.INTERRUPTED,
+    "Async delegation cancelled": TurnOutcome.INTERRUPTED,
+}
+#: Labels for interrupts that carry no fixed reason.
+INTERRUPT_BY_USER = "user_interrupt"  # Ctrl-C, /stop without a reason
+INTERRUPT_BY_NEW_MESSAGE = "new_message"  # the user sent a new message while the agent worked
 
 
-def turn_outcome_for_interrupt(message: str | None) -> TurnOutcome:
-    """An interrupted turn is a timeout when Hermes' interrupt message says so."""
-    text = (message or "").lower()
-    if any(marker in text for marker in _TIMEOUT_MARKERS):
-        return TurnOutcome.TIMED_OUT
-    return TurnOutcome.INTERRUPTED
+def interrupt_label(message: object) -> str:
+    """A storable label for an interrupt: Hermes' fixed reason, or a generic label — never user text."""
+    if message is None or message == "":
+        return INTERRUPT_BY_USER
+    if isinstance(message, str) and message.strip() in INTERRUPT_REASONS:
+        return message.strip()
+    return INTERRUPT_BY_NEW_MESSAGE
+
+
+def turn_outcome_for_interrupt(label: str | None) -> TurnOutcome:
+    """An interrupted turn is a timeout when Hermes' reason says a limit fired."""
+    if label is None:
+        return TurnOutcome.INTERRUPTED
+    return INTERRUPT_REASONS.get(label, TurnOutcome.INTERRUPTED)
+
+
+def newer_hermes_exit_outcome(turn_exit_reason: str) -> TurnOutcome:
+    """Newer Hermes names why an interrupted turn ended (``turn_exit_reason``)."""
+    return TurnOutcome.TIMED_OUT if "timeout" in turn_exit_reason.lower() or "timed out" in turn_exit_reason.lower() \
+        else TurnOutcome.INTERRUPTED

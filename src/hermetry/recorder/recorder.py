@@ -91,7 +91,9 @@ class Recorder:
             pass
         self._init_state()
         if register_atexit:
-            atexit.register(self.close)
+            # At exit: flush, but keep accepting — other exit handlers (Hermes' own shutdown of
+            # its sessions) may still report events after ours has run.
+            atexit.register(self.flush, 3.0)
         try:
             os.register_at_fork(after_in_child=self._after_fork)
         except Exception:  # pragma: no cover - platforms without fork
@@ -117,10 +119,17 @@ class Recorder:
         self._passes = 0
         self._store: Store | None = None
         self._thread = threading.Thread(target=self._run_writer, name="hermetry-writer", daemon=True)
-        self._thread.start()
+        self._started = False
+
+    def _start(self) -> None:
+        with self._drop_lock:
+            if not self._started:
+                self._started = True
+                self._thread.start()
 
     def _after_fork(self) -> None:
-        # The writer thread and the store's connection do not survive a fork: start fresh.
+        # The writer thread and the store's connection do not survive a fork: start fresh, and
+        # lazily — most forked children (a terminal tool's pty) exec at once and record nothing.
         self._run = dict(self._run, run_id=uuid.uuid4().hex, pid=os.getpid(), events_dropped=0)
         self._init_state()
 
@@ -129,10 +138,12 @@ class Recorder:
     def submit(self, item: Item) -> None:
         """Queue one raw item ``(normalizer, ...)``. Never blocks, never raises."""
         q = self._queue
-        if len(q) < self.capacity:
+        if len(q) < self.capacity and not self._closed:
             q.append(item)
+            if not self._started:
+                self._start()
         else:
-            self._count_drop(1)
+            self._count_drop(1)  # full, or closed: counted, never silent
 
     def record(self, event: Event) -> None:
         """Queue one canonical event (the runtime-agnostic API)."""
@@ -153,7 +164,11 @@ class Recorder:
         deadline = time.monotonic() + timeout
         first_pass = self._passes
         self._wake.set()
+        if not self._started:
+            return not self._queue and not self._pending
         while time.monotonic() < deadline:
+            if not self._thread.is_alive():
+                return not self._queue and not self._pending  # no writer left to wait for
             if not self._queue and not self._pending and self._idle.is_set():
                 return True
             if self._failing and self._passes > first_pass + 2:
@@ -169,7 +184,8 @@ class Recorder:
         self.flush(timeout)
         self._closed = True
         self._wake.set()
-        self._thread.join(timeout=max(0.1, timeout / 5))
+        if self._started:
+            self._thread.join(timeout=max(0.1, timeout / 5))
         self._count_drop(len(self._queue) + len(self._pending))
         if not self._thread.is_alive() and self._store is not None:
             try:
@@ -245,6 +261,25 @@ class Recorder:
             return self._write_pending()  # nothing left to write but the drop count itself
         return True
 
+    def _write_one_by_one(self) -> bool:
+        """A batch keeps failing for a reason that is not the store's: write its events one at a
+        time, so only the event that cannot be written is dropped (and counted)."""
+        from hermetry.stores.sqlite import StoreUnavailable
+
+        assert self._store is not None
+        pending, self._pending = self._pending, []
+        for i, event in enumerate(pending):
+            try:
+                self._written += self._store.write([event], None)
+            except StoreUnavailable:
+                self._pending = pending[i:]
+                return False
+            except Exception:
+                self._count_drop(1)
+                log.debug("hermetry: dropped an event that cannot be written: %r", event, exc_info=True)
+        self._drops_reported = -1  # make the writer report the new drop count
+        return True
+
     def _drops_unreported(self) -> bool:
         return self._dropped != self._drops_reported and self._disabled_reason is None
 
@@ -282,11 +317,8 @@ class Recorder:
             log.debug("hermetry: write failed", exc_info=True)
             self._failures += 1
             if self._failures >= 3:
-                self._count_drop(len(self._pending))
-                self._pending.clear()
                 self._failures = 0
-                self._drops_reported = self._dropped  # don't retry a store that fails just to report it
-                return True
+                return self._write_one_by_one()
             return False
         self._failures = 0
         self._failing = False

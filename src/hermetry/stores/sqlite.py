@@ -13,6 +13,7 @@ stored once. Where a live capture and a backfill disagree, the live value wins.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -38,6 +39,8 @@ from hermetry.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 #: How long one write waits for another process's lock. Short on purpose: the recorder keeps
 #: the batch and retries, so waiting longer inside SQLite would only delay a process's exit.
 BUSY_TIMEOUT_MS = 250
+
+log = logging.getLogger("hermetry")
 
 
 class StoreUnavailable(Exception):
@@ -181,6 +184,9 @@ _TAKE_END = (
     "(sessions.ended_at_ms IS NULL AND sessions.end_reason IS NULL)"
     " OR (excluded.origin = 'live' AND sessions.origin <> 'live')"
     " OR instr(',' || ? || ',', ',' || sessions.end_reason || ',') > 0"
+    # an end only a hook reported, or one the reconciler inferred, gives way to Hermes' own
+    " OR (sessions.end_reason LIKE 'on_session_finalize:%' AND excluded.end_reason NOT LIKE 'on_session_finalize:%')"
+    " OR (sessions.end_reason LIKE 'reconciled:%' AND excluded.origin = 'live')"
 )
 _SQL_SESSION_END = (
     "INSERT INTO sessions (session_id, ended_at_ms, end_reason, outcome, origin, updated_at_ms) "
@@ -190,6 +196,10 @@ _SQL_SESSION_END = (
         for c in ("ended_at_ms", "end_reason", "outcome")
     )
     + ", updated_at_ms = excluded.updated_at_ms"
+)
+_SQL_SESSION_UNRECONCILE = (
+    "UPDATE sessions SET ended_at_ms = NULL, end_reason = NULL, outcome = NULL, updated_at_ms = ? "
+    "WHERE session_id = ? AND end_reason LIKE 'reconciled:%'"
 )
 _SQL_SESSION_REOPEN = (
     "UPDATE sessions SET ended_at_ms = NULL, end_reason = NULL, outcome = NULL, updated_at_ms = ? "
@@ -335,6 +345,8 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
         flush()
         if isinstance(e, TurnStarted):
             ex(_SQL_SESSION_ENSURE, (e.session_id, e.started_at_ms, e.origin, now))
+            if e.origin == "live":  # a session the reconciler gave up on is alive after all
+                ex(_SQL_SESSION_UNRECONCILE, (now, e.session_id))
             ex(_SQL_TURN_START, (e.turn_id, e.session_id, e.task_id, e.started_at_ms, e.queue_wait_ms, e.origin))
             if e.origin == "live":
                 ex(_SQL_CLOSE_OPEN_TURNS, (e.started_at_ms, e.session_id, e.turn_id))
@@ -365,8 +377,11 @@ def _reconcile_quietly(conn: sqlite3.Connection) -> None:
 
     try:
         reconcile(conn)
-    except sqlite3.Error:
-        pass
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            log.warning("hermetry: reconciling open turns failed: %s", exc)
+    except sqlite3.Error as exc:
+        log.warning("hermetry: reconciling open turns failed: %s", exc)
 
 
 class SQLiteStore:

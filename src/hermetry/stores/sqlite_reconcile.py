@@ -6,7 +6,9 @@ grace period has passed with no activity:
 
 * an open turn becomes ``errored`` if its last model call failed, otherwise ``abandoned``
   (outcome_reason ``reconciled:…``); a real end reported later still replaces it;
-* a session that had such an abandoned turn and never ended becomes ``abandoned`` too.
+* a session that had such an abandoned turn and never ended becomes ``abandoned`` too
+  (end_reason ``reconciled:no_end_within_grace``); if it turns out to be alive — a new turn,
+  or Hermes' own end arrives — that replaces the inferred end.
 
 A session whose turns all ended but which Hermes never closed (an API-server conversation, a
 chat the user simply stopped) is *not* abandoned: it stays open, and its turns carry its
@@ -43,6 +45,7 @@ WHERE t.outcome IS NULL AND {_LAST_ACTIVITY} < ?
 _CLOSE_STALE_SESSIONS = f"""
 UPDATE sessions AS s SET
     outcome = '{SessionOutcome.ABANDONED.value}',
+    end_reason = 'reconciled:no_end_within_grace',
     ended_at_ms = (SELECT MAX(t.ended_at_ms) FROM turns t WHERE t.session_id = s.session_id)
 WHERE s.ended_at_ms IS NULL AND s.outcome IS NULL
   AND EXISTS (SELECT 1 FROM turns t WHERE t.session_id = s.session_id

@@ -37,6 +37,8 @@ from hermetry.model.events import (
 from hermetry.model.outcomes import (
     HOOK_END_REASONS,
     TurnOutcome,
+    interrupt_label,
+    newer_hermes_exit_outcome,
     session_outcome_for_end_reason,
     turn_outcome_for_interrupt,
 )
@@ -64,13 +66,17 @@ def _id(v: Any) -> str | None:
     return None
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _int(v: Any) -> int | None:
     if v is None or isinstance(v, bool):
         return None
     try:
-        return int(v)
-    except (TypeError, ValueError):
+        i = int(v)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return i if -_INT64_MAX <= i <= _INT64_MAX else None  # SQLite stores 64-bit integers
 
 
 def _float(v: Any) -> float | None:
@@ -131,8 +137,9 @@ class HermesCapture:
         self._attempts: OrderedDict[str, int] = OrderedDict()
         # gateway arrivals waiting for their turn: (platform, sender) -> [(arrived_at_s, text hash)]
         self._arrivals: dict[tuple[str, str], list[tuple[float, int | None]]] = {}
-        # interrupt messages per session, set by the AIAgent.interrupt wrapper (see plugin.py)
-        self.interrupt_reasons: dict[str, str | None] = {}
+        # why each session's current turn was interrupted (a label, never the text), fed through the
+        # queue by the AIAgent.interrupt wrapper (see plugin.py) so it stays in order with the turn
+        self.interrupt_reasons: dict[str, str] = {}
 
     # -- registration ------------------------------------------------------------------------
 
@@ -152,6 +159,28 @@ class HermesCapture:
             return callback
 
         take_probe = stream_probe.take_probe
+        turn_start_norm, arrival_norm = self._turn_start, self._arrival
+
+        # These two keep only a hash of the message text (bounded work: its first 4 KiB), never
+        # the text, so a queue backed up behind a slow store holds no prompts.
+        def turn_start(**kw: Any) -> None:
+            try:
+                m = kw.get("user_message")
+                submit((turn_start_norm, now(), kw.get("session_id"), kw.get("task_id"), kw.get("turn_id"),
+                        kw.get("platform"), kw.get("sender_id"), hash(m[:4096]) if isinstance(m, str) else None))
+            except Exception:
+                pass
+
+        def arrival(**kw: Any) -> None:
+            try:
+                event = kw.get("event")
+                source = getattr(event, "source", None)
+                platform = getattr(source, "platform", None)
+                text = getattr(event, "text", None)
+                submit((arrival_norm, now(), getattr(platform, "value", platform), getattr(source, "user_id", None),
+                        getattr(event, "timestamp", None), hash(text[:4096]) if isinstance(text, str) else None))
+            except Exception:
+                pass
 
         def make_api(normalize: Callable[[tuple[Any, ...]], Iterable[Event]], keys: tuple[str, ...]) -> Callable[..., None]:
             def callback(**kw: Any) -> None:
@@ -165,9 +194,8 @@ class HermesCapture:
 
         return {
             "on_session_start": make(self._session_start, ("session_id", "model", "platform")),
-            "pre_llm_call": make(self._turn_start, ("session_id", "task_id", "turn_id", "platform", "sender_id",
-                                                    "user_message")),
-            "pre_gateway_dispatch": make(self._arrival, ("event",)),
+            "pre_llm_call": turn_start,
+            "pre_gateway_dispatch": arrival,
             "on_session_end": make(self._turn_end, ("session_id", "turn_id", "completed", "interrupted", "failed",
                                                     "turn_exit_reason")),
             "post_api_request": make_api(self._api_ok, _API_OK_KEYS),
@@ -202,11 +230,12 @@ class HermesCapture:
         )
 
     def _turn_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, session_id, task_id, turn_id, platform, sender_id, user_message = item
+        _, t, session_id, task_id, turn_id, platform, sender_id, message_hash = item
         sid, tid = _id(session_id), _id(turn_id)
         if not sid or not tid:
             return ()
-        arrived = self._take_arrival(_str(platform), _str(sender_id), user_message, t)
+        self.interrupt_reasons.pop(sid, None)  # an interrupt of an earlier turn is not this turn's
+        arrived = self._take_arrival(_str(platform), _str(sender_id), message_hash, t)
         queue_wait_ms = max(0.0, (t - arrived) * 1000) if arrived is not None else None
         return (TurnStarted(turn_id=tid, session_id=sid, started_at_ms=t * 1000, task_id=_id(task_id),
                             queue_wait_ms=queue_wait_ms),)
@@ -215,45 +244,50 @@ class HermesCapture:
 
     def _arrival(self, item: tuple[Any, ...]) -> Iterable[Event]:
         """pre_gateway_dispatch: remember when a message reached Hermes (nothing stored yet)."""
-        _, t, event = item
-        source = getattr(event, "source", None)
-        platform = getattr(getattr(source, "platform", None), "value", None) or _str(getattr(source, "platform", None))
-        sender = _str(getattr(source, "user_id", None))
+        _, t, platform, user_id, stamp, text_hash = item
+        platform, sender = _str(platform), _id(user_id)
         if not platform or not sender:
             return ()
         arrived = t
-        stamp: Any = getattr(event, "timestamp", None)
         if stamp is not None and hasattr(stamp, "timestamp"):
             try:
                 # a naive datetime is the gateway's local time, which .timestamp() assumes too
                 arrived = min(t, float(stamp.timestamp()))
             except Exception:
                 arrived = t
-        text = getattr(event, "text", None)
         key = (platform, sender)
-        pending = self._arrivals.setdefault(key, [])
-        pending.append((arrived, hash(text) if isinstance(text, str) else None))
-        if len(self._arrivals) > 10_000:  # senders that never got a turn must not accumulate
+        # Every inbound message fires this hook, even ones that never start a turn (unauthorized
+        # senders, group chatter): keep only recent arrivals, a few per sender, a bounded map.
+        pending = [p for p in self._arrivals.get(key, ()) if t - p[0] <= ARRIVAL_TTL_S][-(ARRIVALS_PER_SENDER - 1):]
+        pending.append((arrived, text_hash if isinstance(text_hash, int) else None))
+        self._arrivals[key] = pending
+        if len(self._arrivals) > 10_000:
             self._arrivals.pop(next(iter(self._arrivals)))
         return ()
 
-    def _take_arrival(self, platform: str | None, sender: str | None, user_message: Any, now: float) -> float | None:
-        """The arrival of the message this turn answers: same platform and sender, same text if
-        it can be told, else the oldest; arrivals older than the gateway's longest wait are stale."""
+    def _take_arrival(self, platform: str | None, sender: str | None, message_hash: Any, now: float) -> float | None:
+        """The arrival of the message this turn answers: same platform and sender, and the same
+        text when it can be told. If the text does not match (the gateway may add context to
+        the message) it is used only when it is the one message pending — otherwise the wait is
+        not captured, rather than guessed."""
         if not platform or not sender:
             return None
-        pending = self._arrivals.get((platform, sender))
+        key = (platform, sender)
+        pending = [p for p in self._arrivals.get(key, ()) if now - p[0] <= ARRIVAL_TTL_S]
         if not pending:
+            self._arrivals.pop(key, None)
             return None
-        pending[:] = [p for p in pending if now - p[0] <= ARRIVAL_TTL_S]
-        if not pending:
-            self._arrivals.pop((platform, sender), None)
+        index = next((i for i, p in enumerate(pending) if message_hash is not None and p[1] == message_hash), None)
+        if index is None and len(pending) == 1:
+            index = 0
+        if index is None:
+            self._arrivals[key] = pending
             return None
-        wanted = hash(user_message) if isinstance(user_message, str) else None
-        index = next((i for i, p in enumerate(pending) if wanted is not None and p[1] == wanted), 0)
         arrived = pending.pop(index)[0]
-        if not pending:
-            self._arrivals.pop((platform, sender), None)
+        if pending:
+            self._arrivals[key] = pending
+        else:
+            self._arrivals.pop(key, None)
         return arrived
 
     def _turn_end(self, item: tuple[Any, ...]) -> Iterable[Event]:
@@ -266,8 +300,11 @@ class HermesCapture:
         if failed is True:
             outcome, reason = TurnOutcome.ERRORED, exit_text or "failed"
         elif interrupted is True:
-            reason = self.interrupt_reasons.pop(sid, None) or exit_text
-            outcome = turn_outcome_for_interrupt(reason)
+            label = self.interrupt_reasons.pop(sid, None)
+            if label is None and exit_text:
+                outcome, reason = newer_hermes_exit_outcome(exit_text), exit_text
+            else:
+                outcome, reason = turn_outcome_for_interrupt(label), label
         elif completed is True:
             outcome = TurnOutcome.COMPLETED
         elif completed is False:
@@ -290,26 +327,27 @@ class HermesCapture:
 
     def _api_ok(self, item: tuple[Any, ...]) -> Iterable[Event]:
         (_, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode,
-         api_duration, started_at, finish_reason, response_model, usage, first_delta_at) = item
+         api_duration, started_at, finish_reason, response_model, usage, first_delta_at, ended_at) = item
         rid, sid = _id(api_request_id), _id(session_id)
         if not rid or not sid:
             return ()
-        started = _float(started_at)
+        attempt = self._attempt(rid, failed=False)
+        started_ms, latency_ms = _attempt_timing(probe, attempt, started_at, ended_at, api_duration, t)
         return (
             ApiCall(
                 api_request_id=rid,
-                attempt=self._attempt(rid, failed=False),
+                attempt=attempt,
                 session_id=sid,
                 turn_id=_id(turn_id),
-                started_at_ms=(started if started is not None else t) * 1000,
-                latency_ms=_ms(api_duration),
+                started_at_ms=started_ms,
+                latency_ms=latency_ms,
                 status="ok",
                 model=_str(model),
                 provider=_str(provider),
                 base_url=_redact_url(_str(base_url)),
                 api_mode=_str(api_mode),
                 response_model=_str(response_model),
-                ttft_ms=_hook_ttft(started_at, first_delta_at) or _probe_ttft(probe),
+                ttft_ms=_probe_ttft(probe) or _hook_ttft(started_ms / 1000, first_delta_at),
                 streamed=_get(probe, "streamed"),
                 input_tokens=_int(_get(usage, "input_tokens")),
                 output_tokens=_int(_get(usage, "output_tokens")),
@@ -323,20 +361,21 @@ class HermesCapture:
 
     def _api_error(self, item: tuple[Any, ...]) -> Iterable[Event]:
         (_, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode,
-         api_duration, started_at, status_code, retry_count, reason, error) = item
+         api_duration, started_at, status_code, retry_count, reason, error, ended_at) = item
         rid, sid = _id(api_request_id), _id(session_id)
         if not rid or not sid:
             return ()
-        started = _float(started_at)
         error_type = _str(_get(error, "type")) or _str(reason)
+        attempt = self._attempt(rid, failed=True)
+        started_ms, latency_ms = _attempt_timing(probe, attempt, started_at, ended_at, api_duration, t)
         return (
             ApiCall(
                 api_request_id=rid,
-                attempt=self._attempt(rid, failed=True),
+                attempt=attempt,
                 session_id=sid,
                 turn_id=_id(turn_id),
-                started_at_ms=(started if started is not None else t) * 1000,
-                latency_ms=_ms(api_duration),
+                started_at_ms=started_ms,
+                latency_ms=latency_ms,
                 status="error",
                 model=_str(model),
                 provider=_str(provider),
@@ -349,8 +388,22 @@ class HermesCapture:
                 error_type=error_type,
                 error_message=clean_error(_get(error, "message")),
                 finish_reason=None,
+                provider_cost_usd=_float(_get(probe, "cost")),  # a failed attempt may still be billed
             ),
         )
+
+    def on_interrupt(self, session_id: Any, message: Any) -> None:
+        """Called by the AIAgent.interrupt wrapper: queue the reason's label, never the message."""
+        self.recorder.submit((self._interrupt_noted, time.time(), session_id, interrupt_label(message)))
+
+    def _interrupt_noted(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        _, _t, session_id, label = item
+        sid = _id(session_id)
+        if sid:
+            self.interrupt_reasons[sid] = label
+            if len(self.interrupt_reasons) > 10_000:
+                self.interrupt_reasons.pop(next(iter(self.interrupt_reasons)))
+        return ()
 
     def on_api_aborted(self, context: dict[str, Any], probe: dict[str, Any] | None, ended_at: float) -> None:
         """stream_probe.ON_ABORT: an interrupted model call (no Hermes hook fires for it)."""
@@ -383,7 +436,11 @@ class HermesCapture:
         if not sid or not name:
             return ()
         latency = _float(duration_ms)
-        tcid = _id(tool_call_id) or f"{sid}:{name}:{t:.6f}"
+        # a provider's tool_call_id is only unique within its response (some adapters derive it
+        # from the tool's name and arguments), so the row id is scoped to the model call
+        scope = _id(api_request_id) or _id(turn_id) or sid
+        raw_id = _id(tool_call_id)
+        tcid = f"{sid}:{scope}:{raw_id}" if raw_id else f"{sid}:{scope}:{name}:{t:.6f}"
         started_ms = t * 1000 - (latency or 0.0)
         raw_status = (_str(status) or "").lower()
         status_norm = "ok" if raw_status in ("ok", "success", "succeeded", "completed") else (raw_status or "unknown")
@@ -487,19 +544,40 @@ class HermesCapture:
 
 #: A gateway message that waited longer than this (Hermes' default agent timeout) is not matched.
 ARRIVAL_TTL_S = 1800.0
+#: At most this many arrivals are remembered per sender.
+ARRIVALS_PER_SENDER = 8
 
 _API_OK_KEYS = (
     "session_id", "turn_id", "api_request_id", "model", "provider", "base_url", "api_mode",
-    "api_duration", "started_at", "finish_reason", "response_model", "usage", "first_delta_at",
+    "api_duration", "started_at", "finish_reason", "response_model", "usage", "first_delta_at", "ended_at",
 )
 _API_ERROR_KEYS = (
     "session_id", "turn_id", "api_request_id", "model", "provider", "base_url", "api_mode",
-    "api_duration", "started_at", "status_code", "retry_count", "reason", "error",
+    "api_duration", "started_at", "status_code", "retry_count", "reason", "error", "ended_at",
 )
 _TOOL_KEYS = (
     "session_id", "turn_id", "tool_call_id", "api_request_id", "tool_name", "duration_ms", "status",
     "error_type", "error_message",
 )
+
+def _attempt_timing(probe: Any, attempt: int, started_at: Any, ended_at: Any, api_duration: Any,
+                    t: float) -> tuple[float, float | None]:
+    """(started_at_ms, latency_ms) of ONE attempt.
+
+    Hermes 0.19.0 starts its API clock once per request, before its retry loop
+    (agent/conversation_loop.py), so for a retry its ``started_at``/``api_duration`` span every
+    earlier attempt and back-off too. The stream probe's start is per attempt: use it when we
+    have it; a retry without it has no honest latency (None), the first attempt uses Hermes'.
+    """
+    start = _get(probe, "start")
+    end = _float(ended_at)
+    if isinstance(start, float):
+        stop = end if end is not None and end >= start else t
+        return start * 1000, (stop - start) * 1000
+    hermes_start = _float(started_at)
+    started_ms = (hermes_start if hermes_start is not None else t) * 1000
+    return started_ms, (_ms(api_duration) if attempt == 0 else None)
+
 
 def _hook_ttft(started_at: Any, first_delta_at: Any) -> float | None:
     """Newer Hermes passes ``first_delta_at`` on its API hooks: use it where it exists."""

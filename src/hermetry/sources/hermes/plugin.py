@@ -57,9 +57,7 @@ def _wrap_interrupt(capture: HermesCapture) -> None:
 
     def interrupt(self: Any, message: Any = None, *args: Any, **kwargs: Any) -> Any:
         try:
-            sid = getattr(self, "session_id", None)
-            if isinstance(sid, str):
-                capture.interrupt_reasons[sid] = message if isinstance(message, str) else None
+            capture.on_interrupt(getattr(self, "session_id", None), message)
         except Exception:
             pass
         return original(self, message, *args, **kwargs)

@@ -64,7 +64,9 @@ def llm_execution_middleware(request: Any = None, next_call: Callable[..., Any] 
         on_abort = ON_ABORT
         if on_abort is not None and isinstance(getattr(exc, "original", exc), InterruptedError):
             try:
-                on_abort(context, take_probe(context.get("api_request_id")), time.time())
+                taken = take_probe(context.get("api_request_id"))
+                if taken is not None and taken.get("sent"):  # interrupted before sending: no attempt
+                    on_abort(context, taken, time.time())
             except Exception:
                 pass
         raise
@@ -99,15 +101,17 @@ def _usage_cost(usage: Any) -> float | None:
     return float(cost)
 
 
-def _timed(iterator: Iterator[Any], probe: dict[str, Any]) -> Iterator[Any]:
+def _timed(iterator: Iterator[Any], probe: dict[str, Any], generation: int) -> Iterator[Any]:
     waiting = True
     for chunk in iterator:
         try:
-            if waiting and _chunk_has_payload(chunk):
+            if probe.get("gen") != generation:
+                waiting = False  # Hermes reconnected: a newer stream of this attempt owns the probe
+            elif waiting and _chunk_has_payload(chunk):
                 probe["first"] = time.time()
                 waiting = False
             usage = getattr(chunk, "usage", None)
-            if usage is not None:
+            if usage is not None and probe.get("gen") == generation:
                 cost = _usage_cost(usage)
                 if cost is not None:
                     probe["cost"] = cost
@@ -116,14 +120,13 @@ def _timed(iterator: Iterator[Any], probe: dict[str, Any]) -> Iterator[Any]:
         yield chunk
 
 
-def _observe(probe: dict[str, Any], result: Any) -> None:
+def _observe(probe: dict[str, Any], result: Any, streamed: bool) -> None:
     from openai import Stream
 
+    probe["streamed"] = streamed
     if isinstance(result, Stream):
-        probe["streamed"] = True
-        result._iterator = _timed(result._iterator, probe)
-    else:
-        probe["streamed"] = False
+        result._iterator = _timed(result._iterator, probe, probe["gen"])
+    elif not streamed:
         probe["cost"] = _usage_cost(getattr(result, "usage", None))
 
 
@@ -139,10 +142,15 @@ def install() -> bool:
 
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
         entry = _INFLIGHT.get(id(kwargs.get("messages"))) if _INFLIGHT else None
+        if entry is not None:
+            probe = entry[0]
+            probe["sent"] = True
+            probe["gen"] = probe.get("gen", 0) + 1  # a reconnect within the attempt starts a new stream
+            probe["first"] = None
         result = original(self, *args, **kwargs)
         if entry is not None:
             try:
-                _observe(entry[0], result)
+                _observe(entry[0], result, bool(kwargs.get("stream")))
             except Exception:  # pragma: no cover - defensive
                 log.debug("hermetry: stream probe failed", exc_info=True)
         return result
