@@ -9,7 +9,7 @@ HERMES_AGENT_VERSION := 0.19.0
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,otel,prometheus]' 'hermes-agent[messaging]==$(HERMES_AGENT_VERSION)'
+	$(PY) -m pip install -q -e '.[dev,otel,prometheus,parquet]' 'hermes-agent[messaging]==$(HERMES_AGENT_VERSION)'
 	$(PY) -m pip check
 	touch $@
 
@@ -23,8 +23,13 @@ lint: $(VENV)/.installed
 test: lint
 	$(VENV)/bin/pytest
 
-bench: $(VENV)/.installed
-	$(PY) -m bench
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
+
+# `make bench` (~10 min; fixtures cached in bench/.cache/); `make bench BENCH_ARGS=--quick` (1-2 min)
+bench: $(VENV)/.bench-installed
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

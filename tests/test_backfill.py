@@ -373,7 +373,10 @@ def test_import_reproduces_sessions_turns_tools_tokens_and_costs(history: Histor
     aux = q(store, "SELECT * FROM api_calls WHERE api_request_id LIKE '%:aux:%'")
     assert [(r["session_id"], r["model"], r["input_tokens"], r["output_tokens"]) for r in aux] == [
         ("cli-1", "gpt-4o-mini", 50, 10)]
-    assert aux[0]["cost_usd"] == pytest.approx(0.0001)
+    # that row carries no cost provenance, so it is re-estimated from published prices, as Hermes'
+    # own insights does: gpt-4o-mini at $0.15 / $0.60 per million input / output tokens
+    assert (aux[0]["cost_status"], aux[0]["cost_source"]) == ("estimated", "genai-prices")
+    assert aux[0]["cost_usd"] == pytest.approx((50 * 0.15 + 10 * 0.60) / 1_000_000, abs=1e-12)
 
     # grand totals: state.db's sessions + auxiliary usage == the store's API-call rows
     for kind in TOKEN_KINDS:
@@ -943,3 +946,32 @@ def test_import_speed(SessionDB: Any, tmp_path: Path, sessions: int, limit_s: fl
     t0 = time.perf_counter()
     again = import_state_db(path, tmp_path / "telemetry.db")
     assert again.sessions_unchanged == sessions and time.perf_counter() - t0 <= limit_s / 5
+
+
+# ---------------------------------------------------------------------------------------------
+# hermetry insights over imported data agrees with Hermes' own insights
+# ---------------------------------------------------------------------------------------------
+
+def test_insights_over_imported_history_agree_with_hermes_insights(history: History, SessionDB: Any,
+                                                                   tmp_path: Path) -> None:
+    from agent.insights import InsightsEngine
+
+    from hermetry.analytics.report import Query, insights
+
+    store = tmp_path / "telemetry.db"
+    import_state_db(history.path, store)
+    hermes_db = SessionDB(history.path)
+    try:
+        theirs = InsightsEngine(hermes_db).generate(days=3650)["overview"]
+    finally:
+        hermes_db.close()
+    ours = insights(store, Query.last_days(3650))
+    tokens = ours["api_calls"]["tokens"]
+    assert ours["coverage"]["sessions_started"] == theirs["total_sessions"]
+    assert tokens["input_tokens"] == theirs["total_input_tokens"]
+    assert tokens["output_tokens"] == theirs["total_output_tokens"]
+    assert tokens["cache_read_tokens"] == theirs["total_cache_read_tokens"]
+    assert tokens["cache_write_tokens"] == theirs["total_cache_write_tokens"]
+    assert tokens["total_tokens"] == theirs["total_tokens"]
+    cost = ours["api_calls"]["cost"]
+    assert (cost["estimated_usd"] or 0.0) + (cost["actual_usd"] or 0.0) == pytest.approx(theirs["estimated_cost"], abs=1e-9)

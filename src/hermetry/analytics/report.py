@@ -1,17 +1,27 @@
 """One analytics call, many views: ``insights()`` returns the report every surface shows.
 
 The CLI tables, ``--json``, the ``/telemetry`` slash command and the dashboard all render
-this one structure; none of them computes a number of its own.
+this one structure; none of them computes a number of its own. docs/json.md documents it.
 
-Conventions (docs/json.md documents the JSON):
+Conventions:
 
 * units are in the keys (``*_ms``, ``*_tokens``, ``*_usd``);
-* ``null`` means "not captured", never zero, and every distribution says how many of the
-  rows it covers (``coverage: {captured, of}``);
-* turns still open (running, or not yet reconciled) are counted as ``open`` and excluded
-  from the rates;
-* a turn's source, model and profile are its session's; an API call's model and provider
-  are the call's own.
+* ``null`` means "not captured", never zero, and every figure says how many rows it covers
+  (``coverage: {captured, of}``) and, where it reads better, how many sessions
+  (``session_coverage``: sessions with at least one captured value, of the sessions that had
+  such rows);
+* turns still open (running, or not yet reconciled) are counted as ``open`` and excluded from
+  the rates;
+* a row belongs to the window when it *started* in it (``since <= started_at < until``);
+* a turn's and a tool call's source, model, provider and profile are its session's; an API
+  call's model and provider are the call's own; ``tool`` and ``toolset`` classify tool calls
+  only (as a filter on turns and API calls they keep the turns that called that tool);
+* a conversation is a root session with its subagents and compression continuations; each
+  API call belongs to exactly one session, so per-conversation totals count each call once.
+
+How it scales: every count and sum is a SQL ``GROUP BY`` (one scan per table, rows rolled up
+per session); percentiles are exact, so for each measure only the value column (and the
+breakdown keys) is fetched, sorted by SQLite, and split by key.
 """
 
 from __future__ import annotations
@@ -19,27 +29,45 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hermetry.analytics.stats import distribution, rate
-from hermetry.model.outcomes import OutcomeClass, TurnOutcome, turn_outcome_class
+from hermetry.analytics.stats import histogram, rate, summarize
+from hermetry.model.outcomes import (
+    OutcomeClass,
+    SessionOutcome,
+    TurnOutcome,
+    session_outcome_class,
+    turn_outcome_class,
+)
 from hermetry.stores.sqlite import connect
 
 REPORT_SCHEMA = "hermetry.insights.v1"
 
-#: Dimensions a report can be broken down by, and the column that holds each.
-DIMENSIONS = ("source", "model", "provider", "session_type", "profile", "day")
+#: Dimensions a report can be broken down by.
+DIMENSIONS = ("source", "model", "provider", "toolset", "tool", "session_type", "profile", "day")
+#: Dimensions a report can be filtered on.
+FILTERS = ("source", "model", "provider", "toolset", "tool", "session_type", "profile")
+#: Dimensions that only classify tool calls.
+TOOL_DIMENSIONS = ("tool", "toolset")
 TOKEN_KINDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+COST_STATUSES = ("actual", "estimated", "included", "unknown")
+#: Bucket edges (ms) of the turn wall-time histogram; the last bucket is open-ended.
+WALL_MS_EDGES = (0, 1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 60_000, 120_000, 300_000, 600_000)
+
+DAY_MS = 86_400_000
+
+Db = str | Path | sqlite3.Connection
 
 
 @dataclass(frozen=True)
 class Query:
-    """What to report on: a time window, filters, and breakdowns."""
+    """What to report on: a time window (epoch ms, ``since <= t < until``), filters, breakdowns."""
 
     since_ms: float
     until_ms: float
@@ -49,218 +77,353 @@ class Query:
     @classmethod
     def last_days(cls, days: float, *, now_ms: float | None = None, **kw: Any) -> Query:
         until = now_ms if now_ms is not None else time.time() * 1000
-        return cls(since_ms=until - days * 86_400_000, until_ms=until, **kw)
+        return cls(since_ms=until - days * DAY_MS, until_ms=until, **kw)
+
+    def check(self) -> None:
+        """Raise ValueError for an unknown breakdown or filter, or an empty window."""
+        for dim in self.group_by:
+            if dim not in DIMENSIONS:
+                raise ValueError(f"unknown breakdown {dim!r} (use one of {', '.join(DIMENSIONS)})")
+        for key in self.filters:
+            if key not in FILTERS:
+                raise ValueError(f"unknown filter {key!r} (use one of {', '.join(FILTERS)})")
+        if not self.until_ms > self.since_ms:
+            raise ValueError("the window is empty: --since must be before --until")
 
 
-def _iso(ms: float) -> str:
+def iso(ms: float | None) -> str | None:
+    """Epoch ms → ISO 8601 UTC (seconds), None stays None."""
+    if ms is None:
+        return None
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
 
 
-def _where(alias_time: str, q: Query, session_alias: str = "s", own: dict[str, str] | None = None) -> tuple[str, list[Any]]:
-    clauses = [f"{alias_time} >= ?", f"{alias_time} < ?"]
-    params: list[Any] = [q.since_ms, q.until_ms]
-    for key, value in q.filters.items():
-        if key not in DIMENSIONS or key == "day":
-            raise ValueError(f"unknown filter {key!r} (use one of {', '.join(DIMENSIONS[:-1])})")
-        column = (own or {}).get(key, f"{session_alias}.{key}")
-        clauses.append(f"{column} = ?")
-        params.append(value)
-    return " AND ".join(clauses), params
+def day_iso(day_number: int) -> str:
+    """Days since the epoch (UTC) → ``YYYY-MM-DD``."""
+    return datetime.fromtimestamp(day_number * 86_400, tz=UTC).date().isoformat()
 
 
-_DAY = "strftime('%Y-%m-%d', {t} / 1000.0, 'unixepoch')"
-
-
-def _turn_rows(conn: sqlite3.Connection, q: Query) -> list[sqlite3.Row]:
-    where, params = _where("t.started_at_ms", q)
-    return conn.execute(
-        f"""SELECT t.turn_id, t.session_id, t.wall_ms, t.outcome, t.queue_wait_ms,
-                   s.source, s.model, s.provider, s.session_type, s.profile,
-                   {_DAY.format(t='t.started_at_ms')} AS day
-            FROM turns t LEFT JOIN sessions s ON s.session_id = t.session_id
-            WHERE {where}""",
-        params,
-    ).fetchall()
-
-
-def _api_rows(conn: sqlite3.Connection, q: Query) -> list[sqlite3.Row]:
-    where, params = _where("a.started_at_ms", q, own={"model": "a.model", "provider": "a.provider"})
-    return conn.execute(
-        f"""SELECT a.session_id, a.latency_ms, a.ttft_ms, a.status, a.streamed,
-                   a.input_tokens, a.output_tokens, a.cache_read_tokens, a.cache_write_tokens,
-                   a.reasoning_tokens, a.cost_usd, a.cost_status, a.error_type, a.origin,
-                   s.source, a.model, a.provider, s.session_type, s.profile,
-                   {_DAY.format(t='a.started_at_ms')} AS day
-            FROM api_calls a LEFT JOIN sessions s ON s.session_id = a.session_id
-            WHERE {where}""",
-        params,
-    ).fetchall()
-
-
-def _tool_rows(conn: sqlite3.Connection, q: Query) -> list[sqlite3.Row]:
-    where, params = _where("c.started_at_ms", q)
-    return conn.execute(
-        f"""SELECT c.session_id, c.tool_name, c.toolset, c.latency_ms, c.status,
-                   s.source, s.model, s.provider, s.session_type, s.profile,
-                   {_DAY.format(t='c.started_at_ms')} AS day
-            FROM tool_calls c LEFT JOIN sessions s ON s.session_id = c.session_id
-            WHERE {where}""",
-        params,
-    ).fetchall()
-
-
-def _turn_summary(rows: Sequence[sqlite3.Row]) -> dict[str, Any]:
-    by_outcome: dict[str, int] = defaultdict(int)
-    classes: dict[str, int] = defaultdict(int)
-    for r in rows:
-        outcome = r["outcome"] or "open"
-        by_outcome[outcome] += 1
-        if r["outcome"]:
-            classes[turn_outcome_class(r["outcome"])] += 1
-    ended = sum(classes.values())
-    return {
-        "count": len(rows),
-        "open": by_outcome.get("open", 0),
-        "by_outcome": dict(sorted(by_outcome.items())),
-        "completion_rate": rate(by_outcome.get(TurnOutcome.COMPLETED, 0), ended),
-        "failure_rate": rate(classes.get(OutcomeClass.FAILURE, 0), ended),
-        "wall_ms": distribution([r["wall_ms"] for r in rows if r["outcome"]]),
-        "queue_wait_ms": distribution([r["queue_wait_ms"] for r in rows]),
-    }
-
-
-def _api_summary(rows: Sequence[sqlite3.Row]) -> dict[str, Any]:
-    ok = [r for r in rows if r["status"] == "ok"]
-    with_usage = [r for r in ok if r["input_tokens"] is not None or r["output_tokens"] is not None]
-    tokens: dict[str, Any] = {k: sum(r[k] or 0 for r in with_usage) for k in TOKEN_KINDS}
-    tokens["total_tokens"] = (
-        tokens["input_tokens"] + tokens["cache_read_tokens"] + tokens["cache_write_tokens"] + tokens["output_tokens"]
-    )
-    tokens["coverage"] = {"captured": len(with_usage), "of": len(ok)}
-    errors = len(rows) - len(ok)
-    error_types: dict[str, int] = defaultdict(int)
-    for r in rows:
-        if r["status"] != "ok":
-            error_types[r["error_type"] or "unknown"] += 1
-    return {
-        "count": len(rows),
-        "errors": errors,
-        "error_rate": rate(errors, len(rows)),
-        "error_types": dict(sorted(error_types.items())),
-        "latency_ms": distribution([r["latency_ms"] for r in rows]),
-        "ttft_ms": distribution([r["ttft_ms"] for r in ok]),
-        "tokens": tokens,
-        "cost": cost_summary(rows),
-    }
-
-
-def cost_summary(rows: Iterable[sqlite3.Row]) -> dict[str, Any]:
-    """Cost split by provenance; unknown is counted, never summed as zero."""
-    sums: dict[str, list[float]] = {"actual": [], "estimated": [], "included": []}
-    counts: dict[str, int] = defaultdict(int)
-    for r in rows:
-        if r["status"] != "ok" and r["cost_usd"] is None:
-            continue  # a failed attempt that produced nothing billable
-        status = r["cost_status"] or "unknown"
-        if status in sums and r["cost_usd"] is not None:
-            sums[status].append(float(r["cost_usd"]))
-        elif status != "included":
-            status = "unknown"
-        counts[status] += 1
-    actual = math.fsum(sums["actual"]) if sums["actual"] else None
-    estimated = math.fsum(sums["estimated"]) if sums["estimated"] else None
-    return {
-        "actual_usd": actual,
-        "estimated_usd": estimated,
-        "known_usd": (actual or 0.0) + (estimated or 0.0) if (actual is not None or estimated is not None) else None,
-        "calls": {k: counts.get(k, 0) for k in ("actual", "estimated", "included", "unknown")},
-        "complete": counts.get("unknown", 0) == 0,
-    }
-
-
-def _tool_summary(rows: Sequence[sqlite3.Row]) -> list[dict[str, Any]]:
-    by_tool: dict[str, list[sqlite3.Row]] = defaultdict(list)
-    for r in rows:
-        by_tool[r["tool_name"]].append(r)
-    out = []
-    for name, group in sorted(by_tool.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        failures = sum(1 for r in group if r["status"] != "ok")
-        out.append(
-            {
-                "tool_name": name,
-                "toolset": group[0]["toolset"],
-                "calls": len(group),
-                "failures": failures,
-                "failure_rate": rate(failures, len(group)),
-                "latency_ms": distribution([r["latency_ms"] for r in group]),
-            }
-        )
-    return out
-
-
-def _group(rows: Sequence[sqlite3.Row], dim: str) -> dict[str, list[sqlite3.Row]]:
-    groups: dict[str, list[sqlite3.Row]] = defaultdict(list)
-    for r in rows:
-        key = r[dim]
-        groups["(unknown)" if key is None else str(key)].append(r)
-    return groups
-
-
-def insights(db: str | Path | sqlite3.Connection, query: Query) -> dict[str, Any]:
-    """The report for a window: coverage, turns and outcomes, latency, tokens, cost, tools, breakdowns."""
-    for dim in query.group_by:
-        if dim not in DIMENSIONS:
-            raise ValueError(f"unknown breakdown {dim!r} (use one of {', '.join(DIMENSIONS)})")
-    conn = db if isinstance(db, sqlite3.Connection) else _open(db)
+@contextmanager
+def open_db(db: Db) -> Iterator[sqlite3.Connection | None]:
+    """A read-only connection (None when the file does not exist yet: an empty history)."""
+    if isinstance(db, sqlite3.Connection):
+        yield db
+        return
+    path = Path(db)
+    if not path.exists():
+        yield None
+        return
+    conn = connect(path, readonly=True)
     try:
-        turns = _turn_rows(conn, query) if conn is not None else []
-        calls = _api_rows(conn, query) if conn is not None else []
-        tools = _tool_rows(conn, query) if conn is not None else []
-        drops = _drops(conn) if conn is not None else 0
+        yield conn
     finally:
-        if conn is not None and not isinstance(db, sqlite3.Connection):
-            conn.close()
-
-    sessions = {r["session_id"] for r in turns} | {r["session_id"] for r in calls}
-    report: dict[str, Any] = {
-        "schema": REPORT_SCHEMA,
-        "window": {"since": _iso(query.since_ms), "until": _iso(query.until_ms),
-                   "days": round((query.until_ms - query.since_ms) / 86_400_000, 4)},
-        "filters": dict(query.filters),
-        "coverage": {"sessions": len(sessions), "turns": len(turns), "api_calls": len(calls),
-                     "tool_calls": len(tools), "events_dropped": drops},
-        "turns": _turn_summary(turns),
-        "api_calls": _api_summary(calls),
-        "tool_calls": {
-            "count": len(tools),
-            "failures": sum(1 for r in tools if r["status"] != "ok"),
-            "failure_rate": rate(sum(1 for r in tools if r["status"] != "ok"), len(tools)),
-            "latency_ms": distribution([r["latency_ms"] for r in tools]),
-        },
-        "tools": _tool_summary(tools),
-        "breakdowns": {},
-    }
-    for dim in query.group_by:
-        t_groups, a_groups = _group(turns, dim), _group(calls, dim)
-        rows = []
-        for key in sorted(set(t_groups) | set(a_groups)):
-            t, a = t_groups.get(key, []), a_groups.get(key, [])
-            rows.append({
-                dim: key,
-                "sessions": len({r["session_id"] for r in t} | {r["session_id"] for r in a}),
-                "turns": _turn_summary(t),
-                "api_calls": _api_summary(a),
-            })
-        report["breakdowns"][dim] = rows
-    return report
+        conn.close()
 
 
-def _open(path: str | Path) -> sqlite3.Connection | None:
-    """Open the store read-only; a missing file is an empty history, not an error."""
-    p = Path(path)
-    if not p.exists():
-        return None
-    return connect(p, readonly=True)
+# ---------------------------------------------------------------------------------------------
+# Where each dimension lives, per table
+# ---------------------------------------------------------------------------------------------
+
+_SESSION_COLUMNS = {
+    "source": "s.source", "session_type": "s.session_type", "profile": "s.profile",
+    "model": "s.model", "provider": "s.provider",
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    alias: str
+    columns: dict[str, str]
+
+    def column(self, dim: str) -> str | None:
+        """The SQL expression holding ``dim`` for this table's rows (None: not applicable)."""
+        if dim == "day":
+            return f"CAST({self.alias}.started_at_ms / {DAY_MS} AS INTEGER)"
+        return self.columns.get(dim)
+
+
+TURNS = Table("turns", "t", dict(_SESSION_COLUMNS))
+API_CALLS = Table("api_calls", "a", {**_SESSION_COLUMNS, "model": "a.model", "provider": "a.provider"})
+TOOL_CALLS = Table("tool_calls", "c", {**_SESSION_COLUMNS, "tool": "c.tool_name", "toolset": "c.toolset"})
+
+
+def applicable(table: Table, dims: Iterable[str]) -> list[str]:
+    return [d for d in dims if table.column(d) is not None]
+
+
+class Scanner:
+    """Builds the ``FROM``/``WHERE`` of a query over one table, for one connection and one query."""
+
+    def __init__(self, conn: sqlite3.Connection, q: Query) -> None:
+        self.conn, self.q = conn, q
+        self._hints: dict[str, str] = {}
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Plain tuples, whatever the connection's row factory (``sqlite3.Row`` is much slower)."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql, params)
+
+    def scope(self, table: Table, dims: Sequence[str] = ()) -> tuple[str, str, list[Any]]:
+        """``(FROM …, WHERE …, params)`` for this table's rows in the window, after the filters."""
+        a, q = table.alias, self.q
+        clauses = [f"{a}.started_at_ms >= ?", f"{a}.started_at_ms < ?"]
+        params: list[Any] = [q.since_ms, q.until_ms]
+        join = False
+        for key, value in sorted(q.filters.items()):
+            column = table.column(key)
+            if column is None:  # a tool filter on turns or API calls: the turns that called that tool
+                tool_column = "tool_name" if key == "tool" else "toolset"
+                clauses.append(f"{a}.turn_id IN (SELECT turn_id FROM tool_calls WHERE {tool_column} = ?)")
+            else:
+                clauses.append(f"{column} = ?")
+                join = join or column.startswith("s.")
+            params.append(value)
+        join = join or any((table.column(d) or "").startswith("s.") for d in dims)
+        source = f"{table.name} {a}{self._index_hint(table)}"
+        if join:
+            source += f" LEFT JOIN sessions s ON s.session_id = {a}.session_id"
+        return source, " AND ".join(clauses), params
+
+    def _index_hint(self, table: Table) -> str:
+        """``NOT INDEXED`` when the window holds most of the table.
+
+        SQLite (without ANALYZE statistics) always walks the ``started_at_ms`` index for a
+        range, which is several times slower than a plain scan once the range covers most
+        rows. Counting the window in that index is cheap, so count and choose.
+        """
+        if table.name not in self._hints:
+            in_window, last_rowid = self.execute(
+                f"SELECT COUNT(*), (SELECT MAX(rowid) FROM {table.name}) FROM {table.name} "
+                "WHERE started_at_ms >= ? AND started_at_ms < ?",
+                (self.q.since_ms, self.q.until_ms),
+            ).fetchone()
+            self._hints[table.name] = " NOT INDEXED" if in_window * 3 > (last_rowid or 0) else ""
+        return self._hints[table.name]
+
+
+# ---------------------------------------------------------------------------------------------
+# Collecting: SQL aggregates per session, rolled up per slice (the window, or one breakdown key)
+# ---------------------------------------------------------------------------------------------
+
+#: The slice holding the whole window; breakdown slices are ``(dim, key)``.
+TOTAL: tuple[str, Any] = ("", None)
+
+# What a session had in a slice: bits of ``Slice.session_flags``, for session counts and coverage.
+TURN_ROWS, TURN_ENDED, TURN_WALL, TURN_QUEUE = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+API_ROWS, API_LATENCY, API_OK, API_TTFT, API_USAGE, API_BILLABLE, API_PRICED = (1 << i for i in range(4, 11))
+
+#: The numbers summed per slice for API calls, in order (see ``_collect_api``).
+API_FIELDS = ("calls", "ok", "latency_captured", "ttft_captured", "usage_captured", *TOKEN_KINDS,
+              "billable", "actual", "estimated", "included", "actual_usd", "estimated_usd")
+
+#: Simple aggregates only: grouping by status and cost status is cheaper than CASE per row.
+API_AGGREGATES = (
+    "COUNT(*), COUNT(a.latency_ms), COUNT(a.ttft_ms), COUNT(COALESCE(a.input_tokens, a.output_tokens)), "
+    + ", ".join(f"COALESCE(SUM(a.{kind}), 0)" for kind in TOKEN_KINDS)
+    + ", COUNT(a.cost_usd), COALESCE(SUM(a.cost_usd), 0.0)"
+)
+
+
+@dataclass
+class Slice:
+    """Everything counted for one slice of the window.
+
+    Group rows are appended as they come and summed once at the end (``api_totals``), which
+    keeps the per-row work small when a window holds hundreds of thousands of sessions.
+    """
+
+    session_flags: dict[str, int] = field(default_factory=dict)
+    by_outcome: Counter[str] = field(default_factory=Counter)
+    api_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    tool_by_status: Counter[str] = field(default_factory=Counter)
+    toolsets: Counter[str] = field(default_factory=Counter)
+    #: sorted values of each measure, for exact percentiles
+    values: dict[str, list[float]] = field(default_factory=dict)
+    _api_totals: dict[str, Any] | None = None
+
+    def sessions_with(self, bit: int) -> int:
+        return sum(1 for flags in self.session_flags.values() if flags & bit)
+
+    @property
+    def turns(self) -> int:
+        return sum(self.by_outcome.values())
+
+    @property
+    def tool_calls(self) -> int:
+        return sum(self.tool_by_status.values())
+
+    def api_totals(self) -> dict[str, Any]:
+        if self._api_totals is None:
+            self._api_totals = sum_api_fields(self.api_rows)
+        return self._api_totals
+
+
+@dataclass
+class Collected:
+    """What one query found: the slices, and per-session totals for conversations."""
+
+    query: Query
+    slices: dict[tuple[str, Any], Slice]
+    #: session id → [API calls, total tokens, known cost (USD), priced calls, unpriced billable calls]
+    session_api: dict[str, list[float]]
+    session_turns: Counter[str]
+    roots: dict[str, str]
+    lineage: dict[str, str | None]
+    session_outcomes: Counter[str]
+    events_dropped: int
+
+    def slice(self, key: tuple[str, Any] = TOTAL) -> Slice:
+        return self.slices.get(key) or Slice()
+
+
+def _rows(scan: Scanner, table: Table, dims: list[str], keys: list[str], aggregates: str) -> Iterator[tuple[Any, ...]]:
+    source, where, params = scan.scope(table, dims)
+    group = ", ".join([table.column(d) or "" for d in dims] + keys)
+    sql = f"SELECT {group}, {aggregates} FROM {source} WHERE {where} GROUP BY {group}"
+    yield from scan.execute(sql, params)
+
+
+def _slices_of(slices: dict[tuple[str, Any], Slice], dims: list[str], row: Sequence[Any]) -> list[Slice]:
+    return [slices[TOTAL], *(slices[(d, row[i])] for i, d in enumerate(dims))]
+
+
+def _collect_turns(scan: Scanner, dims: list[str], slices: dict[tuple[str, Any], Slice],
+                   session_turns: Counter[str]) -> None:
+    k = len(dims)
+    for row in _rows(scan, TURNS, dims, ["t.session_id", "t.outcome"],
+                     "COUNT(*), COUNT(t.wall_ms), COUNT(t.queue_wait_ms)"):
+        sid, outcome, n, n_wall, n_queue = row[k:]
+        session_turns[sid] += n
+        flags = TURN_ROWS | (TURN_ENDED if outcome else 0) | (TURN_WALL if n_wall else 0) | (TURN_QUEUE if n_queue else 0)
+        for s in _slices_of(slices, dims, row):
+            s.by_outcome[outcome or "open"] += n
+            s.session_flags[sid] = s.session_flags.get(sid, 0) | flags
+
+
+def fold_api_group(status: str, cost_status: str | None, aggregates: Sequence[Any]) -> tuple[Any, ...]:
+    """One group of API calls (same status and cost status; ``API_AGGREGATES``) → ``API_FIELDS``."""
+    n, n_latency, n_ttft, n_usage, *tokens, n_cost, cost_usd = aggregates
+    ok = status == "ok"
+    billable = n if ok else n_cost  # every successful call; a failed one only when it was charged
+    actual = n_cost if cost_status == "actual" else 0
+    estimated = n_cost if cost_status == "estimated" else 0
+    included = billable if cost_status == "included" else 0
+    return (
+        n, n if ok else 0, n_latency, n_ttft if ok else 0, n_usage if ok else 0,
+        *(tokens if ok else (0,) * len(TOKEN_KINDS)),
+        billable, actual, estimated, included,
+        cost_usd if actual else 0.0, cost_usd if estimated else 0.0,
+    )
+
+
+def sum_api_fields(rows: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
+    """Column sums of folded API groups, by ``API_FIELDS`` name (costs with ``math.fsum``)."""
+    columns = list(zip(*rows, strict=True)) or [()] * len(API_FIELDS)
+    return {name: math.fsum(column) if name.endswith("_usd") else sum(column)
+            for name, column in zip(API_FIELDS, columns, strict=True)}
+
+
+def _collect_api(scan: Scanner, dims: list[str], slices: dict[tuple[str, Any], Slice],
+                 session_api: dict[str, list[float]]) -> None:
+    k = len(dims)
+    for row in _rows(scan, API_CALLS, dims, ["a.session_id", "a.status", "a.error_type", "a.cost_status"],
+                     API_AGGREGATES):
+        sid, status, error_type, cost_status = row[k:k + 4]
+        nums = fold_api_group(status, cost_status, row[k + 4:])
+        f = dict(zip(API_FIELDS, nums, strict=True))
+        ok, priced = status == "ok", f["actual"] + f["estimated"]
+        flags = (API_ROWS | (API_LATENCY if f["latency_captured"] else 0) | (API_OK if ok else 0)
+                 | (API_TTFT if f["ttft_captured"] else 0) | (API_USAGE if f["usage_captured"] else 0)
+                 | (API_BILLABLE if f["billable"] else 0) | (API_PRICED if priced else 0))
+        per_session = session_api.setdefault(sid, [0, 0, 0.0, 0, 0])
+        per_session[0] += f["calls"]
+        per_session[1] += f["input_tokens"] + f["output_tokens"] + f["cache_read_tokens"] + f["cache_write_tokens"]
+        per_session[2] += f["actual_usd"] + f["estimated_usd"]
+        per_session[3] += priced
+        per_session[4] += f["billable"] - priced - f["included"]
+        for s in _slices_of(slices, dims, row):
+            s.api_rows.append(nums)
+            s.session_flags[sid] = s.session_flags.get(sid, 0) | flags
+            if not ok:
+                s.errors[error_type or "unknown"] += f["calls"]
+
+
+def _collect_tools(scan: Scanner, dims: list[str], slices: dict[tuple[str, Any], Slice]) -> None:
+    # Not per session: tool figures carry row coverage only, which keeps this query small.
+    k = len(dims)
+    for row in _rows(scan, TOOL_CALLS, dims, ["c.toolset", "c.status"], "COUNT(*)"):
+        toolset, status, n = row[k:]
+        for s in _slices_of(slices, dims, row):
+            s.tool_by_status[status] += n
+            if toolset:
+                s.toolsets[toolset] += n
+
+
+def _collect_values(scan: Scanner, table: Table, dims: list[str], measures: dict[str, str],
+                    slices: dict[tuple[str, Any], Slice]) -> None:
+    """Fetch the captured values of a table's measures (``name → SQL, NULL when not captured``)
+    in one scan, and split them by slice, each sorted.
+
+    Only the values and the breakdown keys are fetched. Sorting in Python (timsort on floats)
+    measured several times faster than SQLite's ``ORDER BY`` on a million rows.
+    """
+    source, where, params = scan.scope(table, dims)
+    keys = [table.column(d) or "" for d in dims]
+    captured = " OR ".join(f"({sql}) IS NOT NULL" for sql in measures.values())
+    sql = f"SELECT {', '.join([*keys, *measures.values()])} FROM {source} WHERE {where} AND ({captured})"
+    rows = scan.execute(sql, params).fetchall()
+    k = len(dims)
+    for j, name in enumerate(measures):
+        col = k + j
+        total = [r[col] for r in rows if r[col] is not None]
+        total.sort()
+        slices[TOTAL].values[name] = total
+        for i, dim in enumerate(dims):
+            groups: dict[Any, list[float]] = defaultdict(list)
+            for r in rows:
+                if r[col] is not None:
+                    groups[r[i]].append(r[col])
+            for key, values in groups.items():
+                values.sort()
+                slices[(dim, key)].values[name] = values
+
+
+def _roots(conn: sqlite3.Connection) -> tuple[dict[str, str], dict[str, str | None]]:
+    """Each child session's root (following parents), and each child's lineage."""
+    parents: dict[str, str] = {}
+    lineage: dict[str, str | None] = {}
+    for sid, parent, kind in conn.execute(
+        "SELECT session_id, parent_session_id, lineage FROM sessions WHERE parent_session_id IS NOT NULL"
+    ):
+        parents[sid] = parent
+        lineage[sid] = kind
+    roots: dict[str, str] = {}
+    for sid in parents:
+        seen = {sid}
+        root = parents[sid]
+        while root in parents and root not in seen:  # a cycle would be a bug upstream: stop at it
+            seen.add(root)
+            root = parents[root]
+        roots[sid] = root
+    return roots, lineage
+
+
+def _session_outcomes(conn: sqlite3.Connection, q: Query) -> Counter[str]:
+    """Outcomes of the sessions that started in the window (NULL: still open → ``open``)."""
+    clauses = ["s.started_at_ms >= ?", "s.started_at_ms < ?"]
+    params: list[Any] = [q.since_ms, q.until_ms]
+    for key, value in sorted(q.filters.items()):
+        if key in _SESSION_COLUMNS:
+            clauses.append(f"{_SESSION_COLUMNS[key]} = ?")
+        else:
+            tool_column = "tool_name" if key == "tool" else "toolset"
+            clauses.append(f"s.session_id IN (SELECT session_id FROM tool_calls WHERE {tool_column} = ?)")
+        params.append(value)
+    sql = f"SELECT s.outcome, COUNT(*) FROM sessions s WHERE {' AND '.join(clauses)} GROUP BY s.outcome"
+    return Counter({outcome or "open": n for outcome, n in conn.execute(sql, params)})
 
 
 def _drops(conn: sqlite3.Connection) -> int:
@@ -269,3 +432,263 @@ def _drops(conn: sqlite3.Connection) -> int:
         return int(row[0])
     except sqlite3.Error:
         return 0
+
+
+def collect(conn: sqlite3.Connection | None, q: Query) -> Collected:
+    """Run the report's queries for ``q`` (no rendering): the raw material of insights and compare."""
+    q.check()
+    slices: dict[tuple[str, Any], Slice] = defaultdict(Slice)
+    slices[TOTAL] = Slice()
+    session_api: dict[str, list[float]] = {}
+    session_turns: Counter[str] = Counter()
+    if conn is None:
+        return Collected(q, slices, session_api, session_turns, {}, {}, Counter(), 0)
+    scan = Scanner(conn, q)
+    dims = list(q.group_by) + ([] if "day" in q.group_by else ["day"])  # always: the daily series
+    tool_dims = dims + [d for d in TOOL_DIMENSIONS if d not in dims]  # always: the tools table
+    _collect_turns(scan, applicable(TURNS, dims), slices, session_turns)
+    _collect_api(scan, applicable(API_CALLS, dims), slices, session_api)
+    _collect_tools(scan, applicable(TOOL_CALLS, tool_dims), slices)
+    # values are split only by the breakdowns asked for (and tool latency by tool)
+    value_dims = list(q.group_by)
+    turn_dims, api_dims = applicable(TURNS, value_dims), applicable(API_CALLS, value_dims)
+    tool_value_dims = applicable(TOOL_CALLS, value_dims + ([] if "tool" in value_dims else ["tool"]))
+    _collect_values(scan, TURNS, turn_dims, {"wall_ms": "CASE WHEN t.outcome IS NOT NULL THEN t.wall_ms END",
+                                             "queue_wait_ms": "t.queue_wait_ms"}, slices)
+    _collect_values(scan, API_CALLS, api_dims, {"latency_ms": "a.latency_ms",
+                                                "ttft_ms": "CASE WHEN a.status = 'ok' THEN a.ttft_ms END"}, slices)
+    _collect_values(scan, TOOL_CALLS, tool_value_dims, {"tool_latency_ms": "c.latency_ms"}, slices)
+    roots, lineage = _roots(conn)
+    return Collected(q, slices, session_api, session_turns, roots, lineage, _session_outcomes(conn, q), _drops(conn))
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the report from what was collected
+# ---------------------------------------------------------------------------------------------
+
+def _sessions(s: Slice, captured: int, of: int) -> tuple[int, int]:
+    return s.sessions_with(captured), s.sessions_with(of)
+
+
+def turn_summary(s: Slice) -> dict[str, Any]:
+    open_turns = s.by_outcome.get("open", 0)
+    ended = s.turns - open_turns
+    failures = sum(n for o, n in s.by_outcome.items() if o != "open" and turn_outcome_class(o) == OutcomeClass.FAILURE)
+    wall = s.values.get("wall_ms", [])
+    return {
+        "count": s.turns,
+        "open": open_turns,
+        "by_outcome": dict(sorted(s.by_outcome.items())),
+        "completion_rate": rate(s.by_outcome.get(TurnOutcome.COMPLETED, 0), ended),
+        "failure_rate": rate(failures, ended),
+        "wall_ms": summarize(wall, ended, _sessions(s, TURN_WALL, TURN_ENDED)),
+        "wall_ms_histogram": {"edges_ms": list(WALL_MS_EDGES), "counts": histogram(wall, WALL_MS_EDGES)},
+        "queue_wait_ms": summarize(s.values.get("queue_wait_ms", []), s.turns, _sessions(s, TURN_QUEUE, TURN_ROWS)),
+    }
+
+
+def cost_from_totals(t: dict[str, Any]) -> dict[str, Any]:
+    """Cost split by provenance from summed ``API_FIELDS``; unknown is counted, never summed as zero."""
+    actual = t["actual_usd"] if t["actual"] else None
+    estimated = t["estimated_usd"] if t["estimated"] else None
+    known = None if actual is None and estimated is None else (actual or 0.0) + (estimated or 0.0)
+    unknown = t["billable"] - t["actual"] - t["estimated"] - t["included"]
+    return {
+        "actual_usd": actual,
+        "estimated_usd": estimated,
+        "known_usd": known,
+        "calls": {"actual": t["actual"], "estimated": t["estimated"], "included": t["included"], "unknown": unknown},
+        "complete": unknown == 0,
+        "coverage": {"captured": t["actual"] + t["estimated"], "of": t["billable"]},
+    }
+
+
+def tokens_from_totals(t: dict[str, Any]) -> dict[str, Any]:
+    """Token sums per kind from summed ``API_FIELDS``; null when calls succeeded but none reported usage."""
+    tokens: dict[str, Any] = {kind: t[kind] for kind in TOKEN_KINDS}
+    tokens["total_tokens"] = t["input_tokens"] + t["cache_read_tokens"] + t["cache_write_tokens"] + t["output_tokens"]
+    if t["ok"] and not t["usage_captured"]:  # unknown tokens, not zero tokens
+        tokens = dict.fromkeys(tokens)
+    tokens["coverage"] = {"captured": t["usage_captured"], "of": t["ok"]}
+    return tokens
+
+
+def api_summary(s: Slice) -> dict[str, Any]:
+    t = s.api_totals()
+    tokens = tokens_from_totals(t)
+    tokens["session_coverage"] = dict(zip(("captured", "of"), _sessions(s, API_USAGE, API_OK), strict=True))
+    cost = cost_from_totals(t)
+    cost["session_coverage"] = dict(zip(("captured", "of"), _sessions(s, API_PRICED, API_BILLABLE), strict=True))
+    errors = t["calls"] - t["ok"]
+    return {
+        "count": t["calls"],
+        "errors": errors,
+        "error_rate": rate(errors, t["calls"]),
+        "error_types": dict(sorted(s.errors.items())),
+        "latency_ms": summarize(s.values.get("latency_ms", []), t["calls"], _sessions(s, API_LATENCY, API_ROWS)),
+        "ttft_ms": summarize(s.values.get("ttft_ms", []), t["ok"], _sessions(s, API_TTFT, API_OK)),
+        "tokens": tokens,
+        "cost": cost,
+    }
+
+
+def tool_summary(s: Slice) -> dict[str, Any]:
+    count = s.tool_calls
+    failures = count - s.tool_by_status.get("ok", 0)
+    return {
+        "count": count,
+        "failures": failures,
+        "failure_rate": rate(failures, count),
+        "by_status": dict(sorted(s.tool_by_status.items())),
+        "latency_ms": summarize(s.values.get("tool_latency_ms", []), count),
+    }
+
+
+def _session_summary(outcomes: Counter[str]) -> dict[str, Any]:
+    total = sum(outcomes.values())
+    ended = total - outcomes.get("open", 0)
+    failures = sum(n for o, n in outcomes.items() if o != "open" and session_outcome_class(o) == OutcomeClass.FAILURE)
+    return {
+        "count": total,
+        "open": outcomes.get("open", 0),
+        "by_outcome": dict(sorted(outcomes.items())),
+        "completion_rate": rate(outcomes.get(SessionOutcome.COMPLETED, 0), ended),
+        "failure_rate": rate(failures, ended),
+    }
+
+
+def _conversations(c: Collected) -> dict[str, Any]:
+    """Per conversation (root + subagents + continuations): every API call counted once."""
+    flags = c.slice().session_flags
+    members: dict[str, list[str]] = defaultdict(list)
+    for sid in flags:
+        members[c.roots.get(sid, sid)].append(sid)
+    no_api = [0, 0, 0.0, 0, 0]
+    calls, tokens, costs, turns = [], [], [], []
+    with_ok = billable = subagents = continuations = 0
+    for sids in members.values():
+        rows = [c.session_api.get(sid, no_api) for sid in sids]
+        had = 0
+        for sid in sids:
+            had |= flags[sid]
+            if sid in c.lineage:
+                if c.lineage[sid] == "subagent":
+                    subagents += 1
+                else:
+                    continuations += 1
+        calls.append(sum(r[0] for r in rows))
+        turns.append(sum(c.session_turns.get(sid, 0) for sid in sids))
+        if had & API_OK:
+            with_ok += 1
+        if had & API_USAGE:
+            tokens.append(sum(r[1] for r in rows))
+        if had & API_BILLABLE:
+            billable += 1
+            if had & API_PRICED and all(r[4] == 0 for r in rows):
+                costs.append(math.fsum(r[2] for r in rows))
+    n = len(members)
+    for values in (calls, tokens, costs, turns):
+        values.sort()
+    return {
+        "count": n,
+        "sessions": len(flags),
+        "subagent_sessions": subagents,
+        "continuation_sessions": continuations,
+        "turns_per_conversation": summarize(turns, n),
+        "api_calls_per_conversation": summarize(calls, n),
+        "tokens_per_conversation": summarize(tokens, with_ok),
+        "cost_usd_per_conversation": summarize(costs, billable),
+    }
+
+
+def _key_out(dim: str, key: Any) -> Any:
+    return day_iso(key) if dim == "day" and key is not None else key
+
+
+def _failures(s: Slice) -> int:
+    return sum(n for o, n in s.by_outcome.items() if o != "open" and turn_outcome_class(o) == OutcomeClass.FAILURE)
+
+
+def _daily(c: Collected) -> list[dict[str, Any]]:
+    """Per UTC day of the window: counts (a day without rows has zero of them)."""
+    q = c.query
+    first, last = int(q.since_ms // DAY_MS), int((q.until_ms - 1) // DAY_MS)
+    out = []
+    for day in range(first, last + 1):
+        s = c.slice(("day", day))
+        t = s.api_totals()
+        out.append({
+            "day": day_iso(day),
+            "sessions": len(s.session_flags),
+            "turns": s.turns,
+            "turn_failures": _failures(s),
+            "api_calls": t["calls"],
+            "api_errors": t["calls"] - t["ok"],
+            "total_tokens": tokens_from_totals(t)["total_tokens"],
+            "tool_calls": s.tool_calls,
+        })
+    return out
+
+
+def _breakdown(c: Collected, dim: str) -> list[dict[str, Any]]:
+    keys = {key for (d, key) in c.slices if d == dim}
+    rows = []
+    for key in sorted(keys, key=lambda k: (k is None, str(k))):
+        s = c.slice((dim, key))
+        row: dict[str, Any] = {dim: _key_out(dim, key), "sessions": len(s.session_flags)}
+        if dim in TOOL_DIMENSIONS:  # these classify tool calls only
+            row.update(sessions=None, turns=None, api_calls=None)
+        else:
+            row.update(turns=turn_summary(s), api_calls=api_summary(s))
+        row["tool_calls"] = tool_summary(s)
+        rows.append(row)
+    return rows
+
+
+def _tools(c: Collected) -> list[dict[str, Any]]:
+    out = []
+    for (dim, name), s in c.slices.items():
+        if dim != "tool":
+            continue
+        summary = tool_summary(s)
+        out.append({
+            "tool_name": name,
+            "toolset": s.toolsets.most_common(1)[0][0] if s.toolsets else None,
+            "calls": summary["count"],
+            "failures": summary["failures"],
+            "failure_rate": summary["failure_rate"],
+            "by_status": summary["by_status"],
+            "latency_ms": summary["latency_ms"],
+        })
+    return sorted(out, key=lambda t: (-t["calls"], str(t["tool_name"])))
+
+
+def build_report(c: Collected) -> dict[str, Any]:
+    """The insights report (``hermetry.insights.v1``) from collected figures."""
+    q, total = c.query, c.slice()
+    tools, api = tool_summary(total), api_summary(total)
+    return {
+        "schema": REPORT_SCHEMA,
+        "window": {"since": iso(q.since_ms), "until": iso(q.until_ms), "since_ms": q.since_ms,
+                   "until_ms": q.until_ms, "days": round((q.until_ms - q.since_ms) / DAY_MS, 4)},
+        "filters": dict(q.filters),
+        "group_by": list(q.group_by),
+        "coverage": {"sessions": len(total.session_flags), "sessions_started": sum(c.session_outcomes.values()),
+                     "turns": total.turns, "api_calls": api["count"], "tool_calls": total.tool_calls,
+                     "events_dropped": c.events_dropped},
+        "sessions": _session_summary(c.session_outcomes),
+        "conversations": _conversations(c),
+        "turns": turn_summary(total),
+        "api_calls": api,
+        "tool_calls": {k: tools[k] for k in ("count", "failures", "failure_rate", "by_status", "latency_ms")},
+        "tools": _tools(c),
+        "daily": _daily(c),
+        "breakdowns": {dim: _breakdown(c, dim) for dim in q.group_by},
+    }
+
+
+def insights(db: Db, query: Query) -> dict[str, Any]:
+    """The report for a window: coverage, outcomes, latency, tokens, cost, tools, breakdowns."""
+    query.check()
+    with open_db(db) as conn:
+        return build_report(collect(conn, query))

@@ -1,8 +1,17 @@
 """The ``hermetry`` command line — and, mounted by the plugin, ``hermes telemetry``.
 
-Every command is a thin layer over one library call (``hermetry.analytics.report.insights``
-and friends), so anything the CLI shows a Python user can get too. ``--json`` prints the
-library's result as it is.
+Every command is a thin layer over one library call, so anything the CLI shows a Python user
+can get too; ``--json`` prints the library's result as it is (docs/json.md):
+
+=================  =================================================  ===========================
+command            library call                                       JSON schema
+=================  =================================================  ===========================
+``insights``       ``hermetry.analytics.report.insights``             ``hermetry.insights.v1``
+``compare``        ``hermetry.analytics.compare.compare``             ``hermetry.compare.v1``
+``sessions``       ``hermetry.analytics.sessions.list_sessions``      ``hermetry.sessions.v1``
+``show``           ``hermetry.analytics.sessions.session_detail``     ``hermetry.session.v1``
+``export``         ``hermetry.surfaces.export.export_rows``           (the store's rows)
+=================  =================================================  ===========================
 
 The parser is built by :func:`add_commands`, which fills any argparse (sub)parser: the
 standalone ``hermetry`` program and Hermes' ``hermes telemetry`` get the same command tree.
@@ -13,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,35 +30,79 @@ from typing import Any
 
 from hermetry import config
 
+DAY_MS = 86_400_000
+
+
+class UsageError(Exception):
+    """A command line that cannot be run as given; printed without a traceback, exit status 2."""
+
 
 def _parse_time(value: str) -> float:
     """ISO date/time (UTC if no zone) → epoch ms."""
-    dt = datetime.fromisoformat(value)
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise UsageError(f"not an ISO date/time: {value!r} (e.g. 2025-01-31 or 2025-01-31T14:00)") from exc
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp() * 1000
+
+
+def _now_ms() -> float:
+    return time.time() * 1000
 
 
 def _db(args: argparse.Namespace) -> Path:
     return Path(args.db).expanduser() if getattr(args, "db", None) else config.db_path()
 
 
+def _window(args: argparse.Namespace, *, default_days: float | None) -> tuple[float | None, float | None]:
+    """``--since/--until`` (either one), else ``--days`` back from now; None: unbounded."""
+    days = args.days if args.days is not None else default_days
+    if args.since or args.until:
+        until = _parse_time(args.until) if args.until else _now_ms()
+        since = _parse_time(args.since) if args.since else (until - days * DAY_MS if days is not None else None)
+        return since, until
+    if days is None:
+        return None, None
+    until = _now_ms()
+    return until - days * DAY_MS, until
+
+
+def _filters(args: argparse.Namespace) -> dict[str, str]:
+    from hermetry.analytics.report import FILTERS
+
+    return {k: v for k in FILTERS if (v := getattr(args, k, None))}
+
+
 def _query(args: argparse.Namespace) -> Any:
     from hermetry.analytics.report import Query
 
-    filters = {k: v for k in ("source", "model", "provider", "session_type", "profile") if (v := getattr(args, k, None))}
+    since, until = _window(args, default_days=7.0)
+    assert since is not None and until is not None
     group_by = tuple(args.by) if args.by else ("source", "model")
-    if args.since or args.until:
-        until = _parse_time(args.until) if args.until else datetime.now(UTC).timestamp() * 1000
-        since = _parse_time(args.since) if args.since else until - args.days * 86_400_000
-        return Query(since_ms=since, until_ms=until, filters=filters, group_by=group_by)
-    return Query.last_days(args.days, filters=filters, group_by=group_by)
+    query = Query(since_ms=since, until_ms=until, filters=_filters(args), group_by=group_by)
+    try:
+        query.check()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return query
 
 
 def _print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=False, default=str)
     sys.stdout.write("\n")
 
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
 
 def cmd_insights(args: argparse.Namespace) -> int:
     from hermetry.analytics.report import insights
@@ -58,7 +112,102 @@ def cmd_insights(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report)
     else:
-        print_report(report)
+        print_report(report, _console())
+    return 0
+
+
+def compare_queries(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Baseline (A) and current (B) windows: by default the last ``--days`` and the ones before."""
+    from hermetry.analytics.report import Query
+
+    days = args.days
+    b_until = _parse_time(args.b_until) if args.b_until else _now_ms()
+    b_since = _parse_time(args.b_since) if args.b_since else b_until - days * DAY_MS
+    a_until = _parse_time(args.a_until) if args.a_until else b_since
+    a_since = _parse_time(args.a_since) if args.a_since else a_until - days * DAY_MS
+    filters = _filters(args)
+    queries = (Query(since_ms=a_since, until_ms=a_until, filters=filters, group_by=()),
+               Query(since_ms=b_since, until_ms=b_until, filters=filters, group_by=()))
+    try:
+        for query in queries:
+            query.check()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return queries
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from hermetry.analytics.compare import compare
+    from hermetry.surfaces.render import print_compare
+
+    baseline, current = compare_queries(args)
+    result = compare(_db(args), baseline, current)
+    if args.json:
+        _print_json(result)
+    else:
+        print_compare(result, _console())
+    return 0
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    from hermetry.analytics.sessions import list_sessions
+    from hermetry.surfaces.render import print_sessions
+
+    since, until = _window(args, default_days=7.0)
+    assert since is not None and until is not None
+    result = list_sessions(_db(args), since, until, limit=args.limit, roll_up=not args.flat)
+    if args.json:
+        _print_json(result)
+    else:
+        print_sessions(result, _console())
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from hermetry.analytics.sessions import SessionNotFound, session_detail
+    from hermetry.surfaces.render import print_session
+
+    try:
+        detail = session_detail(_db(args), args.session)
+    except SessionNotFound as exc:
+        raise UsageError(str(exc.args[0])) from exc
+    if args.json:
+        _print_json(detail)
+    else:
+        print_session(detail, _console())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from hermetry.surfaces.export import ExportError, export_rows
+
+    since, until = _window(args, default_days=None)
+    to_file = args.output not in (None, "-")
+    try:
+        if not to_file:
+            export_rows(_db(args), args.table, args.format, None, since_ms=since, until_ms=until)
+            return 0
+        stderr = Console(stderr=True)
+        if stderr.is_terminal:  # a progress bar only where someone watches it
+            with Progress(TextColumn("exporting {task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), console=stderr, transient=True) as bar:
+                task = bar.add_task(args.table, total=None)
+                n = export_rows(_db(args), args.table, args.format, args.output, since_ms=since, until_ms=until,
+                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+        else:
+            n = export_rows(_db(args), args.table, args.format, args.output, since_ms=since, until_ms=until)
+        stderr.print(f"{n:,} {args.table} rows → {args.output}")
+    except ExportError as exc:
+        raise UsageError(str(exc)) from exc
     return 0
 
 
@@ -69,17 +218,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_window(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--days", type=float, default=7.0, help="window: the last N days (default 7)")
+# ---------------------------------------------------------------------------------------------
+# The parser
+# ---------------------------------------------------------------------------------------------
+
+def _add_window(p: argparse.ArgumentParser, *, days_help: str = "the last N days (default 7)") -> None:
+    p.add_argument("--days", type=float, default=None, help=f"window: {days_help}")
     p.add_argument("--since", help="window start (ISO date/time, UTC unless a zone is given)")
     p.add_argument("--until", help="window end (ISO date/time; default now)")
+
+
+def _add_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", help="only sessions from this source (cli, telegram, api_server, cron, …)")
     p.add_argument("--model", help="only this model")
     p.add_argument("--provider", help="only this provider")
     p.add_argument("--session-type", dest="session_type", help="only this session type (oneshot, interactive, …)")
     p.add_argument("--profile", help="only this Hermes profile")
-    p.add_argument("--by", action="append", metavar="DIM",
-                   help="break down by source, model, provider, session_type, profile or day (repeatable)")
+    p.add_argument("--tool", help="only this tool (turns and API calls: the turns that called it)")
+    p.add_argument("--toolset", help="only this toolset (as --tool)")
+
+
+def _add_json(p: argparse.ArgumentParser, schema: str) -> None:
+    p.add_argument("--json", action="store_true", help=f"print the result as JSON ({schema}, docs/json.md)")
 
 
 def add_commands(parser: argparse.ArgumentParser) -> None:
@@ -89,8 +249,43 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("insights", help="latency, tokens, cost and outcomes for a time window")
     _add_window(p)
-    p.add_argument("--json", action="store_true", help="print the report as JSON (docs/json.md)")
+    _add_filters(p)
+    p.add_argument("--by", action="append", metavar="DIM",
+                   help="break down by source, model, provider, toolset, tool, session_type, profile or day "
+                        "(repeatable; default: source and model)")
+    _add_json(p, "hermetry.insights.v1")
     p.set_defaults(hermetry_func=cmd_insights)
+
+    p = sub.add_parser("compare", help="two windows side by side; flags significant regressions")
+    p.add_argument("--days", type=float, default=7.0,
+                   help="length of each window (default 7: the last 7 days against the 7 before)")
+    for side, name in (("a", "baseline"), ("b", "current")):
+        p.add_argument(f"--{side}-since", help=f"{name} window start (ISO date/time)")
+        p.add_argument(f"--{side}-until", help=f"{name} window end (ISO date/time)")
+    _add_filters(p)
+    _add_json(p, "hermetry.compare.v1")
+    p.set_defaults(hermetry_func=cmd_compare)
+
+    p = sub.add_parser("sessions", help="recent sessions (conversations) with outcome, turns, tokens, cost")
+    _add_window(p)
+    p.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    p.add_argument("--flat", action="store_true",
+                   help="one row per session, instead of subagents and continuations rolled into their conversation")
+    _add_json(p, "hermetry.sessions.v1")
+    p.set_defaults(hermetry_func=cmd_sessions)
+
+    p = sub.add_parser("show", help="one session: turns, a waterfall of where the time went, lineage, totals")
+    p.add_argument("session", help="session id (a unique prefix is enough)")
+    _add_json(p, "hermetry.session.v1")
+    p.set_defaults(hermetry_func=cmd_show)
+
+    p = sub.add_parser("export", help="raw event rows as JSON Lines, CSV or Parquet")
+    p.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl", help="default jsonl")
+    p.add_argument("--table", choices=("api_calls", "tool_calls", "turns", "sessions"), default="api_calls",
+                   help="default api_calls")
+    _add_window(p, days_help="the last N days (default: everything)")
+    p.add_argument("--output", "-o", help="file to write (default: standard output; Parquet needs a file)")
+    p.set_defaults(hermetry_func=cmd_export)
 
     p = sub.add_parser("demo", help="drive real Hermes sessions against a scripted model and show the insights")
     p.add_argument("--dir", default=".demo", help="where the demo's Hermes homes and telemetry go (default .demo)")
@@ -105,7 +300,14 @@ def dispatch(args: argparse.Namespace) -> int:
     if func is None:
         args.hermetry_parser.print_help()
         return 2
-    return int(func(args) or 0)
+    try:
+        return int(func(args) or 0)
+    except UsageError as exc:
+        print(f"hermetry: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `hermetry … | head`
+        sys.stderr.close()
+        return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

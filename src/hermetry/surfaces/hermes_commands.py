@@ -15,7 +15,7 @@ from hermetry.analytics.report import DIMENSIONS, Query, insights
 from hermetry.surfaces import cli
 from hermetry.surfaces.render import chat_text
 
-SLASH_USAGE = "/telemetry [days] [source|model|provider|session_type|profile|day]"
+SLASH_USAGE = "/telemetry [days] [" + "|".join(DIMENSIONS) + "]"
 
 
 def _setup(parser: argparse.ArgumentParser) -> None:
@@ -24,16 +24,22 @@ def _setup(parser: argparse.ArgumentParser) -> None:
 
 
 def slash_telemetry(raw_args: str = "") -> str:
-    """``/telemetry [days] [breakdown]`` → the insights report as chat text."""
+    """``/telemetry [days] [breakdown]`` → the insights report as chat text.
+
+    ``days`` is a number (``7``, ``7d``, ``0.5``); ``breakdown`` one of the report's dimensions.
+    """
     try:
         days, group_by = 7.0, ("source",)
         for token in (raw_args or "").split():
             token = token.strip().lower()
             try:
                 days = float(token.rstrip("d"))
-                continue
             except ValueError:
                 pass
+            else:
+                if not days > 0:
+                    return f"days must be more than 0. Usage: {SLASH_USAGE}"
+                continue
             if token in DIMENSIONS:
                 group_by = (token,)
             else:

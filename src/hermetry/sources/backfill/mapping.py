@@ -133,6 +133,33 @@ def cost_fields(estimated: Any, actual: Any, status: Any, source: Any, pricing_v
 # Sessions
 # ---------------------------------------------------------------------------------------------
 
+def usage_row_cost(u: dict[str, Any], model: str | None, provider: str | None, base_url: str | None,
+                   tokens: dict[str, int | None], at_ms: int | None, pricing_version: Any) -> Cost:
+    """Cost of one ``session_model_usage`` row.
+
+    A row that carries no provenance at all (no ``cost_status``, no ``cost_source``) is
+    re-estimated, as Hermes' own ``insights`` does for such rows: here from genai-prices at the
+    row's first-seen time, through the one pricing function; everything else keeps Hermes' figure.
+    """
+    if _s(u.get("cost_status")) or _s(u.get("cost_source")):
+        return cost_fields(u.get("estimated_cost_usd"), u.get("actual_cost_usd"), u.get("cost_status"),
+                           u.get("cost_source"), pricing_version)
+    act = _f(u.get("actual_cost_usd"))
+    if act is not None and act > 0:
+        return cost_fields(None, act, "actual", None, pricing_version)
+    from datetime import UTC, datetime
+
+    from hermetry.cost import TokenUsage, price_call
+
+    result = price_call(
+        provider=provider, model=model, base_url=base_url,
+        usage=TokenUsage(tokens.get("input_tokens"), tokens.get("output_tokens"), tokens.get("cache_read_tokens"),
+                         tokens.get("cache_write_tokens"), tokens.get("reasoning_tokens")),
+        at=datetime.fromtimestamp((at_ms or 0) / 1000, tz=UTC),
+    )
+    return Cost(None, result.cost_usd, str(result.cost_status), result.cost_source, result.pricing_version)
+
+
 def lineage_for(source: str | None, parent_session_id: str | None) -> str | None:
     """Same rule as the live capture (hooks._mirror_create)."""
     if not parent_session_id:
@@ -391,9 +418,9 @@ def api_calls_for_session(
             utokens = _tokens(u)
             u_model = _s(u.get("model"))
             u_provider = _s(u.get("billing_provider")) or provider
-            cost = cost_fields(u.get("estimated_cost_usd"), u.get("actual_cost_usd"), u.get("cost_status"),
-                               u.get("cost_source"), pv)
             first = _ms(_f(u.get("first_seen")))
+            cost = usage_row_cost(u, u_model, u_provider, _s(u.get("billing_base_url")) or base_url, utokens,
+                                  first if first is not None else started_ms, pv)
             out.append(_api_call(
                 ids.make(_route(u_model, u_provider)),
                 sid, first if first is not None else started_ms, u_model, u_provider,
@@ -420,8 +447,9 @@ def api_calls_for_session(
             if not _any_usage(utokens, _i(u.get("api_call_count")), u_est, u_act):
                 continue
             u_model, u_provider = _s(u.get("model")), _s(u.get("billing_provider"))
-            cost = cost_fields(u_est, u_act, u.get("cost_status"), u.get("cost_source"), None)
             first = _ms(_f(u.get("first_seen")))
+            cost = usage_row_cost(u, u_model, u_provider, _s(u.get("billing_base_url")), utokens,
+                                  first if first is not None else started_ms, None)
             out.append(_api_call(
                 ids.make(f"aux:{_s(u.get('task'))}:{_route(u_model, u_provider)}"),
                 sid, first if first is not None else started_ms, u_model, u_provider,

@@ -1,0 +1,189 @@
+"""``compare()``: two windows side by side, with regressions flagged only when they are not noise.
+
+Each metric is tested, and a change is called a regression (or an improvement) only when it
+is both statistically significant and large enough to matter:
+
+==========================  ===========================================================  ==========================
+metric                      test (two-sided, ``ALPHA`` = 0.01)                           practical threshold
+==========================  ===========================================================  ==========================
+``turn_wall_ms_p95``        tail test: the share of each window's values above the       p95 changes by ≥ 10%
+``api_latency_ms_p95``      baseline's p95, two-proportion z-test (Fisher's exact test
+``ttft_ms_p95``             when a cell expects < 5)
+``turn_failure_rate``       two-proportion z-test (Fisher's exact test when a cell       ≥ 1 percentage point
+                            expects < 5)
+``cost_usd_per_turn``       Mann-Whitney U on each session's cost per turn (sessions,    cost per turn changes
+                            not turns, are the independent units)                        by ≥ 10%
+==========================  ===========================================================  ==========================
+
+With five metrics at ALPHA = 0.01 the chance that pure noise flags at least one is at most
+about 5%. A distribution metric needs ``MIN_SAMPLES`` values (sessions, for cost) in each
+window; with fewer the verdict is ``insufficient data``. Cost per turn is the known cost of the
+fully priced sessions divided by their turns (a turn without a billable call costs nothing).
+The numbers shown for each window are the ones ``insights()`` reports for that window.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from dataclasses import replace
+from typing import Any
+
+from hermetry.analytics.report import (
+    TURNS,
+    Db,
+    Query,
+    Scanner,
+    build_report,
+    collect,
+    iso,
+    open_db,
+)
+from hermetry.analytics.stats import count_above, mann_whitney_u, percentile, two_proportion_test
+
+COMPARE_SCHEMA = "hermetry.compare.v1"
+ALPHA = 0.01
+MIN_RELATIVE_CHANGE = 0.10
+MIN_RATE_CHANGE = 0.01
+MIN_SAMPLES = 20
+
+REGRESSION, IMPROVEMENT, NO_CHANGE, INSUFFICIENT = "regression", "improvement", "no significant change", "insufficient data"
+
+
+def _relative(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or a == 0:
+        return None
+    return (b - a) / a
+
+
+def _verdict(p_value: float | None, worse: bool, better: bool) -> str:
+    if p_value is None:
+        return INSUFFICIENT
+    if p_value < ALPHA and worse:
+        return REGRESSION
+    if p_value < ALPHA and better:
+        return IMPROVEMENT
+    return NO_CHANGE
+
+
+def _p95_metric(name: str, a: list[float], b: list[float]) -> dict[str, Any]:
+    """Did the tail move? Share of each window above the baseline's p95, compared as proportions."""
+    p95_a, p95_b = percentile(a, 95), percentile(b, 95)
+    row: dict[str, Any] = {"metric": name, "unit": "ms", "baseline": p95_a, "current": p95_b,
+                           "relative_change": _relative(p95_a, p95_b), "n_baseline": len(a), "n_current": len(b)}
+    if len(a) < MIN_SAMPLES or len(b) < MIN_SAMPLES or p95_a is None or p95_b is None:
+        return row | {"test": None, "p_value": None, "verdict": INSUFFICIENT}
+    above_a, above_b = count_above(a, p95_a), count_above(b, p95_a)
+    test, p = two_proportion_test(above_a, len(a), above_b, len(b))
+    share_a, share_b = above_a / len(a), above_b / len(b)
+    change = row["relative_change"] or 0.0
+    worse = share_b > share_a and change >= MIN_RELATIVE_CHANGE
+    better = share_b < share_a and change <= -MIN_RELATIVE_CHANGE
+    return row | {
+        "test": f"tail share above baseline p95, {test}",
+        "p_value": p,
+        "detail": {"threshold_ms": p95_a, "baseline_above": above_a, "current_above": above_b},
+        "verdict": _verdict(p, worse, better),
+    }
+
+
+def _rate_metric(name: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"metric": name, "unit": "fraction", "baseline": a["value"], "current": b["value"],
+                           "relative_change": _relative(a["value"], b["value"]),
+                           "n_baseline": a["n"], "n_current": b["n"]}
+    test, p = two_proportion_test(a["successes"], a["n"], b["successes"], b["n"])
+    if p is None:
+        return row | {"test": None, "p_value": None, "verdict": INSUFFICIENT}
+    delta = b["value"] - a["value"]
+    return row | {"test": test, "p_value": p,
+                  "verdict": _verdict(p, delta >= MIN_RATE_CHANGE, delta <= -MIN_RATE_CHANGE)}
+
+
+def session_turn_costs(conn: sqlite3.Connection | None, q: Query) -> tuple[list[tuple[float, int]], int]:
+    """Per session: (known cost in USD, turns) over its turns that started in the window, for the
+    sessions whose every billable call in those turns was priced (included calls count as priced
+    at no extra cost); and how many sessions had billable calls (the coverage).
+
+    Sessions, not turns, are the units of the test: turns of one session share a model, a
+    provider and a task, so they are not independent samples.
+    """
+    if conn is None:
+        return [], 0
+    scan = Scanner(conn, q)
+    source, where, params = scan.scope(TURNS)
+    priced = "a.cost_status IN ('actual', 'estimated') AND a.cost_usd IS NOT NULL"
+    sql = f"""SELECT t.session_id, COUNT(DISTINCT t.turn_id), SUM(CASE WHEN {priced} THEN a.cost_usd END),
+                     SUM(NOT ({priced}) AND COALESCE(a.cost_status, '') <> 'included')
+              FROM {source} LEFT JOIN api_calls a ON a.turn_id = t.turn_id
+                   AND (a.status = 'ok' OR a.cost_usd IS NOT NULL)
+              WHERE {where}
+              GROUP BY t.session_id
+              HAVING COUNT(a.api_call_id) > 0"""
+    out, billable = [], 0
+    for _sid, turns, known, unpriced in scan.execute(sql, params):
+        billable += 1
+        if known is not None and not unpriced:
+            out.append((float(known), int(turns)))
+    return out, billable
+
+
+def _cost_metric(a: tuple[list[tuple[float, int]], int], b: tuple[list[tuple[float, int]], int]) -> dict[str, Any]:
+    def per_turn(sessions: list[tuple[float, int]]) -> float | None:
+        turns = sum(n for _, n in sessions)
+        return math.fsum(c for c, _ in sessions) / turns if turns else None
+
+    (sessions_a, of_a), (sessions_b, of_b) = a, b
+    mean_a, mean_b = per_turn(sessions_a), per_turn(sessions_b)
+    row: dict[str, Any] = {
+        "metric": "cost_usd_per_turn", "unit": "USD", "baseline": mean_a, "current": mean_b,
+        "relative_change": _relative(mean_a, mean_b),
+        "n_baseline": len(sessions_a), "n_current": len(sessions_b),
+        "coverage": {"baseline": {"captured": len(sessions_a), "of": of_a},
+                     "current": {"captured": len(sessions_b), "of": of_b}},
+    }
+    if len(sessions_a) < MIN_SAMPLES or len(sessions_b) < MIN_SAMPLES:
+        return row | {"test": None, "p_value": None, "verdict": INSUFFICIENT}
+    p = mann_whitney_u(sorted(c / n for c, n in sessions_a), sorted(c / n for c, n in sessions_b))
+    change = row["relative_change"] or 0.0
+    return row | {"test": "mann-whitney-u on per-session cost per turn", "p_value": p,
+                  "verdict": _verdict(p, change >= MIN_RELATIVE_CHANGE, change <= -MIN_RELATIVE_CHANGE)}
+
+
+def _window(q: Query, report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "since": iso(q.since_ms), "until": iso(q.until_ms), "since_ms": q.since_ms, "until_ms": q.until_ms,
+        "coverage": report["coverage"],
+        "turns": {k: report["turns"][k] for k in ("count", "open", "by_outcome", "completion_rate", "failure_rate")},
+        "turn_wall_ms": report["turns"]["wall_ms"],
+        "api_latency_ms": report["api_calls"]["latency_ms"],
+        "ttft_ms": report["api_calls"]["ttft_ms"],
+        "cost": report["api_calls"]["cost"],
+    }
+
+
+def compare(db: Db, baseline: Query, current: Query) -> dict[str, Any]:
+    """Compare ``current`` against ``baseline`` (same filters expected): verdict per metric."""
+    baseline, current = replace(baseline, group_by=()), replace(current, group_by=())  # no breakdowns needed
+    with open_db(db) as conn:
+        a, b = collect(conn, baseline), collect(conn, current)
+        costs_a, costs_b = session_turn_costs(conn, baseline), session_turn_costs(conn, current)
+    report_a, report_b = build_report(a), build_report(b)
+    values_a, values_b = a.slice().values, b.slice().values
+    metrics = [
+        _p95_metric("turn_wall_ms_p95", values_a.get("wall_ms", []), values_b.get("wall_ms", [])),
+        _p95_metric("api_latency_ms_p95", values_a.get("latency_ms", []), values_b.get("latency_ms", [])),
+        _p95_metric("ttft_ms_p95", values_a.get("ttft_ms", []), values_b.get("ttft_ms", [])),
+        _rate_metric("turn_failure_rate", report_a["turns"]["failure_rate"], report_b["turns"]["failure_rate"]),
+        _cost_metric(costs_a, costs_b),
+    ]
+    return {
+        "schema": COMPARE_SCHEMA,
+        "filters": dict(current.filters),
+        "baseline": _window(baseline, report_a),
+        "current": _window(current, report_b),
+        "method": {"alpha": ALPHA, "min_relative_change": MIN_RELATIVE_CHANGE,
+                   "min_rate_change": MIN_RATE_CHANGE, "min_samples": MIN_SAMPLES},
+        "metrics": metrics,
+        "regressions": [m["metric"] for m in metrics if m["verdict"] == REGRESSION],
+        "improvements": [m["metric"] for m in metrics if m["verdict"] == IMPROVEMENT],
+    }

@@ -1,0 +1,395 @@
+"""Sessions: the recent ones (``list_sessions``) and one in detail (``session_detail``).
+
+A session's totals use the same token and cost rules as ``insights()`` (``report.fold_api_group``,
+``tokens_from_totals``, ``cost_from_totals``). Listed sessions are conversations by default: a
+root session with its subagents and compression continuations rolled up, each API call counted
+once (it belongs to exactly one session).
+
+The waterfall of a turn says where its wall time went::
+
+    wall_ms = model_ms + tools_ms - overlap_ms + other_ms
+
+``model_ms`` and ``tools_ms`` are the summed durations of the turn's API calls and tool calls
+(clipped to the turn), ``overlap_ms`` is the time during which two or more of them ran at once
+(parallel tool calls), and ``other_ms`` — Hermes' own work between calls — is what no call
+covered, so it is never negative. Queue wait happens *before* a turn starts (hermetry's turn
+starts when Hermes picks the message up), so it is shown next to the wall time, not inside it:
+the person waited ``queue_wait_ms + wall_ms``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from hermetry.analytics.report import (
+    API_AGGREGATES,
+    TOKEN_KINDS,
+    Db,
+    cost_from_totals,
+    fold_api_group,
+    iso,
+    open_db,
+    sum_api_fields,
+    tokens_from_totals,
+)
+from hermetry.analytics.stats import rate
+from hermetry.model.outcomes import TurnOutcome
+
+SESSIONS_SCHEMA = "hermetry.sessions.v1"
+SESSION_SCHEMA = "hermetry.session.v1"
+
+_SESSION_FIELDS = (
+    "session_id", "parent_session_id", "parent_turn_id", "lineage", "source", "session_type", "profile",
+    "model", "provider", "runtime_version", "started_at_ms", "ended_at_ms", "end_reason", "outcome", "origin",
+)
+_CHUNK = 500
+
+
+class SessionNotFound(LookupError):
+    """No session with that id (or id prefix) in the telemetry file."""
+
+
+def _execute(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+    cursor = conn.cursor()
+    cursor.row_factory = None  # plain tuples, whatever the connection's row factory
+    return cursor.execute(sql, params)
+
+
+def _rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    cursor = _execute(conn, sql, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i:i + _CHUNK]
+
+
+def _session_view(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: row.get(k) for k in _SESSION_FIELDS}
+    out["started_at"], out["ended_at"] = iso(row.get("started_at_ms")), iso(row.get("ended_at_ms"))
+    started, ended = row.get("started_at_ms"), row.get("ended_at_ms")
+    out["duration_ms"] = ended - started if started is not None and ended is not None else None
+    out["outcome"] = row.get("outcome") or ("open" if ended is None else None)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-session totals
+# ---------------------------------------------------------------------------------------------
+
+def _family(conn: sqlite3.Connection) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Parent of each child session, and the children of each parent."""
+    parents: dict[str, str] = {}
+    children: dict[str, list[str]] = defaultdict(list)
+    for sid, parent in _execute(
+        conn, "SELECT session_id, parent_session_id FROM sessions WHERE parent_session_id IS NOT NULL ORDER BY started_at_ms"
+    ):
+        parents[sid] = parent
+        children[parent].append(sid)
+    return parents, children
+
+
+def _descendants(children: dict[str, list[str]], session_id: str) -> list[str]:
+    """The session and everything below it (subagents, continuations), each once."""
+    out, todo, seen = [], [session_id], {session_id}
+    while todo:
+        sid = todo.pop(0)
+        out.append(sid)
+        for child in children.get(sid, ()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return out
+
+
+def _ancestors(parents: dict[str, str], session_id: str) -> list[str]:
+    """Parent, grandparent, … up to the root (nearest first)."""
+    out, seen, sid = [], {session_id}, session_id
+    while sid in parents and parents[sid] not in seen:
+        sid = parents[sid]
+        seen.add(sid)
+        out.append(sid)
+    return out
+
+
+def _per_session(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Turn outcomes, folded API groups, API error types and tool statuses of each session."""
+    out: dict[str, dict[str, Any]] = {
+        sid: {"turns": Counter(), "api": [], "errors": Counter(), "tools": Counter()} for sid in session_ids
+    }
+    for chunk in _chunks(list(session_ids)):
+        marks = ", ".join("?" for _ in chunk)
+        for sid, outcome, n in _execute(
+            conn, f"SELECT session_id, outcome, COUNT(*) FROM turns WHERE session_id IN ({marks}) GROUP BY 1, 2", chunk
+        ):
+            out[sid]["turns"][outcome or "open"] += n
+        for sid, status, error_type, cost_status, *aggregates in _execute(
+            conn, f"SELECT a.session_id, a.status, a.error_type, a.cost_status, {API_AGGREGATES} FROM api_calls a "
+            f"WHERE a.session_id IN ({marks}) GROUP BY 1, 2, 3, 4", chunk
+        ):
+            out[sid]["api"].append(fold_api_group(status, cost_status, aggregates))
+            if status != "ok":
+                out[sid]["errors"][error_type or "unknown"] += aggregates[0]
+        for sid, status, n in _execute(
+            conn, f"SELECT session_id, status, COUNT(*) FROM tool_calls WHERE session_id IN ({marks}) GROUP BY 1, 2", chunk
+        ):
+            out[sid]["tools"][status] += n
+    return out
+
+
+def _totals(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Totals over one or more sessions' parts (every API call once)."""
+    turns: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    tools: Counter[str] = Counter()
+    api: list[tuple[Any, ...]] = []
+    for part in parts:
+        turns.update(part["turns"])
+        errors.update(part["errors"])
+        tools.update(part["tools"])
+        api.extend(part["api"])
+    t = sum_api_fields(api)
+    ended = sum(turns.values()) - turns.get("open", 0)
+    tool_calls = sum(tools.values())
+    return {
+        "turns": sum(turns.values()),
+        "turns_by_outcome": dict(sorted(turns.items())),
+        "completion_rate": rate(turns.get(TurnOutcome.COMPLETED, 0), ended),
+        "api_calls": t["calls"],
+        "api_errors": t["calls"] - t["ok"],
+        "api_error_types": dict(sorted(errors.items())),
+        "tool_calls": tool_calls,
+        "tool_failures": tool_calls - tools.get("ok", 0),
+        "tokens": tokens_from_totals(t),
+        "cost": cost_from_totals(t),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# list_sessions
+# ---------------------------------------------------------------------------------------------
+
+def list_sessions(db: Db, since_ms: float, until_ms: float, *, limit: int = 20, roll_up: bool = True) -> dict[str, Any]:
+    """Sessions that started in the window, newest first, with their totals.
+
+    With ``roll_up`` (the default) each row is a conversation: a root session (one without a
+    known parent) with its subagents and compression continuations; its totals include them,
+    its ``outcome`` is that of the conversation's last continuation and its ``duration_ms``
+    runs from the root's start to the last end. Without it every session is its own row.
+    """
+    result: dict[str, Any] = {
+        "schema": SESSIONS_SCHEMA,
+        "window": {"since": iso(since_ms), "until": iso(until_ms), "since_ms": since_ms, "until_ms": until_ms},
+        "rolled_up": roll_up,
+        "count": 0,
+        "limit": limit,
+        "sessions": [],
+    }
+    with open_db(db) as conn:
+        if conn is None:
+            return result
+        where = "started_at_ms >= ? AND started_at_ms < ?"
+        if roll_up:
+            where += (" AND (parent_session_id IS NULL"
+                      " OR parent_session_id NOT IN (SELECT session_id FROM sessions))")
+        params = (since_ms, until_ms)
+        result["count"] = _execute(conn, f"SELECT COUNT(*) FROM sessions WHERE {where}", params).fetchone()[0]
+        listed = _rows(conn, f"SELECT * FROM sessions WHERE {where} ORDER BY started_at_ms DESC LIMIT ?",
+                       (*params, limit))
+        _, children = _family(conn)
+        members = {r["session_id"]: (_descendants(children, r["session_id"]) if roll_up else [r["session_id"]])
+                   for r in listed}
+        everyone = sorted({sid for sids in members.values() for sid in sids})
+        parts = _per_session(conn, everyone)
+        info: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(everyone):
+            marks = ", ".join("?" for _ in chunk)
+            for row in _rows(conn, f"SELECT * FROM sessions WHERE session_id IN ({marks})", chunk):
+                info[row["session_id"]] = row
+    for row in listed:
+        sids = members[row["session_id"]]
+        view = _session_view(row)
+        view.update(_totals(parts[sid] for sid in sids))
+        others = [info[sid] for sid in sids[1:] if sid in info]
+        view["subagent_sessions"] = sum(1 for o in others if o.get("lineage") == "subagent")
+        view["continuation_sessions"] = sum(1 for o in others if o.get("lineage") != "subagent")
+        if roll_up and others:
+            chain = [row] + sorted((o for o in others if o.get("lineage") != "subagent"),
+                                   key=lambda o: o.get("started_at_ms") or 0)
+            view["outcome"] = _session_view(chain[-1])["outcome"]
+            view["end_reason"] = chain[-1].get("end_reason")
+            ends = [info[sid].get("ended_at_ms") for sid in sids if sid in info]
+            view["ended_at_ms"] = None if None in ends else max(e for e in ends if e is not None)
+            view["ended_at"] = iso(view["ended_at_ms"])
+            started = row.get("started_at_ms")
+            view["duration_ms"] = (view["ended_at_ms"] - started
+                                   if view["ended_at_ms"] is not None and started is not None else None)
+        view["sessions_in_conversation"] = len(sids)
+        result["sessions"].append(view)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# session_detail and the waterfall
+# ---------------------------------------------------------------------------------------------
+
+def _union_ms(intervals: list[tuple[float, float]]) -> float:
+    total, end = 0.0, None
+    for lo, hi in sorted(intervals):
+        if end is None or lo > end:
+            total += hi - lo
+            end = hi
+        elif hi > end:
+            total += hi - end
+            end = hi
+    return total
+
+
+def waterfall(turn: dict[str, Any], api_calls: Sequence[dict[str, Any]], tool_calls: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Where a turn's wall time went (see the module docstring); None fields were not captured."""
+    start, end = turn.get("started_at_ms"), turn.get("ended_at_ms")
+    timed_api = [(c["started_at_ms"], c["started_at_ms"] + c["latency_ms"]) for c in api_calls
+                 if c.get("started_at_ms") is not None and c.get("latency_ms") is not None]
+    timed_tools = [(c["started_at_ms"], c["started_at_ms"] + c["latency_ms"]) for c in tool_calls
+                   if c.get("started_at_ms") is not None and c.get("latency_ms") is not None]
+    untimed = len(api_calls) + len(tool_calls) - len(timed_api) - len(timed_tools)
+    out: dict[str, Any] = {"queue_wait_ms": turn.get("queue_wait_ms"), "wall_ms": None, "model_ms": None,
+                           "tools_ms": None, "overlap_ms": None, "other_ms": None, "untimed_calls": untimed}
+    if start is None or end is None:
+        out["model_ms"] = sum(hi - lo for lo, hi in timed_api)
+        out["tools_ms"] = sum(hi - lo for lo, hi in timed_tools)
+        return out
+
+    def clip(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        return [(max(lo, start), min(hi, end)) for lo, hi in intervals if min(hi, end) > max(lo, start)]
+
+    api, tools = clip(timed_api), clip(timed_tools)
+    model_ms = sum(hi - lo for lo, hi in api)
+    tools_ms = sum(hi - lo for lo, hi in tools)
+    busy = _union_ms(api + tools)
+    wall = end - start
+    out.update(wall_ms=wall, model_ms=model_ms, tools_ms=tools_ms,
+               overlap_ms=max(0.0, model_ms + tools_ms - busy), other_ms=max(0.0, wall - busy))
+    return out
+
+
+_API_DETAIL = (
+    "api_call_id", "api_request_id", "attempt", "model", "provider", "started_at_ms", "latency_ms", "ttft_ms",
+    "streamed", "status", "finish_reason", "http_status", "retry_count", "error_type", "error_message",
+    *TOKEN_KINDS, "cost_usd", "cost_status", "cost_source", "origin",
+)
+_TOOL_DETAIL = ("tool_call_id", "api_request_id", "tool_name", "toolset", "started_at_ms", "latency_ms", "status",
+                "error_type", "error_message", "origin")
+
+
+def _resolve(conn: sqlite3.Connection, session_id: str) -> dict[str, Any]:
+    rows = _rows(conn, "SELECT * FROM sessions WHERE session_id = ?", (session_id,))
+    if not rows:  # a unique prefix is enough, as with git
+        rows = _rows(conn, "SELECT * FROM sessions WHERE session_id LIKE ? ESCAPE '\\' LIMIT 2",
+                     (session_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",))
+        if len(rows) > 1:
+            raise SessionNotFound(f"session id prefix {session_id!r} is ambiguous")
+    if not rows:
+        raise SessionNotFound(f"no session {session_id!r}")
+    return rows[0]
+
+
+def session_detail(db: Db, session_id: str) -> dict[str, Any]:
+    """One session: its turns with their waterfalls, its lineage and its totals.
+
+    ``session_id`` may be a unique prefix. Raises :class:`SessionNotFound`.
+    """
+    with open_db(db) as conn:
+        if conn is None:
+            raise SessionNotFound(f"no session {session_id!r} (no telemetry recorded yet)")
+        row = _resolve(conn, session_id)
+        sid = row["session_id"]
+        parents, children = _family(conn)
+        ancestors = _ancestors(parents, sid)
+        root = ancestors[-1] if ancestors else sid
+        conversation = _descendants(children, root)
+        related = sorted(set(ancestors) | set(children.get(sid, ())))
+        info: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(related):
+            marks = ", ".join("?" for _ in chunk)
+            for r in _rows(conn, f"SELECT * FROM sessions WHERE session_id IN ({marks})", chunk):
+                info[r["session_id"]] = r
+        turns = _rows(conn, "SELECT * FROM turns WHERE session_id = ? ORDER BY started_at_ms, turn_id", (sid,))
+        api = _rows(conn, f"SELECT {', '.join(_API_DETAIL)}, turn_id FROM api_calls WHERE session_id = ? "
+                          "ORDER BY started_at_ms, attempt", (sid,))
+        tools = _rows(conn, f"SELECT {', '.join(_TOOL_DETAIL)}, turn_id FROM tool_calls WHERE session_id = ? "
+                            "ORDER BY started_at_ms", (sid,))
+        parts = _per_session(conn, conversation)
+
+    api_by_turn: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
+    tools_by_turn: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
+    for c in api:
+        api_by_turn[c.pop("turn_id")].append(c)
+    for c in tools:
+        tools_by_turn[c.pop("turn_id")].append(c)
+    known_turns = {t["turn_id"] for t in turns}
+    subagents_by_turn: dict[str, list[str]] = defaultdict(list)
+    for child in children.get(sid, ()):
+        turn_id = info.get(child, {}).get("parent_turn_id")
+        if turn_id:
+            subagents_by_turn[turn_id].append(child)
+
+    turn_views = []
+    for index, t in enumerate(turns, start=1):
+        calls, tool_calls = api_by_turn.get(t["turn_id"], []), tools_by_turn.get(t["turn_id"], [])
+        start = t.get("started_at_ms")
+        for c in (*calls, *tool_calls):
+            c["offset_ms"] = c["started_at_ms"] - start if start is not None and c.get("started_at_ms") is not None else None
+        turn_views.append({
+            "index": index,
+            "turn_id": t["turn_id"],
+            "started_at": iso(start),
+            "started_at_ms": start,
+            "ended_at_ms": t.get("ended_at_ms"),
+            "outcome": t.get("outcome") or "open",
+            "outcome_reason": t.get("outcome_reason"),
+            "wall_ms": t.get("wall_ms"),
+            "queue_wait_ms": t.get("queue_wait_ms"),
+            "waterfall": waterfall(t, calls, tool_calls),
+            "api_calls": calls,
+            "tool_calls": tool_calls,
+            "subagent_sessions": subagents_by_turn.get(t["turn_id"], []),
+        })
+
+    time_totals: dict[str, Any] = {}
+    for key in ("queue_wait_ms", "wall_ms", "model_ms", "tools_ms", "overlap_ms", "other_ms"):
+        values = [tv["waterfall"][key] for tv in turn_views if tv["waterfall"][key] is not None]
+        time_totals[key] = sum(values) if values else None
+    time_totals["turns_timed"] = sum(1 for tv in turn_views if tv["waterfall"]["wall_ms"] is not None)
+
+    def brief(other: str) -> dict[str, Any]:
+        r = info.get(other)
+        if r is None:  # known only as someone's parent: not recorded by hermetry
+            return {"session_id": other, "recorded": False}
+        v = _session_view(r)
+        return {k: v[k] for k in ("session_id", "lineage", "parent_turn_id", "source", "session_type", "model",
+                                  "started_at", "outcome", "end_reason")} | {"recorded": True}
+
+    totals = _totals([parts[sid]]) | {"time": time_totals}
+    return {
+        "schema": SESSION_SCHEMA,
+        "session": _session_view(row),
+        "lineage": {
+            "root_session_id": root,
+            "parents": [brief(a) for a in ancestors],
+            "children": [brief(c) for c in children.get(sid, ())],
+            "conversation_sessions": len(conversation),
+        },
+        "turns": turn_views,
+        "unattributed": {  # calls recorded without a turn (e.g. captured outside a turn)
+            "api_calls": [c for k, v in api_by_turn.items() if k not in known_turns for c in v],
+            "tool_calls": [c for k, v in tools_by_turn.items() if k not in known_turns for c in v],
+        },
+        "totals": totals,
+        "conversation_totals": _totals(parts[s] for s in conversation),
+    }

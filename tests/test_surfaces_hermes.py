@@ -1,0 +1,143 @@
+"""hermetry inside Hermes: ``/telemetry`` and ``hermes telemetry`` are views over ``insights()``.
+
+In-process: the slash command's text is exactly ``chat_text(insights(...))`` for its window.
+With a real Hermes 0.19.0 (marked ``hermes``):
+
+* ``hermes telemetry …`` (mounted with ``register_cli_command``) prints the library's JSON;
+* ``/telemetry`` typed into ``hermes chat`` is dispatched to the plugin and answers with the
+  report — without a model call;
+* a messaging gateway (the webhook platform) dispatches ``/telemetry`` to the plugin too;
+* the API server does **not** dispatch slash commands in 0.19.0: ``/telemetry`` posted to
+  ``/v1/chat/completions`` goes to the model as an ordinary message (pinned here, so that a
+  Hermes that starts dispatching them is noticed).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from hermetry.analytics.report import Query, insights
+from hermetry.surfaces.hermes_commands import SLASH_USAGE, slash_telemetry
+from hermetry.surfaces.render import chat_text
+from hermetry.testing import ScriptedReply, ScriptedServer
+from hermetry.testing.hermes import Gateway, HermesHome
+from hermetry.testing.history import DAY_MS, History, synthetic_history
+
+
+def recent_history(tmp_path: Path) -> tuple[History, Path]:
+    """Five days of history ending an hour ago: inside any "last 7 days" window taken now."""
+    history = synthetic_history(seed=41, now_ms=time.time() * 1000 - 3_600_000, days=5, sessions_per_day=5)
+    db = history.record(tmp_path / "telemetry.db")
+    # close what is open the way any hermetry process opening the file would, so the figures
+    # cannot change under the test when Hermes (with the plugin) opens it
+    from hermetry.stores.sqlite import connect
+    from hermetry.stores.sqlite_reconcile import reconcile
+
+    conn = connect(db)
+    reconcile(conn)
+    conn.close()
+    return history, db
+
+
+def expected_text(db: Path, days: float, group_by: tuple[str, ...]) -> str:
+    return chat_text(insights(db, Query.last_days(days, group_by=group_by)))
+
+
+# -- in process -------------------------------------------------------------------------------
+
+def test_slash_command_is_the_chat_view_of_insights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, db = recent_history(tmp_path)
+    monkeypatch.setenv("HERMETRY_DB", str(db))
+    for raw, days, group_by in (("", 7, ("source",)), ("7 model", 7, ("model",)), ("6d day", 6, ("day",)),
+                                ("tool 5.5", 5.5, ("tool",)), ("  14   profile ", 14, ("profile",))):
+        text = slash_telemetry(raw)
+        assert text == expected_text(db, days, group_by), raw
+    text = slash_telemetry("7")
+    report = insights(db, Query.last_days(7, group_by=("source",)))
+    assert f"{report['coverage']['turns']} turns" in text and report["coverage"]["turns"] > 0
+    assert text.splitlines()[0] == "hermetry — last 7 days"
+
+
+def test_slash_command_answers_bad_arguments_with_its_usage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HERMETRY_DB", str(tmp_path / "none.db"))
+    assert slash_telemetry("colour").endswith(SLASH_USAGE)
+    assert "more than 0" in slash_telemetry("0")
+    assert slash_telemetry("7").startswith("hermetry — last 7 days\n0 sessions")  # no file yet: empty, not an error
+
+
+# -- real Hermes ------------------------------------------------------------------------------
+
+@pytest.mark.hermes
+def test_hermes_telemetry_is_the_same_command_tree(tmp_path: Path) -> None:
+    _, db = recent_history(tmp_path)
+    since, until = time.time() * 1000 - 7 * DAY_MS, time.time() * 1000
+    iso = [time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(ms / 1000)) for ms in (since, until)]
+    with ScriptedServer([]) as srv:
+        home = HermesHome(tmp_path / "home", srv.base_url)
+        result = home.run("telemetry", "--db", str(db), "insights", "--json", "--since", iso[0], "--until", iso[1],
+                          "--by", "model")
+        listing = home.run("telemetry", "--db", str(db), "sessions", "--json", "--limit", "3")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["window"]["since"], report["window"]["until"]) == tuple(iso)
+    expected = insights(db, Query(since_ms=report["window"]["since_ms"], until_ms=report["window"]["until_ms"],
+                                  group_by=("model",)))
+    assert report == json.loads(json.dumps(expected)) and report["coverage"]["turns"] > 0
+    assert listing.returncode == 0 and json.loads(listing.stdout)["schema"] == "hermetry.sessions.v1"
+
+
+@pytest.mark.hermes
+def test_slash_telemetry_in_the_hermes_cli(tmp_path: Path) -> None:
+    _, db = recent_history(tmp_path)
+    with ScriptedServer([]) as srv:
+        home = HermesHome(tmp_path / "home", srv.base_url)
+        result = home.run("chat", input="/telemetry 7 model\n/quit\n", env=home.env(HERMETRY_DB=str(db)))
+        model_requests = [r for r in srv.requests if r.path.endswith("/chat/completions")]
+    assert result.returncode == 0, result.stderr
+    assert model_requests == []  # answered by the plugin, not the model
+    expected = expected_text(db, 7, ("model",))
+    for line in expected.splitlines():
+        assert line in result.stdout, line
+
+
+@pytest.mark.hermes
+def test_slash_telemetry_through_a_messaging_gateway(tmp_path: Path) -> None:
+    """The webhook platform delivers replies to Hermes' log ('deliver: log'), first 200 characters."""
+    _, db = recent_history(tmp_path)
+    with ScriptedServer([]) as srv:
+        home = HermesHome(tmp_path / "home", srv.base_url)
+        with Gateway(home, api_server=False, webhook=True, extra_env={"HERMETRY_DB": str(db)}) as gw:
+            gw.webhook("/telemetry 7", request_id=str(uuid.uuid4()))
+            deadline = time.monotonic() + 60
+            logs = ""
+            while time.monotonic() < deadline and "[webhook] Response for" not in logs:
+                time.sleep(0.5)
+                logs = "".join(p.read_text(errors="replace") for p in (home.root / "logs").glob("*.log")) \
+                    + gw.log_path.read_text(errors="replace")
+        model_requests = [r for r in srv.requests if r.path.endswith("/chat/completions")]
+    assert model_requests == []
+    response = logs[logs.index("[webhook] Response for"):]
+    first_lines = expected_text(db, 7, ("source",)).splitlines()[:2]
+    for line in first_lines:
+        assert line in response, (line, response[:400])
+
+
+@pytest.mark.hermes
+def test_api_server_0_19_sends_slash_commands_to_the_model(tmp_path: Path) -> None:
+    """Hermes 0.19.0's API server has no slash-command dispatch (gateway/platforms/api_server.py
+    passes every message to the agent): /telemetry reaches the model as a user message."""
+    _, db = recent_history(tmp_path)
+    with ScriptedServer([ScriptedReply(content="the model answered")]) as srv:
+        home = HermesHome(tmp_path / "home", srv.base_url)
+        with Gateway(home, extra_env={"HERMETRY_DB": str(db)}) as gw:
+            answer = gw.chat([{"role": "user", "content": "/telemetry 7"}])
+        chat_requests = [r for r in srv.requests if r.path.endswith("/chat/completions")]
+    assert answer["choices"][0]["message"]["content"] == "the model answered"
+    assert chat_requests, "the message did not reach the model"
+    last_user = [m for m in chat_requests[0].body["messages"] if m["role"] == "user"][-1]
+    assert "/telemetry 7" in json.dumps(last_user["content"])
