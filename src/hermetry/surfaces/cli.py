@@ -20,10 +20,11 @@ standalone ``hermetry`` program and Hermes' ``hermes telemetry`` get the same co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -178,7 +179,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr for long work — only where someone watches it (a terminal)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -188,6 +191,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
+    stderr = Console(stderr=True)
+    if not stderr.is_terminal:
+        yield None
+        return
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=stderr, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from hermetry.surfaces.export import ExportError, export_rows
 
     since, until = _window(args, default_days=None)
@@ -196,18 +212,85 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not to_file:
             export_rows(_db(args), args.table, args.format, None, since_ms=since, until_ms=until)
             return 0
-        stderr = Console(stderr=True)
-        if stderr.is_terminal:  # a progress bar only where someone watches it
-            with Progress(TextColumn("exporting {task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeRemainingColumn(), console=stderr, transient=True) as bar:
-                task = bar.add_task(args.table, total=None)
-                n = export_rows(_db(args), args.table, args.format, args.output, since_ms=since, until_ms=until,
-                                progress=lambda done, total: bar.update(task, completed=done, total=total))
-        else:
-            n = export_rows(_db(args), args.table, args.format, args.output, since_ms=since, until_ms=until)
-        stderr.print(f"{n:,} {args.table} rows → {args.output}")
+        with _progress(f"exporting {args.table}") as progress:
+            n = export_rows(_db(args), args.table, args.format, args.output, since_ms=since, until_ms=until,
+                            progress=progress)
+        Console(stderr=True).print(f"{n:,} {args.table} rows → {args.output}")
     except ExportError as exc:
         raise UsageError(str(exc)) from exc
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``hermetry import``: Hermes' state.db history into the telemetry file (read-only, idempotent)."""
+    import dataclasses
+
+    from rich.console import Console
+
+    from hermetry.sources.backfill import BackfillError, import_hermes_home
+
+    home = Path(args.hermes_home).expanduser() if args.hermes_home else config.hermes_home()
+    try:
+        with _progress("importing sessions") as progress:
+            results = import_hermes_home(home, _db(args), all_profiles=args.all_profiles, progress=progress)
+    except BackfillError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.json:
+        _print_json({"schema": "hermetry.import.v1", "results": [
+            {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(r).items()} for r in results]})
+        return 1 if any(r.error for r in results) else 0
+    out = Console()
+    for r in results:
+        if r.error:
+            out.print(f"[red]{r.source_path}: {r.error}[/red]")
+            continue
+        out.print(f"{r.source_path}: {r.sessions_seen:,} sessions — {r.sessions_new:,} new, "
+                  f"{r.sessions_changed:,} changed, {r.sessions_unchanged:,} unchanged, "
+                  f"{r.sessions_live:,} already captured live; {r.turns:,} turns, {r.api_calls:,} token rows, "
+                  f"{r.tool_calls:,} tool calls ({r.seconds:.1f}s)")
+    return 1 if any(r.error for r in results) else 0
+
+
+def cmd_reprice(args: argparse.Namespace) -> int:
+    """``hermetry reprice``: re-estimate stored calls with today's prices, keeping what they replace."""
+    from rich.console import Console
+
+    from hermetry.cost import PriceFileError, load_pricing_config
+    from hermetry.cost.reprice import reprice
+
+    path = Path(args.prices).expanduser() if args.prices else config.price_file_path()
+    try:
+        pricing = load_pricing_config(path) if path is not None and path.exists() else None
+    except PriceFileError as exc:
+        raise UsageError(str(exc)) from exc
+    since, until = _window(args, default_days=None)
+    with _progress("repricing API calls") as progress:
+        result = reprice(_db(args), config=pricing, since_ms=since or 0.0, until_ms=until, progress=progress)
+    result["price_file"] = str(path) if pricing is not None else None
+    if args.json:
+        _print_json(result)
+    else:
+        Console().print(f"{result['examined']:,} calls examined, {result['changed']:,} repriced "
+                        f"(by status now: {result['by_status']}); replaced costs kept in cost_history")
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """``hermetry reconcile``: close turns and sessions left open by processes that died."""
+    from hermetry.stores.sqlite import connect, migrate
+    from hermetry.stores.sqlite_reconcile import reconcile
+
+    conn = connect(_db(args))
+    try:
+        migrate(conn)
+        result = reconcile(conn, grace_s=args.grace_hours * 3600)
+    finally:
+        conn.close()
+    if args.json:
+        _print_json({"schema": "hermetry.reconcile.v1", "grace_hours": args.grace_hours, **result})
+    else:
+        print(f"closed {result['turns_closed']} turns and {result['sessions_closed']} sessions "
+              f"idle for more than {args.grace_hours:g} h")
     return 0
 
 
@@ -286,6 +369,25 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     _add_window(p, days_help="the last N days (default: everything)")
     p.add_argument("--output", "-o", help="file to write (default: standard output; Parquet needs a file)")
     p.set_defaults(hermetry_func=cmd_export)
+
+    p = sub.add_parser("import", help="import Hermes' existing history (state.db, read-only; idempotent)")
+    p.add_argument("--hermes-home", help="Hermes home to read (default: $HERMES_HOME or ~/.hermes)")
+    p.add_argument("--all-profiles", action="store_true", help="also import every profiles/*/state.db")
+    _add_json(p, "hermetry.import.v1")
+    p.set_defaults(hermetry_func=cmd_import)
+
+    p = sub.add_parser("reprice", help="re-estimate stored API calls with today's prices (keeps the old figures)")
+    _add_window(p, days_help="the last N days (default: everything)")
+    p.add_argument("--prices", help="operator price file (default: $HERMETRY_PRICES, hermetry.price_file, "
+                                    "or $HERMES_HOME/hermetry/prices.yaml)")
+    _add_json(p, "hermetry.reprice.v1")
+    p.set_defaults(hermetry_func=cmd_reprice)
+
+    p = sub.add_parser("reconcile", help="close turns and sessions left open by processes that died")
+    p.add_argument("--grace-hours", type=float, default=6.0,
+                   help="close what has been idle for longer than this (default 6)")
+    _add_json(p, "hermetry.reconcile.v1")
+    p.set_defaults(hermetry_func=cmd_reconcile)
 
     p = sub.add_parser("demo", help="drive real Hermes sessions against a scripted model and show the insights")
     p.add_argument("--dir", default=".demo", help="where the demo's Hermes homes and telemetry go (default .demo)")
