@@ -94,3 +94,18 @@ def test_reconcile_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert (out["turns_closed"], out["sessions_closed"]) == (1, 1)  # idle since 1970
     code, out = run_json(capsys, "--db", str(store), "reconcile", "--json")
     assert (out["turns_closed"], out["sessions_closed"]) == (0, 0)
+
+
+def test_reprice_never_replaces_a_known_estimate_with_unknown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "t.db"
+    _record(store, ApiCall(api_request_id="r", attempt=0, session_id="s", turn_id="t", started_at_ms=1e12,
+                           latency_ms=5.0, status="ok", provider="custom", model="mine", input_tokens=10,
+                           output_tokens=1, cost_usd=0.5, cost_status="estimated", cost_source="price_file:x",
+                           pricing_version="v1"))
+    code, out = run_json(capsys, "--db", str(store), "reprice", "--json")  # no price file given now
+    assert (out["changed"], out["kept_known"]) == (0, 1)
+    conn = sqlite3.connect(store)
+    try:
+        assert conn.execute("SELECT cost_usd, cost_status FROM api_calls").fetchone() == (0.5, "estimated")
+    finally:
+        conn.close()

@@ -3,7 +3,8 @@
 Prices change (a new genai-prices release, an operator's new contract). Repricing recomputes
 each stored call's cost with :func:`~hermetry.cost.pricing.price_call`, at the call's own time,
 and keeps the figure it replaces in ``cost_history`` — nothing is lost. Costs the provider
-reported (``actual``) are facts, not estimates: they are never repriced.
+reported (``actual``) are facts, not estimates: they are never repriced. A known estimate is
+never replaced by "unknown" (say, when the price file that priced it is not given this time).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def reprice(
         changed: list[tuple[Any, ...]] = []
         history: list[tuple[Any, ...]] = []
         by_status: dict[str, int] = {}
+        kept = 0
         for i, r in enumerate(rows):
             (call_id, provider, model, response_model, base_url, started, inp, out, cr, cw, rs, reported,
              old_cost, old_status, old_source, old_version) = r
@@ -55,6 +57,10 @@ def reprice(
                 provider_cost_usd=reported, config=config,
             )
             new = (result.cost_usd, str(result.cost_status), result.cost_source, result.pricing_version)
+            if new[1] == "unknown" and old_status in ("estimated", "included"):
+                # today's rules cannot price it (e.g. the price file is not given): keep the known figure
+                kept += 1
+                new = (old_cost, old_status, old_source, old_version)
             by_status[new[1]] = by_status.get(new[1], 0) + 1
             if new != (old_cost, old_status, old_source, old_version):
                 history.append((call_id, old_cost, old_status, old_source, old_version, now_ms))
@@ -75,5 +81,5 @@ def reprice(
             raise
     finally:
         conn.close()
-    return {"schema": "hermetry.reprice.v1", "examined": len(rows), "changed": len(changed),
+    return {"schema": "hermetry.reprice.v1", "examined": len(rows), "changed": len(changed), "kept_known": kept,
             "by_status": dict(sorted(by_status.items()))}

@@ -270,7 +270,8 @@ def cmd_reprice(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        Console().print(f"{result['examined']:,} calls examined, {result['changed']:,} repriced "
+        kept = f", {result['kept_known']:,} kept (no price today)" if result["kept_known"] else ""
+        Console().print(f"{result['examined']:,} calls examined, {result['changed']:,} repriced{kept} "
                         f"(by status now: {result['by_status']}); replaced costs kept in cost_history")
     return 0
 
