@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from hermetry.analytics.report import Query, insights
-from hermetry.surfaces.hermes_commands import SLASH_USAGE, slash_telemetry
+from hermetry.surfaces.hermes_commands import slash_telemetry, slash_usage
 from hermetry.surfaces.render import chat_text
 from hermetry.testing import ScriptedReply, ScriptedServer
 from hermetry.testing.hermes import Gateway, HermesHome
@@ -65,7 +65,7 @@ def test_slash_command_is_the_chat_view_of_insights(tmp_path: Path, monkeypatch:
 
 def test_slash_command_answers_bad_arguments_with_its_usage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HERMETRY_DB", str(tmp_path / "none.db"))
-    assert slash_telemetry("colour").endswith(SLASH_USAGE)
+    assert slash_telemetry("colour").endswith(slash_usage())
     assert "more than 0" in slash_telemetry("0")
     assert slash_telemetry("7").startswith("hermetry — last 7 days\n0 sessions")  # no file yet: empty, not an error
 

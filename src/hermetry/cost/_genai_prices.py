@@ -22,15 +22,16 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from importlib.metadata import version as _dist_version
 from types import MappingProxyType
 
-import genai_prices
-from genai_prices import Usage, data_snapshot
+# genai-prices itself (and the openai types it pulls in) is imported only when a call actually
+# needs a list price: a process whose calls are custom endpoints never pays for loading it.
 
 log = logging.getLogger(__name__)
 
 #: Shown as ``pricing_version``: the installed package, whose bundled data is what priced the call.
-GENAI_PRICES_VERSION = f"genai-prices {genai_prices.__version__}"
+GENAI_PRICES_VERSION = f"genai-prices {_dist_version('genai-prices')}"
 
 #: Hermes provider name (lower-case) → genai-prices provider id.
 PROVIDER_IDS = MappingProxyType(
@@ -145,6 +146,8 @@ def _find_model_ref(snapshot_stamp: datetime, route: Route, model: str) -> str |
     ``snapshot_stamp`` keys the cache to the genai-prices data snapshot in use, so an
     auto-updated snapshot is looked up afresh.
     """
+    from genai_prices import data_snapshot
+
     snapshot = data_snapshot.get_snapshot()
     for ref in _candidate_refs(model):
         try:
@@ -177,6 +180,9 @@ def estimate(
     route = resolve_route(provider, base_url)
     if route is None or not model or not model.strip():
         return None
+    import genai_prices
+    from genai_prices import Usage, data_snapshot
+
     ref = _find_model_ref(data_snapshot.get_snapshot().timestamp, route, model)
     if ref is None:
         return None

@@ -39,6 +39,10 @@ Normalizer = Callable[[Item], Iterable[Event]]
 Processor = Callable[[Event], Event]
 
 
+#: The writer gives up the interpreter at least this often while it turns items into events.
+YIELD_EVERY_S = 0.0001
+
+
 class Store(Protocol):
     def write(self, events: list[Event], run: dict[str, Any] | None = None) -> int: ...
 
@@ -231,7 +235,9 @@ class Recorder:
             room = self.capacity - len(self._pending)
             take = min(len(q), self.max_batch, max(room, 0))
             batch = []
-            for i in range(take):
+            clock = time.perf_counter
+            slice_start = clock()
+            for _ in range(take):
                 item = q.popleft()
                 try:
                     events = item[0](item)
@@ -241,8 +247,12 @@ class Recorder:
                 except Exception:
                     self._count_drop(1)
                     log.debug("hermetry: could not normalize %r", item[:1], exc_info=True)
-                if i % 256 == 255:
-                    time.sleep(0)  # let the agent's threads have the interpreter
+                if clock() - slice_start > YIELD_EVERY_S:
+                    # Python code holds the interpreter lock; hand it back often, so an agent
+                    # thread never waits behind the writer for long (Python's own switch
+                    # interval is 5 ms).
+                    time.sleep(0)
+                    slice_start = clock()
             self._pending.extend(batch)
             if not self._pending:
                 continue

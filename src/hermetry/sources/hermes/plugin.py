@@ -29,17 +29,27 @@ def _sqlite_store_factory() -> Any:
     return lambda: SQLiteStore(path)
 
 
+class _LazyPricer:
+    """Prices API calls on the writer thread; loads the pricing code and the price file there, on
+    the first call that needs them — never on the agent's thread while Hermes starts."""
+
+    def __init__(self) -> None:
+        self._processor: Any = None
+
+    def __call__(self, event: Any) -> Any:
+        if self._processor is None:
+            from hermetry.cost.processor import PriceApiCalls
+
+            self._processor = PriceApiCalls.from_file(config.price_file_path())
+        return self._processor(event)
+
+
 def get_capture() -> HermesCapture:
     """The process-wide capture (one recorder per process, however often Hermes registers us)."""
     global _capture
     with _lock:
         if _capture is None:
-            from hermetry.cost.processor import PriceApiCalls
-
-            recorder = Recorder(
-                _sqlite_store_factory(),
-                processors=[PriceApiCalls.from_file(config.price_file_path())],
-            )
+            recorder = Recorder(_sqlite_store_factory(), processors=[_LazyPricer()])
             _capture = HermesCapture(recorder, profile=profile_name())
         return _capture
 
