@@ -128,16 +128,34 @@ def test_slash_telemetry_through_a_messaging_gateway(tmp_path: Path) -> None:
 
 
 @pytest.mark.hermes
-def test_api_server_0_19_sends_slash_commands_to_the_model(tmp_path: Path) -> None:
-    """Hermes 0.19.0's API server has no slash-command dispatch (gateway/platforms/api_server.py
-    passes every message to the agent): /telemetry reaches the model as a user message."""
+def test_slash_telemetry_through_the_api_server(tmp_path: Path) -> None:
+    """Hermes 0.19.0's API server dispatches no slash commands (gateway/platforms/api_server.py
+    passes every message to the agent): hermetry's llm_execution middleware answers /telemetry
+    there instead of the model — no model request, no recorded model call."""
     _, db = recent_history(tmp_path)
+    before = _count_calls(db)
+    expected = expected_text(db, 7, ("source",)).splitlines()
     with ScriptedServer([ScriptedReply(content="the model answered")]) as srv:
         home = HermesHome(tmp_path / "home", srv.base_url)
         with Gateway(home, extra_env={"HERMETRY_DB": str(db)}) as gw:
             answer = gw.chat([{"role": "user", "content": "/telemetry 7"}])
+            other = gw.chat([{"role": "user", "content": "an ordinary question"}])
         chat_requests = [r for r in srv.requests if r.path.endswith("/chat/completions")]
-    assert answer["choices"][0]["message"]["content"] == "the model answered"
-    assert chat_requests, "the message did not reach the model"
-    last_user = [m for m in chat_requests[0].body["messages"] if m["role"] == "user"][-1]
-    assert "/telemetry 7" in json.dumps(last_user["content"])
+    lines = answer["choices"][0]["message"]["content"].splitlines()
+    # the report as it stood (the /telemetry turn itself may already count as an open turn)
+    assert lines[0] == expected[0]
+    for prefix in ("tokens:", "cost:", "API p50/p95:"):
+        assert [x for x in lines if x.startswith(prefix)] == [x for x in expected if x.startswith(prefix)]
+    assert other["choices"][0]["message"]["content"] == "the model answered"  # everything else: the model
+    assert len(chat_requests) == 1
+    assert _count_calls(db) == before + 1  # only the real model call was recorded
+
+
+def _count_calls(db: Path) -> int:
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM api_calls").fetchone()[0])
+    finally:
+        conn.close()

@@ -64,6 +64,52 @@ def slash_telemetry(raw_args: str = "") -> str:
         return f"hermetry: could not build the report ({type(exc).__name__}: {exc})"
 
 
+def _last_user_text(messages: Any) -> str | None:
+    if not isinstance(messages, list):
+        return None
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):  # multimodal parts: the text ones
+                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return content if isinstance(content, str) else None
+    return None
+
+
+def api_server_slash_middleware(request: Any = None, next_call: Any = None, **context: Any) -> Any:
+    """``/telemetry`` through Hermes' API server, which (in 0.19.0) dispatches no slash commands.
+
+    An ``llm_execution`` middleware: when an API-server turn's user message is a ``/telemetry``
+    command, answer it with the report instead of calling the model (no tokens are spent, and no
+    model call is recorded); anything else goes to the model untouched.
+    """
+    try:
+        if context.get("platform") == "api_server" and isinstance(request, dict):
+            text = _last_user_text(request.get("messages"))
+            first = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+            command, _, rest = first.partition(" ")
+            if command == "/telemetry":
+                from hermetry.sources.hermes import stream_probe
+
+                stream_probe.mark_synthetic(context.get("api_request_id"))
+                return _chat_completion(slash_telemetry(rest), request.get("model"))
+    except Exception:
+        pass
+    return next_call()
+
+
+def _chat_completion(text: str, model: Any) -> Any:
+    import time
+
+    from openai.types.chat import ChatCompletion
+
+    return ChatCompletion.model_validate({
+        "id": "hermetry-telemetry", "object": "chat.completion", "created": int(time.time()),
+        "model": model if isinstance(model, str) else "hermetry",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+    })
+
+
 def register(ctx: Any) -> None:
     ctx.register_cli_command(
         "telemetry",
@@ -78,3 +124,4 @@ def register(ctx: Any) -> None:
         description="hermetry: how long, how many tokens, how much money, how often it completes",
         args_hint="[days] [breakdown]",
     )
+    ctx.register_middleware("llm_execution", api_server_slash_middleware)

@@ -329,7 +329,7 @@ class HermesCapture:
         (_, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode,
          api_duration, started_at, finish_reason, response_model, usage, first_delta_at, ended_at) = item
         rid, sid = _id(api_request_id), _id(session_id)
-        if not rid or not sid:
+        if not rid or not sid or _get(probe, "synthetic"):
             return ()
         attempt = self._attempt(rid, failed=False)
         started_ms, latency_ms = _attempt_timing(probe, attempt, started_at, ended_at, api_duration, t)

@@ -41,6 +41,15 @@ def take_probe(api_request_id: object) -> dict[str, Any] | None:
     return None
 
 
+def mark_synthetic(api_request_id: object) -> None:
+    """This request was answered by hermetry itself (``/telemetry``), not by a model: don't record it."""
+    if isinstance(api_request_id, str):
+        probe = PROBES.get(api_request_id)
+        if probe is None:
+            probe = PROBES[api_request_id] = {"start": time.time(), "first": None, "cost": None, "streamed": None}
+        probe["synthetic"] = True
+
+
 def llm_execution_middleware(request: Any = None, next_call: Callable[..., Any] | None = None, **context: Any) -> Any:
     """Hermes ``llm_execution`` middleware: mark the request, run it unchanged."""
     assert next_call is not None
