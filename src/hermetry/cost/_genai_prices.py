@@ -124,7 +124,26 @@ def resolve_route(provider: str | None, base_url: str | None) -> Route | None:
     # custom, local servers and providers we do not map: only an official vendor API host
     # identifies the vendor (genai-prices matches base_url against each vendor's API pattern).
     url = (base_url or "").strip()
-    return Route(api_url=url) if url else None
+    if not url or _is_private_host(url):
+        return None  # a local or private server is no vendor's API: no need to even load prices
+    return Route(api_url=url)
+
+
+def _is_private_host(url: str) -> bool:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return False
+    if host in ("localhost", "") or host.endswith((".local", ".internal", ".lan", ".localhost")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback or address.is_link_local
 
 
 def _candidate_refs(model: str) -> tuple[str, ...]:

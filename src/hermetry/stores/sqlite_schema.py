@@ -143,7 +143,14 @@ CREATE TABLE IF NOT EXISTS cost_history (
 );
 """
 
+#: Version 4: partial indexes over what is still open, so the reconciler that every recording
+#: process runs when it opens the file costs nothing on a large history.
+SCHEMA_V4_OPEN_INDEXES = """
+CREATE INDEX IF NOT EXISTS turns_open ON turns(started_at_ms) WHERE outcome IS NULL;
+CREATE INDEX IF NOT EXISTS sessions_open ON sessions(started_at_ms) WHERE ended_at_ms IS NULL AND outcome IS NULL;
+"""
+
 #: MIGRATIONS[n] upgrades schema version n to n + 1 (version 0 is an empty file).
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_BACKFILL, SCHEMA_V3_COST_HISTORY]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_BACKFILL, SCHEMA_V3_COST_HISTORY, SCHEMA_V4_OPEN_INDEXES]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -110,7 +110,21 @@ def _chat_completion(text: str, model: Any) -> Any:
     })
 
 
+def _one_shot_process() -> bool:
+    """``hermes -z`` / ``hermes chat -q``: no chat prompt in this process, so no slash commands.
+
+    Registering a slash command makes Hermes load its command table (and prompt_toolkit) to
+    check for clashes — ~100 ms a one-shot run would pay for a command it cannot receive.
+    """
+    import sys
+
+    argv = sys.argv[1:]
+    return any(a in ("-z", "--oneshot", "-q", "--query") or a.startswith("--oneshot=") for a in argv)
+
+
 def register(ctx: Any) -> None:
+    if _one_shot_process():
+        return
     ctx.register_cli_command(
         "telemetry",
         "hermetry: latency, tokens, cost and outcomes of your agent's runs",
