@@ -109,11 +109,12 @@ def register(ctx: Any) -> None:
         capture = get_capture()
         for hook, callback in capture.callbacks().items():
             ctx.register_hook(hook, callback)
-        if stream_probe.install():
-            stream_probe.ON_ABORT = capture.on_api_aborted
-            ctx.register_middleware("llm_execution", stream_probe.llm_execution_middleware)
+        # The OpenAI SDK wrapper and the interrupt wrapper are set up on the first model call
+        # (the middleware's first run), so enabling hermetry imports nothing of Hermes' early.
+        stream_probe.ON_ABORT = capture.on_api_aborted
+        stream_probe.ON_INSTALL = lambda: _wrap_interrupt(capture)
+        ctx.register_middleware("llm_execution", stream_probe.llm_execution_middleware)
         state_mirror.install(*capture.state_callbacks())
-        _wrap_interrupt(capture)
         _flush_before_hard_exit(capture)
     except Exception:
         log.warning("hermetry: could not start telemetry capture", exc_info=True)

@@ -55,6 +55,8 @@ def llm_execution_middleware(request: Any = None, next_call: Callable[..., Any] 
     assert next_call is not None
     key = None
     try:
+        if not _installed:
+            _install_once()  # on the first model call, not while Hermes starts up
         api_request_id = context.get("api_request_id")
         messages = request.get("messages") if isinstance(request, dict) else None
         if isinstance(api_request_id, str) and api_request_id and isinstance(messages, list):
@@ -137,6 +139,22 @@ def _observe(probe: dict[str, Any], result: Any, streamed: bool) -> None:
         result._iterator = _timed(result._iterator, probe, probe["gen"])
     elif not streamed:
         probe["cost"] = _usage_cost(getattr(result, "usage", None))
+
+
+_installed = False
+#: Called once the SDK is wrapped (the plugin sets the interrupt wrapper up here too).
+ON_INSTALL: Callable[[], None] | None = None
+
+
+def _install_once() -> None:
+    global _installed
+    _installed = True
+    install()
+    if ON_INSTALL is not None:
+        try:
+            ON_INSTALL()
+        except Exception:
+            log.debug("hermetry: deferred setup failed", exc_info=True)
 
 
 def install() -> bool:
