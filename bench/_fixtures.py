@@ -1,0 +1,283 @@
+"""Big generated histories, cached under ``bench/.cache/`` (git-ignored).
+
+* :func:`history_db` — a hermetry telemetry file holding N recorded API calls, written with the
+  store's own ``write_events`` in transactions of 50,000 events (not through the Recorder: the
+  Recorder's throughput is measured by the ingest benchmark; here only the result matters).
+  Shape: sessions of 1–7 turns (mean 4), turns of 1–4 API calls (mean 2.5) and one tool call
+  between consecutive API calls (mean 1.5 per turn) — 10 API calls, 6 tool calls per session —
+  over a 6.5-day window; sources, models, outcomes, errors and cost statuses mixed.
+* :func:`state_db` — a Hermes ``state.db`` of N sessions and ~40 messages each, written with
+  Hermes' own ``hermes_state.SessionDB`` (``import_sessions`` in chunks Hermes accepts, then
+  ``update_token_counts`` per session so ``session_model_usage`` is filled as a live Hermes
+  fills it).
+
+Each fixture records its time window in a JSON sidecar, so a cached fixture is queried over
+exactly the window it covers, however old it is.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._common import CACHE, log
+
+HISTORY_VERSION = 1
+STATE_VERSION = 1
+
+SOURCES = (("cli", "interactive", 40), ("cli", "oneshot", 15), ("telegram", "gateway", 15),
+           ("api_server", "api", 15), ("cron", "cron", 10), ("subagent", "subagent", 5))
+MODELS = (("anthropic/claude-sonnet-4", "openrouter", 35), ("gpt-4.1-mini", "openai", 25),
+          ("claude-opus-4", "anthropic", 15), ("qwen3-coder", "custom", 15), ("gemini-2.5-flash", "gemini", 10))
+TOOLS = ("terminal", "read_file", "write_file", "search_files", "web_search", "patch", "todo", "delegate_task")
+END_REASONS = (("cli_close", 60), ("agent_close", 20), ("new_session", 8), ("cron_complete", 7), (None, 5))
+
+
+def _pick(rng: random.Random, table: tuple[tuple[Any, ...], ...]) -> tuple[Any, ...]:
+    total = sum(t[-1] for t in table)
+    x = rng.uniform(0, total)
+    for t in table:
+        x -= t[-1]
+        if x <= 0:
+            return t
+    return table[-1]
+
+
+def _meta_path(db: Path) -> Path:
+    return db.with_suffix(".json")
+
+
+def load_meta(db: Path) -> dict[str, Any] | None:
+    try:
+        meta: dict[str, Any] = json.loads(_meta_path(db).read_text())
+        return meta if db.exists() else None
+    except (OSError, ValueError):
+        return None
+
+
+def history_db(n_api_calls: int) -> tuple[Path, dict[str, Any]]:
+    from hermetry.stores.sqlite_schema import SCHEMA_VERSION
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    db = CACHE / f"history-{n_api_calls}-h{HISTORY_VERSION}-s{SCHEMA_VERSION}.db"
+    meta = load_meta(db)
+    if meta is not None:
+        return db, meta
+    log(f"fixtures: generating a history of {n_api_calls:,} API calls → {db.name} (cached afterwards)")
+    t0 = time.perf_counter()
+    tmp = db.with_suffix(".tmp")
+    for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+        p.unlink(missing_ok=True)
+    counts = _generate_history(tmp, n_api_calls, until_ms=time.time() * 1000)
+    tmp.rename(db)
+    counts["generation_seconds"] = round(time.perf_counter() - t0, 1)
+    counts["bytes"] = db.stat().st_size
+    _meta_path(db).write_text(json.dumps(counts))
+    log(f"fixtures: {db.name}: {counts}")
+    return db, counts
+
+
+def _generate_history(path: Path, n_api_calls: int, *, until_ms: float) -> dict[str, Any]:
+    from hermetry.model.events import (
+        ApiCall,
+        SessionEnded,
+        SessionStarted,
+        ToolCall,
+        TurnEnded,
+        TurnStarted,
+    )
+    from hermetry.model.outcomes import session_outcome_for_end_reason
+    from hermetry.stores.sqlite import connect, migrate, write_events
+
+    rng = random.Random(n_api_calls)
+    since_ms = until_ms - 6.5 * 86_400_000
+    conn = connect(path)
+    migrate(conn)
+    conn.execute("PRAGMA cache_size=-200000")
+    events: list[Any] = []
+    n_calls = n_tools = n_turns = n_sessions = 0
+
+    def flush() -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        write_events(conn, events)
+        conn.execute("COMMIT")
+        events.clear()
+
+    while n_calls < n_api_calls:
+        s = n_sessions
+        n_sessions += 1
+        sid = f"{time.strftime('%Y%m%d', time.gmtime(since_ms / 1000))}_{s:08d}_{rng.getrandbits(24):06x}"
+        source, session_type, _ = _pick(rng, SOURCES)
+        model, provider, _ = _pick(rng, MODELS)
+        t = rng.uniform(since_ms, until_ms - 3_600_000)
+        events.append(SessionStarted(session_id=sid, started_at_ms=t, source=source, session_type=session_type,
+                                     model=model, provider=provider, profile="default",
+                                     runtime_version="hermes-agent 0.19.0", host="bench"))
+        for k in range(rng.randint(1, 7)):
+            n_turns += 1
+            turn = f"{sid}-t{k}"
+            events.append(TurnStarted(turn_id=turn, session_id=sid, started_at_ms=t, task_id=sid))
+            t += rng.uniform(50, 400)
+            calls = rng.randint(1, 4)
+            failed_turn = False
+            for a in range(calls):
+                n_calls += 1
+                latency = rng.lognormvariate(7.5, 0.7)  # ~1.8 s median
+                error = rng.random() < 0.02
+                inp = rng.randint(200, 6000)
+                out = rng.randint(20, 1500)
+                cache_read = rng.choice((0, 0, 2048, 8192, 30000))
+                cost_status = "unknown" if provider == "custom" else rng.choice(("estimated",) * 9 + ("actual",))
+                events.append(ApiCall(
+                    api_request_id=f"{turn}-r{a}", attempt=0, session_id=sid, turn_id=turn, started_at_ms=t,
+                    latency_ms=latency, status="error" if error else "ok", model=model, provider=provider,
+                    base_url="https://example.invalid/v1", api_mode="chat_completions", response_model=model,
+                    ttft_ms=latency * rng.uniform(0.1, 0.5), streamed=True,
+                    input_tokens=None if error else inp, output_tokens=None if error else out,
+                    cache_read_tokens=None if error else cache_read, cache_write_tokens=None if error else 0,
+                    reasoning_tokens=None if error else rng.choice((0, 0, min(out, 256))),
+                    finish_reason=None if error else ("tool_calls" if a < calls - 1 else "stop"),
+                    http_status=503 if error else None, error_type="APIStatusError" if error else None,
+                    cost_usd=None if error or cost_status == "unknown" else (inp * 3 + out * 15 + cache_read * 0.3) / 1e6,
+                    cost_status=None if error else cost_status,
+                    cost_source=None if error or cost_status == "unknown" else "genai-prices",
+                ))
+                t += latency
+                failed_turn = error
+                if a < calls - 1:
+                    n_tools += 1
+                    tool_latency = rng.lognormvariate(5, 1.2)
+                    ok = rng.random() > 0.04
+                    events.append(ToolCall(
+                        tool_call_id=f"{turn}-c{a}", session_id=sid, turn_id=turn,
+                        tool_name=TOOLS[rng.randrange(len(TOOLS))], started_at_ms=t, latency_ms=tool_latency,
+                        status="ok" if ok else "error", toolset="core", api_request_id=f"{turn}-r{a}",
+                        error_type=None if ok else "ToolError",
+                    ))
+                    t += tool_latency
+            x = rng.random()
+            outcome = ("errored" if failed_turn else "completed" if x < 0.93 else "interrupted" if x < 0.97
+                       else "timed_out" if x < 0.99 else "unknown")
+            events.append(TurnEnded(turn_id=turn, session_id=sid, ended_at_ms=t, outcome=outcome))
+            t += rng.uniform(2_000, 120_000)
+        reason = _pick(rng, END_REASONS)[0]
+        if reason is not None:
+            events.append(SessionEnded(session_id=sid, ended_at_ms=t, end_reason=reason,
+                                       outcome=session_outcome_for_end_reason(reason)))
+        if len(events) >= 50_000:
+            flush()
+    if events:
+        flush()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("ANALYZE")
+    conn.close()
+    return {"api_calls": n_calls, "tool_calls": n_tools, "turns": n_turns, "sessions": n_sessions,
+            "since_ms": since_ms, "until_ms": until_ms + 3_600_000, "written_with": "write_events"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Hermes' state.db
+# ---------------------------------------------------------------------------------------------
+
+def state_db(n_sessions: int) -> tuple[Path, dict[str, Any]]:
+    """A Hermes home folder holding ``state.db`` with n_sessions sessions (~40 messages each)."""
+    home = CACHE / f"hermes-home-{n_sessions}-v{STATE_VERSION}"
+    db = home / "state.db"
+    meta_file = home / "fixture.json"
+    if db.exists() and meta_file.exists():
+        return db, json.loads(meta_file.read_text())
+    log(f"fixtures: building a {n_sessions:,}-session state.db with hermes_state.SessionDB (cached afterwards)")
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    t0 = time.perf_counter()
+    meta = _generate_state(db, n_sessions)
+    meta["generation_seconds"] = round(time.perf_counter() - t0, 1)
+    meta["bytes"] = db.stat().st_size
+    meta_file.write_text(json.dumps(meta))
+    log(f"fixtures: {db}: {meta}")
+    return db, meta
+
+
+def _text(rng: random.Random, lo: int, hi: int) -> str:
+    words = ("the", "file", "test", "function", "error", "result", "agent", "model", "token", "cost",
+             "config", "session", "update", "check", "value", "return", "python", "data", "path", "run")
+    n = rng.randint(lo, hi) // 6
+    return " ".join(words[rng.randrange(len(words))] for _ in range(max(1, n)))
+
+
+def _generate_state(db: Path, n_sessions: int) -> dict[str, Any]:
+    from hermes_state import SessionDB
+
+    rng = random.Random(n_sessions)
+    now = time.time()
+    since = now - 6.5 * 86400
+    sdb = SessionDB(db_path=db)
+    chunk: list[dict[str, Any]] = []
+    chunk_messages = 0
+    usage: list[tuple[str, dict[str, Any]]] = []
+    n_messages = 0
+    n_tool_calls = 0
+
+    def flush() -> None:
+        nonlocal chunk_messages
+        result = sdb.import_sessions(chunk)
+        if not result.get("ok"):
+            raise RuntimeError(f"SessionDB.import_sessions refused the fixture: {result.get('errors', [])[:3]}")
+        chunk.clear()
+        chunk_messages = 0
+
+    for s in range(n_sessions):
+        sid = f"{time.strftime('%Y%m%d', time.gmtime(since))}_{s:06d}_{rng.getrandbits(24):06x}"
+        source = _pick(rng, SOURCES)[0]
+        model, provider, _ = _pick(rng, MODELS)
+        t = rng.uniform(since, now - 3600)
+        started = t
+        messages: list[dict[str, Any]] = []
+        api_calls = 0
+        for _turn in range(rng.randint(3, 7)):
+            messages.append({"role": "user", "content": _text(rng, 40, 400), "timestamp": t})
+            t += rng.uniform(1, 5)
+            for r in range(rng.randint(1, 5)):
+                api_calls += 1
+                call_id = f"call_{s}_{len(messages)}_{r}"
+                tool = TOOLS[rng.randrange(len(TOOLS))]
+                messages.append({"role": "assistant", "content": "", "timestamp": t, "finish_reason": "tool_calls",
+                                 "tool_calls": [{"id": call_id, "type": "function",
+                                                 "function": {"name": tool, "arguments": json.dumps({"path": "src/x.py"})}}]})
+                t += rng.uniform(0.05, 3)
+                messages.append({"role": "tool", "content": _text(rng, 60, 900), "tool_call_id": call_id,
+                                 "tool_name": tool, "timestamp": t})
+                n_tool_calls += 1
+                t += rng.uniform(1, 8)
+            api_calls += 1
+            messages.append({"role": "assistant", "content": _text(rng, 60, 900), "timestamp": t, "finish_reason": "stop"})
+            t += rng.uniform(30, 600)
+        end_reason = _pick(rng, END_REASONS)[0]
+        chunk.append({
+            "id": sid, "source": source, "model": model, "started_at": started,
+            "ended_at": t if end_reason else None, "end_reason": end_reason, "title": f"bench session {s}",
+            "messages": messages,
+        })
+        inp = sum(rng.randint(500, 6000) for _ in range(api_calls))
+        out = sum(rng.randint(20, 1200) for _ in range(api_calls))
+        usage.append((sid, {
+            "input_tokens": inp, "output_tokens": out, "cache_read_tokens": inp * 3, "cache_write_tokens": 0,
+            "reasoning_tokens": out // 10, "model": model, "billing_provider": provider,
+            "estimated_cost_usd": (inp * 3 + out * 15) / 1e6, "cost_status": "estimated", "cost_source": "official_docs_snapshot",
+            "api_call_count": api_calls,
+        }))
+        n_messages += len(messages)
+        chunk_messages += len(messages)
+        if len(chunk) >= 400 or chunk_messages >= 40_000:
+            flush()
+    if chunk:
+        flush()
+    for sid, u in usage:
+        sdb.update_token_counts(sid, **u)
+    sdb.close()
+    return {"sessions": n_sessions, "messages": n_messages, "tool_calls": n_tool_calls, "since_s": since,
+            "until_s": now, "written_with": "hermes_state.SessionDB.import_sessions + update_token_counts"}
