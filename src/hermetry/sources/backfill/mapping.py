@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from hermetry.model.coerce import as_float, as_int
 from hermetry.model.events import (
     ApiCall,
     Event,
@@ -74,23 +75,8 @@ def _raw(v: Any) -> str | None:
     return s if s.strip() else None
 
 
-def _i(v: Any) -> int | None:
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _f(v: Any) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if f == f else None
+_i = as_int
+_f = as_float
 
 
 def _ms(seconds: float | None) -> int | None:

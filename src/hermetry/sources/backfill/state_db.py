@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hermetry.model.coerce import as_float
+
 
 class BackfillError(Exception):
     """A state.db cannot be imported (missing, locked, corrupt, not Hermes'); nothing was written."""
@@ -74,14 +76,7 @@ class MessageRow:
     compaction_copy: bool = False
 
 
-def _seconds(v: Any) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if f == f else None
+_seconds = as_float
 
 
 def _quote(name: str) -> str:

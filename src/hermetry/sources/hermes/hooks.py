@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from hermetry.model.coerce import as_float, as_int
 from hermetry.model.events import (
     ApiCall,
     Event,
@@ -66,27 +67,8 @@ def _id(v: Any) -> str | None:
     return None
 
 
-_INT64_MAX = 2**63 - 1
-
-
-def _int(v: Any) -> int | None:
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        i = int(v)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return i if -_INT64_MAX <= i <= _INT64_MAX else None  # SQLite stores 64-bit integers
-
-
-def _float(v: Any) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if f == f else None  # NaN is not a measurement
+_int = as_int
+_float = as_float
 
 
 def _ms(seconds: Any) -> float | None:
