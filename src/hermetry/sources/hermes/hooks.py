@@ -307,72 +307,55 @@ class HermesCapture:
             attempts.pop(api_request_id, None)
         return n
 
+    def _api_call(self, *, t: float, probe: Any, session_id: Any, turn_id: Any, api_request_id: Any,
+                  model: Any, provider: Any, base_url: Any, api_mode: Any, status: str,
+                  started_at: Any = None, ended_at: Any = None, api_duration: Any = None,
+                  **fields: Any) -> ApiCall | None:
+        """One attempt of a model call, from whichever hook (or the middleware) saw it end."""
+        rid, sid = _id(api_request_id), _id(session_id)
+        if not rid or not sid:
+            return None
+        attempt = self._attempt(rid, failed=status != "ok")
+        started_ms, latency_ms = _attempt_timing(probe, attempt, started_at, ended_at, api_duration, t)
+        fields.setdefault("ttft_ms", _probe_ttft(probe))
+        return ApiCall(
+            api_request_id=rid, attempt=attempt, session_id=sid, turn_id=_id(turn_id),
+            started_at_ms=started_ms, latency_ms=latency_ms, status=status, model=_str(model),
+            provider=_str(provider), base_url=_redact_url(_str(base_url)), api_mode=_str(api_mode),
+            streamed=_get(probe, "streamed"), provider_cost_usd=_float(_get(probe, "cost")), **fields,
+        )
+
     def _api_ok(self, item: tuple[Any, ...]) -> Iterable[Event]:
         (_, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode,
          api_duration, started_at, finish_reason, response_model, usage, first_delta_at, ended_at) = item
-        rid, sid = _id(api_request_id), _id(session_id)
-        if not rid or not sid or _get(probe, "synthetic"):
-            return ()
-        attempt = self._attempt(rid, failed=False)
-        started_ms, latency_ms = _attempt_timing(probe, attempt, started_at, ended_at, api_duration, t)
-        return (
-            ApiCall(
-                api_request_id=rid,
-                attempt=attempt,
-                session_id=sid,
-                turn_id=_id(turn_id),
-                started_at_ms=started_ms,
-                latency_ms=latency_ms,
-                status="ok",
-                model=_str(model),
-                provider=_str(provider),
-                base_url=_redact_url(_str(base_url)),
-                api_mode=_str(api_mode),
-                response_model=_str(response_model),
-                ttft_ms=_probe_ttft(probe) or _hook_ttft(started_ms / 1000, first_delta_at),
-                streamed=_get(probe, "streamed"),
-                input_tokens=_int(_get(usage, "input_tokens")),
-                output_tokens=_int(_get(usage, "output_tokens")),
-                cache_read_tokens=_int(_get(usage, "cache_read_tokens")),
-                cache_write_tokens=_int(_get(usage, "cache_write_tokens")),
-                reasoning_tokens=_int(_get(usage, "reasoning_tokens")),
-                finish_reason=_str(finish_reason),
-                provider_cost_usd=_float(_get(probe, "cost")),
-            ),
+        if _get(probe, "synthetic"):
+            return ()  # answered by hermetry itself (/telemetry), not by a model
+        start = _float(_get(probe, "start")) or _float(started_at)
+        call = self._api_call(
+            t=t, probe=probe, session_id=session_id, turn_id=turn_id, api_request_id=api_request_id,
+            model=model, provider=provider, base_url=base_url, api_mode=api_mode, status="ok",
+            started_at=started_at, ended_at=ended_at, api_duration=api_duration,
+            ttft_ms=_probe_ttft(probe) or (_hook_ttft(start, first_delta_at) if start is not None else None),
+            response_model=_str(response_model), finish_reason=_str(finish_reason),
+            input_tokens=_int(_get(usage, "input_tokens")), output_tokens=_int(_get(usage, "output_tokens")),
+            cache_read_tokens=_int(_get(usage, "cache_read_tokens")),
+            cache_write_tokens=_int(_get(usage, "cache_write_tokens")),
+            reasoning_tokens=_int(_get(usage, "reasoning_tokens")),
         )
+        return (call,) if call else ()
 
     def _api_error(self, item: tuple[Any, ...]) -> Iterable[Event]:
         (_, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode,
          api_duration, started_at, status_code, retry_count, reason, error, ended_at) = item
-        rid, sid = _id(api_request_id), _id(session_id)
-        if not rid or not sid:
-            return ()
-        error_type = _str(_get(error, "type")) or _str(reason)
-        attempt = self._attempt(rid, failed=True)
-        started_ms, latency_ms = _attempt_timing(probe, attempt, started_at, ended_at, api_duration, t)
-        return (
-            ApiCall(
-                api_request_id=rid,
-                attempt=attempt,
-                session_id=sid,
-                turn_id=_id(turn_id),
-                started_at_ms=started_ms,
-                latency_ms=latency_ms,
-                status="error",
-                model=_str(model),
-                provider=_str(provider),
-                base_url=_redact_url(_str(base_url)),
-                api_mode=_str(api_mode),
-                ttft_ms=_probe_ttft(probe),
-                streamed=_get(probe, "streamed"),
-                http_status=_int(status_code),
-                retry_count=_int(retry_count),
-                error_type=error_type,
-                error_message=clean_error(_get(error, "message")),
-                finish_reason=None,
-                provider_cost_usd=_float(_get(probe, "cost")),  # a failed attempt may still be billed
-            ),
+        # (a failed attempt may still have been billed: the probe's provider cost is kept)
+        call = self._api_call(
+            t=t, probe=probe, session_id=session_id, turn_id=turn_id, api_request_id=api_request_id,
+            model=model, provider=provider, base_url=base_url, api_mode=api_mode, status="error",
+            started_at=started_at, ended_at=ended_at, api_duration=api_duration,
+            http_status=_int(status_code), retry_count=_int(retry_count),
+            error_type=_str(_get(error, "type")) or _str(reason), error_message=clean_error(_get(error, "message")),
         )
+        return (call,) if call else ()
 
     def on_interrupt(self, session_id: Any, message: Any) -> None:
         """Called by the AIAgent.interrupt wrapper: queue the reason's label, never the message."""
@@ -396,20 +379,12 @@ class HermesCapture:
 
     def _api_aborted(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode = item
-        rid, sid = _id(api_request_id), _id(session_id)
-        if not rid or not sid:
-            return ()
-        start = _get(probe, "start")
-        started = start if isinstance(start, float) else t
-        return (
-            ApiCall(
-                api_request_id=rid, attempt=self._attempt(rid, failed=True), session_id=sid,
-                turn_id=_id(turn_id), started_at_ms=started * 1000, latency_ms=(t - started) * 1000,
-                status="interrupted", model=_str(model), provider=_str(provider),
-                base_url=_redact_url(_str(base_url)), api_mode=_str(api_mode), ttft_ms=_probe_ttft(probe),
-                streamed=_get(probe, "streamed"), error_type="interrupted",
-            ),
+        call = self._api_call(
+            t=t, probe=probe, session_id=session_id, turn_id=turn_id, api_request_id=api_request_id,
+            model=model, provider=provider, base_url=base_url, api_mode=api_mode, status="interrupted",
+            ended_at=t, error_type="interrupted",
         )
+        return (call,) if call else ()
 
     def _tool(self, item: tuple[Any, ...]) -> Iterable[Event]:
         (_, t, session_id, turn_id, tool_call_id, api_request_id, tool_name, duration_ms, status,
