@@ -893,3 +893,44 @@ def test_a_tier_keeps_the_prices_of_the_tier_below_unless_it_restates_them() -> 
     assert (rates.cache_read_per_mtok, rates.cache_write_per_mtok) == (Decimal("0.2"), Decimal(2))
     result = call("custom", "tiered", input=250_000, output=1_000, config=TIERED_FILE)
     assert result.cost_usd == usd((250_000, Decimal(2)), (1_000, Decimal(3)))
+
+
+# -- the linear fast path equals genai-prices' own calculation ---------------------------------
+
+_FAST_PATH_MODELS = [
+    ("anthropic", "claude-sonnet-4-20250514"),
+    ("openai", "gpt-4o"),
+    ("openai", "o4-mini"),
+    ("openrouter", "anthropic/claude-sonnet-4"),
+    ("google", "gemini-2.5-pro"),  # tiered: always genai-prices' own calculation
+    ("deepseek", "deepseek-chat"),  # time-of-day prices
+    ("perplexity", "sonar-deep-research"),  # reasoning priced on its own
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(_FAST_PATH_MODELS),
+    st.integers(0, 400_000), st.integers(0, 300_000), st.integers(0, 50_000), st.integers(0, 60_000),
+    st.integers(0, 60_000),
+    st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2026, 12, 31), timezones=st.just(UTC)),
+)
+def test_fast_path_is_exactly_genai_prices(route_model: tuple[str, str], inp: int, cache_read: int,
+                                           cache_write: int, out: int, reasoning: int, at: datetime) -> None:
+    from hermetry.cost import _genai_prices as gp
+
+    provider, model = route_model
+    reasoning = min(reasoning, out)
+    route = gp.resolve_route(provider, None)
+    assert route is not None
+    estimate = gp.estimate(provider=provider, model=model, base_url=None, input_tokens=inp, output_tokens=out,
+                           cache_read_tokens=cache_read, cache_write_tokens=cache_write,
+                           reasoning_tokens=reasoning, at=at)
+    from genai_prices import data_snapshot
+
+    ref = gp._find_model_ref(data_snapshot.get_snapshot().timestamp, route, model)
+    if ref is None:
+        assert estimate is None
+        return
+    reference, _ = gp._calc(route, ref, at, inp, cache_read, cache_write, out, reasoning)
+    assert estimate is not None and estimate.cost_usd == reference  # exact Decimal equality

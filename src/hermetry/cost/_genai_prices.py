@@ -199,12 +199,34 @@ def estimate(
     route = resolve_route(provider, base_url)
     if route is None or not model or not model.strip():
         return None
-    import genai_prices
-    from genai_prices import Usage, data_snapshot
+    from genai_prices import data_snapshot
 
     ref = _find_model_ref(data_snapshot.get_snapshot().timestamp, route, model)
     if ref is None:
         return None
+    reasoning = min(reasoning_tokens, output_tokens)
+    minute = at.replace(second=0, microsecond=0)
+    rates = _linear_rates(data_snapshot.get_snapshot().timestamp, route, ref, minute)
+    if rates is not None:
+        base, per_input, per_cache_read, per_cache_write, per_output, per_reasoning, version = rates
+        cost = (base + input_tokens * per_input + cache_read_tokens * per_cache_read
+                + cache_write_tokens * per_cache_write + output_tokens * per_output
+                + reasoning * per_reasoning) / _MILLION
+        return Estimate(cost_usd=cost, pricing_version=version)
+    total, version = _calc(route, ref, at, input_tokens, cache_read_tokens, cache_write_tokens, output_tokens,
+                           reasoning)
+    return Estimate(cost_usd=total, pricing_version=version)
+
+
+_MILLION = Decimal(1_000_000)
+
+
+def _calc(route: Route, ref: str, at: datetime, input_tokens: int, cache_read_tokens: int,
+          cache_write_tokens: int, output_tokens: int, reasoning_tokens: int) -> tuple[Decimal, str]:
+    """genai-prices' own calculation (the reference every fast path is derived from)."""
+    import genai_prices
+    from genai_prices import Usage
+
     usage = Usage(
         # genai-prices' input is the whole prompt; it carves out the cache kinds it prices.
         input_tokens=input_tokens + cache_read_tokens + cache_write_tokens,
@@ -213,18 +235,44 @@ def estimate(
         output_tokens=output_tokens,
         # Reasoning is part of output; genai-prices only splits it out for the few models that
         # price it differently, otherwise it is output and counted once.
-        output_reasoning_tokens=min(reasoning_tokens, output_tokens),
+        output_reasoning_tokens=reasoning_tokens,
     )
     if route.provider_id is not None:
-        calc = genai_prices.calc_price(
-            usage, ref, provider_id=route.provider_id, genai_request_timestamp=at
-        )
+        calc = genai_prices.calc_price(usage, ref, provider_id=route.provider_id, genai_request_timestamp=at)
     else:
-        calc = genai_prices.calc_price(
-            usage, ref, provider_api_url=route.api_url, genai_request_timestamp=at
-        )
+        calc = genai_prices.calc_price(usage, ref, provider_api_url=route.api_url, genai_request_timestamp=at)
     version = GENAI_PRICES_VERSION
     if calc.auto_update_timestamp is not None:
         # Prices came from a downloaded snapshot, not the package's bundled data: say when.
         version = f"{version} (data {calc.auto_update_timestamp.isoformat(timespec='seconds')})"
-    return Estimate(cost_usd=calc.total_price, pricing_version=version)
+    return calc.total_price, version
+
+
+@functools.lru_cache(maxsize=4096)
+def _linear_rates(snapshot_stamp: datetime, route: Route, ref: str,
+                  minute: datetime) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal, Decimal, str] | None:
+    """Per-million-token rates for a model whose price is linear in the token counts, derived
+    from genai-prices' own calculation; ``None`` when it is not (tiered prices) — then every
+    call goes through genai-prices. genai-prices spends ~50–70 µs per call; this is a few µs.
+
+    Cached per minute: prices that change with the time of day (off-peak rates) change on
+    minute boundaries at the finest.
+    """
+    from genai_prices import data_snapshot
+    from genai_prices.types import TieredPrices
+
+    try:
+        provider, info = data_snapshot.get_snapshot().find_provider_model(ref, None, route.provider_id, route.api_url)
+        model_price = info.get_prices(minute)
+    except Exception:
+        return None
+    if any(isinstance(v, TieredPrices) for v in vars(model_price).values()):
+        return None
+    m = 1_000_000
+    base, version = _calc(route, ref, minute, 0, 0, 0, 0, 0)
+    rates = [(_calc(route, ref, minute, *tokens)[0] - base) for tokens in (
+        (m, 0, 0, 0, 0), (0, m, 0, 0, 0), (0, 0, m, 0, 0), (0, 0, 0, m, 0))]
+    with_reasoning = _calc(route, ref, minute, 0, 0, 0, m, m)[0] - base - rates[3]
+    return base * _MILLION, rates[0], rates[1], rates[2], rates[3], with_reasoning, version
+
+
