@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from hermetry.model.sessions import session_type_for
 from hermetry.recorder.recorder import Recorder
 from hermetry.sources.hermes import stream_probe
-from hermetry.sources.hermes.hooks import HermesCapture, session_type_for
+from hermetry.sources.hermes.hooks import HermesCapture
 from hermetry.stores.sqlite import SQLiteStore
 
 

@@ -111,9 +111,6 @@ END_REASON_OUTCOME: dict[str, SessionOutcome] = {
     "on_session_finalize:session_expired": SessionOutcome.EXPIRED,
 }
 
-#: End reasons that only came from a hook; Hermes' own state.db reason supersedes them.
-HOOK_END_REASONS: tuple[str, ...] = tuple(r for r in END_REASON_OUTCOME if r.startswith("on_session_finalize:"))
-
 
 def session_outcome_for_end_reason(end_reason: str | None) -> SessionOutcome:
     """Classify Hermes' raw ``end_reason``. ``None`` (still open) is handled by the caller."""

@@ -32,8 +32,8 @@ from hermetry.model.events import (
 )
 from hermetry.model.outcomes import TurnOutcome, session_outcome_for_end_reason
 from hermetry.model.privacy import redact
+from hermetry.model.sessions import lineage_for, session_type_for
 from hermetry.sources.backfill.state_db import MessageRow
-from hermetry.sources.hermes.hooks import session_type_for
 
 #: Prefix of every id the import makes up (turns, API-call rows, tool calls).
 ID_PREFIX = "backfill:"
@@ -144,13 +144,6 @@ def usage_row_cost(u: dict[str, Any], model: str | None, provider: str | None, b
         at=datetime.fromtimestamp((at_ms or 0) / 1000, tz=UTC),
     )
     return Cost(None, result.cost_usd, str(result.cost_status), result.cost_source, result.pricing_version)
-
-
-def lineage_for(source: str | None, parent_session_id: str | None) -> str | None:
-    """Same rule as the live capture (hooks._mirror_create)."""
-    if not parent_session_id:
-        return None
-    return "subagent" if source == "subagent" else "continuation"
 
 
 def session_started_ms(row: dict[str, Any], messages: list[MessageRow] | None) -> int | None:

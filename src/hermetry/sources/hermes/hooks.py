@@ -36,7 +36,6 @@ from hermetry.model.events import (
     TurnStarted,
 )
 from hermetry.model.outcomes import (
-    HOOK_END_REASONS,
     TurnOutcome,
     interrupt_label,
     newer_hermes_exit_outcome,
@@ -44,6 +43,7 @@ from hermetry.model.outcomes import (
     turn_outcome_for_interrupt,
 )
 from hermetry.model.privacy import clean_error
+from hermetry.model.sessions import lineage_for, session_type_for
 from hermetry.recorder.recorder import Recorder
 from hermetry.sources.hermes import stream_probe
 
@@ -78,28 +78,6 @@ def _ms(seconds: Any) -> float | None:
 
 def _get(d: Any, key: str) -> Any:
     return d.get(key) if isinstance(d, dict) else None
-
-
-def session_type_for(platform: str | None, argv: list[str]) -> str | None:
-    """What kind of run a session belongs to, from its source platform and how Hermes started."""
-    p = (platform or "").lower()
-    if p == "subagent":
-        return "subagent"
-    if p == "cron":
-        return "cron"
-    if p == "api_server":
-        return "api"
-    if p in ("cli", ""):
-        if any(a in ("-z", "--oneshot") or a.startswith("--oneshot=") for a in argv):
-            return "oneshot"
-        if any(a in ("-q", "--query") for a in argv):
-            return "query"
-        return "interactive" if p == "cli" else None
-    if p == "tui":
-        return "interactive"
-    if p in ("acp", "batch"):
-        return p
-    return "gateway"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,24 +170,24 @@ class HermesCapture:
 
     # -- normalizers (writer thread) ---------------------------------------------------------
 
-    def _session_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, session_id, model, platform = item
+    def _session_started(self, t: float, session_id: Any, source: Any, model: Any, profile: Any = None,
+                         parent_session_id: Any = None) -> Iterable[Event]:
         sid = _id(session_id)
         if not sid:
             return ()
-        source = _str(platform)
+        src, parent = _str(source), _id(parent_session_id)
         return (
             SessionStarted(
-                session_id=sid,
-                started_at_ms=t * 1000,
-                source=source,
-                session_type=session_type_for(source, self.argv),
-                model=_str(model),
-                profile=self.profile,
-                runtime_version=self.runtime_version,
-                host=self.host,
+                session_id=sid, started_at_ms=t * 1000, source=src,
+                session_type=session_type_for(src, self.argv), model=_str(model),
+                profile=_str(profile) or self.profile, parent_session_id=parent,
+                lineage=lineage_for(src, parent), runtime_version=self.runtime_version, host=self.host,
             ),
         )
+
+    def _session_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        _, t, session_id, model, platform = item
+        return self._session_started(t, session_id, platform, model)
 
     def _turn_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, session_id, task_id, turn_id, platform, sender_id, message_hash = item
@@ -437,21 +415,7 @@ class HermesCapture:
 
     def _mirror_create(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, session_id, source, model, parent_session_id, profile = item
-        sid = _id(session_id)
-        if not sid:
-            return ()
-        src, parent = _str(source), _id(parent_session_id)
-        lineage = None
-        if parent:
-            lineage = "subagent" if src == "subagent" else "continuation"
-        return (
-            SessionStarted(
-                session_id=sid, started_at_ms=t * 1000, source=src,
-                session_type=session_type_for(src, self.argv), model=_str(model),
-                profile=_str(profile) or self.profile, parent_session_id=parent, lineage=lineage,
-                runtime_version=self.runtime_version, host=self.host,
-            ),
-        )
+        return self._session_started(t, session_id, source, model, profile, parent_session_id)
 
     def _mirror_end(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, session_id, end_reason, supersedes = item
@@ -463,8 +427,8 @@ class HermesCapture:
             SessionEnded(
                 session_id=sid, ended_at_ms=t * 1000, end_reason=raw,
                 outcome=session_outcome_for_end_reason(raw),
-                supersedes=(*HOOK_END_REASONS, *(r for r in (supersedes if isinstance(supersedes, tuple | list) else ())
-                                                 if isinstance(r, str))),
+                supersedes=tuple(r for r in (supersedes if isinstance(supersedes, tuple | list) else ())
+                                 if isinstance(r, str)),
             ),
         )
 
