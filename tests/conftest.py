@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-
-def rows(db: Path, sql: str, *params: Any) -> list[dict[str, Any]]:
-    """Query a telemetry file read-only, as dicts."""
-    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, params)]
-    finally:
-        conn.close()
+from hermetry.testing.query import rows
 
 
 @pytest.fixture

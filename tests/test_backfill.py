@@ -51,6 +51,7 @@ from hermetry.sources.backfill.mapping import (
 )
 from hermetry.sources.backfill.state_db import MessageRow
 from hermetry.stores.sqlite import SQLiteStore
+from hermetry.testing.query import rows
 
 TOKEN_KINDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 
@@ -64,13 +65,7 @@ SECRET_ARGS = "ARGS-55d0 rm -rf /home/alice/private"
 # Helpers
 # ---------------------------------------------------------------------------------------------
 
-def q(db: Path, sql: str, *params: Any) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, params)]
-    finally:
-        conn.close()
+q = rows
 
 
 def sha256(path: Path) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from hermetry.cost import load_pricing_config
 from hermetry.cost.reprice import reprice
 from hermetry.testing import ScriptedReply, ScriptedServer, ScriptedUsage
 from hermetry.testing.hermes import HermesHome
+from hermetry.testing.query import rows
 
 pytestmark = pytest.mark.hermes
 
@@ -39,13 +41,8 @@ def expected_cost() -> float:
     return float(cost)
 
 
-def _calls(db: Path) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute("SELECT * FROM api_calls ORDER BY started_at_ms").fetchall()
-    finally:
-        conn.close()
+def _calls(db: Path) -> list[dict[str, Any]]:
+    return rows(db, "SELECT * FROM api_calls ORDER BY started_at_ms")
 
 
 def test_custom_endpoint_is_unknown_until_a_price_is_declared(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ test checks what was stored against what it passed in.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from hermetry.recorder.recorder import Recorder
 from hermetry.sources.hermes import stream_probe
 from hermetry.sources.hermes.hooks import HermesCapture
 from hermetry.stores.sqlite import SQLiteStore
+from hermetry.testing.query import rows
 
 
 @pytest.fixture
@@ -31,13 +31,8 @@ def capture(tmp_path: Path) -> Any:
     rec.close()
 
 
-def rows(db: Path, table: str) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(f"SELECT * FROM {table}")]
-    finally:
-        conn.close()
+def table(db: Path, name: str) -> list[dict[str, Any]]:
+    return rows(db, f"SELECT * FROM {name}")
 
 
 GARBAGE: list[dict[str, Any]] = [
@@ -62,8 +57,8 @@ def test_every_callback_tolerates_missing_and_wrong_types(capture: Any, payload:
     # nothing that lacks an id was invented; whatever has ids was stored without crashing the writer
     stats = capture.recorder.stats()
     assert (stats.last_error, stats.dropped) == (None, 0)  # no normalizer raised
-    for table in ("sessions", "turns", "api_calls", "tool_calls"):
-        for row in rows(capture.db, table) if capture.db.exists() else []:
+    for name in ("sessions", "turns", "api_calls", "tool_calls"):
+        for row in table(capture.db, name) if capture.db.exists() else []:
             assert row["session_id"] == "123", row  # only the int id is an id; lists and dicts are not
 
 
@@ -75,7 +70,7 @@ def test_wrong_types_become_not_captured_not_zero(capture: Any) -> None:
                            usage={"input_tokens": "12", "output_tokens": None, "cache_read_tokens": "many",
                                   "cache_write_tokens": 3.0, "reasoning_tokens": True})
     assert capture.recorder.flush(5)
-    (call,) = rows(capture.db, "api_calls")
+    (call,) = table(capture.db, "api_calls")
     assert call["latency_ms"] is None and call["ttft_ms"] is None
     assert (call["input_tokens"], call["output_tokens"], call["cache_read_tokens"]) == (12, None, None)
     assert call["cache_write_tokens"] == 3 and call["reasoning_tokens"] is None  # a bool is not a count
@@ -100,18 +95,18 @@ def test_a_realistic_sequence(capture: Any) -> None:
                          status="error", error_type="Timeout", error_message="took too long", args={"q": "secret"})
     cb["on_session_end"](session_id="s1", turn_id="t1", completed=True, interrupted=False)
     assert capture.recorder.flush(5)
-    calls = sorted(rows(capture.db, "api_calls"), key=lambda r: r["attempt"])
+    calls = sorted(table(capture.db, "api_calls"), key=lambda r: r["attempt"])
     assert [(c["attempt"], c["status"], c["http_status"]) for c in calls] == [(0, "error", 429), (1, "ok", None)]
     # Hermes times a request once across its retries: a retry's own latency is only known from the
     # stream probe (absent here), so it is not captured rather than inflated
     assert calls[0]["latency_ms"] == pytest.approx(250.0) and calls[1]["latency_ms"] is None
     assert "sk-abcdefghijklmnop1234" not in calls[0]["error_message"]
-    (tool,) = rows(capture.db, "tool_calls")
+    (tool,) = table(capture.db, "tool_calls")
     assert (tool["tool_name"], tool["status"], tool["latency_ms"], tool["error_type"]) == ("web_search", "error", 321.0,
                                                                                        "Timeout")
-    (turn,) = rows(capture.db, "turns")
+    (turn,) = table(capture.db, "turns")
     assert turn["outcome"] == "completed"
-    (session,) = rows(capture.db, "sessions")
+    (session,) = table(capture.db, "sessions")
     assert (session["source"], session["session_type"], session["model"]) == ("telegram", "gateway", "gpt-x")
 
 
@@ -133,7 +128,7 @@ def test_queue_wait_matches_the_arrival_of_the_same_message(capture: Any) -> Non
     cb["pre_llm_call"](session_id="s1", task_id="k", turn_id="t-first", platform="telegram", sender_id="u1",
                        user_message="first question")
     assert capture.recorder.flush(5)
-    waits = {r["turn_id"]: r["queue_wait_ms"] for r in rows(capture.db, "turns")}
+    waits = {r["turn_id"]: r["queue_wait_ms"] for r in table(capture.db, "turns")}
     assert 40 <= waits["t-second"] < waits["t-first"]
     assert waits["t-first"] >= 90
     assert time.time() - now < 60
@@ -179,9 +174,9 @@ def test_newer_hermes_fields_are_used_when_present(capture: Any) -> None:
     cb["on_session_end"](session_id="s", turn_id="t2", completed=True, interrupted=True,
                          turn_exit_reason="gateway timeout")
     assert capture.recorder.flush(5)
-    (call,) = rows(capture.db, "api_calls")
+    (call,) = table(capture.db, "api_calls")
     assert call["ttft_ms"] == pytest.approx(750.0)
-    turns = {r["turn_id"]: (r["outcome"], r["outcome_reason"]) for r in rows(capture.db, "turns")}
+    turns = {r["turn_id"]: (r["outcome"], r["outcome_reason"]) for r in table(capture.db, "turns")}
     assert turns == {"t1": ("errored", "max_iterations"), "t2": ("timed_out", "gateway timeout")}
 
 

@@ -14,7 +14,6 @@ import os
 import re
 import select
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from hermetry.stores.sqlite import connect
 from hermetry.stores.sqlite_reconcile import reconcile
 from hermetry.testing import ScriptedReply, ScriptedServer, ScriptedToolCall, ScriptedUsage
 from hermetry.testing.hermes import Gateway, HermesHome, hermes_executable
+from hermetry.testing.query import rows
 
 pytestmark = pytest.mark.hermes
 
@@ -198,13 +198,7 @@ def _sessions(db: Path, model: str) -> list[dict[str, Any]]:
     return _q(db, "SELECT * FROM sessions WHERE model = ? ORDER BY started_at_ms", model)
 
 
-def _q(db: Path, sql: str, *params: Any) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, params)]
-    finally:
-        conn.close()
+_q = rows
 
 
 def _turns(db: Path, model: str) -> list[dict[str, Any]]:

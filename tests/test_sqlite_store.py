@@ -34,6 +34,7 @@ from hermetry.model.events import (
 )
 from hermetry.stores.sqlite import SQLiteStore, StoreCorrupt, connect, migrate, write_events
 from hermetry.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+from hermetry.testing.query import rows
 
 T0 = 1_700_000_000_000.0
 
@@ -50,13 +51,7 @@ def store(db: Path) -> Iterator[SQLiteStore]:
     s.close()
 
 
-def q(db: Path, sql: str, *params: Any) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, params)]
-    finally:
-        conn.close()
+q = rows
 
 
 def one(db: Path, sql: str, *params: Any) -> dict[str, Any]:

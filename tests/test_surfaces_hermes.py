@@ -27,6 +27,7 @@ from hermetry.surfaces.render import chat_text
 from hermetry.testing import ScriptedReply, ScriptedServer
 from hermetry.testing.hermes import Gateway, HermesHome
 from hermetry.testing.history import DAY_MS, History, synthetic_history
+from hermetry.testing.query import rows
 
 
 def recent_history(tmp_path: Path) -> tuple[History, Path]:
@@ -152,10 +153,4 @@ def test_slash_telemetry_through_the_api_server(tmp_path: Path) -> None:
 
 
 def _count_calls(db: Path) -> int:
-    import sqlite3
-
-    conn = sqlite3.connect(db)
-    try:
-        return int(conn.execute("SELECT COUNT(*) FROM api_calls").fetchone()[0])
-    finally:
-        conn.close()
+    return int(rows(db, "SELECT COUNT(*) AS n FROM api_calls")[0]["n"])
