@@ -25,7 +25,7 @@ from hermetry.analytics.report import Query, insights
 from hermetry.stores.sqlite import connect
 from hermetry.stores.sqlite_reconcile import reconcile
 from hermetry.testing import ScriptedReply, ScriptedServer, ScriptedToolCall, ScriptedUsage
-from hermetry.testing.hermes import Gateway, HermesHome, hermes_executable
+from hermetry.testing.hermes import Gateway, HermesHome, hermes_executable, long_history
 from hermetry.testing.query import rows
 
 pytestmark = pytest.mark.hermes
@@ -138,12 +138,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             time.sleep(1.0)
             gw.stop_run(run_id)
             time.sleep(3.0)
-            long_history: list[dict[str, str]] = []
-            for i in range(40):
-                long_history.append({"role": "user", "content": f"q{i} " + "lorem ipsum dolor sit amet " * 250})
-                long_history.append({"role": "assistant", "content": f"a{i} " + "consectetur adipiscing " * 50})
-            long_history.append({"role": "user", "content": "and finally?"})
-            compressed = gw.chat(long_history)
+            compressed = gw.chat(long_history())
             assert compressed["choices"][0]["message"]["content"] == "continued after compression"
             time.sleep(0.5)
 

@@ -21,7 +21,7 @@ from rich.console import Console
 from hermetry.analytics.report import Query, insights
 from hermetry.surfaces.render import print_report
 from hermetry.testing import ScriptedReply, ScriptedServer, ScriptedToolCall, ScriptedUsage
-from hermetry.testing.hermes import Gateway, HermesHome
+from hermetry.testing.hermes import Gateway, HermesHome, long_history
 
 Step = Callable[[Path, Path], str]
 
@@ -133,12 +133,7 @@ def api_server(workdir: Path, db: Path) -> str:
             time.sleep(1.0)
             gw.stop_run(run_id)
             time.sleep(2.0)
-            history: list[dict[str, str]] = []
-            for i in range(40):
-                history += [{"role": "user", "content": f"q{i} " + "lorem ipsum dolor sit amet " * 250},
-                            {"role": "assistant", "content": f"a{i} " + "consectetur adipiscing " * 50}]
-            history.append({"role": "user", "content": "and finally?"})
-            gw.chat(history)
+            gw.chat(long_history())
     return "answered one request, stopped one run, compressed one long conversation"
 
 

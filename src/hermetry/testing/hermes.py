@@ -240,3 +240,15 @@ class Gateway:
         """POST a message to the webhook route (a messaging-gateway platform, with a queue)."""
         return self._post(f"http://127.0.0.1:{self.webhook_port}/webhooks/r1", {"text": text},
                           headers={"X-Request-ID": request_id})
+
+
+def long_history(turns: int = 40) -> list[dict[str, str]]:
+    """A conversation of ~95k approximate tokens: posted to the API server of a Hermes whose
+    context is 64,000 tokens (``compression: {in_place: false}``), it makes Hermes compress and
+    continue in a child session."""
+    history: list[dict[str, str]] = []
+    for i in range(turns):
+        history.append({"role": "user", "content": f"q{i} " + "lorem ipsum dolor sit amet " * 250})
+        history.append({"role": "assistant", "content": f"a{i} " + "consectetur adipiscing " * 50})
+    history.append({"role": "user", "content": "and finally?"})
+    return history
