@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HERMES_AGENT_VERSION := 0.19.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean engines
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
-test: lint
+# PostgreSQL, Prometheus and Chromium from Debian's packages (tools/install-engines.sh; root)
+engines:
+	bash tools/install-engines.sh
+
+test: lint engines
 	$(VENV)/bin/pytest
 
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml

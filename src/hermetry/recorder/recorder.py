@@ -26,9 +26,10 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from hermetry.model.events import Event
+from hermetry.recorder.sink import Sink, SinkDisabled, SinkUnavailable
 
 log = logging.getLogger("hermetry")
 
@@ -43,10 +44,21 @@ Processor = Callable[[Event], Event]
 YIELD_EVERY_S = 0.0001
 
 
-class Store(Protocol):
-    def write(self, events: list[Event], run: dict[str, Any] | None = None) -> int: ...
+#: The primary sink (the store). Kept as a name for readers of older code.
+Store = Sink
 
-    def close(self) -> None: ...
+
+@dataclass(frozen=True)
+class ExporterStats:
+    """One best-effort exporter's own ledger: batches and events it took or failed."""
+
+    name: str
+    batches: int
+    events: int
+    failed_batches: int
+    dropped: int
+    last_error: str | None
+    disabled: bool
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,62 @@ class RecorderStats:
     queued: int
     pending: int
     last_error: str | None
+    exporters: tuple[ExporterStats, ...] = ()
+
+
+class _Exporter:
+    """An exporter and its counts. A failure here never reaches the store or the agent."""
+
+    __slots__ = ("factory", "sink", "name", "batches", "events", "failed_batches", "dropped",
+                 "last_error", "disabled")
+
+    def __init__(self, factory: Callable[[], Sink]) -> None:
+        self.factory = factory
+        self.sink: Sink | None = None
+        self.name = getattr(factory, "sink_name", None) or "exporter"
+        self.batches = self.events = self.failed_batches = self.dropped = 0
+        self.last_error: str | None = None
+        self.disabled = False
+
+    def export(self, batch: list[Event], run: dict[str, Any]) -> None:
+        if self.disabled:
+            self.dropped += len(batch)
+            return
+        try:
+            if self.sink is None:
+                self.sink = self.factory()
+                self.name = getattr(self.sink, "name", self.name)
+            self.sink.write(batch, run)
+            self.batches += 1
+            self.events += len(batch)
+        except SinkDisabled as exc:
+            self.disabled = True
+            self.last_error = str(exc)
+            self.dropped += len(batch)
+            log.warning("hermetry: %s export disabled: %s", self.name, exc)
+        except Exception as exc:  # SinkUnavailable or a bug: best effort, counted, not retried
+            self.failed_batches += 1
+            self.dropped += len(batch)
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.debug("hermetry: %s export failed", self.name, exc_info=True)
+
+    def flush(self, timeout_s: float) -> None:
+        if self.sink is not None and not self.disabled:
+            try:
+                self.sink.flush(timeout_s)
+            except Exception:
+                log.debug("hermetry: %s flush failed", self.name, exc_info=True)
+
+    def close(self) -> None:
+        if self.sink is not None:
+            try:
+                self.sink.close()
+            except Exception:
+                log.debug("hermetry: %s close failed", self.name, exc_info=True)
+
+    def stats(self) -> ExporterStats:
+        return ExporterStats(self.name, self.batches, self.events, self.failed_batches,
+                             self.dropped, self.last_error, self.disabled)
 
 
 def _as_is(item: Item) -> Iterable[Event]:
@@ -67,8 +135,9 @@ class Recorder:
 
     def __init__(
         self,
-        store_factory: Callable[[], Store],
+        store_factory: Callable[[], Sink],
         *,
+        exporters: Iterable[Callable[[], Sink]] = (),
         capacity: int = 100_000,
         flush_interval_s: float = 0.1,
         max_batch: int = 5_000,
@@ -76,6 +145,7 @@ class Recorder:
         processors: Iterable[Processor] = (),
     ) -> None:
         self._store_factory = store_factory
+        self._exporters = [_Exporter(f) for f in exporters]
         self.processors = list(processors)
         self.capacity = capacity
         self.flush_interval_s = flush_interval_s
@@ -164,8 +234,15 @@ class Recorder:
     # -- control -----------------------------------------------------------------------------
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything queued so far is written (or the timeout passes)."""
+        """Wait until everything queued so far is written (or the timeout passes), then give the
+        exporters what is left of the timeout to deliver what they buffer."""
         deadline = time.monotonic() + timeout
+        written = self._flush_primary(deadline)
+        for exporter in self._exporters:
+            exporter.flush(max(0.0, deadline - time.monotonic()))
+        return written
+
+    def _flush_primary(self, deadline: float) -> bool:
         first_pass = self._passes
         self._wake.set()
         if not self._started:
@@ -196,6 +273,9 @@ class Recorder:
                 self._store.close()
             except Exception:
                 log.debug("hermetry: closing the store failed", exc_info=True)
+        if not self._thread.is_alive():
+            for exporter in self._exporters:
+                exporter.close()
 
     def stats(self) -> RecorderStats:
         return RecorderStats(
@@ -204,6 +284,7 @@ class Recorder:
             queued=len(self._queue),
             pending=len(self._pending),
             last_error=self._last_error,
+            exporters=tuple(x.stats() for x in self._exporters),
         )
 
     # -- the writer thread -------------------------------------------------------------------
@@ -253,6 +334,10 @@ class Recorder:
                     # interval is 5 ms).
                     time.sleep(0)
                     slice_start = clock()
+            if batch and self._exporters:
+                run = dict(self._run, events_dropped=self._dropped)
+                for exporter in self._exporters:
+                    exporter.export(batch, run)
             self._pending.extend(batch)
             if not self._pending:
                 continue
@@ -274,14 +359,12 @@ class Recorder:
     def _write_one_by_one(self) -> bool:
         """A batch keeps failing for a reason that is not the store's: write its events one at a
         time, so only the event that cannot be written is dropped (and counted)."""
-        from hermetry.stores.sqlite import StoreUnavailable
-
         assert self._store is not None
         pending, self._pending = self._pending, []
         for i, event in enumerate(pending):
             try:
                 self._written += self._store.write([event], None)
-            except StoreUnavailable:
+            except SinkUnavailable:
                 self._pending = pending[i:]
                 return False
             except Exception:
@@ -302,19 +385,17 @@ class Recorder:
         return event
 
     def _write_pending(self) -> bool:
-        from hermetry.stores.sqlite import StoreCorrupt, StoreUnavailable
-
         try:
             if self._store is None:
                 self._store = self._store_factory()
             dropped = self._dropped
             run = dict(self._run, events_dropped=dropped)
             n = self._store.write(self._pending, run)
-        except StoreUnavailable as exc:
+        except SinkUnavailable as exc:
             self._last_error = str(exc)
             self._failing = True
             return False
-        except StoreCorrupt as exc:
+        except SinkDisabled as exc:
             self._disabled_reason = self._last_error = str(exc)
             log.warning("hermetry: telemetry store disabled: %s", exc)
             self._count_drop(len(self._pending))

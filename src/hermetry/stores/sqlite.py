@@ -34,6 +34,7 @@ from hermetry.model.events import (
     TurnStarted,
 )
 from hermetry.model.outcomes import TurnOutcome
+from hermetry.recorder.sink import SinkDisabled, SinkUnavailable
 from hermetry.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 #: How long one write waits for another process's lock. Short on purpose: the recorder keeps
@@ -43,11 +44,11 @@ BUSY_TIMEOUT_MS = 250
 log = logging.getLogger("hermetry")
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(SinkUnavailable):
     """The store cannot take this batch now (locked, disk full, read-only); try again later."""
 
 
-class StoreCorrupt(Exception):
+class StoreCorrupt(SinkDisabled):
     """The file is not a usable hermetry database; nothing will be written to it."""
 
 
@@ -385,7 +386,9 @@ def _reconcile_quietly(conn: sqlite3.Connection) -> None:
 
 
 class SQLiteStore:
-    """The writer side of the embedded store, used by the recorder's thread only."""
+    """The writer side of the embedded store, used by the recorder's thread only (a Sink)."""
+
+    name = "sqlite"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -430,6 +433,9 @@ class SQLiteStore:
                 raise StoreCorrupt(f"{self.path}: {exc}") from exc
             raise StoreUnavailable(text) from exc
         return n
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        return True  # every write commits its own transaction
 
     def close(self) -> None:
         if self._conn is not None:
