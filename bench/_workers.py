@@ -50,7 +50,7 @@ def plugin_cost() -> dict[str, Any]:
         ctx = Ctx()
 
     t2 = time.perf_counter()
-    import hermetry.sources.hermes.plugin as plugin
+    import hermetry.plugin as plugin
 
     t3 = time.perf_counter()
     plugin.register(ctx)

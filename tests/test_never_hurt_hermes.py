@@ -45,7 +45,7 @@ SITECUSTOMIZE = textwrap.dedent(
                 setattr(hooks.HermesCapture, name, _boom)
         store.SQLiteStore.write = _boom
     elif fault == "register_raises":
-        import hermetry.sources.hermes.plugin as plugin
+        import hermetry.plugin as plugin
         plugin.get_capture = _boom
     '''
 )

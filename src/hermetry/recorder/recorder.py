@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -46,6 +47,12 @@ YIELD_EVERY_S = 0.0001
 
 #: The primary sink (the store). Kept as a name for readers of older code.
 Store = Sink
+
+#: Sinks that see every batch of every recorder in this process, like exporters (for tests:
+#: :func:`hermetry.testing.capture_events`). Read once per batch on the writer thread.
+TAPS: list[Sink] = []
+#: Every recorder alive in this process (so a capture can flush them all).
+LIVE: weakref.WeakSet[Recorder] = weakref.WeakSet()
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,7 @@ class Recorder:
         except Exception:  # pragma: no cover
             pass
         self._init_state()
+        LIVE.add(self)
         if register_atexit:
             # At exit: flush, but keep accepting — other exit handlers (Hermes' own shutdown of
             # its sessions) may still report events after ours has run.
@@ -334,10 +342,15 @@ class Recorder:
                     # interval is 5 ms).
                     time.sleep(0)
                     slice_start = clock()
-            if batch and self._exporters:
+            if batch and (self._exporters or TAPS):
                 run = dict(self._run, events_dropped=self._dropped)
                 for exporter in self._exporters:
                     exporter.export(batch, run)
+                for tap in tuple(TAPS):
+                    try:
+                        tap.write(batch, run)
+                    except Exception:
+                        log.debug("hermetry: a tap failed", exc_info=True)
             self._pending.extend(batch)
             if not self._pending:
                 continue

@@ -17,7 +17,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -411,7 +411,7 @@ class SQLiteStore:
             self._conn = conn
         return self._conn
 
-    def write(self, events: Sequence[Event], run: dict[str, Any] | None = None) -> int:
+    def write(self, events: Sequence[Event], run: Mapping[str, Any] | None = None) -> int:
         """Write one batch in one transaction; raise StoreUnavailable to have it retried."""
         conn = self._connection()
         try:
@@ -454,7 +454,7 @@ _SQL_RUN = (
 )
 
 
-def _write_run(conn: sqlite3.Connection, run: dict[str, Any], written: int) -> None:
+def _write_run(conn: sqlite3.Connection, run: Mapping[str, Any], written: int) -> None:
     conn.execute(
         _SQL_RUN,
         (run["run_id"], run.get("host"), run.get("pid"), run.get("started_at_ms"),

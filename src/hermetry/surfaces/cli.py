@@ -227,13 +227,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from hermetry.sources.backfill import BackfillError, import_hermes_home
+    from hermetry.plugin import ImportRefused, import_history
 
     home = Path(args.hermes_home).expanduser() if args.hermes_home else config.hermes_home()
     try:
         with _progress("importing sessions") as progress:
-            results = import_hermes_home(home, _db(args), all_profiles=args.all_profiles, progress=progress)
-    except BackfillError as exc:
+            results = import_history(home, _db(args), all_profiles=args.all_profiles, progress=progress)
+    except ImportRefused as exc:
         raise UsageError(str(exc)) from exc
     if args.json:
         _print_json({"schema": "hermetry.import.v1", "results": [

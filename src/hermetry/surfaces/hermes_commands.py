@@ -11,7 +11,12 @@ so enabling the plugin adds nothing to Hermes' start-up beyond the capture itsel
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
+
+#: Set by the composition root (hermetry.plugin): tells the capture that a model request was
+#: answered by hermetry itself (``/telemetry`` through the API server), so it is not recorded.
+MARK_SYNTHETIC: Callable[[object], None] | None = None
 
 
 def slash_usage() -> str:
@@ -89,9 +94,8 @@ def api_server_slash_middleware(request: Any = None, next_call: Any = None, **co
             first = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
             command, _, rest = first.partition(" ")
             if command == "/telemetry":
-                from hermetry.sources.hermes import stream_probe
-
-                stream_probe.mark_synthetic(context.get("api_request_id"))
+                if MARK_SYNTHETIC is not None:
+                    MARK_SYNTHETIC(context.get("api_request_id"))
                 return _chat_completion(slash_telemetry(rest), request.get("model"))
     except Exception:
         pass
@@ -122,7 +126,10 @@ def _one_shot_process() -> bool:
     return any(a in ("-z", "--oneshot", "-q", "--query") or a.startswith("--oneshot=") for a in argv)
 
 
-def register(ctx: Any) -> None:
+def register(ctx: Any, *, mark_synthetic: Callable[[object], None] | None = None) -> None:
+    """Register ``hermes telemetry``, ``/telemetry`` and the API server's ``/telemetry``."""
+    global MARK_SYNTHETIC
+    MARK_SYNTHETIC = mark_synthetic
     if _one_shot_process():
         return
     ctx.register_cli_command(

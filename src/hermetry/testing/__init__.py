@@ -1,6 +1,8 @@
 """Test helpers for hermetry: a scripted OpenAI-compatible model server to drive real Hermes runs,
-and ``rows()`` to read what hermetry recorded."""
+``capture_events()`` and ``InMemorySink`` to assert on what was recorded without SQL, and
+``rows()`` to read a telemetry file."""
 
+from hermetry.testing.memory import CapturedEvents, InMemorySink, capture_events
 from hermetry.testing.query import rows
 from hermetry.testing.scripted_server import (
     ScriptedReply,
@@ -9,4 +11,5 @@ from hermetry.testing.scripted_server import (
     ScriptedUsage,
 )
 
-__all__ = ["ScriptedReply", "ScriptedServer", "ScriptedToolCall", "ScriptedUsage", "rows"]
+__all__ = ["CapturedEvents", "InMemorySink", "ScriptedReply", "ScriptedServer", "ScriptedToolCall",
+           "ScriptedUsage", "capture_events", "rows"]
