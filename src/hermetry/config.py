@@ -6,6 +6,10 @@ The telemetry file is, in order of precedence:
 2. ``hermetry.db_path`` in Hermes' ``$HERMES_HOME/config.yaml``,
 3. ``$HERMES_HOME/hermetry/telemetry.db`` (``HERMES_HOME`` defaults to ``~/.hermes``).
 
+Either may instead be a ``postgresql://`` URL: a fleet's shared PostgreSQL store
+(docs/fleet.md), with a local spool file for when the network is down (``spool_path``). Every
+row is stamped with this machine's host id: ``$HERMETRY_HOST``, ``hermetry.host``, or the hostname.
+
 hermetry never writes to Hermes' own ``state.db``.
 """
 
@@ -43,16 +47,56 @@ def hermetry_settings(home: Path | None = None) -> dict[str, Any]:
     return section if isinstance(section, dict) else {}
 
 
-def db_path(home: Path | None = None) -> Path:
-    """The telemetry file to write and read."""
+def _is_url(value: str) -> bool:
+    return value.lower().startswith(("postgresql://", "postgres://"))
+
+
+def store_url(home: Path | None = None) -> str | None:
+    """The PostgreSQL store's URL when ``HERMETRY_DB`` / ``hermetry.db_path`` is one, else None."""
     env = os.environ.get(ENV_DB, "").strip()
     if env:
+        return env if _is_url(env) else None
+    configured = hermetry_settings(home).get("db_path")
+    if isinstance(configured, str) and _is_url(configured.strip()):
+        return configured.strip()
+    return None
+
+
+def db_path(home: Path | None = None) -> Path:
+    """The telemetry file to write and read (the local file, when the store is a URL)."""
+    env = os.environ.get(ENV_DB, "").strip()
+    if env and not _is_url(env):
         return Path(env).expanduser()
     configured = hermetry_settings(home).get("db_path")
-    if isinstance(configured, str) and configured.strip():
+    if isinstance(configured, str) and configured.strip() and not _is_url(configured.strip()):
         # relative to HERMES_HOME, so every process (started from any folder) finds the same file
         return (home or hermes_home()) / Path(configured.strip()).expanduser()
     return (home or hermes_home()) / "hermetry" / "telemetry.db"
+
+
+def spool_path(home: Path | None = None) -> Path:
+    """Where a PostgreSQL store keeps the batches it could not deliver yet (``hermetry.spool_path``,
+    default ``$HERMES_HOME/hermetry/spool.db``)."""
+    configured = hermetry_settings(home).get("spool_path")
+    if isinstance(configured, str) and configured.strip():
+        return (home or hermes_home()) / Path(configured.strip()).expanduser()
+    return (home or hermes_home()) / "hermetry" / "spool.db"
+
+
+ENV_HOST = "HERMETRY_HOST"
+
+
+def host(home: Path | None = None) -> str:
+    """This machine's id in a fleet: ``$HERMETRY_HOST``, ``hermetry.host``, or the hostname."""
+    env = os.environ.get(ENV_HOST, "").strip()
+    if env:
+        return env
+    configured = hermetry_settings(home).get("host")
+    if isinstance(configured, str) and configured.strip():
+        return configured.strip()
+    import socket
+
+    return socket.gethostname()
 
 
 ENV_PRICES = "HERMETRY_PRICES"

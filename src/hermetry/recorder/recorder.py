@@ -150,6 +150,7 @@ class Recorder:
         max_batch: int = 5_000,
         register_atexit: bool = True,
         processors: Iterable[Processor] = (),
+        host: str | None = None,
     ) -> None:
         self._store_factory = store_factory
         self._exporters = [_Exporter(f) for f in exporters]
@@ -157,9 +158,11 @@ class Recorder:
         self.capacity = capacity
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
+        #: this machine's id in a fleet, stamped on sessions and the ledger (config.host())
+        self.host = host or socket.gethostname()
         self._run = {
             "run_id": uuid.uuid4().hex,
-            "host": socket.gethostname(),
+            "host": self.host,
             "pid": os.getpid(),
             "started_at_ms": time.time() * 1000,
             "events_dropped": 0,

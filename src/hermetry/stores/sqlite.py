@@ -460,3 +460,7 @@ def _write_run(conn: sqlite3.Connection, run: Mapping[str, Any], written: int) -
         (run["run_id"], run.get("host"), run.get("pid"), run.get("started_at_ms"),
          time.time() * 1000, written, run.get("events_dropped", 0), run.get("hermetry_version")),
     )
+
+
+#: The ledger write, shared with the PostgreSQL store (same statement, translated).
+write_run = _write_run

@@ -15,7 +15,6 @@ See ../shared/hermes-reference.md (hooks and their arguments, as seen in Hermes 
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 from collections import OrderedDict
@@ -90,7 +89,7 @@ class HermesCapture:
     def __init__(self, recorder: Recorder, *, profile: str | None = None) -> None:
         self.recorder = recorder
         self.profile = profile
-        self.host = socket.gethostname()
+        self.host = recorder.host  # this machine's id in a fleet (config.host())
         self.runtime_version = _hermes_version()
         self.argv = list(sys.argv[1:])
         # writer-thread state: attempts seen per API request (retries reuse the same id)

@@ -1,0 +1,274 @@
+"""The PostgreSQL store: one database that every host of a fleet writes to and reads from.
+
+Selected by a ``postgresql://`` URL in ``HERMETRY_DB`` or ``hermetry: {db_path: …}``
+(docs/fleet.md); needs the ``hermetry[postgres]`` extra (psycopg 3).
+
+* Same schema, same rules: the tables and migrations are the embedded store's
+  (:mod:`hermetry.stores.postgres_schema` translates them), and so are the write and merge rules —
+  :func:`hermetry.stores.sqlite.write_events` runs unchanged over :class:`PgConnection`, which
+  translates each statement once. A fact written twice (a retried batch, a second process, a
+  backfill) is stored once, with the same precedence (live over backfill, first end reason, …).
+* Every row carries its host: the connection sets ``hermetry.host``, the default of every
+  table's ``host`` column.
+* Many writers: each batch is one transaction; upserts on the natural keys cannot duplicate a
+  row whatever the interleaving. A deadlock or lock timeout between two writers' batches rolls
+  one back and says ``SinkUnavailable``: the batch is retried whole.
+* Never hurts the agent: used only from a writer thread (the recorder's, or the fallback
+  forwarder's); connecting gives up after ``CONNECT_TIMEOUT_S``; statements after
+  ``STATEMENT_TIMEOUT_MS``. Connection errors → ``SinkUnavailable``; a database whose schema is
+  newer than this hermetry → ``SinkDisabled``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from hermetry.model.events import Event
+from hermetry.recorder.sink import SinkDisabled, SinkUnavailable
+from hermetry.stores import postgres_schema as schema
+
+log = logging.getLogger("hermetry")
+
+#: libpq's connect timeout (it counts whole seconds; 2 is its minimum).
+CONNECT_TIMEOUT_S = 2
+#: One statement may not run longer than this (a batch is retried, never lost).
+STATEMENT_TIMEOUT_MS = 30_000
+#: Waiting for another writer's row lock longer than this rolls the batch back (and retries it).
+LOCK_TIMEOUT_MS = 5_000
+
+
+def is_postgres_url(value: object) -> bool:
+    return isinstance(value, str) and value.strip().lower().startswith(("postgresql://", "postgres://"))
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password (for messages and logs)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    except Exception:
+        return "postgresql://…"
+
+
+class PostgresUnavailable(SinkUnavailable):
+    """The database cannot take this batch now (unreachable, shutting down, lock timeout)."""
+
+
+class PostgresDisabled(SinkDisabled):
+    """The database will not take hermetry's batches (newer schema, psycopg not installed)."""
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise PostgresDisabled(
+            "a postgresql:// store needs psycopg (pip install 'hermetry[postgres]')"
+        ) from exc
+    return psycopg
+
+
+class PgConnection:
+    """A psycopg connection that speaks the embedded store's SQL (see ``postgres_schema.translate``).
+
+    Autocommit: transactions are explicit (``BEGIN`` … ``COMMIT``), as with the embedded store.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self.raw = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        t = schema.translate(sql)
+        return self.raw.execute(t.sql, t.params(tuple(params)))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        t = schema.translate(sql)
+        cursor = self.raw.cursor()
+        cursor.executemany(t.sql, [t.params(tuple(r)) for r in rows])
+        return cursor
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def connect(url: str, *, host: str | None = None, readonly: bool = False) -> PgConnection:
+    """Open the database. Raises ``PostgresUnavailable`` when it cannot be reached."""
+    psycopg = _psycopg()
+    options = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={LOCK_TIMEOUT_MS}"
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                               application_name="hermetry", options=options)
+    except psycopg.Error as exc:
+        raise PostgresUnavailable(f"{redact_url(url)}: {_first_line(exc)}") from exc
+    try:
+        if host is not None:
+            conn.execute("SELECT set_config('hermetry.host', %s, false)", (host,))
+        if readonly:
+            conn.execute("SET default_transaction_read_only = on")
+    except psycopg.Error as exc:
+        conn.close()
+        raise PostgresUnavailable(f"{redact_url(url)}: {_first_line(exc)}") from exc
+    return PgConnection(conn)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def schema_version(conn: PgConnection) -> int:
+    """The database's schema version (0: no hermetry tables yet)."""
+    row = conn.raw.execute("SELECT to_regclass('hermetry_meta') IS NOT NULL").fetchone()
+    if not row[0]:
+        return 0
+    row = conn.raw.execute("SELECT value FROM hermetry_meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: PgConnection) -> int:
+    """Bring the database to the current schema; several processes may race (an advisory lock
+    serializes them). Raises ``PostgresDisabled`` for a schema newer than this hermetry."""
+    version = schema_version(conn)
+    if version > schema.SCHEMA_VERSION:
+        raise PostgresDisabled(
+            f"the telemetry database has schema version {version}, newer than this hermetry "
+            f"({schema.SCHEMA_VERSION}); upgrade hermetry"
+        )
+    if version == schema.SCHEMA_VERSION and _fleet_version(conn) == schema.FLEET_VERSION:
+        return version
+    raw = conn.raw
+    with raw.transaction():
+        raw.execute("SELECT pg_advisory_xact_lock(hashtext('hermetry.migrate'))")
+        raw.execute(schema.META_TABLE)
+        version = schema_version(conn)  # re-read under the lock
+        if version > schema.SCHEMA_VERSION:
+            raise PostgresDisabled(f"the telemetry database has schema version {version}; upgrade hermetry")
+        while version < schema.SCHEMA_VERSION:
+            for statement in schema.MIGRATIONS[version]:
+                raw.execute(statement)
+            version += 1
+        for statement in schema.FLEET_EXTRAS:
+            raw.execute(statement)
+        for key, value in (("schema_version", version), ("fleet_version", schema.FLEET_VERSION)):
+            raw.execute(
+                "INSERT INTO hermetry_meta (key, value) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, str(value)))
+    return version
+
+
+def _fleet_version(conn: PgConnection) -> int:
+    row = conn.raw.execute("SELECT value FROM hermetry_meta WHERE key = 'fleet_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _reconcile_quietly(conn: PgConnection) -> None:
+    """Close what dead processes left open — the embedded store's rule, run on this database."""
+    from hermetry.stores.sqlite_reconcile import reconcile
+
+    try:
+        reconcile(conn)  # type: ignore[arg-type]  # PgConnection speaks the same SQL
+    except Exception as exc:
+        try:
+            conn.raw.execute("ROLLBACK")
+        except Exception:
+            pass
+        log.debug("hermetry: reconciling open turns on PostgreSQL failed: %s", exc)
+
+
+def apply_batch(conn: PgConnection, events: Sequence[Event], run: Mapping[str, Any] | None,
+                *, batch_id: str | None = None, spooled_at_ms: float | None = None) -> int:
+    """Write one batch in one transaction. With ``batch_id``, a batch already applied is skipped
+    (returns 0): forwarding the same spooled batch twice adds nothing."""
+    from hermetry.stores.sqlite import write_events, write_run
+
+    raw = conn.raw
+    with raw.transaction():
+        if run is not None and run.get("host"):
+            # rows are stamped with the host that recorded them, whoever forwards them
+            raw.execute("SELECT set_config('hermetry.host', %s, true)", (str(run["host"]),))
+        if batch_id is not None:
+            cur = raw.execute(
+                "INSERT INTO forwarded_batches (batch_id, events, spooled_at_ms, forwarded_at_ms) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (batch_id) DO NOTHING",
+                (batch_id, len(events), spooled_at_ms, time.time() * 1000))
+            if cur.rowcount == 0:
+                return 0
+        n = write_events(conn, events)  # type: ignore[arg-type]  # PgConnection speaks the same SQL
+        if run is not None:
+            write_run(conn, dict(run), n)  # type: ignore[arg-type]
+    return n
+
+
+class PostgresStore:
+    """The writer side of the PostgreSQL store (a Sink), for one writer thread."""
+
+    name = "postgres"
+
+    def __init__(self, url: str, *, host: str | None = None, reconcile: bool = True) -> None:
+        self.url = url
+        self.host = host
+        self._reconcile = reconcile
+        self._conn: PgConnection | None = None
+
+    def _connection(self) -> PgConnection:
+        if self._conn is None:
+            conn = connect(self.url, host=self.host)
+            try:
+                migrate(conn)
+                if self._reconcile:
+                    _reconcile_quietly(conn)
+            except PostgresDisabled:
+                conn.close()
+                raise
+            except Exception as exc:
+                conn.close()
+                raise self._classify(exc) from exc
+            self._conn = conn
+        return self._conn
+
+    def _classify(self, exc: BaseException) -> BaseException:
+        """Connection trouble and contention → retry later; anything else is the batch's fault."""
+        psycopg = _psycopg()
+        if isinstance(exc, psycopg.OperationalError | psycopg.errors.QueryCanceled):
+            self._drop_connection()
+            return PostgresUnavailable(f"{redact_url(self.url)}: {_first_line(exc)}")
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege | psycopg.errors.ReadOnlySqlTransaction):
+            return PostgresUnavailable(f"{redact_url(self.url)}: {_first_line(exc)}")
+        if isinstance(exc, psycopg.InterfaceError):
+            self._drop_connection()
+            return PostgresUnavailable(f"{redact_url(self.url)}: {_first_line(exc)}")
+        return exc
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+            self._conn = None
+
+    def write(self, events: Sequence[Event], run: Mapping[str, Any] | None = None, *,
+              batch_id: str | None = None, spooled_at_ms: float | None = None) -> int:
+        """Write one batch in one transaction; ``PostgresUnavailable`` to have it retried."""
+        conn = self._connection()
+        try:
+            return apply_batch(conn, events, run, batch_id=batch_id, spooled_at_ms=spooled_at_ms)
+        except Exception as exc:
+            classified = self._classify(exc)
+            if classified is exc:
+                raise
+            raise classified from exc
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        return True  # every write commits its own transaction
+
+    def close(self) -> None:
+        self._drop_connection()
