@@ -61,14 +61,14 @@ def test_slash_command_is_the_chat_view_of_insights(tmp_path: Path, monkeypatch:
     text = slash_telemetry("7")
     report = insights(db, Query.last_days(7, group_by=("source",)))
     assert f"{report['coverage']['turns']} turns" in text and report["coverage"]["turns"] > 0
-    assert text.splitlines()[0] == "hermetry — last 7 days"
+    assert text.splitlines()[0] == "hermetry, last 7 days"
 
 
 def test_slash_command_answers_bad_arguments_with_its_usage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HERMETRY_DB", str(tmp_path / "none.db"))
     assert slash_telemetry("colour").endswith(slash_usage())
     assert "more than 0" in slash_telemetry("0")
-    assert slash_telemetry("7").startswith("hermetry — last 7 days\n0 sessions")  # no file yet: empty, not an error
+    assert slash_telemetry("7").startswith("hermetry, last 7 days\nNothing recorded yet")  # no file: a hint, not an error
 
 
 # -- real Hermes ------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -687,8 +687,13 @@ def build_report(c: Collected) -> dict[str, Any]:
     }
 
 
-def insights(db: Db, query: Query) -> dict[str, Any]:
-    """The report for a window: coverage, outcomes, latency, tokens, cost, tools, breakdowns."""
+def insights(db: Db, query: Query, *, tz: tzinfo | None = None) -> dict[str, Any]:
+    """The report for a window: coverage, outcomes, latency, tokens, cost, tools, breakdowns,
+    and what ``hermes insights`` shows (``activity``; weekday and hour in ``tz``, default local)."""
+    from hermetry.analytics.activity import activity
+
     query.check()
     with open_db(db) as conn:
-        return build_report(collect(conn, query))
+        report = build_report(collect(conn, query))
+        report["activity"] = activity(conn, query.since_ms, query.until_ms, query.filters, tz)
+        return report

@@ -96,9 +96,14 @@ def _print_json(data: Any) -> None:
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from hermetry.surfaces.render import console
 
-    return Console()
+    return console(sys.stdout)
+
+
+def _tz(args: argparse.Namespace) -> Any:
+    """``--utc``: times in UTC; otherwise None (local time, zone named)."""
+    return UTC if getattr(args, "utc", False) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,11 +114,11 @@ def cmd_insights(args: argparse.Namespace) -> int:
     from hermetry.analytics.report import insights
     from hermetry.surfaces.render import print_report
 
-    report = insights(_db(args), _query(args))
+    report = insights(_db(args), _query(args), tz=_tz(args))
     if args.json:
         _print_json(report)
     else:
-        print_report(report, _console())
+        print_report(report, _console(), tz=_tz(args))
     return 0
 
 
@@ -146,7 +151,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        print_compare(result, _console())
+        print_compare(result, _console(), tz=_tz(args))
     return 0
 
 
@@ -160,7 +165,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        print_sessions(result, _console())
+        print_sessions(result, _console(), tz=_tz(args))
     return 0
 
 
@@ -175,7 +180,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(detail)
     else:
-        print_session(detail, _console())
+        print_session(detail, _console(), tz=_tz(args))
     return 0
 
 
@@ -225,8 +230,6 @@ def cmd_import(args: argparse.Namespace) -> int:
     """``hermetry import``: Hermes' state.db history into the telemetry file (read-only, idempotent)."""
     import dataclasses
 
-    from rich.console import Console
-
     from hermetry.plugin import ImportRefused, import_history
 
     home = Path(args.hermes_home).expanduser() if args.hermes_home else config.hermes_home()
@@ -239,22 +242,23 @@ def cmd_import(args: argparse.Namespace) -> int:
         _print_json({"schema": "hermetry.import.v1", "results": [
             {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(r).items()} for r in results]})
         return 1 if any(r.error for r in results) else 0
-    out = Console()
+    from hermetry.surfaces.text import count, duration, plural
+
+    out = _console()
     for r in results:
         if r.error:
-            out.print(f"[red]{r.source_path}: {r.error}[/red]")
+            out.print(f"{r.source_path}: {r.error}", style="red", markup=False)
             continue
-        out.print(f"{r.source_path}: {r.sessions_seen:,} sessions — {r.sessions_new:,} new, "
-                  f"{r.sessions_changed:,} changed, {r.sessions_unchanged:,} unchanged, "
-                  f"{r.sessions_live:,} already captured live; {r.turns:,} turns, {r.api_calls:,} token rows, "
-                  f"{r.tool_calls:,} tool calls ({r.seconds:.1f}s)")
+        out.print(f"{r.source_path}: {plural(r.sessions_seen, 'session')} ({count(r.sessions_new)} new, "
+                  f"{count(r.sessions_changed)} changed, {count(r.sessions_unchanged)} unchanged, "
+                  f"{count(r.sessions_live)} already captured live); {plural(r.turns, 'turn')}, "
+                  f"{plural(r.api_calls, 'token row')}, {plural(r.tool_calls, 'tool call')} "
+                  f"in {duration(r.seconds * 1000)}", markup=False)
     return 1 if any(r.error for r in results) else 0
 
 
 def cmd_reprice(args: argparse.Namespace) -> int:
     """``hermetry reprice``: re-estimate stored calls with today's prices, keeping what they replace."""
-    from rich.console import Console
-
     from hermetry.cost import PriceFileError, load_pricing_config
     from hermetry.cost.reprice import reprice
 
@@ -270,9 +274,12 @@ def cmd_reprice(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        kept = f", {result['kept_known']:,} kept (no price today)" if result["kept_known"] else ""
-        Console().print(f"{result['examined']:,} calls examined, {result['changed']:,} repriced{kept} "
-                        f"(by status now: {result['by_status']}); replaced costs kept in cost_history")
+        from hermetry.surfaces.text import count, plural
+
+        kept = f", {count(result['kept_known'])} kept (no price today)" if result["kept_known"] else ""
+        statuses = ", ".join(f"{k} {count(v)}" for k, v in sorted(result["by_status"].items())) or "none"
+        _console().print(f"{plural(result['examined'], 'call')} examined, {count(result['changed'])} repriced{kept} "
+                         f"(cost status now: {statuses}); replaced costs kept in cost_history")
     return 0
 
 
@@ -290,7 +297,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"schema": "hermetry.reconcile.v1", "grace_hours": args.grace_hours, **result})
     else:
-        print(f"closed {result['turns_closed']} turns and {result['sessions_closed']} sessions "
+        from hermetry.surfaces.text import plural
+
+        print(f"closed {plural(result['turns_closed'], 'turn')} and {plural(result['sessions_closed'], 'session')} "
               f"idle for more than {args.grace_hours:g} h")
     return 0
 
@@ -326,6 +335,10 @@ def _add_json(p: argparse.ArgumentParser, schema: str) -> None:
     p.add_argument("--json", action="store_true", help=f"print the result as JSON ({schema}, docs/json.md)")
 
 
+def _add_utc(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--utc", action="store_true", help="show times in UTC (default: local time, zone named)")
+
+
 def add_commands(parser: argparse.ArgumentParser) -> None:
     """Fill ``parser`` with hermetry's subcommands (used by ``hermetry`` and ``hermes telemetry``)."""
     parser.add_argument("--db", help="telemetry file (default: $HERMETRY_DB or $HERMES_HOME/hermetry/telemetry.db)")
@@ -338,6 +351,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
                    help="break down by source, model, provider, toolset, tool, session_type, profile or day "
                         "(repeatable; default: source and model)")
     _add_json(p, "hermetry.insights.v1")
+    _add_utc(p)
     p.set_defaults(hermetry_func=cmd_insights)
 
     p = sub.add_parser("compare", help="two windows side by side; flags significant regressions")
@@ -348,6 +362,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{side}-until", help=f"{name} window end (ISO date/time)")
     _add_filters(p)
     _add_json(p, "hermetry.compare.v1")
+    _add_utc(p)
     p.set_defaults(hermetry_func=cmd_compare)
 
     p = sub.add_parser("sessions", help="recent sessions (conversations) with outcome, turns, tokens, cost")
@@ -356,11 +371,13 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--flat", action="store_true",
                    help="one row per session, instead of subagents and continuations rolled into their conversation")
     _add_json(p, "hermetry.sessions.v1")
+    _add_utc(p)
     p.set_defaults(hermetry_func=cmd_sessions)
 
     p = sub.add_parser("show", help="one session: turns, a waterfall of where the time went, lineage, totals")
     p.add_argument("session", help="session id (a unique prefix is enough)")
     _add_json(p, "hermetry.session.v1")
+    _add_utc(p)
     p.set_defaults(hermetry_func=cmd_show)
 
     p = sub.add_parser("export", help="raw event rows as JSON Lines, CSV or Parquet")

@@ -1,104 +1,74 @@
 """Terminal and chat renderings of analytics results. Formatting only: no numbers computed here.
 
-``rich`` tables (with small inline charts: sparklines of per-day counts, a histogram of turn
-wall time, a waterfall per turn) for the terminal; a compact plain-text form for chat (the
-``/telemetry`` slash command). Unknown values print as ``—`` (not captured), never as 0.
+``rich`` renderables for the terminal — tables that fit any width without cutting a value
+(:mod:`hermetry.surfaces.render_layout`), small inline charts (per-day sparklines, a histogram
+of turn wall time, a waterfall per turn) — and a plain-text form for chat (the ``/telemetry``
+slash command) whose lines break only between figures. Units and symbols come from
+:mod:`hermetry.surfaces.text`; every report ends with a legend of the symbols it used.
+
+Times are local with the zone named (``tz=None``), or in the zone given (``--utc``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import io
+import math
+import os
+import sys
+from collections.abc import Callable
+from datetime import tzinfo
+from typing import IO, Any
 
-from rich.console import Console, Group, RenderableType
-from rich.table import Table
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.text import Text
 
-NA = "—"
+from hermetry.surfaces.render_layout import Column, Grid, flow_text
+from hermetry.surfaces.text import (
+    INCLUDED,
+    NA,
+    UNPRICED,
+    cost_line,
+    cost_short,
+    count,
+    coverage,
+    duration,
+    legend,
+    number,
+    percent,
+    plural,
+    rate,
+    rate_short,
+    usd,
+    when,
+    when_short,
+    window,
+    zone_name,
+)
+
 SPARK = "▁▂▃▄▅▆▇█"
+#: The width of plain output (not a terminal: a pipe, a file, cron mail, a CI log) unless
+#: ``COLUMNS`` says otherwise: wide enough for the full tables, narrow enough for any mail reader.
+PLAIN_WIDTH = 100
+
+# Kept for callers of the earlier names.
+ms = duration
+pct = rate
+pct_short = rate_short
+covered = coverage
+
+__all__ = ["INCLUDED", "NA", "UNPRICED", "chat_text", "compare_renderable", "console", "cost_line", "cost_short",
+           "count", "covered", "ms", "pct", "pct_short", "print_compare", "print_report", "print_session",
+           "print_sessions", "report_renderable", "session_renderable", "sessions_renderable", "usd"]
 
 
-# ---------------------------------------------------------------------------------------------
-# Small formatters
-# ---------------------------------------------------------------------------------------------
-
-def ms(value: float | None) -> str:
-    """A duration in ms, readable: 812 ms, 1.53 s, 2.1 min."""
-    if value is None:
-        return NA
-    if value < 1000:
-        return f"{value:.0f} ms"
-    if value < 120_000:
-        return f"{value / 1000:.2f} s"
-    return f"{value / 60_000:.1f} min"
-
-
-def pct(r: dict[str, Any] | None) -> str:
-    """A rate with its 95% interval and sample size: 92% (85–96%, n=40)."""
-    if not r or r.get("value") is None:
-        return NA
-    return f"{r['value'] * 100:.0f}% ({r['ci95_low'] * 100:.0f}–{r['ci95_high'] * 100:.0f}%, n={r['n']})"
-
-
-def pct_short(r: dict[str, Any] | None) -> str:
-    """A rate and its sample size, for narrow tables: 67% n=3."""
-    if not r or r.get("value") is None:
-        return NA
-    return f"{r['value'] * 100:.0f}% n={r['n']}"
-
-
-def count(value: int | float | None) -> str:
-    return NA if value is None else f"{value:,.0f}"
-
-
-def usd(value: float | None) -> str:
-    try:
-        from hermetry.cost import format_usd
-
-        return format_usd(value) if value is not None else NA
-    except Exception:  # pragma: no cover - cost package absent
-        return NA if value is None else f"${value:.6g}"
-
-
-def cost_short(cost: dict[str, Any]) -> str:
-    """Known cost for narrow tables; '+?' marks calls that could not be priced."""
-    known = cost.get("known_usd")
-    unknown = cost.get("calls", {}).get("unknown", 0)
-    if known is None:
-        return "unknown" if unknown else NA
-    return f"{usd(known)}{' +?' if unknown else ''}"
-
-
-def cost_line(cost: dict[str, Any]) -> str:
-    """"$12.40 actual + $3.10 estimated; 41 calls unpriced" — unknown never becomes $0."""
-    parts = []
-    calls = cost.get("calls", {})
-    if cost.get("actual_usd") is not None:
-        parts.append(f"{usd(cost['actual_usd'])} actual")
-    if cost.get("estimated_usd") is not None:
-        parts.append(f"{usd(cost['estimated_usd'])} estimated")
-    text = " + ".join(parts) if parts else "unknown"
-    extras = []
-    if calls.get("included"):
-        extras.append(f"{calls['included']} calls included in a subscription")
-    if calls.get("unknown"):
-        extras.append(f"{calls['unknown']} calls unpriced")
-    if extras:
-        if parts:
-            text = "≥ " + text
-        text += "; " + ", ".join(extras)
-    if not parts and not extras:
-        text = NA
-    return text
-
-
-def covered(d: dict[str, Any], noun: str = "calls") -> str:
-    """"14/22 calls · 9/12 sessions": how much of the data a figure covers."""
-    cov = d.get("coverage") or {}
-    text = f"{cov.get('captured', 0)}/{cov.get('of', 0)} {noun}"
-    sessions = d.get("session_coverage")
-    if sessions:
-        text += f" · {sessions['captured']}/{sessions['of']} sessions"
-    return text
+def console(file: IO[str] | None = None, *, width: int | None = None, stderr: bool = False) -> Console:
+    """A console for reports: the terminal's width, or — when the output is not a terminal —
+    ``COLUMNS`` or :data:`PLAIN_WIDTH`, without colour codes."""
+    probe = Console(file=file, stderr=stderr)
+    if width is None and not probe.is_terminal:
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else PLAIN_WIDTH
+    return Console(file=file, stderr=stderr, width=width, soft_wrap=False)
 
 
 def sparkline(values: list[float | None]) -> str:
@@ -122,117 +92,212 @@ def bar(n: float, top: float, width: int = 30) -> str:
     return "█" * max(1, round(n / top * width))
 
 
-def _table(title: str | None = None, *, compact: bool = False) -> Table:
-    if compact:  # no rules: for wide listings
-        return Table(title=title, title_justify="left", box=None, pad_edge=False, padding=(0, 2, 0, 0),
-                     header_style="bold underline",
-                     title_style="bold")
-    return Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-
-
 def _spaced(parts: list[RenderableType]) -> Group:
-    return Group(*[p for part in parts for p in (part, Text(""))])
+    parts = [p for p in parts if not (isinstance(p, Text) and not p.plain)]
+    return Group(*[p for i, part in enumerate(parts) for p in ((Text(""), part) if i else (part,))])
+
+
+def _legend(parts: list[RenderableType], *symbols: str) -> Text:
+    """The legend of what ``parts`` print (their plain text is probed for each symbol)."""
+    sink = io.StringIO()
+    Console(width=400, file=sink, color_system=None).print(Group(*parts))
+    return Text(legend(sink.getvalue(), symbols), style="dim")
 
 
 # ---------------------------------------------------------------------------------------------
 # insights
 # ---------------------------------------------------------------------------------------------
 
-def _dist_row(name: str, d: dict[str, Any], noun: str = "calls") -> list[str]:
-    return [name, ms(d["avg"]), ms(d["p50"]), ms(d["p95"]), ms(d["p99"]), ms(d["max"]), covered(d, noun)]
-
-
-def _edge_label(edges: list[float], i: int) -> str:
-    lo = ms(edges[i]) if edges[i] else "0"
-    return f"≥ {lo}" if i + 1 == len(edges) else f"{lo} – {ms(edges[i + 1])}"
-
-
-def _histogram(h: dict[str, Any]) -> Table | None:
-    counts, edges = h["counts"], h["edges_ms"]
-    if not any(counts):
-        return None
-    last = max(i for i, n in enumerate(counts) if n)
-    top = max(counts)
-    table = _table("Turn wall time")
-    table.add_column("", justify="right")
-    table.add_column("turns", justify="right")
-    table.add_column("")
-    for i in range(last + 1):
-        table.add_row(_edge_label(edges, i), count(counts[i]), bar(counts[i], top))
-    return table
-
-
-def _breakdown_table(dim: str, rows: list[dict[str, Any]]) -> Table:
-    b = _table(f"By {dim.replace('_', ' ')}")
-    if dim in ("tool", "toolset"):
-        for col in (dim, "calls", "failed", "p50", "p95"):
-            b.add_column(col, justify="left" if col == dim else "right")
-        for row in rows:
-            t = row["tool_calls"]
-            b.add_row(row[dim] or NA, count(t["count"]), pct_short(t["failure_rate"]),
-                      ms(t["latency_ms"]["p50"]), ms(t["latency_ms"]["p95"]))
-        return b
-    for col in (dim, "sessions", "turns", "completed", "turn p95", "API p95", "TTFT p50", "tokens", "cost"):
-        b.add_column(col, justify="left" if col == dim else "right", no_wrap=True)
-    for row in rows:
-        t, a = row["turns"], row["api_calls"]
-        b.add_row(row[dim] or NA, count(row["sessions"]), count(t["count"]), pct_short(t["completion_rate"]),
-                  ms(t["wall_ms"]["p95"]), ms(a["latency_ms"]["p95"]), ms(a["ttft_ms"]["p50"]),
-                  count(a["tokens"]["total_tokens"]), cost_short(a["cost"]))
-    return b
-
-
-def report_renderable(report: dict[str, Any]) -> Group:
-    """The insights report (``hermetry.insights.v1``) as rich tables and small charts."""
-    cov, turns, api = report["coverage"], report["turns"], report["api_calls"]
-    w = report["window"]
-    head = Text.assemble(
-        ("hermetry insights", "bold"),
-        f"  {w['since']} → {w['until']}",
-        (f"  filters: {', '.join(f'{k}={v}' for k, v in report['filters'].items())}" if report["filters"] else ""),
-        "\n",
-        f"{cov['sessions']} sessions · {cov['turns']} turns · {cov['api_calls']} API calls · "
-        f"{cov['tool_calls']} tool calls",
-        (f"\n{cov['events_dropped']} events were dropped by the recorder (not in these figures)", "yellow")
-        if cov["events_dropped"] else "",
+def empty_hint() -> Text:
+    return Text.assemble(
+        ("Nothing recorded in this window yet.\n", "bold"),
+        "To record your agent's runs, enable the plugin:  hermes plugins enable hermetry --no-allow-tool-override\n",
+        "To bring in the history Hermes already has:      hermetry import",
     )
-    parts: list[RenderableType] = [head]
-    daily = report.get("daily") or []
-    if len(daily) > 1:
-        activity = _table("Per day")
-        activity.add_column("")
-        activity.add_column(f"{daily[0]['day']} → {daily[-1]['day']}", no_wrap=True)
-        activity.add_column("max", justify="right")
+
+
+def _is_empty(report: dict[str, Any]) -> bool:
+    cov = report["coverage"]
+    return not (cov["sessions"] or cov["turns"] or cov["api_calls"] or cov["tool_calls"]
+                or cov.get("sessions_started"))
+
+
+class _Daily:
+    """The per-day sparklines; days are grouped (``1 block = 2 days``) to fit the width."""
+
+    def __init__(self, report: dict[str, Any]) -> None:
+        self.report = report
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        daily = self.report["daily"]
+        width = options.max_width
+        label_w, max_w = len("failed turns"), 10
+        room = max(7, width - label_w - max_w - 6)
+        per = max(1, math.ceil(len(daily) / room))
+        title = f"Per day, {daily[0]['day']} → {daily[-1]['day']} (UTC days"
+        title += f"; 1 block = {per} days)" if per > 1 else ")"
+        grid = Grid(title, [Column("", key=True, justify="left"), Column("", justify="left"), Column("max")])
+
+        def grouped(series: list[float | None], fold: Callable[[list[float]], float]) -> list[float | None]:
+            out: list[float | None] = []
+            for i in range(0, len(series), per):
+                chunk = [v for v in series[i:i + per] if v is not None]
+                out.append(fold(chunk) if chunk else None)
+            return out
+
         for key, label in (("turns", "turns"), ("turn_failures", "failed turns"), ("api_calls", "API calls"),
                            ("total_tokens", "tokens")):
             series = [d[key] for d in daily]
             known = [v for v in series if v is not None]
-            activity.add_row(label, sparkline(series), count(max(known)) if known else NA)
-        by_day = {row["day"]: row for row in report["breakdowns"].get("day", [])}
+            grid.add_row(label, sparkline(grouped(series, sum)), count(max(known)) if known else NA)
+        by_day = {row["day"]: row for row in self.report["breakdowns"].get("day", [])}
         if by_day:  # latency per day, when the report was broken down by day
             for label, pick in (("turn p95", lambda r: r["turns"]["wall_ms"]["p95"]),
                                 ("API p95", lambda r: r["api_calls"]["latency_ms"]["p95"])):
                 series = [pick(by_day[d["day"]]) if d["day"] in by_day else None for d in daily]
                 known = [v for v in series if v is not None]
-                activity.add_row(label, sparkline(series), ms(max(known)) if known else NA)
-        parts.append(activity)
+                grid.add_row(label, sparkline(grouped(series, max)), duration(max(known)) if known else NA)
+        yield grid
 
-    outcomes = _table("Turns")
-    outcomes.add_column("outcome")
-    outcomes.add_column("turns", justify="right")
+
+def _dist_row(name: str, d: dict[str, Any], noun: str = "calls") -> list[str]:
+    return [name, duration(d["avg"]), duration(d["p50"]), duration(d["p95"]), duration(d["p99"]),
+            duration(d["max"]), coverage(d, noun)]
+
+
+def _edge_label(edges: list[float], i: int) -> str:
+    lo = duration(edges[i]) if edges[i] else "0"
+    return f"≥ {lo}" if i + 1 == len(edges) else f"{lo} – {duration(edges[i + 1])}"
+
+
+def _histogram(h: dict[str, Any]) -> Grid | None:
+    counts, edges = h["counts"], h["edges_ms"]
+    if not any(counts):
+        return None
+    last = max(i for i, n in enumerate(counts) if n)
+    top = max(counts)
+    grid = Grid("Turn wall time", [Column("", key=True), Column("turns"), Column("", justify="left")])
+    for i in range(last + 1):
+        grid.add_row(_edge_label(edges, i), count(counts[i]), bar(counts[i], top, 24))
+    return grid
+
+
+_BREAKDOWN_COLUMNS = (
+    Column("sessions", "sess."), Column("turns"), Column("completed", "compl."), Column("turn p95"),
+    Column("API p95"), Column("TTFT p50", "TTFT"), Column("tokens"), Column("cost"),
+)
+
+
+def _breakdown_table(dim: str, rows: list[dict[str, Any]]) -> Grid:
+    label = dim.replace("_", " ")
+    if dim in ("tool", "toolset"):
+        grid = Grid(f"By {label}", [Column(label, key=True, justify="left"), Column("calls"),
+                                    Column("failed"), Column("p50"), Column("p95")])
+        for row in rows:
+            t = row["tool_calls"]
+            grid.add_row(row[dim] or NA, count(t["count"]), rate_short(t["failure_rate"]),
+                         duration(t["latency_ms"]["p50"]), duration(t["latency_ms"]["p95"]))
+        return grid
+    grid = Grid(f"By {label}", [Column(label, key=True, justify="left"), *_BREAKDOWN_COLUMNS])
+    for row in rows:
+        t, a = row["turns"], row["api_calls"]
+        grid.add_row(row[dim] or NA, count(row["sessions"]), count(t["count"]), rate_short(t["completion_rate"]),
+                     duration(t["wall_ms"]["p95"]), duration(a["latency_ms"]["p95"]), duration(a["ttft_ms"]["p50"]),
+                     count(a["tokens"]["total_tokens"]), cost_short(a["cost"]))
+    return grid
+
+
+def _head(title: str, report: dict[str, Any], tz: tzinfo | None) -> Text:
+    cov, w = report["coverage"], report["window"]
+    filters = report.get("filters") or {}
+    return Text.assemble(
+        (title, "bold"), "  ", window(w["since_ms"], w["until_ms"], tz),
+        (f"  filters: {', '.join(f'{k}={v}' for k, v in filters.items())}" if filters else ""),
+        "\n",
+        " · ".join((plural(cov["sessions"], "session"), plural(cov["turns"], "turn"),
+                    plural(cov["api_calls"], "API call"), plural(cov["tool_calls"], "tool call"))),
+        (f"\n{plural(cov['events_dropped'], 'event')} dropped by the recorder (not in these figures)", "yellow")
+        if cov["events_dropped"] else "",
+    )
+
+
+def activity_parts(report: dict[str, Any], tz: tzinfo | None = None) -> list[RenderableType]:
+    """What ``hermes insights`` shows (the report's ``activity``), for the text report."""
+    act = report.get("activity")
+    if not act or not act["sessions"]:
+        return []
+    zone = zone_name(tz, report["window"]["until_ms"])
+    m = act["messages"]
+    derived = m["sessions_derived"]
+    overview = Grid(f"Activity (as hermes insights; sessions started in the window, {zone})",
+                    [Column("", key=True, justify="left"), Column("", justify="left", wrap=True)])
+    how = ("" if not derived else " (derived from turns and calls)" if not m["sessions_exact"]
+           else f" ({derived} of {act['sessions']} sessions derived from turns and calls)")
+    overview.add_row("messages", f"{count(m['total'])}{how}")
+    overview.add_row("user messages", count(m["user"]))
+    overview.add_row("messages per session", number(act["avg_messages_per_session"]))
+    overview.add_row("active time", duration(act["active_time_ms"])
+                     + (f" ({plural(act['sessions_timed'], 'ended session')})" if act["sessions_timed"] else ""))
+    overview.add_row("average session", duration(act["avg_session_ms"]))
+    overview.add_row("active days", f"{count(act['active_days'])}, longest streak "
+                     f"{plural(act['longest_streak_days'], 'day')}")
+    skills = act["skills"]
+    overview.add_row("skills", f"{plural(skills['loads'], 'load')}, {plural(skills['edits'], 'edit')} "
+                     f"(which skills: {NA}, a tool argument hermetry does not store)")
+    tv = act["tokens_vs_hermes"]
+    overview.add_row("tokens vs Hermes", f"{count(tv['total_tokens'])} here = {count(tv['main_loop_tokens'])} "
+                     f"main loop (what Hermes' per-platform table counts) + {count(tv['auxiliary_tokens'])} "
+                     "auxiliary (compression, titles, vision)")
+    parts: list[RenderableType] = [overview]
+
+    week = Grid(f"Sessions by weekday and hour ({zone})",
+                [Column("", key=True, justify="left"), Column("sessions"), Column("", justify="left")])
+    top = max(d["sessions"] for d in act["by_weekday"])
+    for d in act["by_weekday"]:
+        week.add_row(d["day"], count(d["sessions"]), bar(d["sessions"], top, 15))
+    peak = sorted((h for h in act["by_hour"] if h["sessions"]), key=lambda h: (-h["sessions"], h["hour"]))[:5]
+    week.notes.append(Text("busiest hours: " + ", ".join(f"{h['hour']:02d}:00 ({h['sessions']})" for h in peak)))
+    parts.append(week)
+
+    notable = Grid("Notable sessions", [Column("", key=True, justify="left"), Column("", justify="left"),
+                                        Column("session", justify="left"), Column("started", justify="left")])
+    labels = {"longest": ("longest", lambda v: duration(v["duration_ms"])),
+              "most_messages": ("most messages", lambda v: plural(int(v["messages"]), "message")),
+              "most_tokens": ("most tokens (in + out)", lambda v: plural(int(v["tokens"]), "token")),
+              "most_tool_calls": ("most tool calls", lambda v: plural(int(v["tool_calls"]), "tool call"))}
+    for key, (label, fmt) in labels.items():
+        v = act["notable_sessions"].get(key)
+        if v:
+            notable.add_row(label, fmt(v), v["session_id"], (v["started_at"] or NA)[:16].replace("T", " "))
+    if notable.rows:
+        parts.append(notable)
+    return parts
+
+
+def report_renderable(report: dict[str, Any], *, tz: tzinfo | None = None) -> Group:
+    """The insights report (``hermetry.insights.v1``) as tables and small charts."""
+    turns, api = report["turns"], report["api_calls"]
+    head = _head("hermetry insights", report, tz)
+    if _is_empty(report):
+        return _spaced([head, empty_hint()])
+    parts: list[RenderableType] = [head]
+    daily = report.get("daily") or []
+    if len(daily) > 1:
+        parts.append(_Daily(report))
+
+    outcomes = Grid("Turns", [Column("outcome", key=True, justify="left"), Column("turns")])
     for name, n in turns["by_outcome"].items():
         outcomes.add_row(name, count(n))
-    outcomes.add_row("completion rate", pct(turns["completion_rate"]))
-    outcomes.add_row("failure rate", pct(turns["failure_rate"]))
+    outcomes.add_row("completion rate", rate(turns["completion_rate"]))
+    outcomes.add_row("failure rate", rate(turns["failure_rate"]))
     parts.append(outcomes)
     sessions = report.get("sessions")
     if sessions and sessions["count"]:
-        parts.append(Text(f"Sessions started in the window: {sessions['count']} — "
-                          + ", ".join(f"{k} {v}" for k, v in sessions["by_outcome"].items())))
+        parts.append(Text(f"Sessions started in the window: {count(sessions['count'])} ("
+                          + ", ".join(f"{k} {count(v)}" for k, v in sessions["by_outcome"].items()) + ")"))
 
-    lat = _table("Latency")
-    for col in ("", "avg", "p50", "p95", "p99", "max", "captured"):
-        lat.add_column(col, justify="left" if col in ("", "captured") else "right", no_wrap=True)
+    lat = Grid("Latency", [Column("", key=True, justify="left"), Column("avg"), Column("p50"), Column("p95"),
+                           Column("p99"), Column("max"), Column("captured", justify="left", footnote=True)])
     lat.add_row(*_dist_row("turn wall time", turns["wall_ms"], "turns"))
     lat.add_row(*_dist_row("API call", api["latency_ms"]))
     lat.add_row(*_dist_row("time to first token", api["ttft_ms"]))
@@ -245,50 +310,100 @@ def report_renderable(report: dict[str, Any]) -> Group:
         parts.append(histogram)
 
     tok = api["tokens"]
-    tokens = _table("Tokens and cost")
-    tokens.add_column("")
-    tokens.add_column("total", justify="right")
+    tokens = Grid("Tokens and cost", [Column("", key=True, justify="left"), Column("total", "", wrap=True)])
     for kind in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
                  "total_tokens"):
         label = "  of which reasoning" if kind == "reasoning_tokens" else kind.replace("_tokens", "").replace("_", " ")
         tokens.add_row(label, count(tok[kind]))
-    tokens.add_row("usage captured", covered(tok))
-    tokens.add_row("API errors", f"{api['errors']} of {api['count']}"
-                   + (f" ({', '.join(f'{k} {v}' for k, v in api['error_types'].items())})" if api["errors"] else ""))
+    tokens.add_row("usage captured", coverage(tok))
+    tokens.add_row("API errors", f"{count(api['errors'])} of {count(api['count'])}"
+                   + (f" ({', '.join(f'{k} {count(v)}' for k, v in api['error_types'].items())})"
+                      if api["errors"] else ""))
     tokens.add_row("cost", cost_line(api["cost"]))
-    tokens.add_row("cost captured", covered(api["cost"]))
+    tokens.add_row("cost captured", coverage(api["cost"]))
     parts.append(tokens)
+
     conv = report.get("conversations")
     if conv and conv["count"]:
-        conversations = _table(f"Conversations: {conv['count']} ({conv['subagent_sessions']} subagent and "
-                               f"{conv['continuation_sessions']} continuation sessions rolled up)")
-        for col in ("per conversation", "avg", "p50", "p95", "max", "captured"):
-            conversations.add_column(col, justify="left" if col in ("per conversation", "captured") else "right",
-                                     no_wrap=True)
-        for key, label, fmt in (("turns_per_conversation", "turns", count),
-                                ("api_calls_per_conversation", "API calls", count),
+        grid = Grid(f"Conversations: {count(conv['count'])} ({plural(conv['subagent_sessions'], 'subagent session')}"
+                    f" and {plural(conv['continuation_sessions'], 'continuation session')} rolled up)",
+                    [Column("per conversation", "", key=True, justify="left"), Column("avg"), Column("p50"),
+                     Column("p95"), Column("max"), Column("captured", justify="left", footnote=True)])
+        for key, label, fmt in (("turns_per_conversation", "turns", lambda v: number(v, 1)),
+                                ("api_calls_per_conversation", "API calls", lambda v: number(v, 1)),
                                 ("tokens_per_conversation", "tokens", count),
                                 ("cost_usd_per_conversation", "cost", usd)):
             d = conv[key]
-            conversations.add_row(label, fmt(d["avg"]), fmt(d["p50"]), fmt(d["p95"]), fmt(d["max"]),
-                                  covered(d, "conversations"))
-        parts.append(conversations)
+            grid.add_row(label, fmt(d["avg"]), fmt(d["p50"]), fmt(d["p95"]), fmt(d["max"]),
+                         coverage(d, "conversations"))
+        parts.append(grid)
 
     if report["tools"]:
-        tools = _table("Tools")
-        for col in ("tool", "toolset", "calls", "failed", "p50", "p95"):
-            tools.add_column(col, justify="left" if col in ("tool", "toolset") else "right", no_wrap=True)
+        share = {t["tool_name"]: t["share"] for t in (report.get("activity") or {}).get("tools", [])}
+        total_calls = report["tool_calls"]["count"]
+        tools = Grid("Tools", [Column("tool", key=True, justify="left"), Column("toolset", justify="left"),
+                               Column("calls"), Column("share"), Column("failed"), Column("p50"), Column("p95")])
         for t in report["tools"]:
-            tools.add_row(t["tool_name"], t["toolset"] or NA, count(t["calls"]), pct_short(t["failure_rate"]),
-                          ms(t["latency_ms"]["p50"]), ms(t["latency_ms"]["p95"]))
+            tool_share = t["calls"] / total_calls if total_calls else None
+            tools.add_row(t["tool_name"], t["toolset"] or NA, count(t["calls"]),
+                          percent(share.get(t["tool_name"], tool_share), 1), rate_short(t["failure_rate"]),
+                          duration(t["latency_ms"]["p50"]), duration(t["latency_ms"]["p95"]))
         parts.append(tools)
     for dim, rows in report["breakdowns"].items():
         parts.append(_breakdown_table(dim, rows))
+    parts.extend(activity_parts(report, tz))
+    parts.append(_legend(parts))
     return _spaced(parts)
 
 
-def print_report(report: dict[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(report_renderable(report))
+def print_report(report: dict[str, Any], console: Console | None = None, *, tz: tzinfo | None = None) -> None:
+    (console or _default_console()).print(report_renderable(report, tz=tz))
+
+
+def _default_console() -> Console:
+    return console(sys.stdout)
+
+
+# ---------------------------------------------------------------------------------------------
+# The four questions on one screen (the demo's summary; fits 80 × 24)
+# ---------------------------------------------------------------------------------------------
+
+def summary_renderable(report: dict[str, Any], dims: tuple[str, ...] = ("source", "model"), *,
+                       tz: tzinfo | None = None) -> Group:
+    """How long, how many tokens, how much money, how often it completes — one screen."""
+    turns, api = report["turns"], report["api_calls"]
+    w = report["window"]
+    head = Text.assemble(("hermetry: the four questions", "bold"), "  ", window(w["since_ms"], w["until_ms"], tz))
+    if _is_empty(report):
+        return Group(head, Text(""), empty_hint())
+    tok, wall, lat = api["tokens"], turns["wall_ms"], api["latency_ms"]
+    lines = Text.assemble(
+        ("Latency   ", "bold"), f"turn avg {duration(wall['avg'])}, p95 {duration(wall['p95'])} "
+        f"({plural(wall['coverage']['captured'], 'turn')}); API call p95 {duration(lat['p95'])} "
+        f"({plural(lat['coverage']['captured'], 'call')})\n",
+        ("Tokens    ", "bold"), f"{count(tok['total_tokens'])} (input {count(tok['input_tokens'])}, cache "
+        f"{count(tok['cache_read_tokens'])}, output {count(tok['output_tokens'])}; "
+        f"{tok['coverage']['captured']}/{tok['coverage']['of']} calls)\n",
+        ("Cost      ", "bold"), f"{cost_line(api['cost'])} ({api['cost']['coverage']['captured']}/"
+        f"{api['cost']['coverage']['of']} calls priced)\n",
+        ("Outcomes  ", "bold"), f"completed {rate(turns['completion_rate'])}, failed {rate(turns['failure_rate'])}",
+    )
+    parts: list[RenderableType] = [head, lines]
+    for dim in dims:
+        rows = report["breakdowns"].get(dim)
+        if not rows or dim in ("tool", "toolset"):
+            continue
+        grid = Grid(f"By {dim.replace('_', ' ')} (rates of ended turns; time: turn wall time)", [
+            Column(dim.replace("_", " "), key=True, justify="left"), Column("turns"), Column("completed", "compl."),
+            Column("failed"), Column("avg"), Column("p95"), Column("tokens"), Column("cost")])
+        for row in rows:
+            t, a = row["turns"], row["api_calls"]
+            grid.add_row(row[dim] or NA, count(t["count"]), percent(t["completion_rate"]["value"]),
+                         percent(t["failure_rate"]["value"]), duration(t["wall_ms"]["avg"]),
+                         duration(t["wall_ms"]["p95"]), count(a["tokens"]["total_tokens"]), cost_short(a["cost"]))
+        parts.append(grid)
+    parts.append(_legend(parts))
+    return Group(*[p for i, part in enumerate(parts) for p in ((Text(""), part) if i > 1 else (part,))])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,25 +416,25 @@ _VERDICT_STYLE = {"regression": "bold red", "improvement": "green", "no signific
 
 def _metric_value(m: dict[str, Any], value: float | None) -> str:
     if m["unit"] == "ms":
-        return ms(value)
+        return duration(value)
     if m["unit"] == "USD":
         return usd(value)
-    return NA if value is None else f"{value * 100:.1f}%"
+    return percent(value, 1)
 
 
-def compare_renderable(result: dict[str, Any]) -> Group:
+def compare_renderable(result: dict[str, Any], *, tz: tzinfo | None = None) -> Group:
     a, b = result["baseline"], result["current"]
-    head = Text.assemble(
-        ("hermetry compare", "bold"),
-        f"\nbaseline  {a['since']} → {a['until']}  ({a['coverage']['turns']} turns, {a['coverage']['api_calls']} API calls)",
-        f"\ncurrent   {b['since']} → {b['until']}  ({b['coverage']['turns']} turns, {b['coverage']['api_calls']} API calls)",
-    )
-    table = _table()
-    for col in ("metric", "baseline", "current", "change", "p", "verdict"):
-        table.add_column(col, justify="left" if col in ("metric", "verdict") else "right", no_wrap=True)
+
+    def side(name: str, w: dict[str, Any]) -> str:
+        return (f"{name}  {window(w['since_ms'], w['until_ms'], tz)}  ({plural(w['coverage']['turns'], 'turn')}, "
+                f"{plural(w['coverage']['api_calls'], 'API call')})")
+
+    head = Text.assemble(("hermetry compare", "bold"), "\n", side("baseline", a), "\n", side("current ", b))
+    grid = Grid(None, [Column("metric", key=True, justify="left"), Column("baseline"), Column("current"),
+                       Column("change"), Column("p"), Column("verdict", justify="left", wrap=True)])
     for m in result["metrics"]:
         change = m.get("relative_change")
-        table.add_row(
+        grid.add_row(
             m["metric"], _metric_value(m, m["baseline"]), _metric_value(m, m["current"]),
             NA if change is None else f"{change * 100:+.0f}%",
             NA if m.get("p_value") is None else f"{m['p_value']:.2g}",
@@ -331,65 +446,59 @@ def compare_renderable(result: dict[str, Any]) -> Group:
         f"(≥ {method['min_rate_change'] * 100:.0f} point for rates). Tests: docs/cli.md#compare", style="dim")
     verdict = (Text(f"Regressions: {', '.join(result['regressions'])}", style="bold red") if result["regressions"]
                else Text("No regressions.", style="green"))
-    return _spaced([head, table, verdict, foot])
+    parts: list[RenderableType] = [head, grid, verdict, foot]
+    parts.append(_legend(parts))
+    return _spaced(parts)
 
 
-def print_compare(result: dict[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(compare_renderable(result))
+def print_compare(result: dict[str, Any], console: Console | None = None, *, tz: tzinfo | None = None) -> None:
+    (console or _default_console()).print(compare_renderable(result, tz=tz))
 
 
 # ---------------------------------------------------------------------------------------------
 # sessions and one session
 # ---------------------------------------------------------------------------------------------
 
-def _short_time(iso_text: str | None) -> str:
-    """2025-01-31T14:05:09+00:00 → 01-31 14:05 (UTC)."""
-    return NA if not iso_text else iso_text[5:16].replace("T", " ")
-
-
-def sessions_renderable(result: dict[str, Any]) -> Group:
+def sessions_renderable(result: dict[str, Any], *, tz: tzinfo | None = None) -> Group:
     w = result["window"]
     shown = len(result["sessions"])
-    what = "conversations" if result["rolled_up"] else "sessions"
-    head = Text.assemble(("hermetry sessions", "bold"), f"  {w['since']} → {w['until']}\n",
-                         f"{shown} of {result['count']} {what}, newest first")
-    table = _table(compact=True)
-    table.add_column("started", no_wrap=True)
-    table.add_column("session", no_wrap=True, max_width=20)  # a long id is cut: any unique prefix works with `show`
-    table.add_column("+", no_wrap=True)
-    for col in ("source", "outcome", "turns", "calls", "tokens", "cost", "took"):
-        table.add_column(col, justify="left" if col in ("source", "outcome") else "right", no_wrap=True)
+    what = "conversation" if result["rolled_up"] else "session"
+    head = Text.assemble(("hermetry sessions", "bold"), "  ", window(w["since_ms"], w["until_ms"], tz), "\n",
+                         f"{count(shown)} of {plural(result['count'], what)}, newest first")
+    if not result["count"]:
+        return _spaced([head, empty_hint()])
+    zone = zone_name(tz, w["until_ms"])
+    grid = Grid(None, [Column(f"started ({zone})", "started", key=True, justify="left"),
+                       Column("session", key=True, justify="left"), Column("source", justify="left"),
+                       Column("outcome", justify="left"), Column("turns"), Column("calls"), Column("tokens"),
+                       Column("cost"), Column("took")],
+                ruled=False, stack_before_split=True)
     rolled = False
     for s in result["sessions"]:
         calls = count(s["api_calls"]) + (f" ({s['api_errors']}✗)" if s["api_errors"] else "")
         extra = s.get("sessions_in_conversation", 1) - 1
         rolled = rolled or extra > 0
-        table.add_row(_short_time(s["started_at"]), s["session_id"], f"+{extra}" if extra else "",
-                      s.get("source") or NA, s.get("outcome") or NA, count(s["turns"]), calls,
-                      count(s["tokens"]["total_tokens"]), cost_short(s["cost"]), ms(s.get("duration_ms")))
-    parts: list[RenderableType] = [head, table]
-    if rolled:
-        parts.append(Text("+N: subagent/continuation sessions rolled into the conversation; "
-                          "(N✗): failed API calls", style="dim"))
+        grid.add_row(when_short(s.get("started_at_ms"), tz), s["session_id"] + (f" +{extra}" if extra else ""),
+                     s.get("source") or NA, s.get("outcome") or NA, count(s["turns"]), calls,
+                     count(s["tokens"]["total_tokens"]), cost_short(s["cost"]), duration(s.get("duration_ms")))
+    parts: list[RenderableType] = [head, grid]
+    parts.append(_legend(parts, *(("+N",) if rolled else ())))
     return _spaced(parts)
 
 
-def print_sessions(result: dict[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(sessions_renderable(result))
+def print_sessions(result: dict[str, Any], console: Console | None = None, *, tz: tzinfo | None = None) -> None:
+    (console or _default_console()).print(sessions_renderable(result, tz=tz))
 
 
-WATERFALL_WIDTH = 32
-
-
-def _span(offset: float | None, duration: float | None, wall: float, width: int = WATERFALL_WIDTH) -> str:
-    if offset is None or duration is None or wall <= 0:
+def _span(offset: float | None, took: float | None, wall: float, width: int) -> str:
+    if offset is None or took is None or wall <= 0:
         return " " * width
     start = min(width - 1, max(0, int(offset / wall * width)))
-    end = min(width, max(start + 1, round((offset + duration) / wall * width)))
+    end = min(width, max(start + 1, round((offset + took) / wall * width)))
     return " " * start + "█" * (end - start) + " " * (width - end)
 
 
-def _stacked(w: dict[str, Any], width: int = WATERFALL_WIDTH) -> Text:
+def _stacked(w: dict[str, Any], width: int) -> Text:
     """model ███ tools ▓▓▓ other ░░░, proportional to the wall time."""
     wall = w.get("wall_ms") or 0
     text = Text()
@@ -404,57 +513,75 @@ def _stacked(w: dict[str, Any], width: int = WATERFALL_WIDTH) -> Text:
     return text
 
 
-def _turn_renderable(turn: dict[str, Any]) -> RenderableType:
-    w = turn["waterfall"]
-    title = (f"Turn {turn['index']} · {turn['outcome']}"
-             + (f" ({turn['outcome_reason']})" if turn.get("outcome_reason") else "")
-             + f" · wall {ms(w['wall_ms'])}" + (f" · queued {ms(w['queue_wait_ms'])} before" if w["queue_wait_ms"] else ""))
-    table = _table(title, compact=True)
-    table.add_column("call", no_wrap=True)
-    table.add_column("█ model ▓ tools ░ other", no_wrap=True, min_width=WATERFALL_WIDTH + 2)
-    table.add_column("took", justify="right", no_wrap=True)
-    table.add_column("")
-    wall = w["wall_ms"] or 0
-    rows = sorted([("api", c) for c in turn["api_calls"]] + [("tool", c) for c in turn["tool_calls"]],
-                  key=lambda kc: kc[1].get("offset_ms") or 0)
-    for kind, c in rows:
-        if kind == "api":
-            label = "model" + (f" retry {c['attempt']}" if c.get("attempt") else "")
-            note = f"TTFT {ms(c['ttft_ms'])}" if c.get("ttft_ms") is not None else ""
-            if c["status"] != "ok":
-                note = " ".join(x for x in (c["status"], c.get("error_type"),
-                                            f"HTTP {c['http_status']}" if c.get("http_status") else "") if x)
-        else:
-            label = f"tool {c['tool_name']}"
-            note = "" if c["status"] == "ok" else " ".join(x for x in (c["status"], c.get("error_type")) if x)
-        table.add_row(label, f"│{_span(c.get('offset_ms'), c.get('latency_ms'), wall)}│", ms(c.get("latency_ms")), note)
-    if w["wall_ms"] is not None:
-        table.add_row("total", Text("│").append_text(_stacked(w)).append("│"), ms(w["wall_ms"]),
-                      f"model {ms(w['model_ms'])} · tools {ms(w['tools_ms'])} · other {ms(w['other_ms'])}"
-                      + (f" (calls overlapped {ms(w['overlap_ms'])})" if w["overlap_ms"] else ""))
-    if w["untimed_calls"]:
-        table.add_row("", "", "", f"{w['untimed_calls']} calls without timing")
-    if turn["subagent_sessions"]:
-        table.add_row("subagents", ", ".join(turn["subagent_sessions"]), "", "")
-    return table
+class _Turn:
+    """One turn's waterfall; the bars take the width the labels leave (10–40 cells)."""
+
+    def __init__(self, turn: dict[str, Any]) -> None:
+        self.turn = turn
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        turn = self.turn
+        w = turn["waterfall"]
+        title = (f"Turn {turn['index']} · {turn['outcome']}"
+                 + (f" ({turn['outcome_reason']})" if turn.get("outcome_reason") else "")
+                 + f" · wall {duration(w['wall_ms'])}"
+                 + (f" · queued {duration(w['queue_wait_ms'])} before" if w["queue_wait_ms"] else ""))
+        rows = sorted([("api", c) for c in turn["api_calls"]] + [("tool", c) for c in turn["tool_calls"]],
+                      key=lambda kc: kc[1].get("offset_ms") or 0)
+        cells: list[tuple[str, float | None, float | None, str]] = []
+        for n, (kind, c) in enumerate(rows, start=1):
+            if kind == "api":
+                label = "model" + (f" retry {c['attempt']}" if c.get("attempt") else "")
+                note = f"TTFT {duration(c['ttft_ms'])}" if c.get("ttft_ms") is not None else ""
+                if c["status"] != "ok":
+                    note = " ".join(x for x in (c["status"], c.get("error_type"),
+                                                f"HTTP {c['http_status']}" if c.get("http_status") else "") if x)
+            else:
+                label = f"tool {c['tool_name']}"
+                note = "" if c["status"] == "ok" else " ".join(x for x in (c["status"], c.get("error_type")) if x)
+            cells.append((f"{n} {label}", c.get("offset_ms"), c.get("latency_ms"), note))
+        label_w = max([len("total"), *(len(c[0]) for c in cells)])
+        took_w = max([len(duration(w["wall_ms"])), *(len(duration(c[2])) for c in cells)])
+        note_w = max([0, *(len(c[3]) for c in cells)])
+        room = options.max_width - label_w - took_w - 2 * 2 - 2  # gaps of 2, the bar's two edges
+        bar_w = room - note_w - 2 if room - note_w - 2 >= 12 else room  # else the notes go under the table
+        bar_w = max(10, min(40, bar_w))
+        wall = w["wall_ms"] or 0
+        header = "█ model ▓ tools ░ other"
+        grid = Grid(title, [Column("call", key=True, justify="left"),
+                            Column(header if len(header) <= bar_w + 2 else "█▓░", "", justify="left"),
+                            Column("took"), Column("", justify="left", footnote=True)], ruled=False)
+        for label, offset, took, note in cells:
+            grid.add_row(label, f"│{_span(offset, took, wall, bar_w)}│", duration(took), note)
+        if w["wall_ms"] is not None:
+            grid.add_row("total", Text("│").append_text(_stacked(w, bar_w)).append("│"), duration(w["wall_ms"]), "")
+            grid.notes.append(Text(flow_text(
+                [f"model {duration(w['model_ms'])}", f"tools {duration(w['tools_ms'])}",
+                 f"other {duration(w['other_ms'])}"]
+                + ([f"calls overlapped {duration(w['overlap_ms'])}"] if w["overlap_ms"] else []),
+                options.max_width, indent="  ")))
+        if w["untimed_calls"]:
+            grid.notes.append(Text(f"  {plural(w['untimed_calls'], 'call')} without timing"))
+        if turn["subagent_sessions"]:
+            grid.notes.append(Text(flow_text(turn["subagent_sessions"], options.max_width, sep=", ",
+                                             indent="  subagents: ")))
+        yield grid
 
 
-def session_renderable(detail: dict[str, Any]) -> Group:
+def session_renderable(detail: dict[str, Any], *, tz: tzinfo | None = None) -> Group:
     s, lineage, totals = detail["session"], detail["lineage"], detail["totals"]
     head = Text.assemble(
         ("hermetry show ", "bold"), (s["session_id"], "bold"), "\n",
-        f"{s.get('source') or NA} · {s.get('session_type') or NA} · {s.get('model') or NA} ({s.get('provider') or NA})"
-        f" · profile {s.get('profile') or NA}\n",
-        f"started {s['started_at'] or NA} · ended {s['ended_at'] or NA} · duration {ms(s['duration_ms'])} · "
-        f"outcome {s['outcome'] or NA}" + (f" ({s['end_reason']})" if s.get("end_reason") else ""),
+        f"{s.get('source') or NA} · {s.get('session_type') or NA} · {s.get('model') or NA} "
+        f"({s.get('provider') or NA}) · profile {s.get('profile') or NA}\n",
+        f"started {when(s.get('started_at_ms'), tz)} · ended {when(s.get('ended_at_ms'), tz)} · "
+        f"duration {duration(s['duration_ms'])} · outcome {s['outcome'] or NA}"
+        + (f" ({s['end_reason']})" if s.get("end_reason") else ""),
     )
     parts: list[RenderableType] = [head]
     if lineage["parents"] or lineage["children"]:
-        tree = _table("Lineage")
-        tree.add_column("")
-        tree.add_column("session", no_wrap=True)
-        tree.add_column("kind")
-        tree.add_column("outcome")
+        tree = Grid("Lineage", [Column("", key=True, justify="left"), Column("session", justify="left"),
+                                Column("kind", justify="left"), Column("outcome", justify="left")])
         for p in lineage["parents"]:
             tree.add_row("parent", p["session_id"], p.get("lineage") or ("root" if p is lineage["parents"][-1] else NA),
                          p.get("outcome") or NA)
@@ -464,74 +591,103 @@ def session_renderable(detail: dict[str, Any]) -> Group:
         parts.append(tree)
     t = totals
     time = t["time"]
-    summary = _table("Totals")
-    summary.add_column("")
-    summary.add_column("this session", justify="right")
     conv = detail["conversation_totals"]
     show_conv = lineage["conversation_sessions"] > 1
+    columns = [Column("", key=True, justify="left"), Column("this session", "session")]
     if show_conv:
-        summary.add_column(f"conversation ({lineage['conversation_sessions']} sessions)", justify="right")
+        columns.append(Column(f"conversation ({plural(lineage['conversation_sessions'], 'session')})", "conversation"))
+    summary = Grid("Totals", columns)
     for label, key in (("turns", "turns"), ("API calls", "api_calls"), ("API errors", "api_errors"),
                        ("tool calls", "tool_calls"), ("tool failures", "tool_failures")):
         summary.add_row(label, count(t[key]), *([count(conv[key])] if show_conv else []))
     summary.add_row("tokens", count(t["tokens"]["total_tokens"]),
                     *([count(conv["tokens"]["total_tokens"])] if show_conv else []))
     summary.add_row("cost", cost_short(t["cost"]), *([cost_short(conv["cost"])] if show_conv else []))
-    summary.add_row("turn wall time", ms(time["wall_ms"]), *([""] if show_conv else []))
-    summary.add_row("  model calls", ms(time["model_ms"]), *([""] if show_conv else []))
-    summary.add_row("  tool calls", ms(time["tools_ms"]), *([""] if show_conv else []))
+    blank = [""] if show_conv else []
+    summary.add_row("turn wall time", duration(time["wall_ms"]), *blank)
+    summary.add_row("  model calls", duration(time["model_ms"]), *blank)
+    summary.add_row("  tool calls", duration(time["tools_ms"]), *blank)
     if time["overlap_ms"]:
-        summary.add_row("  overlapping (counted twice)", ms(time["overlap_ms"]), *([""] if show_conv else []))
-    summary.add_row("  other (Hermes between calls)", ms(time["other_ms"]), *([""] if show_conv else []))
+        summary.add_row("  overlapping (counted twice)", duration(time["overlap_ms"]), *blank)
+    summary.add_row("  other (Hermes between calls)", duration(time["other_ms"]), *blank)
     if time["queue_wait_ms"]:
-        summary.add_row("queue wait before turns", ms(time["queue_wait_ms"]), *([""] if show_conv else []))
+        summary.add_row("queue wait before turns", duration(time["queue_wait_ms"]), *blank)
     parts.append(summary)
-    parts.extend(_turn_renderable(turn) for turn in detail["turns"])
+    parts.extend(_Turn(turn) for turn in detail["turns"])
     loose = detail["unattributed"]
     if loose["api_calls"] or loose["tool_calls"]:
-        parts.append(Text(f"{len(loose['api_calls'])} API calls and {len(loose['tool_calls'])} tool calls "
-                          "were recorded outside any turn", style="dim"))
+        parts.append(Text(f"{plural(len(loose['api_calls']), 'API call')} and "
+                          f"{plural(len(loose['tool_calls']), 'tool call')} were recorded outside any turn",
+                          style="dim"))
+    parts.append(_legend(parts, *(("█▓░",) if detail["turns"] else ())))
     return _spaced(parts)
 
 
-def print_session(detail: dict[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(session_renderable(detail))
+def print_session(detail: dict[str, Any], console: Console | None = None, *, tz: tzinfo | None = None) -> None:
+    (console or _default_console()).print(session_renderable(detail, tz=tz))
 
 
 # ---------------------------------------------------------------------------------------------
 # chat
 # ---------------------------------------------------------------------------------------------
 
-def chat_text(report: dict[str, Any]) -> str:
+#: Chat lines are kept this short (phones); a line breaks only between words, never inside a figure.
+CHAT_WIDTH = 48
+_GLUE = "\xa0"  # holds a figure's words together while wrapping (textwrap breaks on ASCII whitespace only)
+
+
+def _g(figure: str) -> str:
+    return figure.replace(" ", _GLUE)
+
+
+def chat_text(report: dict[str, Any], width: int = CHAT_WIDTH) -> str:
     """A compact, plain-text report for a chat message (Telegram, Discord, Slack, the CLI)."""
+    import textwrap
+
     cov, turns, api = report["coverage"], report["turns"], report["api_calls"]
     ttft = api["ttft_ms"]
-    lines = [
-        f"hermetry — last {report['window']['days']:g} day{'' if report['window']['days'] == 1 else 's'}",
-        f"{cov['sessions']} sessions, {cov['turns']} turns, {cov['api_calls']} API calls, {cov['tool_calls']} tool calls",
-        f"completed: {pct(turns['completion_rate'])}",
-        f"failed: {pct(turns['failure_rate'])}",
-        f"turn time p50/p95: {ms(turns['wall_ms']['p50'])} / {ms(turns['wall_ms']['p95'])}",
-        f"API p50/p95: {ms(api['latency_ms']['p50'])} / {ms(api['latency_ms']['p95'])}",
-        f"TTFT p50: {ms(ttft['p50'])} ({covered(ttft)})",
-        f"tokens: {count(api['tokens']['total_tokens'])} (in {count(api['tokens']['input_tokens'])}, "
-        f"cache {count(api['tokens']['cache_read_tokens'])}, out {count(api['tokens']['output_tokens'])})",
-        f"cost: {cost_line(api['cost'])}",
-    ]
+    days = report["window"]["days"]
+    out: list[str] = []
+
+    def add(line: str, indent: str = "") -> None:
+        wrapped = textwrap.wrap(line, width=max(20, width), initial_indent=indent, subsequent_indent=indent + "  ",
+                                break_long_words=False, break_on_hyphens=False)
+        out.extend(w.replace(_GLUE, " ") for w in wrapped)
+
+    add(f"hermetry, last {_g(plural(days, 'day'))}".replace(".0" + _GLUE, _GLUE))
+    if _is_empty(report):
+        add(f"Nothing recorded yet. Enable the plugin: {_g('hermes plugins enable hermetry --no-allow-tool-override')}"
+            f"; or import the history Hermes has: {_g('hermetry import')}")
+        return "\n".join(out)
+    add(", ".join(_g(plural(n, noun)) for n, noun in ((cov["sessions"], "session"), (cov["turns"], "turn"),
+                                                    (cov["api_calls"], "API call"), (cov["tool_calls"], "tool call"))))
+    add(f"completed: {_g(rate(turns['completion_rate']))}")
+    add(f"failed: {_g(rate(turns['failure_rate']))}")
+    add(f"turn time p50/p95: {_g(duration(turns['wall_ms']['p50']))} / {_g(duration(turns['wall_ms']['p95']))}")
+    add(f"API p50/p95: {_g(duration(api['latency_ms']['p50']))} / {_g(duration(api['latency_ms']['p95']))}")
+    add(f"TTFT p50: {_g(duration(ttft['p50']))} ({_g(coverage(ttft))})")
+    tok = api["tokens"]
+    add(f"tokens: {count(tok['total_tokens'])} (in {count(tok['input_tokens'])}, cache "
+        f"{count(tok['cache_read_tokens'])}, out {count(tok['output_tokens'])})")
+    add(f"cost: {cost_line(api['cost'])}")
     if report["tools"]:
-        top = report["tools"][:3]
-        lines.append("tools: " + ", ".join(f"{t['tool_name']} {t['calls']}"
-                                           + (f" ({t['failures']} failed)" if t["failures"] else "") for t in top))
+        add("tools: " + ", ".join(_g(f"{t['tool_name']} {count(t['calls'])}"
+                                     + (f" ({count(t['failures'])} failed)" if t["failures"] else ""))
+                                  for t in report["tools"][:3]))
     if cov["events_dropped"]:
-        lines.append(f"({cov['events_dropped']} events dropped by the recorder)")
+        add(f"({plural(cov['events_dropped'], 'event')} dropped by the recorder)")
     for dim, rows in report["breakdowns"].items():
-        lines.append(f"by {dim}:")
+        out.append(f"by {dim.replace('_', ' ')}:")
         for row in rows:
             if row["turns"] is None:
                 t = row["tool_calls"]
-                lines.append(f"  {row[dim] or NA}: {t['count']} calls, {pct_short(t['failure_rate'])} failed")
+                add(f"{row[dim] or NA}: {_g(plural(t['count'], 'call'))}, {_g(rate_short(t['failure_rate']))} failed",
+                    indent="  ")
                 continue
             t = row["turns"]
-            lines.append(f"  {row[dim] or NA}: {t['count']} turns, {pct(t['completion_rate'])}, "
-                         f"p95 {ms(t['wall_ms']['p95'])}")
-    return "\n".join(lines)
+            add(f"{row[dim] or NA}: {_g(plural(t['count'], 'turn'))}, {_g(rate(t['completion_rate']))} completed, "
+                f"p95 {_g(duration(t['wall_ms']['p95']))}", indent="  ")
+    used = legend("\n".join(out))
+    if used:
+        add(used)
+    return "\n".join(out)

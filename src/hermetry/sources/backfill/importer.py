@@ -169,11 +169,11 @@ def import_state_db(
     with StateDB(source, timeout_s=timeout_s) as src:
         result.not_captured = tuple(src.missing())
         result.read_from_copy = src.snapshot_dir is not None
+        total = src.count_sessions()
+        if progress is not None:  # the total first, so a bar never shows 0/? while the file is checked
+            progress(0, total)
         if verify:
             src.check()
-        total = src.count_sessions()
-        if progress is not None:
-            progress(0, total)
         conn = _open_store(store, timeout_s)
         try:
             done = 0
@@ -318,6 +318,8 @@ def import_hermes_home(
 
     counts = [_count(path) for path, _ in targets]
     grand = sum(counts)
+    if progress is not None:
+        progress(0, grand)
     offset = 0
     results: list[ImportResult] = []
     for (path, prof), n in zip(targets, counts, strict=True):

@@ -1,0 +1,215 @@
+"""What ``hermes insights`` shows, from hermetry's store: messages, active time, activity by
+weekday and hour, active days and streak, notable sessions, each tool's share, skills.
+
+The definitions are Hermes' own (``agent/insights.py`` in hermes-agent 0.19.0), so an operator
+can retire ``hermes insights``:
+
+* the sessions are those that **started** in the window (after the report's filters), as
+  Hermes selects them; weekday, hour and day use the start time in the report's zone (local
+  unless UTC is asked for), as Hermes uses local time;
+* **active time** is the sum of the durations of the sessions that ended (end after start),
+  **average session length** their mean;
+* **active days** are the days with a session start, the **streak** the longest run of
+  consecutive active days;
+* **notable sessions**: longest (duration), most messages, most tokens (input + output, as
+  Hermes counts them: no cache tokens), most tool calls; ties go to the newest session;
+* **each tool's share** is its calls over all tool calls of those sessions; **skills loaded /
+  edited** are calls of Hermes' ``skill_view`` / ``skill_manage`` tools.
+
+Messages: a backfilled session (``hermetry import``) has Hermes' own message count, read from
+``state.db`` — exact. Live capture does not see messages; it *derives* them where the count
+is exact by construction: one user message per turn, one assistant message per successful
+model call, one tool message per tool call. The JSON says how many sessions each kind covers.
+Which skill a call loaded is a tool argument, which hermetry never stores, so per-skill names
+are not available (``distinct_skills: null``).
+
+Token totals differ from Hermes' per-platform table because hermetry also counts the auxiliary
+model calls Hermes makes (compression summaries, titles, vision) where it knows them — the
+import brings them in from ``session_model_usage``; 0.19.0 has no hook that shows them live.
+``tokens_vs_hermes`` gives both numbers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
+
+#: Hermes' tools that load and edit skills (``agent/insights.py``: skill_view / skill_manage).
+SKILL_LOAD_TOOL, SKILL_EDIT_TOOL = "skill_view", "skill_manage"
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+#: SQL: the synthetic API-call rows the import makes for Hermes' auxiliary calls.
+AUXILIARY_SQL = "(a.api_request_id LIKE 'backfill:%' AND a.api_request_id LIKE '%:aux:%')"
+
+_SESSION_COLUMNS = ("source", "model", "provider", "session_type", "profile")
+
+
+def _zone(tz: tzinfo | None) -> tzinfo:
+    if tz is not None:
+        return tz
+    zone = datetime.now().astimezone().tzinfo
+    return zone if zone is not None else UTC
+
+
+def _where(since_ms: float, until_ms: float, filters: dict[str, str]) -> tuple[str, list[Any]]:
+    clauses = ["s.started_at_ms >= ?", "s.started_at_ms < ?"]
+    params: list[Any] = [since_ms, until_ms]
+    for key, value in sorted(filters.items()):
+        if key in _SESSION_COLUMNS:
+            clauses.append(f"s.{key} = ?")
+        else:
+            column = "tool_name" if key == "tool" else "toolset"
+            clauses.append(f"s.session_id IN (SELECT session_id FROM tool_calls WHERE {column} = ?)")
+        params.append(value)
+    return " AND ".join(clauses), params
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def empty_activity(tz: tzinfo | None = None) -> dict[str, Any]:
+    return _build({}, {}, {}, Counter(), {}, Counter(), {"total": 0, "auxiliary": 0}, _zone(tz), None)
+
+
+def activity(conn: sqlite3.Connection | None, since_ms: float, until_ms: float,
+             filters: dict[str, str] | None = None, tz: tzinfo | None = None) -> dict[str, Any]:
+    """The ``hermes insights`` figures for the sessions that started in ``[since_ms, until_ms)``."""
+    zone = _zone(tz)
+    if conn is None:
+        return empty_activity(zone)
+    where, params = _where(since_ms, until_ms, filters or {})
+    scope = f"SELECT s.session_id FROM sessions s WHERE {where}"
+
+    def q(sql: str) -> list[tuple[Any, ...]]:
+        cursor = conn.cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql, params).fetchall()
+
+    sessions = {sid: (start, end) for sid, start, end in q(
+        f"SELECT s.session_id, s.started_at_ms, s.ended_at_ms FROM sessions s WHERE {where}")}
+    turns = dict(q(f"SELECT session_id, COUNT(*) FROM turns WHERE session_id IN ({scope}) GROUP BY 1"))
+    api: dict[str, tuple[int, int]] = {}
+    tokens = {"total": 0, "auxiliary": 0}
+    for sid, ok_main, io_main, total, aux in q(
+        f"SELECT a.session_id, SUM(a.status = 'ok' AND a.api_request_id NOT LIKE 'backfill:%'), "
+        f"COALESCE(SUM(CASE WHEN NOT {AUXILIARY_SQL} THEN COALESCE(a.input_tokens, 0) + COALESCE(a.output_tokens, 0) END), 0), "
+        "COALESCE(SUM(COALESCE(a.input_tokens, 0) + COALESCE(a.output_tokens, 0) + COALESCE(a.cache_read_tokens, 0) "
+        "+ COALESCE(a.cache_write_tokens, 0)), 0), "
+        f"COALESCE(SUM(CASE WHEN {AUXILIARY_SQL} THEN COALESCE(a.input_tokens, 0) + COALESCE(a.output_tokens, 0) "
+        "+ COALESCE(a.cache_read_tokens, 0) + COALESCE(a.cache_write_tokens, 0) END), 0) "
+        f"FROM api_calls a WHERE a.session_id IN ({scope}) GROUP BY 1"
+    ):
+        api[sid] = (int(ok_main or 0), int(io_main or 0))
+        tokens["total"] += int(total or 0)
+        tokens["auxiliary"] += int(aux or 0)
+    tools_per_session: Counter[str] = Counter()
+    tools: Counter[str] = Counter()
+    for sid, name, n in q(f"SELECT session_id, tool_name, COUNT(*) FROM tool_calls WHERE session_id IN ({scope}) "
+                          "GROUP BY 1, 2"):
+        tools_per_session[sid] += n
+        tools[name] += n
+    messages: dict[str, int] = {}
+    if _has_table(conn, "backfill_state"):
+        messages = {sid: n for sid, n in q(
+            f"SELECT session_id, message_count FROM backfill_state WHERE session_id IN ({scope}) "
+            "AND message_count IS NOT NULL")}
+    return _build(sessions, turns, api, tools_per_session, messages, tools, tokens, zone, until_ms)
+
+
+def _build(sessions: dict[str, tuple[float | None, float | None]], turns: dict[str, int],
+           api: dict[str, tuple[int, int]], tools_per_session: Counter[str], exact_messages: dict[str, int],
+           tools: Counter[str], tokens: dict[str, int], zone: tzinfo, at_ms: float | None) -> dict[str, Any]:
+    per_session_messages: dict[str, int] = {}
+    user = exact = derived = 0
+    for sid in sessions:
+        user += turns.get(sid, 0)
+        if sid in exact_messages:
+            per_session_messages[sid] = exact_messages[sid]
+            exact += 1
+        else:
+            per_session_messages[sid] = turns.get(sid, 0) + api.get(sid, (0, 0))[0] + tools_per_session.get(sid, 0)
+            derived += 1
+    total_messages = sum(per_session_messages.values())
+
+    durations = {sid: end - start for sid, (start, end) in sessions.items()
+                 if start is not None and end is not None and end > start}
+    weekday: Counter[int] = Counter()
+    hour: Counter[int] = Counter()
+    days: set[date] = set()
+    for start, _ in sessions.values():
+        if start is None:
+            continue
+        dt = datetime.fromtimestamp(start / 1000, tz=UTC).astimezone(zone)
+        weekday[dt.weekday()] += 1
+        hour[dt.hour] += 1
+        days.add(dt.date())
+    streak = best = 0
+    previous: date | None = None
+    for d in sorted(days):
+        streak = streak + 1 if previous is not None and d - previous == timedelta(days=1) else 1
+        best = max(best, streak)
+        previous = d
+
+    by_weekday: list[dict[str, Any]] = [{"day": WEEKDAYS[i], "sessions": weekday.get(i, 0)} for i in range(7)]
+    by_hour: list[dict[str, Any]] = [{"hour": h, "sessions": hour.get(h, 0)} for h in range(24)]
+    n = len(sessions)
+    total_tool_calls = sum(tools.values())
+    at = datetime.now(zone) if at_ms is None else datetime.fromtimestamp(at_ms / 1000, tz=UTC).astimezone(zone)
+    offset = at.utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+
+    def notable(values: dict[str, float], unit: str) -> dict[str, Any] | None:
+        best_sid = max((sid for sid, v in values.items() if v and v > 0),
+                       key=lambda sid: (values[sid], sessions[sid][0] or 0), default=None)
+        if best_sid is None:
+            return None
+        start = sessions[best_sid][0]
+        return {"session_id": best_sid, unit: values[best_sid],
+                "started_at": None if start is None else
+                datetime.fromtimestamp(start / 1000, tz=UTC).astimezone(zone).isoformat(timespec="seconds")}
+
+    return {
+        "timezone": {"name": at.tzname(), "utc_offset_minutes": minutes},
+        "sessions": n,
+        "messages": {
+            "total": total_messages,
+            "user": user,
+            "sessions_exact": exact,
+            "sessions_derived": derived,
+            "definition": "exact: Hermes' message count (imported); derived: turns + successful model calls "
+                          "+ tool calls (live capture)",
+        },
+        "avg_messages_per_session": total_messages / n if n else None,
+        "active_time_ms": sum(durations.values()) if durations else None,
+        "avg_session_ms": sum(durations.values()) / len(durations) if durations else None,
+        "sessions_timed": len(durations),
+        "by_weekday": by_weekday,
+        "by_hour": by_hour,
+        "busiest_weekday": max(by_weekday, key=lambda d: d["sessions"]) if n else None,
+        "busiest_hour": max(by_hour, key=lambda h: h["sessions"]) if n else None,
+        "active_days": len(days),
+        "longest_streak_days": best,
+        "notable_sessions": {
+            "longest": notable({sid: float(v) for sid, v in durations.items()}, "duration_ms"),
+            "most_messages": notable({sid: float(v) for sid, v in per_session_messages.items()}, "messages"),
+            "most_tokens": notable({sid: float(v[1]) for sid, v in api.items() if sid in sessions}, "tokens"),
+            "most_tool_calls": notable({sid: float(v) for sid, v in tools_per_session.items()}, "tool_calls"),
+        },
+        "tools": [{"tool_name": name, "calls": c, "share": c / total_tool_calls}
+                  for name, c in sorted(tools.items(), key=lambda kv: (-kv[1], kv[0]))],
+        "skills": {
+            "loads": tools.get(SKILL_LOAD_TOOL, 0),
+            "edits": tools.get(SKILL_EDIT_TOOL, 0),
+            "distinct_skills": None,
+            "distinct_skills_not_captured": "which skill a call used is a tool argument, which hermetry does not store",
+        },
+        "tokens_vs_hermes": {
+            "total_tokens": tokens["total"],
+            "auxiliary_tokens": tokens["auxiliary"],
+            "main_loop_tokens": tokens["total"] - tokens["auxiliary"],
+            "why": "hermetry counts auxiliary model calls (compression, titles, vision) where it knows them; "
+                   "Hermes' per-platform table counts the main agent loop only",
+        },
+    }

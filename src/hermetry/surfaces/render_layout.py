@@ -1,0 +1,197 @@
+"""Tables that fit any width without cutting a value.
+
+A :class:`Grid` is a rich renderable that chooses its layout when it is printed, from the
+width it is given: the full table; the same with shorter headers; with its coverage columns
+moved under it as footnotes; split into several tables that each repeat the row's key; and,
+when even that does not fit, one stacked block per row (``header value`` pairs, wrapped
+between pairs). No cell is ever truncated or wrapped inside: a value is shown whole or the
+layout changes. rich's own ``…`` never appears, because every column is ``no_wrap`` and a
+table is only printed at a width it measured to fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+
+Cell = str | Text
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    #: a shorter header for narrow widths
+    short: str | None = None
+    justify: Literal["left", "right"] = "right"
+    #: identifies the row: kept in every layout (and first on a stacked row)
+    key: bool = False
+    #: may move below the table as a footnote (e.g. coverage)
+    footnote: bool = False
+    #: prose that may wrap between words (a cost line); figures never wrap
+    wrap: bool = False
+
+
+@dataclass
+class Grid:
+    """A table of ``columns`` × ``rows`` (cells as text) that adapts to the width it gets."""
+
+    title: str | None
+    columns: Sequence[Column]
+    rows: list[list[Cell]] = field(default_factory=list)
+    #: ``False``: a compact listing without rules (``sessions``, a turn's waterfall)
+    ruled: bool = True
+    #: try stacked rows before splitting the table (listings: one block per row reads better)
+    stack_before_split: bool = False
+    #: lines printed under the table whatever the layout
+    notes: list[Cell] = field(default_factory=list)
+
+    def add_row(self, *cells: Cell) -> None:
+        self.rows.append(list(cells))
+
+    # -- layouts --------------------------------------------------------------------------------
+
+    def _table(self, cols: Sequence[int], *, short: bool, title: str | None = None) -> Table:
+        # the title is printed above the table (see _titled), where it can wrap at the full width
+        if self.ruled:
+            table = Table(show_edge=False, pad_edge=False)
+        else:
+            table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold underline")
+        for i in cols:
+            c = self.columns[i]
+            table.add_column((c.short or c.header) if short else c.header, justify=c.justify,
+                             no_wrap=not c.wrap, overflow="fold")
+        for row in self.rows:
+            table.add_row(*[row[i] for i in cols])
+        return table
+
+    def _titled(self, table: Table, title: str | None) -> Iterator[RenderableType]:
+        if title:
+            yield Text(title, style="bold")
+        yield table
+
+    def _fits(self, console: Console, options: ConsoleOptions, table: Table, width: int) -> bool:
+        """Fits when the table's natural width, less what its prose columns can give up by
+        wrapping between words, is within ``width``."""
+        natural = Measurement.get(console, options.update(width=10_000), table).maximum
+        slack = 0
+        for column in table.columns:
+            if column.no_wrap:
+                continue
+            cells = [_plain(c) for c in column.cells] + [str(column.header)]
+            longest = max(len(c) for c in cells)
+            word = max((len(w) for c in cells for w in c.split()), default=0)
+            slack += max(0, longest - max(word, 12))
+        return natural - slack <= width
+
+    def _footnotes(self, cols: Sequence[int]) -> list[Text]:
+        keys = [i for i, c in enumerate(self.columns) if c.key]
+        out = []
+        for i in cols:
+            header = self.columns[i].header
+            for row in self.rows:
+                if not _plain(row[i]):
+                    continue
+                name = " ".join(_plain(row[k]) for k in keys).strip()
+                value = f"{header} {_plain(row[i])}" if header else _plain(row[i])
+                out.append(Text(f"{name}: {value}" if name else value, style="dim"))
+        return out
+
+    def _split(self, console: Console, options: ConsoleOptions, cols: Sequence[int], width: int) -> list[Table] | None:
+        keys = [i for i in cols if self.columns[i].key]
+        rest = [i for i in cols if not self.columns[i].key]
+        groups: list[list[int]] = []
+        for i in rest:
+            if groups and self._fits(console, options, self._table(keys + groups[-1] + [i], short=True), width):
+                groups[-1].append(i)
+                continue
+            if not self._fits(console, options, self._table(keys + [i], short=True), width):
+                return None
+            groups.append([i])
+        if len(groups) > 3:  # more than three parts reads worse than stacked rows
+            return None
+        return [self._table(keys + group, short=True) for group in groups]
+
+    def _stacked(self, width: int) -> Iterator[RenderableType]:
+        if self.title:
+            yield Text(self.title, style="bold")
+        keys = [i for i, c in enumerate(self.columns) if c.key]
+        for row in self.rows:
+            head = "  ".join(_plain(row[i]) for i in keys if _plain(row[i]))
+            pieces = []
+            for i, c in enumerate(self.columns):
+                value = _plain(row[i])
+                if c.key or not value:
+                    continue
+                label = c.header if c.short is None else c.short
+                pieces.append(f"{label} {value}" if label else value)
+            lines = _flow(pieces, width - 2)
+            if head and lines and len(head) + 2 + len(lines[0]) <= width:
+                first = Text(head, style="bold")
+                first.append("  " + lines.pop(0), style="")
+                yield first
+            else:
+                yield Text(head or "·", style="bold")
+            for line in lines:
+                yield Text("  " + line)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        everything = list(range(len(self.columns)))
+        kept = [i for i in everything if not self.columns[i].footnote]
+        foot = [i for i in everything if self.columns[i].footnote]
+        attempts: list[tuple[list[int], bool]] = [(everything, False), (everything, True)]
+        if foot:
+            attempts.append((kept, True))
+        for cols, short in attempts:
+            table = self._table(cols, short=short)
+            if self._fits(console, options, table, width):
+                yield from self._titled(table, self.title)
+                if len(cols) < len(everything):
+                    yield from self._footnotes(foot)
+                yield from self.notes
+                return
+        tables = None if self.stack_before_split else self._split(console, options, kept, width)
+        if tables is not None:
+            for n, table in enumerate(tables):
+                if n:
+                    yield Text("")
+                yield from self._titled(table, self.title if n == 0 else
+                                        (f"{self.title} (continued)" if self.title else None))
+            yield from self._footnotes(foot)
+        else:
+            yield from self._stacked(width)
+        yield from self.notes
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(1, options.max_width)
+
+
+def _plain(cell: Cell) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)
+
+
+def _flow(pieces: Sequence[str], width: int, sep: str = " · ") -> list[str]:
+    """Pieces joined by ``sep`` into lines of at most ``width``, breaking only between pieces."""
+    lines: list[str] = []
+    line = ""
+    for piece in pieces:
+        candidate = f"{line}{sep}{piece}" if line else piece
+        if line and len(candidate) > width:
+            lines.append(line)
+            line = piece
+        else:
+            line = candidate
+    if line:
+        lines.append(line)
+    return lines
+
+
+def flow_text(pieces: Sequence[str], width: int, sep: str = " · ", indent: str = "") -> str:
+    """Plain text: pieces on lines of at most ``width`` (a piece is never split)."""
+    return "\n".join(indent + line for line in _flow(pieces, max(10, width - len(indent)), sep))
