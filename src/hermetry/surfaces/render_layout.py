@@ -83,7 +83,7 @@ class Grid:
         for column in table.columns:
             if column.no_wrap:
                 continue
-            cells = [_plain(c) for c in column.cells] + [str(column.header)]
+            cells = [c.plain if isinstance(c, Text) else str(c) for c in column.cells] + [str(column.header)]
             longest = max(len(c) for c in cells)
             word = max((len(w) for c in cells for w in c.split()), default=0)
             slack += max(0, longest - max(word, 12))
