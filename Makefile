@@ -9,7 +9,7 @@ HERMES_AGENT_VERSION := 0.19.0
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,parquet,postgres]' 'hermes-agent[messaging]==$(HERMES_AGENT_VERSION)'
+	$(PY) -m pip install -q -e '.[dev,parquet,postgres,otlp,prometheus]' 'hermes-agent[messaging]==$(HERMES_AGENT_VERSION)'
 	$(PY) -m pip check
 	touch $@
 

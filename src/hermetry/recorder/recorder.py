@@ -66,6 +66,8 @@ class ExporterStats:
     dropped: int
     last_error: str | None
     disabled: bool
+    #: what the exporter itself could not deliver (an OTLP sink: spans + metric points)
+    undelivered: int = 0
 
 
 @dataclass(frozen=True)
@@ -129,8 +131,10 @@ class _Exporter:
                 log.debug("hermetry: %s close failed", self.name, exc_info=True)
 
     def stats(self) -> ExporterStats:
+        undelivered = getattr(self.sink, "undelivered", 0)
         return ExporterStats(self.name, self.batches, self.events, self.failed_batches,
-                             self.dropped, self.last_error, self.disabled)
+                             self.dropped, self.last_error, self.disabled,
+                             undelivered if isinstance(undelivered, int) else 0)
 
 
 def _as_is(item: Item) -> Iterable[Event]:

@@ -1,0 +1,574 @@
+"""Canonical events → OpenTelemetry GenAI spans and metric measurements (pure, no SDK needed).
+
+One definition of every name hermetry exports, following the GenAI semantic conventions
+**v1.41.0** exactly (docs/gen-ai/gen-ai-spans.md, gen-ai-agent-spans.md, gen-ai-metrics.md of
+that release), plus hermetry's own ``hermetry.*`` names. The OTLP sink (:mod:`.otlp`) turns the
+records built here into SDK objects; the Prometheus endpoint (:mod:`hermetry.surfaces.metrics`)
+uses the same names after the standard OpenTelemetry → Prometheus translation
+(:func:`prometheus_name`). docs/opentelemetry.md has the full table.
+
+Span structure (decided here; docs/opentelemetry.md explains it):
+
+* one trace per turn: ``invoke_agent hermes`` (INTERNAL) is its root, built when the turn's
+  ``TurnEnded`` arrives (its start comes from ``TurnStarted``);
+* ``chat {model}`` (CLIENT) per model-call attempt and ``execute_tool {tool}`` (INTERNAL) per tool
+  call are its children, built as soon as they finish — before their parent, which is fine in
+  OTLP because ids are **deterministic**: a hash of the turn / call id, so a child can name its
+  parent before the parent exists, and a replay of the same history yields the same ids;
+* a subagent's turns join the trace of the parent turn that delegated them (child of its span);
+* an attempt outside any turn (an auxiliary call) is a trace of its own.
+
+Times are the recorded event times (Unix nanoseconds), never the time of export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from hermetry.model.events import (
+    ApiCall,
+    Event,
+    SessionEnded,
+    SessionStarted,
+    SubagentLinked,
+    ToolCall,
+    TurnEnded,
+    TurnStarted,
+)
+from hermetry.model.outcomes import SESSION_OUTCOME_CLASS, TURN_OUTCOME_CLASS
+from hermetry.model.privacy import clean_error
+
+SEMCONV_VERSION = "1.41.0"
+SCHEMA_URL = f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}"
+AGENT_NAME = "hermes"
+SCOPE_NAME = "hermetry"
+
+# -- attribute names (GenAI semantic conventions v1.41.0) --------------------------------------
+OPERATION_NAME = "gen_ai.operation.name"
+PROVIDER_NAME = "gen_ai.provider.name"
+AGENT_NAME_ATTR = "gen_ai.agent.name"
+AGENT_VERSION = "gen_ai.agent.version"
+CONVERSATION_ID = "gen_ai.conversation.id"
+REQUEST_MODEL = "gen_ai.request.model"
+REQUEST_STREAM = "gen_ai.request.stream"
+RESPONSE_MODEL = "gen_ai.response.model"
+RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+RESPONSE_TTFC = "gen_ai.response.time_to_first_chunk"
+USAGE_INPUT = "gen_ai.usage.input_tokens"
+USAGE_CACHE_READ = "gen_ai.usage.cache_read.input_tokens"
+USAGE_CACHE_CREATION = "gen_ai.usage.cache_creation.input_tokens"
+USAGE_OUTPUT = "gen_ai.usage.output_tokens"
+USAGE_REASONING = "gen_ai.usage.reasoning.output_tokens"
+TOOL_NAME = "gen_ai.tool.name"
+TOOL_CALL_ID = "gen_ai.tool.call.id"
+TOOL_TYPE = "gen_ai.tool.type"
+TOKEN_TYPE = "gen_ai.token.type"
+ERROR_TYPE = "error.type"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+HTTP_STATUS = "http.response.status_code"
+
+#: Attributes that carry content. hermetry never records content, so none is ever set; they are
+#: listed so tests (and readers) can check that.
+CONTENT_ATTRIBUTES = (
+    "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
+    "gen_ai.tool.definitions", "gen_ai.tool.call.arguments", "gen_ai.tool.call.result",
+)
+
+# -- hermetry's own attributes ----------------------------------------------------------------
+H_SOURCE = "hermetry.source"
+H_SESSION_ID = "hermetry.session.id"
+H_TURN_ID = "hermetry.turn.id"
+H_TURN_OUTCOME = "hermetry.turn.outcome"
+H_SESSION_OUTCOME = "hermetry.session.outcome"
+H_OUTCOME_CLASS = "hermetry.outcome.class"
+H_OUTCOME_REASON = "hermetry.turn.outcome_reason"
+H_QUEUE_WAIT_S = "hermetry.turn.queue_wait"
+H_API_REQUEST_ID = "hermetry.api_request.id"
+H_ATTEMPT = "hermetry.api_call.attempt"
+H_CALL_STATUS = "hermetry.api_call.status"
+H_TASK = "hermetry.task"
+H_COST_USD = "hermetry.cost.usd"
+H_COST_STATUS = "hermetry.cost.status"
+H_COST_SOURCE = "hermetry.cost.source"
+H_TOOL_STATUS = "hermetry.tool.status"
+H_TOOLSET = "hermetry.toolset"
+H_ORIGIN = "hermetry.origin"
+H_SINK = "hermetry.sink"
+
+# -- metrics ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDef:
+    """One instrument: its OpenTelemetry name, kind, unit and (histograms) bucket boundaries."""
+
+    name: str
+    kind: str  # "histogram" | "counter"
+    unit: str
+    description: str
+    boundaries: tuple[float, ...] = ()
+
+
+#: The spec's boundaries for gen_ai.client.operation.duration and …time_to_first_chunk (seconds).
+GENAI_DURATION_BUCKETS_S = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
+                            40.96, 81.92)
+#: The spec's boundaries for gen_ai.client.token.usage.
+GENAI_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
+                       16777216, 67108864)
+#: hermetry's boundaries for agent latencies that run longer than one model call (a turn's wall
+#: time, the wait in a gateway's queue): 0.1 s … 1 h in steps of ×√2 from 1 s up — histogram_quantile
+#: interpolates inside a bucket, so a quantile is off by at most one bucket width: ≤ +41 % / −29 %
+#: of the true value above 1 s (docs/prometheus.md).
+AGENT_LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 0.75, 1.0, 1.41, 2.0, 2.83, 4.0, 5.66, 8.0, 11.3, 16.0, 22.6,
+                           32.0, 45.3, 64.0, 90.5, 128.0, 181.0, 256.0, 362.0, 512.0, 724.0, 1024.0,
+                           1800.0, 3600.0)
+
+OPERATION_DURATION = MetricDef("gen_ai.client.operation.duration", "histogram", "s",
+                               "GenAI operation duration.", GENAI_DURATION_BUCKETS_S)
+TOKEN_USAGE = MetricDef("gen_ai.client.token.usage", "histogram", "{token}",
+                        "Number of input and output tokens used.", GENAI_TOKEN_BUCKETS)
+TIME_TO_FIRST_CHUNK = MetricDef("gen_ai.client.operation.time_to_first_chunk", "histogram", "s",
+                                "Time to receive the first chunk of a streamed response.",
+                                GENAI_DURATION_BUCKETS_S)
+TURNS = MetricDef("hermetry.turns", "counter", "{turn}", "Turns (user request → final answer) by outcome.")
+TURN_DURATION = MetricDef("hermetry.turn.duration", "histogram", "s", "Wall time of a turn.",
+                          AGENT_LATENCY_BUCKETS_S)
+QUEUE_WAIT = MetricDef("hermetry.turn.queue_wait", "histogram", "s",
+                       "Time a gateway message waited before its turn began.", AGENT_LATENCY_BUCKETS_S)
+SESSIONS = MetricDef("hermetry.sessions", "counter", "{session}", "Ended sessions by outcome.")
+API_CALLS = MetricDef("hermetry.api_calls", "counter", "{call}", "Model-call attempts by status and cost status.")
+COST = MetricDef("hermetry.cost", "counter", "USD",
+                 "Cost of model calls in US dollars, by cost status (calls of unknown cost add nothing).")
+TOOL_CALLS = MetricDef("hermetry.tool_calls", "counter", "{call}", "Tool calls by tool and status.")
+DROPPED = MetricDef("hermetry.recorder.dropped", "counter", "{event}",
+                    "Events the recorder (or an exporter) could not deliver — never silent.")
+
+METRICS: tuple[MetricDef, ...] = (OPERATION_DURATION, TOKEN_USAGE, TIME_TO_FIRST_CHUNK, TURNS, TURN_DURATION,
+                                  QUEUE_WAIT, SESSIONS, API_CALLS, COST, TOOL_CALLS, DROPPED)
+METRIC_BY_NAME = {m.name: m for m in METRICS}
+
+_UNIT_SUFFIX = {"s": "seconds", "ms": "milliseconds", "1": ""}
+
+
+def prometheus_name(metric: MetricDef) -> str:
+    """The metric's Prometheus name after the standard OpenTelemetry translation (the rule of
+    opentelemetry-exporter-prometheus: dots → underscores, the unit appended unless it is an
+    ``{annotation}``, ``_total`` for counters)."""
+    base = metric.name.replace(".", "_")
+    unit = "" if metric.unit.startswith("{") else _UNIT_SUFFIX.get(metric.unit, metric.unit)
+    if unit and not base.endswith("_" + unit):
+        base += "_" + unit
+    return base + "_total" if metric.kind == "counter" else base
+
+
+def prometheus_label(attribute: str) -> str:
+    return attribute.replace(".", "_")
+
+
+# -- providers --------------------------------------------------------------------------------
+
+#: Hermes provider ids → the spec's well-known ``gen_ai.provider.name`` values; anything else is
+#: passed on as Hermes names it (the spec allows custom values: openrouter, nous, custom, …).
+PROVIDER_NAMES = {
+    "anthropic": "anthropic", "openai": "openai", "openai-codex": "openai", "deepseek": "deepseek",
+    "groq": "groq", "mistral": "mistral_ai", "mistralai": "mistral_ai", "xai": "x_ai", "x-ai": "x_ai",
+    "gemini": "gcp.gemini", "google": "gcp.gemini", "vertex": "gcp.vertex_ai", "bedrock": "aws.bedrock",
+    "aws-bedrock": "aws.bedrock", "perplexity": "perplexity", "cohere": "cohere", "azure": "azure.ai.openai",
+    "watsonx": "ibm.watsonx.ai",
+}
+
+
+def provider_name(provider: str | None) -> str:
+    if not provider:
+        return "unknown"
+    return PROVIDER_NAMES.get(provider.lower(), provider)
+
+
+def server_of(base_url: str | None) -> tuple[str | None, int | None]:
+    """``server.address`` and ``server.port`` of a base URL (default ports by scheme)."""
+    if not base_url:
+        return None, None
+    try:
+        parts = urlsplit(base_url)
+        host = parts.hostname
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        return None, None
+    return host, port if host else None
+
+
+def input_tokens_total(call: ApiCall) -> int | None:
+    """``gen_ai.usage.input_tokens`` counts cached tokens (spec note 13); Hermes' ``input_tokens``
+    excludes cache reads and writes, so they are added back. None when the input is unknown."""
+    if call.input_tokens is None:
+        return None
+    return call.input_tokens + (call.cache_read_tokens or 0) + (call.cache_write_tokens or 0)
+
+
+# -- ids ----------------------------------------------------------------------------------------
+
+def _digest(kind: str, key: str, size: int) -> int:
+    value = int.from_bytes(hashlib.blake2b(f"{kind}:{key}".encode(), digest_size=size).digest(), "big")
+    return value or 1  # all-zero ids are invalid in OpenTelemetry
+
+
+def trace_id_for(root_key: str) -> int:
+    return _digest("hermetry.trace", root_key, 16)
+
+
+def span_id_for(key: str) -> int:
+    return _digest("hermetry.span", key, 8)
+
+
+# -- records ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SpanRecord:
+    """One finished span, in plain data; :mod:`.otlp` makes an SDK ``ReadableSpan`` of it."""
+
+    name: str
+    kind: str  # "internal" | "client"
+    trace_id: int
+    span_id: int
+    parent_span_id: int | None
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    error: str | None = None  # status ERROR with this (redacted) description; None: status unset
+
+
+@dataclass(slots=True)
+class Measurement:
+    """One value for one instrument, with its attributes and the event time it belongs to."""
+
+    metric: MetricDef
+    value: float
+    attributes: tuple[tuple[str, Any], ...]
+    at_ns: int
+
+
+@dataclass(slots=True)
+class _Session:
+    root: str
+    source: str | None
+    model: str | None
+    provider: str | None
+    agent_version: str | None
+    parent_turn_id: str | None
+
+
+@dataclass(slots=True)
+class _Turn:
+    session_id: str
+    started_at_ms: float
+    queue_wait_ms: float | None
+    trace_root: str
+    parent_span_id: int | None
+    usage: dict[str, int] = field(default_factory=dict)
+    provider: str | None = None  # of its first model call, when the session did not say
+
+
+def _ns(ms: float) -> int:
+    return int(round(ms * 1_000_000))
+
+
+def _attrs(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _key(d: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((k, v) for k, v in d.items() if v is not None))
+
+
+class GenAIMapper:
+    """Turns canonical events into :class:`SpanRecord` and :class:`Measurement` lists.
+
+    Keeps a little state between batches (bounded LRU maps): open turns, so the turn span can be
+    built at its end; sessions, for the conversation id, the source and the model. Runs on the
+    writer thread (live) or in ``hermetry export --otlp`` (replay).
+    """
+
+    def __init__(self, *, max_tracked: int = 20_000, spans: bool = True) -> None:
+        self.max_tracked = max_tracked
+        self.build_spans = spans
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._turns: OrderedDict[str, _Turn] = OrderedDict()
+        self._turn_trace: OrderedDict[str, tuple[str, int]] = OrderedDict()  # ended turns, for late children
+
+    # -- state --
+
+    def _remember(self, table: OrderedDict[str, Any], key: str, value: Any) -> None:
+        table[key] = value
+        table.move_to_end(key)
+        while len(table) > self.max_tracked:
+            table.popitem(last=False)
+
+    def _session(self, session_id: str) -> _Session | None:
+        return self._sessions.get(session_id)
+
+    def _trace_of_turn(self, turn_id: str) -> tuple[str, int]:
+        """(trace root key, span id) of a turn, open or recently ended; unknown: its own trace."""
+        turn = self._turns.get(turn_id)
+        if turn is not None:
+            return turn.trace_root, span_id_for("turn:" + turn_id)
+        return self._turn_trace.get(turn_id) or ("turn:" + turn_id, span_id_for("turn:" + turn_id))
+
+    # -- mapping --
+
+    def map(self, events: Iterable[Event]) -> tuple[list[SpanRecord], list[Measurement]]:
+        spans: list[SpanRecord] = []
+        points: list[Measurement] = []
+        for event in events:
+            if isinstance(event, ApiCall):
+                self._api_call(event, spans, points)
+            elif isinstance(event, ToolCall):
+                self._tool_call(event, spans, points)
+            elif isinstance(event, TurnStarted):
+                self._turn_started(event, points)
+            elif isinstance(event, TurnEnded):
+                self._turn_ended(event, spans, points)
+            elif isinstance(event, SessionStarted):
+                self._session_started(event)
+            elif isinstance(event, SessionEnded):
+                self._session_ended(event, points)
+            elif isinstance(event, SubagentLinked):
+                known = self._sessions.get(event.child_session_id)
+                parent = self._sessions.get(event.parent_session_id)
+                root = parent.root if parent else event.parent_session_id
+                if known is not None:
+                    known.root, known.parent_turn_id = root, known.parent_turn_id or event.parent_turn_id
+                else:
+                    self._remember(self._sessions, event.child_session_id,
+                                   _Session(root, "subagent", None, None, None, event.parent_turn_id))
+        return (spans if self.build_spans else []), points
+
+    def _session_started(self, e: SessionStarted) -> None:
+        parent = self._sessions.get(e.parent_session_id) if e.parent_session_id else None
+        root = parent.root if parent else (e.parent_session_id or e.session_id)
+        if e.parent_session_id == e.session_id:
+            root = e.session_id
+        version = e.runtime_version.split()[-1] if e.runtime_version else None
+        known = self._sessions.get(e.session_id)
+        self._remember(self._sessions, e.session_id, _Session(
+            root=known.root if known and not e.parent_session_id else root,
+            source=e.source, model=e.model, provider=e.provider, agent_version=version,
+            parent_turn_id=e.parent_turn_id or (known.parent_turn_id if known else None)))
+
+    def _common(self, session_id: str) -> dict[str, Any]:
+        s = self._session(session_id)
+        return {CONVERSATION_ID: s.root if s else session_id, H_SESSION_ID: session_id,
+                H_SOURCE: s.source if s else None}
+
+    def _turn_started(self, e: TurnStarted, points: list[Measurement]) -> None:
+        s = self._session(e.session_id)
+        if e.queue_wait_ms is not None:
+            points.append(Measurement(QUEUE_WAIT, e.queue_wait_ms / 1000,
+                                      _key({H_SOURCE: s.source if s else None}), _ns(e.started_at_ms)))
+        trace_root, parent_span = "turn:" + e.turn_id, None
+        if s is not None and s.parent_turn_id:
+            trace_root, parent_span = self._trace_of_turn(s.parent_turn_id)
+        self._remember(self._turns, e.turn_id, _Turn(e.session_id, e.started_at_ms, e.queue_wait_ms, trace_root,
+                                                     parent_span))
+
+    def _turn_ended(self, e: TurnEnded, spans: list[SpanRecord], points: list[Measurement]) -> None:
+        turn = self._turns.pop(e.turn_id, None)
+        s = self._session(e.session_id)
+        klass = str(TURN_OUTCOME_CLASS.get(e.outcome, "neutral"))
+        source = s.source if s else None
+        at = _ns(e.ended_at_ms)
+        points.append(Measurement(TURNS, 1, _key({H_TURN_OUTCOME: e.outcome, H_OUTCOME_CLASS: klass,
+                                                   H_SOURCE: source}), at))
+        if turn is None:
+            return  # its start was never seen (another process): counted, but no span without a start
+        self._remember(self._turn_trace, e.turn_id, (turn.trace_root, span_id_for("turn:" + e.turn_id)))
+        wall_s = max(0.0, (e.ended_at_ms - turn.started_at_ms) / 1000)
+        points.append(Measurement(TURN_DURATION, wall_s, _key({H_TURN_OUTCOME: e.outcome, H_SOURCE: source}), at))
+        attrs = {
+            OPERATION_NAME: "invoke_agent", PROVIDER_NAME: provider_name((s.provider if s else None) or turn.provider),
+            AGENT_NAME_ATTR: AGENT_NAME, AGENT_VERSION: s.agent_version if s else None,
+            REQUEST_MODEL: s.model if s else None, **self._common(e.session_id),
+            H_TURN_ID: e.turn_id, H_TURN_OUTCOME: e.outcome, H_OUTCOME_CLASS: klass,
+            H_OUTCOME_REASON: e.outcome_reason,
+            H_QUEUE_WAIT_S: None if turn.queue_wait_ms is None else turn.queue_wait_ms / 1000,
+            H_ORIGIN: e.origin if e.origin != "live" else None,
+            **turn.usage,
+        }
+        failed = klass == "failure"
+        if failed:
+            attrs[ERROR_TYPE] = e.outcome
+        spans.append(SpanRecord(
+            name=f"invoke_agent {AGENT_NAME}", kind="internal", trace_id=trace_id_for(turn.trace_root),
+            span_id=span_id_for("turn:" + e.turn_id), parent_span_id=turn.parent_span_id,
+            start_ns=_ns(turn.started_at_ms), end_ns=max(at, _ns(turn.started_at_ms)), attributes=_attrs(attrs),
+            error=(clean_error(e.outcome_reason) or e.outcome) if failed else None))
+
+    def _parent(self, turn_id: str | None, own_key: str) -> tuple[int, int | None]:
+        if not turn_id:
+            return trace_id_for(own_key), None
+        root, span = self._trace_of_turn(turn_id)
+        return trace_id_for(root), span
+
+    def _api_call(self, e: ApiCall, spans: list[SpanRecord], points: list[Measurement]) -> None:
+        s = self._session(e.session_id)
+        model = e.model or (s.model if s else None)
+        provider = provider_name(e.provider or (s.provider if s else None))
+        address, port = server_of(e.base_url)
+        error_type = None
+        if e.status == "interrupted":
+            error_type = "interrupted"
+        elif e.status != "ok":
+            error_type = e.error_type or (str(e.http_status) if e.http_status else "_OTHER")
+        task = getattr(e, "task", None)
+        source = s.source if s else None
+        at = _ns(e.started_at_ms + (e.latency_ms or 0.0))
+        metric_attrs = {OPERATION_NAME: "chat", PROVIDER_NAME: provider, REQUEST_MODEL: model,
+                        RESPONSE_MODEL: e.response_model, SERVER_ADDRESS: address,
+                        SERVER_PORT: port if address else None, ERROR_TYPE: error_type, H_SOURCE: source}
+        total_in = input_tokens_total(e)
+        usage = {USAGE_INPUT: total_in, USAGE_CACHE_READ: e.cache_read_tokens,
+                 USAGE_CACHE_CREATION: e.cache_write_tokens, USAGE_OUTPUT: e.output_tokens,
+                 USAGE_REASONING: e.reasoning_tokens}
+        if e.turn_id and e.turn_id in self._turns:
+            open_turn = self._turns[e.turn_id]
+            open_turn.provider = open_turn.provider or e.provider
+            acc = open_turn.usage
+            for k, v in usage.items():
+                if v is not None:
+                    acc[k] = acc.get(k, 0) + v
+        attrs = {
+            OPERATION_NAME: "chat", PROVIDER_NAME: provider, REQUEST_MODEL: model, RESPONSE_MODEL: e.response_model,
+            SERVER_ADDRESS: address, SERVER_PORT: port if address else None, ERROR_TYPE: error_type,
+            REQUEST_STREAM: e.streamed,
+            RESPONSE_FINISH_REASONS: (e.finish_reason,) if e.finish_reason else None,
+            RESPONSE_TTFC: None if e.ttft_ms is None else e.ttft_ms / 1000,
+            **usage, HTTP_STATUS: e.http_status, **self._common(e.session_id), H_TURN_ID: e.turn_id,
+            H_API_REQUEST_ID: e.api_request_id, H_ATTEMPT: e.attempt, H_CALL_STATUS: e.status, H_TASK: task,
+            H_COST_USD: e.cost_usd, H_COST_STATUS: e.cost_status, H_COST_SOURCE: e.cost_source,
+            H_ORIGIN: e.origin if e.origin != "live" else None,
+        }
+        own = "api:" + e.api_call_id
+        trace_id, parent = self._parent(e.turn_id, own)
+        start = _ns(e.started_at_ms)
+        spans.append(SpanRecord(
+            name=f"chat {model}" if model else "chat", kind="client", trace_id=trace_id, span_id=span_id_for(own),
+            parent_span_id=parent, start_ns=start, end_ns=max(start, at), attributes=_attrs(attrs),
+            error=(clean_error(e.error_message) or error_type) if error_type and error_type != "interrupted" else None))
+        if e.latency_ms is not None:
+            points.append(Measurement(OPERATION_DURATION, e.latency_ms / 1000, _key(metric_attrs), at))
+        token_attrs = {k: v for k, v in metric_attrs.items() if k != ERROR_TYPE}
+        if total_in is not None:
+            points.append(Measurement(TOKEN_USAGE, total_in, _key({**token_attrs, TOKEN_TYPE: "input"}), at))
+        if e.output_tokens is not None:
+            points.append(Measurement(TOKEN_USAGE, e.output_tokens, _key({**token_attrs, TOKEN_TYPE: "output"}), at))
+        if e.ttft_ms is not None and e.streamed is not False:
+            points.append(Measurement(TIME_TO_FIRST_CHUNK, e.ttft_ms / 1000, _key(token_attrs), at))
+        cost_status = e.cost_status or "unknown"
+        calls = {PROVIDER_NAME: provider, REQUEST_MODEL: model, H_SOURCE: source, H_CALL_STATUS: e.status,
+                 H_COST_STATUS: cost_status, H_TASK: task}
+        points.append(Measurement(API_CALLS, 1, _key(calls), at))
+        if e.cost_usd is not None:
+            points.append(Measurement(COST, e.cost_usd, _key({PROVIDER_NAME: provider, REQUEST_MODEL: model,
+                                                               H_SOURCE: source, H_COST_STATUS: cost_status}), at))
+
+    def _tool_call(self, e: ToolCall, spans: list[SpanRecord], points: list[Measurement]) -> None:
+        s = self._session(e.session_id)
+        error_type = None if e.status == "ok" else (e.error_type or e.status)
+        own = "tool:" + e.tool_call_id
+        trace_id, parent = self._parent(e.turn_id, own)
+        start = _ns(e.started_at_ms)
+        end = _ns(e.started_at_ms + (e.latency_ms or 0.0))
+        attrs = {OPERATION_NAME: "execute_tool", TOOL_NAME: e.tool_name, TOOL_CALL_ID: e.tool_call_id,
+                 TOOL_TYPE: "function", ERROR_TYPE: error_type, **self._common(e.session_id), H_TURN_ID: e.turn_id,
+                 H_TOOL_STATUS: e.status, H_TOOLSET: e.toolset, H_API_REQUEST_ID: e.api_request_id,
+                 H_ORIGIN: e.origin if e.origin != "live" else None}
+        spans.append(SpanRecord(
+            name=f"execute_tool {e.tool_name}", kind="internal", trace_id=trace_id, span_id=span_id_for(own),
+            parent_span_id=parent, start_ns=start, end_ns=max(start, end), attributes=_attrs(attrs),
+            error=(clean_error(e.error_message) or error_type) if error_type else None))
+        points.append(Measurement(TOOL_CALLS, 1, _key({TOOL_NAME: e.tool_name, H_TOOL_STATUS: e.status,
+                                                        H_SOURCE: s.source if s else None}), end))
+
+    def _session_ended(self, e: SessionEnded, points: list[Measurement]) -> None:
+        s = self._session(e.session_id)
+        klass = str(SESSION_OUTCOME_CLASS.get(e.outcome, "neutral"))
+        points.append(Measurement(SESSIONS, 1, _key({H_SESSION_OUTCOME: e.outcome, H_OUTCOME_CLASS: klass,
+                                                      H_SOURCE: s.source if s else None}), _ns(e.ended_at_ms)))
+
+
+# -- aggregation --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Series:
+    """One metric stream (a metric and one attribute set): a sum, or a histogram's counts."""
+
+    metric: MetricDef
+    attributes: tuple[tuple[str, Any], ...]
+    start_ns: int
+    time_ns: int
+    count: int = 0
+    sum: float = 0.0
+    bucket_counts: list[int] | None = None
+    min: float = float("inf")
+    max: float = float("-inf")
+
+    def add(self, value: float, at_ns: int) -> None:
+        self.count += 1
+        self.sum += value
+        self.min = min(self.min, value)
+        self.max = max(self.max, value)
+        self.time_ns = max(self.time_ns, at_ns)
+        self.start_ns = min(self.start_ns, at_ns)
+        if self.bucket_counts is not None:
+            bounds = self.metric.boundaries
+            i = 0
+            while i < len(bounds) and value > bounds[i]:  # buckets are (lower, upper]
+                i += 1
+            self.bucket_counts[i] += 1
+
+    def copy(self) -> Series:
+        return Series(self.metric, self.attributes, self.start_ns, self.time_ns, self.count, self.sum,
+                      None if self.bucket_counts is None else list(self.bucket_counts), self.min, self.max)
+
+
+def new_series(metric: MetricDef, attributes: tuple[tuple[str, Any], ...], at_ns: int) -> Series:
+    buckets = [0] * (len(metric.boundaries) + 1) if metric.kind == "histogram" else None
+    return Series(metric, attributes, at_ns, at_ns, bucket_counts=buckets)
+
+
+class Aggregator:
+    """Measurements → the series they touched, as cumulative totals (the OpenTelemetry default,
+    start = the series' first event) or as deltas of this batch alone.
+
+    Memory is bounded: at most ``max_series`` cumulative series are kept; measurements of a new
+    series beyond that are counted in ``dropped`` (never silent)."""
+
+    def __init__(self, *, cumulative: bool = True, max_series: int = 10_000) -> None:
+        self.cumulative = cumulative
+        self.max_series = max_series
+        self.dropped = 0
+        self._totals: dict[tuple[str, tuple[tuple[str, Any], ...]], Series] = {}
+
+    def add(self, points: Iterable[Measurement]) -> list[Series]:
+        touched: dict[tuple[str, tuple[tuple[str, Any], ...]], Series] = {}
+        for p in points:
+            key = (p.metric.name, p.attributes)
+            if self.cumulative:
+                series = self._totals.get(key)
+                if series is None:
+                    if len(self._totals) >= self.max_series:
+                        self.dropped += 1
+                        continue
+                    series = self._totals[key] = new_series(p.metric, p.attributes, p.at_ns)
+                touched[key] = series
+            else:
+                series = touched.get(key) or touched.setdefault(key, new_series(p.metric, p.attributes, p.at_ns))
+            series.add(p.value, p.at_ns)
+        return [s.copy() for s in touched.values()]
