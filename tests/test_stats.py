@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hermetry.analytics.stats import distribution, percentile, rate, wilson_interval
+from hermetry.analytics.stats import percentile, rate, summarize, wilson_interval
 
 # -- percentiles -------------------------------------------------------------------------------
 
@@ -63,15 +63,15 @@ def test_percentile_exact_ranks_and_bounds(values: list[float], data: st.DataObj
     assert p2 <= s[-1] + 1e-6
 
 
-def test_distribution_counts_only_captured_values() -> None:
-    d = distribution([None, 4.0, 1.0, None, 3.0, 2.0])
+def test_summarize_counts_only_captured_values() -> None:
+    d = summarize([1.0, 2.0, 3.0, 4.0], of=6)  # 4 captured of 6 rows
     assert d["count"] == 4
     assert d["coverage"] == {"captured": 4, "of": 6}
     assert d["avg"] == 2.5
     assert d["p50"] == 2.5
     assert d["p95"] == pytest.approx(3.85)
     assert d["max"] == 4.0
-    empty = distribution([None, None], of=10)
+    empty = summarize([], of=10)
     assert empty["count"] == 0 and empty["avg"] is None and empty["p50"] is None
     assert empty["max"] is None and empty["coverage"] == {"captured": 0, "of": 10}
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from hermetry.analytics.stats import histogram, rate, summarize
+from hermetry.model.kinds import TOKEN_KINDS
 from hermetry.model.outcomes import (
     OutcomeClass,
     SessionOutcome,
@@ -45,6 +46,8 @@ from hermetry.model.outcomes import (
     session_outcome_class,
     turn_outcome_class,
 )
+from hermetry.model.sessions import ancestors
+from hermetry.model.units import DAY_MS, DAY_S
 from hermetry.stores.sqlite import connect
 
 REPORT_SCHEMA = "hermetry.insights.v1"
@@ -55,12 +58,8 @@ DIMENSIONS = ("source", "model", "provider", "toolset", "tool", "session_type", 
 FILTERS = ("source", "model", "provider", "toolset", "tool", "session_type", "profile")
 #: Dimensions that only classify tool calls.
 TOOL_DIMENSIONS = ("tool", "toolset")
-TOKEN_KINDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
-COST_STATUSES = ("actual", "estimated", "included", "unknown")
 #: Bucket edges (ms) of the turn wall-time histogram; the last bucket is open-ended.
 WALL_MS_EDGES = (0, 1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 60_000, 120_000, 300_000, 600_000)
-
-DAY_MS = 86_400_000
 
 Db = str | Path | sqlite3.Connection
 
@@ -100,7 +99,7 @@ def iso(ms: float | None) -> str | None:
 
 def day_iso(day_number: int) -> str:
     """Days since the epoch (UTC) → ``YYYY-MM-DD``."""
-    return datetime.fromtimestamp(day_number * 86_400, tz=UTC).date().isoformat()
+    return datetime.fromtimestamp(day_number * DAY_S, tz=UTC).date().isoformat()
 
 
 @contextmanager
@@ -402,12 +401,7 @@ def _roots(conn: sqlite3.Connection) -> tuple[dict[str, str], dict[str, str | No
         lineage[sid] = kind
     roots: dict[str, str] = {}
     for sid in parents:
-        seen = {sid}
-        root = parents[sid]
-        while root in parents and root not in seen:  # a cycle would be a bug upstream: stop at it
-            seen.add(root)
-            root = parents[root]
-        roots[sid] = root
+        roots[sid] = (ancestors(parents, sid) or [parents[sid]])[-1]
     return roots, lineage
 
 

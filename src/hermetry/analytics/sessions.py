@@ -37,6 +37,7 @@ from hermetry.analytics.report import (
 )
 from hermetry.analytics.stats import rate
 from hermetry.model.outcomes import TurnOutcome
+from hermetry.model.sessions import ancestors as lineage_ancestors
 
 SESSIONS_SCHEMA = "hermetry.sessions.v1"
 SESSION_SCHEMA = "hermetry.session.v1"
@@ -104,16 +105,6 @@ def _descendants(children: dict[str, list[str]], session_id: str) -> list[str]:
             if child not in seen:
                 seen.add(child)
                 todo.append(child)
-    return out
-
-
-def _ancestors(parents: dict[str, str], session_id: str) -> list[str]:
-    """Parent, grandparent, … up to the root (nearest first)."""
-    out, seen, sid = [], {session_id}, session_id
-    while sid in parents and parents[sid] not in seen:
-        sid = parents[sid]
-        seen.add(sid)
-        out.append(sid)
     return out
 
 
@@ -310,7 +301,7 @@ def session_detail(db: Db, session_id: str) -> dict[str, Any]:
         row = _resolve(conn, session_id)
         sid = row["session_id"]
         parents, children = _family(conn)
-        ancestors = _ancestors(parents, sid)
+        ancestors = lineage_ancestors(parents, sid)
         root = ancestors[-1] if ancestors else sid
         conversation = _descendants(children, root)
         related = sorted(set(ancestors) | set(children.get(sid, ())))

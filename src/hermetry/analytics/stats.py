@@ -62,12 +62,6 @@ def summarize(sorted_values: Sequence[float], of: int, sessions: tuple[int, int]
     return out
 
 
-def distribution(values: Sequence[float | None], of: int | None = None) -> dict[str, Any]:
-    """Like :func:`summarize`, for unsorted values where ``None`` means "not captured"."""
-    captured = sorted(v for v in values if v is not None)
-    return summarize(captured, len(values) if of is None else of)
-
-
 def histogram(sorted_values: Sequence[float], edges: Sequence[float]) -> list[int]:
     """Counts of sorted values in ``[edges[i], edges[i+1])``; the last bucket is open-ended."""
     counts = []

@@ -20,9 +20,11 @@ from .pricing import (
     BUILTIN_INCLUDED_PROVIDERS,
     CostResult,
     CostStatus,
+    StoredCost,
     TokenUsage,
     format_cost,
     format_usd,
+    price_api_call,
     price_call,
 )
 
@@ -37,11 +39,13 @@ __all__ = [
     "PriceTier",
     "PricingConfig",
     "Rates",
+    "StoredCost",
     "SubscriptionRule",
     "TokenUsage",
     "format_cost",
     "format_usd",
     "load_pricing_config",
     "parse_pricing_config",
+    "price_api_call",
     "price_call",
 ]

@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from enum import StrEnum
+from typing import NamedTuple
+
+from hermetry.model.kinds import CostStatus
 
 from . import _genai_prices
 from .price_file import PricingConfig
@@ -28,9 +30,11 @@ __all__ = [
     "BUILTIN_INCLUDED_PROVIDERS",
     "CostResult",
     "CostStatus",
+    "StoredCost",
     "TokenUsage",
     "format_cost",
     "format_usd",
+    "price_api_call",
     "price_call",
 ]
 
@@ -42,15 +46,6 @@ GENAI_PRICES = "genai-prices"
 #: Hermes routes that are subscription-billed whatever the operator declares: Hermes itself
 #: bills ``openai-codex`` (a ChatGPT-plan login) as ``subscription_included``.
 BUILTIN_INCLUDED_PROVIDERS = frozenset({"openai-codex"})
-
-
-class CostStatus(StrEnum):
-    """How a cost is known. The single definition; stores and reports use these strings."""
-
-    ACTUAL = "actual"  # the provider reported what it charged
-    ESTIMATED = "estimated"  # computed from tokens × a named, versioned price list
-    INCLUDED = "included"  # paid by a subscription; no per-call charge to attribute
-    UNKNOWN = "unknown"  # no trustworthy price: shown as "unknown", never as $0
 
 
 @dataclass(frozen=True)
@@ -169,6 +164,36 @@ def price_call(
     except Exception:
         log.debug("pricing failed for %r/%r; reporting unknown", provider, model, exc_info=True)
         return UNKNOWN
+
+
+class StoredCost(NamedTuple):
+    """The four cost columns of an API-call row, as every writer stores them."""
+
+    cost_usd: float | None
+    cost_status: str
+    cost_source: str | None
+    pricing_version: str | None
+
+
+def price_api_call(
+    *,
+    provider: str | None,
+    model: str | None,
+    base_url: str | None,
+    tokens: tuple[int | None, int | None, int | None, int | None, int | None],
+    started_at_ms: float | None,
+    provider_cost_usd: float | None = None,
+    config: PricingConfig | None = None,
+) -> StoredCost:
+    """Price one stored or recorded API call: ``tokens`` in :data:`hermetry.model.kinds.TOKEN_KINDS`
+    order, its start in epoch ms. The one adapter between a call's row and :func:`price_call`
+    (the live processor, ``reprice`` and the backfill all use it). Never raises."""
+    result = price_call(
+        provider=provider, model=model, base_url=base_url, usage=TokenUsage(*tokens),
+        at=datetime.fromtimestamp((started_at_ms or 0) / 1000, tz=UTC),
+        provider_cost_usd=provider_cost_usd, config=config,
+    )
+    return StoredCost(result.cost_usd, str(result.cost_status), result.cost_source, result.pricing_version)
 
 
 def _price_call(

@@ -8,12 +8,12 @@ backfilled one) is left as it is.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from pathlib import Path
 
 from hermetry.cost.price_file import PricingConfig, load_pricing_config
-from hermetry.cost.pricing import TokenUsage, price_call
+from hermetry.cost.pricing import price_api_call
 from hermetry.model.events import ApiCall, Event
+from hermetry.model.kinds import API_OK
 
 log = logging.getLogger("hermetry")
 
@@ -36,25 +36,12 @@ class PriceApiCalls:
             return cls(None)
 
     def __call__(self, event: Event) -> Event:
-        if not isinstance(event, ApiCall) or event.cost_status is not None or event.status != "ok":
+        if not isinstance(event, ApiCall) or event.cost_status is not None or event.status != API_OK:
             return event
-        result = price_call(
-            provider=event.provider,
-            model=event.model or event.response_model,
-            base_url=event.base_url,
-            usage=TokenUsage(
-                input_tokens=event.input_tokens,
-                output_tokens=event.output_tokens,
-                cache_read_tokens=event.cache_read_tokens,
-                cache_write_tokens=event.cache_write_tokens,
-                reasoning_tokens=event.reasoning_tokens,
-            ),
-            at=datetime.fromtimestamp(event.started_at_ms / 1000, tz=UTC),
-            provider_cost_usd=event.provider_cost_usd,
-            config=self.config,
+        (event.cost_usd, event.cost_status, event.cost_source, event.pricing_version) = price_api_call(
+            provider=event.provider, model=event.model or event.response_model, base_url=event.base_url,
+            tokens=(event.input_tokens, event.output_tokens, event.cache_read_tokens,
+                    event.cache_write_tokens, event.reasoning_tokens),
+            started_at_ms=event.started_at_ms, provider_cost_usd=event.provider_cost_usd, config=self.config,
         )
-        event.cost_usd = result.cost_usd
-        event.cost_status = str(result.cost_status)
-        event.cost_source = result.cost_source
-        event.pricing_version = result.pricing_version
         return event

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from hermetry.cost.price_file import PricingConfig
-from hermetry.cost.pricing import TokenUsage, price_call
+from hermetry.cost.pricing import price_api_call
+from hermetry.model.kinds import CostStatus
+from hermetry.model.units import DAY_MS
 from hermetry.stores.sqlite import connect, migrate
+from hermetry.stores.sqlite_util import transaction
 
 _SELECT = """
 SELECT api_call_id, provider, model, response_model, base_url, started_at_ms, input_tokens, output_tokens,
@@ -40,7 +42,7 @@ def reprice(
     conn = connect(db)
     try:
         migrate(conn)
-        until = until_ms if until_ms is not None else time.time() * 1000 + 86_400_000
+        until = until_ms if until_ms is not None else time.time() * 1000 + DAY_MS
         rows = conn.execute(_SELECT, (since_ms, until)).fetchall()
         now_ms = time.time() * 1000
         changed: list[tuple[Any, ...]] = []
@@ -50,14 +52,12 @@ def reprice(
         for i, r in enumerate(rows):
             (call_id, provider, model, response_model, base_url, started, inp, out, cr, cw, rs, reported,
              old_cost, old_status, old_source, old_version) = r
-            result = price_call(
+            new: tuple[Any, ...] = tuple(price_api_call(
                 provider=provider, model=model or response_model, base_url=base_url,
-                usage=TokenUsage(inp, out, cr, cw, rs),
-                at=datetime.fromtimestamp((started or 0) / 1000, tz=UTC),
-                provider_cost_usd=reported, config=config,
-            )
-            new = (result.cost_usd, str(result.cost_status), result.cost_source, result.pricing_version)
-            if new[1] == "unknown" and old_status in ("estimated", "included"):
+                tokens=(inp, out, cr, cw, rs), started_at_ms=started, provider_cost_usd=reported,
+                config=config,
+            ))
+            if new[1] == CostStatus.UNKNOWN and old_status in (CostStatus.ESTIMATED, CostStatus.INCLUDED):
                 # today's rules cannot price it (e.g. the price file is not given): keep the known figure
                 kept += 1
                 new = (old_cost, old_status, old_source, old_version)
@@ -67,18 +67,13 @@ def reprice(
                 changed.append((*new, call_id))
             if progress and (i % 1000 == 0 or i == len(rows) - 1):
                 progress(i + 1, len(rows))
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             conn.executemany(
                 "INSERT OR IGNORE INTO cost_history (api_call_id, cost_usd, cost_status, cost_source, "
                 "pricing_version, replaced_at_ms) VALUES (?, ?, ?, ?, ?, ?)", history)
             conn.executemany(
                 "UPDATE api_calls SET cost_usd = ?, cost_status = ?, cost_source = ?, pricing_version = ? "
                 "WHERE api_call_id = ?", changed)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     finally:
         conn.close()
     return {"schema": "hermetry.reprice.v1", "examined": len(rows), "changed": len(changed), "kept_known": kept,

@@ -23,6 +23,25 @@ def as_float(v: Any) -> float | None:
     return f if f == f else None  # NaN is not a measurement
 
 
+def as_str(v: Any, strip: bool = False) -> str | None:
+    """Text (anything else as its ``str``); None for missing and empty (blank too, with ``strip``)."""
+    if v is None:
+        return None
+    s = v if isinstance(v, str) else str(v)
+    if strip:
+        s = s.strip()
+    return s or None
+
+
+def as_id(v: Any) -> str | None:
+    """An identifier: a non-empty string (or an int, as text); anything else is not an id."""
+    if isinstance(v, str):
+        return v or None
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    return None
+
+
 def as_int(v: Any) -> int | None:
     """An integer SQLite can store (64-bit); None for anything else, bools included."""
     if v is None or isinstance(v, bool):

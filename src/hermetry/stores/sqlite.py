@@ -36,6 +36,7 @@ from hermetry.model.events import (
 from hermetry.model.outcomes import TurnOutcome
 from hermetry.recorder.sink import SinkDisabled, SinkUnavailable
 from hermetry.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+from hermetry.stores.sqlite_util import is_corrupt, transaction
 
 #: How long one write waits for another process's lock. Short on purpose: the recorder keeps
 #: the batch and retries, so waiting longer inside SQLite would only delay a process's exit.
@@ -79,7 +80,7 @@ def connect(path: str | os.PathLike[str], *, readonly: bool = False) -> sqlite3.
         conn.execute("PRAGMA synchronous=NORMAL")
     except sqlite3.DatabaseError as exc:
         conn.close()
-        if "not a database" in str(exc) or "malformed" in str(exc):
+        if is_corrupt(exc):
             raise StoreCorrupt(f"{p}: {exc}") from exc
         raise
     return conn
@@ -95,18 +96,13 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"telemetry file has schema version {version}, newer than this hermetry "
             f"({SCHEMA_VERSION}); upgrade hermetry"
         )
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
         while version < SCHEMA_VERSION:
             for statement in _split_sql(MIGRATIONS[version]):
                 conn.execute(statement)
             version += 1
             conn.execute(f"PRAGMA user_version={version}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return version
 
 
@@ -403,7 +399,7 @@ class SQLiteStore:
             except StoreCorrupt:
                 raise
             except sqlite3.DatabaseError as exc:
-                if "not a database" in str(exc) or "malformed" in str(exc):
+                if is_corrupt(exc):
                     raise StoreCorrupt(f"{self.path}: {exc}") from exc
                 raise StoreUnavailable(str(exc)) from exc
             except OSError as exc:
@@ -415,23 +411,16 @@ class SQLiteStore:
         """Write one batch in one transaction; raise StoreUnavailable to have it retried."""
         conn = self._connection()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(conn):
                 n = write_events(conn, events)
                 if run is not None:
                     _write_run(conn, run, n)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
         except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError):
             raise  # a bad event, not a store condition: retrying it later cannot succeed
         except sqlite3.DatabaseError as exc:
-            text = str(exc)
-            if "not a database" in text or "malformed" in text:
+            if is_corrupt(exc):
                 raise StoreCorrupt(f"{self.path}: {exc}") from exc
-            raise StoreUnavailable(text) from exc
+            raise StoreUnavailable(str(exc)) from exc
         return n
 
     def flush(self, timeout_s: float = 5.0) -> bool:

@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from hermetry import config
-
-DAY_MS = 86_400_000
+from hermetry.model.units import DAY_MS
 
 
 class UsageError(Exception):

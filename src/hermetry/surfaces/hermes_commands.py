@@ -122,8 +122,9 @@ def _one_shot_process() -> bool:
     """
     import sys
 
-    argv = sys.argv[1:]
-    return any(a in ("-z", "--oneshot", "-q", "--query") or a.startswith("--oneshot=") for a in argv)
+    from hermetry.model.sessions import one_shot_kind
+
+    return one_shot_kind(sys.argv[1:]) is not None
 
 
 def register(ctx: Any, *, mark_synthetic: Callable[[object], None] | None = None) -> None:

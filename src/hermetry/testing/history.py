@@ -34,8 +34,8 @@ from hermetry.model.events import (
     TurnStarted,
 )
 from hermetry.model.outcomes import session_outcome_for_end_reason
+from hermetry.model.units import DAY_MS
 
-DAY_MS = 86_400_000.0
 #: 2025-01-15T12:00:00Z — a fixed "now" so that windows and days are reproducible.
 NOW_MS = 1_736_942_400_000.0
 

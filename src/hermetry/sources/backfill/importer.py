@@ -13,12 +13,13 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hermetry.model.events import Event
+from hermetry.model.sessions import profile_for_home
 from hermetry.sources.backfill.mapping import (
     api_calls_for_session,
     derive_turns_and_tools,
@@ -27,6 +28,7 @@ from hermetry.sources.backfill.mapping import (
 )
 from hermetry.sources.backfill.state_db import BackfillError, StateDB
 from hermetry.stores.sqlite import StoreCorrupt, connect, migrate, write_events
+from hermetry.stores.sqlite_util import chunks, transaction
 
 #: Bumped when the mapping changes, so the next import rewrites every backfilled session.
 BACKFILL_VERSION = 1
@@ -36,6 +38,7 @@ DEFAULT_BATCH = 1000
 
 Progress = Callable[[int, int], None]
 
+#: ids per ``IN (…)`` query here (smaller than the default: some queries bind the list 4 times)
 _IN_CHUNK = 200
 
 
@@ -66,10 +69,7 @@ class ImportResult:
 
 def profile_for_path(state_db_path: str | os.PathLike[str]) -> str:
     """``…/profiles/NAME/state.db`` is profile NAME; anything else is ``default`` (as the live capture)."""
-    parent = Path(state_db_path).expanduser().resolve().parent
-    if parent.parent.name == "profiles" and parent.name:
-        return parent.name
-    return "default"
+    return profile_for_home(str(Path(state_db_path).expanduser().resolve().parent))
 
 
 def _fingerprint(
@@ -81,14 +81,9 @@ def _fingerprint(
     return hashlib.blake2b(material.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
 
 
-def _chunks(items: Sequence[str], n: int = _IN_CHUNK) -> Iterable[Sequence[str]]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
-
-
 def _known_fingerprints(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids, _IN_CHUNK):
         marks = ",".join("?" * len(chunk))
         out.update(conn.execute(
             f"SELECT session_id, fingerprint FROM backfill_state WHERE session_id IN ({marks})", tuple(chunk)
@@ -99,7 +94,7 @@ def _known_fingerprints(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[st
 def _live_sessions(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
     """Sessions with anything captured live (their live rows are exact: add no synthetic ones)."""
     live: set[str] = set()
-    for chunk in _chunks(ids, 100):
+    for chunk in chunks(ids, 100):
         marks = ",".join("?" * len(chunk))
         sql = " UNION ".join(
             f"SELECT session_id FROM {t} WHERE origin = 'live' AND session_id IN ({marks})"
@@ -111,7 +106,7 @@ def _live_sessions(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
 
 def _forget_backfilled(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
     """Drop earlier backfilled rows of sessions about to be written again (never live rows)."""
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids, _IN_CHUNK):
         marks = ",".join("?" * len(chunk))
         for table in ("api_calls", "turns", "tool_calls", "sessions"):
             conn.execute(f"DELETE FROM {table} WHERE origin = 'backfill' AND session_id IN ({marks})", tuple(chunk))
@@ -268,16 +263,10 @@ def _import_batch(
                        calls_n if isinstance(calls_n, int) else None, st[0] if st else 0))
 
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             _forget_backfilled(conn, fresh)
             result.events += write_events(conn, events)
             conn.executemany(_SQL_STATE, states)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
     except sqlite3.Error as exc:
         raise BackfillError(
             f"telemetry store {result.store_path}: could not write ({exc}); sessions imported so far are "

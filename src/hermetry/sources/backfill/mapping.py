@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from hermetry.model.coerce import as_float, as_int
+from hermetry.model.coerce import as_float, as_int, as_str
 from hermetry.model.events import (
     ApiCall,
     Event,
@@ -30,6 +30,7 @@ from hermetry.model.events import (
     TurnEnded,
     TurnStarted,
 )
+from hermetry.model.kinds import KNOWN_COST_STATUSES, TOKEN_KINDS
 from hermetry.model.outcomes import TurnOutcome, session_outcome_for_end_reason
 from hermetry.model.privacy import redact
 from hermetry.model.sessions import lineage_for, session_type_for
@@ -48,11 +49,6 @@ REASON_NO_REPLY = "derived:no_reply"
 #: Tool-call status when state.db cannot say whether the tool succeeded.
 TOOL_STATUS_UNKNOWN = "unknown"
 
-TOKEN_KINDS: tuple[str, ...] = (
-    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-)
-
-_KNOWN_COST_STATUSES = ("actual", "estimated", "included")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -60,11 +56,7 @@ _KNOWN_COST_STATUSES = ("actual", "estimated", "included")
 # ---------------------------------------------------------------------------------------------
 
 def _s(v: Any) -> str | None:
-    if v is None:
-        return None
-    s = v if isinstance(v, str) else str(v)
-    s = s.strip()
-    return s or None
+    return as_str(v, strip=True)
 
 
 def _raw(v: Any) -> str | None:
@@ -111,7 +103,7 @@ def cost_fields(estimated: Any, actual: Any, status: Any, source: Any, pricing_v
     if act is not None and (act > 0 or (act == 0 and st == "actual")):
         return Cost(act, act, "actual", src, pv)
     if est is not None and not (est == 0 and st in (None, "unknown")):
-        return Cost(None, est, st if st in _KNOWN_COST_STATUSES else "estimated", src, pv)
+        return Cost(None, est, st if st in KNOWN_COST_STATUSES else "estimated", src, pv)
     return Cost(None, None, "unknown", src, pv)
 
 
@@ -133,17 +125,15 @@ def usage_row_cost(u: dict[str, Any], model: str | None, provider: str | None, b
     act = _f(u.get("actual_cost_usd"))
     if act is not None and act > 0:
         return cost_fields(None, act, "actual", None, pricing_version)
-    from datetime import UTC, datetime
+    from hermetry.cost import price_api_call
 
-    from hermetry.cost import TokenUsage, price_call
-
-    result = price_call(
+    priced = price_api_call(
         provider=provider, model=model, base_url=base_url,
-        usage=TokenUsage(tokens.get("input_tokens"), tokens.get("output_tokens"), tokens.get("cache_read_tokens"),
-                         tokens.get("cache_write_tokens"), tokens.get("reasoning_tokens")),
-        at=datetime.fromtimestamp((at_ms or 0) / 1000, tz=UTC),
+        tokens=(tokens.get("input_tokens"), tokens.get("output_tokens"), tokens.get("cache_read_tokens"),
+                tokens.get("cache_write_tokens"), tokens.get("reasoning_tokens")),
+        started_at_ms=at_ms,
     )
-    return Cost(None, result.cost_usd, str(result.cost_status), result.cost_source, result.pricing_version)
+    return Cost(None, *priced)
 
 
 def session_started_ms(row: dict[str, Any], messages: list[MessageRow] | None) -> int | None:

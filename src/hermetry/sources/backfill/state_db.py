@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hermetry.model.coerce import as_float
+from hermetry.stores.sqlite_util import chunks, is_corrupt
 
 
 class BackfillError(Exception):
@@ -55,9 +56,6 @@ SUMMARY_PREFIXES: tuple[str, ...] = (
     "[PRIOR CONTEXT — for reference only",
 )
 
-#: SQLite's limit on bound parameters is 32766 since 3.32 (999 before); stay far below both.
-_IN_CHUNK = 500
-
 
 @dataclass(slots=True)
 class MessageRow:
@@ -86,11 +84,6 @@ def _quote(name: str) -> str:
 def _is_locked(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
-
-
-def _is_corrupt(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "not a database" in text or "malformed" in text or "corrupt" in text or "disk image" in text
 
 
 def _needs_snapshot(exc: BaseException) -> bool:
@@ -179,7 +172,7 @@ class StateDB:
                 f"{self.path}: locked by another process for more than {self.timeout_s:g} s "
                 f"({exc}); nothing was imported, try again"
             )
-        if _is_corrupt(exc):
+        if is_corrupt(exc):
             return BackfillError(f"{self.path}: not a readable SQLite database ({exc}); nothing was imported")
         return BackfillError(f"{self.path}: cannot be read ({exc}); nothing was imported")
 
@@ -263,10 +256,6 @@ class StateDB:
         except sqlite3.DatabaseError as exc:
             raise self._error(exc) from exc
 
-    def _chunks(self, ids: Sequence[str]) -> Iterator[Sequence[str]]:
-        for i in range(0, len(ids), _IN_CHUNK):
-            yield ids[i : i + _IN_CHUNK]
-
     def usage(self, session_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """``session_model_usage`` rows per session (empty when the table does not exist)."""
         out: dict[str, list[dict[str, Any]]] = {}
@@ -276,7 +265,7 @@ class StateDB:
         order = "rowid"
         select = self._select("session_model_usage", USAGE_COLUMNS)
         try:
-            for chunk in self._chunks(session_ids):
+            for chunk in chunks(session_ids):
                 marks = ",".join("?" * len(chunk))
                 for r in self.conn.execute(
                     f"SELECT {select} FROM session_model_usage WHERE session_id IN ({marks}) ORDER BY {order}",
@@ -297,7 +286,7 @@ class StateDB:
         id_col = "id" if self.has("messages", "id") else "rowid"
         ts = "MAX(timestamp)" if self.has("messages", "timestamp") else "NULL"
         try:
-            for chunk in self._chunks(session_ids):
+            for chunk in chunks(session_ids):
                 marks = ",".join("?" * len(chunk))
                 for sid, n, max_id, max_ts in self.conn.execute(
                     f"SELECT session_id, COUNT(*), MAX({id_col}), {ts} FROM messages "
@@ -341,7 +330,7 @@ class StateDB:
             "FROM messages WHERE session_id IN ({marks}) ORDER BY session_id, " + id_col
         )
         try:
-            for chunk in self._chunks(session_ids):
+            for chunk in chunks(session_ids):
                 marks = ",".join("?" * len(chunk))
                 for r in self.conn.execute(sql.format(marks=marks), tuple(chunk)):
                     ts = r[3]
@@ -377,7 +366,7 @@ class StateDB:
         assert self.conn is not None
         found: set[str] = set()
         try:
-            for chunk in self._chunks(session_ids):
+            for chunk in chunks(session_ids):
                 marks = ",".join("?" * len(chunk))
                 found.update(
                     str(r[0]) for r in self.conn.execute(
@@ -400,7 +389,7 @@ class StateDB:
         parts = ", ".join(_quote(c) if c in cols else "NULL" for c in ("role", "content", "tool_calls", "tool_call_id"))
         archived = "COALESCE(compacted, 0)" if "compacted" in cols else "0"
         out: dict[str, list[Digest]] = {}
-        for chunk in self._chunks(session_ids):
+        for chunk in chunks(session_ids):
             marks = ",".join("?" * len(chunk))
             for mid, sid, dig, arch in self.conn.execute(
                 f"SELECT {id_col}, session_id, hermetry_digest({parts}), {archived} FROM messages "

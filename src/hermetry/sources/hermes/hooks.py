@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from hermetry.model.coerce import as_float, as_int
+from hermetry.model.coerce import as_float, as_id, as_int, as_str
 from hermetry.model.events import (
     ApiCall,
     Event,
@@ -42,7 +42,7 @@ from hermetry.model.outcomes import (
     turn_outcome_for_interrupt,
 )
 from hermetry.model.privacy import clean_error
-from hermetry.model.sessions import lineage_for, session_type_for
+from hermetry.model.sessions import lineage_for, profile_for_home, session_type_for
 from hermetry.recorder.recorder import Recorder
 from hermetry.sources.hermes import stream_probe
 
@@ -50,22 +50,8 @@ from hermetry.sources.hermes import stream_probe
 # Small, forgiving converters (writer thread)
 # ---------------------------------------------------------------------------------------------
 
-def _str(v: Any) -> str | None:
-    if v is None:
-        return None
-    s = v if isinstance(v, str) else str(v)
-    return s or None
-
-
-def _id(v: Any) -> str | None:
-    """An identifier: a non-empty string (or an int, as text); anything else is not an id."""
-    if isinstance(v, str):
-        return v or None
-    if isinstance(v, int) and not isinstance(v, bool):
-        return str(v)
-    return None
-
-
+_str = as_str
+_id = as_id
 _int = as_int
 _float = as_float
 
@@ -567,9 +553,5 @@ def _hermes_version() -> str | None:
 
 
 def profile_name() -> str | None:
-    """The active Hermes profile: a HERMES_HOME under ``profiles/NAME`` is profile NAME."""
-    home = os.environ.get("HERMES_HOME", "")
-    parts = home.rstrip("/").split("/")
-    if len(parts) >= 2 and parts[-2] == "profiles":
-        return parts[-1]
-    return "default"
+    """The active Hermes profile (``$HERMES_HOME`` under ``profiles/NAME`` is profile NAME)."""
+    return profile_for_home(os.environ.get("HERMES_HOME"))
