@@ -10,17 +10,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
-from hermetry.model.events import (
-    ApiCall,
-    SessionEnded,
-    SessionStarted,
-    ToolCall,
-    TurnEnded,
-    TurnStarted,
-)
 from hermetry.recorder.recorder import Recorder
 from hermetry.recorder.sink import Sink, SinkDisabled, SinkUnavailable
 from hermetry.stores import postgres_schema
@@ -28,17 +19,11 @@ from hermetry.stores.postgres import PostgresStore, connect, migrate
 from hermetry.stores.sqlite import SQLiteStore
 from hermetry.testing.history import synthetic_history
 from hermetry.testing.postgres import free_port
+from pg_helpers import pg_rows, session_events
 
 TABLES = {
     "sessions": "session_id", "turns": "turn_id", "api_calls": "api_call_id", "tool_calls": "tool_call_id",
 }
-
-
-def pg_rows(url: str, sql: str, *params: Any) -> list[dict[str, Any]]:
-    with psycopg.connect(url) as conn:
-        cur = conn.execute(sql, params or None)
-        names = [d.name for d in cur.description or ()]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def sqlite_rows(path: Path, sql: str) -> list[dict[str, Any]]:
@@ -104,25 +89,9 @@ def test_same_events_same_rows_as_sqlite(pg_url: str, tmp_path: Path) -> None:
     assert got == {"n": len(api), "out": sum(c.output_tokens or 0 for c in api)}
 
 
-def _events(sid: str, calls: int, host_tag: str) -> list[Any]:
-    t0 = 1_736_900_000_000.0
-    out: list[Any] = [SessionStarted(session_id=sid, started_at_ms=t0, source="cli", model="m", provider="p",
-                                     host=host_tag),
-                      TurnStarted(turn_id=f"{sid}-t", session_id=sid, started_at_ms=t0)]
-    for i in range(calls):
-        out.append(ApiCall(api_request_id=f"{sid}-r{i}", attempt=0, session_id=sid, turn_id=f"{sid}-t",
-                           started_at_ms=t0 + i, latency_ms=10.0 + i, status="ok", model="m", provider="p",
-                           input_tokens=i, output_tokens=2 * i))
-        out.append(ToolCall(tool_call_id=f"{sid}-c{i}", session_id=sid, turn_id=f"{sid}-t", tool_name="terminal",
-                            started_at_ms=t0 + i, latency_ms=1.0, status="ok"))
-    out += [TurnEnded(turn_id=f"{sid}-t", session_id=sid, ended_at_ms=t0 + calls + 10, outcome="completed"),
-            SessionEnded(session_id=sid, ended_at_ms=t0 + calls + 20, end_reason="cli_close", outcome="completed")]
-    return out
-
-
 def test_a_retried_batch_adds_nothing(pg_url: str) -> None:
     store = PostgresStore(pg_url, host="h1")
-    batch = _events("s1", 50, "h1")
+    batch = session_events("s1", 50, "h1")
     run = {"run_id": "r1", "host": "h1", "pid": 1, "started_at_ms": 0.0}
     assert store.write(batch, run) == len(batch)
     before = pg_rows(pg_url, "SELECT * FROM api_calls ORDER BY api_call_id")
@@ -139,7 +108,7 @@ def test_a_retried_batch_adds_nothing(pg_url: str) -> None:
 def _writer_process(url: str, host: str, sessions: int, calls: int) -> None:
     events: list[Any] = []
     for s in range(sessions):
-        events += _events(f"{host}-s{s}", calls, host)
+        events += session_events(f"{host}-s{s}", calls, host)
     rec = Recorder(lambda: PostgresStore(url, host=host), register_atexit=False, flush_interval_s=0.005,
                    max_batch=97, host=host)
     for e in events:
@@ -174,7 +143,7 @@ def test_many_hosts_and_processes_write_at_once_without_loss_or_duplicates(pg_ur
 def test_unreachable_database_is_unavailable_not_an_error(tmp_path: Path) -> None:
     store = PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/nope")
     with pytest.raises(SinkUnavailable) as info:
-        store.write(_events("s", 1, "h"), None)
+        store.write(session_events("s", 1, "h"), None)
     assert "127.0.0.1" in str(info.value)
 
 

@@ -48,11 +48,31 @@ _capture: HermesCapture | None = None
 
 def store_factory(settings: Mapping[str, Any] | None = None) -> Callable[[], Sink]:
     """The primary store the recorder writes to (and retries): the SQLite file at
-    :func:`hermetry.config.db_path`. Built on the writer thread, on its first batch."""
+    :func:`hermetry.config.db_path`, or — for a ``postgresql://`` URL — a fleet's PostgreSQL
+    behind a local spool (:mod:`hermetry.stores.fallback`). Built on the writer thread, on its
+    first batch."""
+    url = config.store_url()
+    if url:
+        return postgres_store_factory(url)
     from hermetry.stores.sqlite import SQLiteStore
 
     path = config.db_path()
     factory: Callable[[], Sink] = lambda: SQLiteStore(path)  # noqa: E731
+    return factory
+
+
+def postgres_store_factory(url: str, *, host: str | None = None,
+                           spool: Path | None = None) -> Callable[[], Sink]:
+    """Spool locally, forward to PostgreSQL off the writer thread (docs/fleet.md)."""
+    host = host or config.host()
+    spool = spool or config.spool_path()
+
+    def factory() -> Sink:
+        from hermetry.stores.fallback import FleetStore
+        from hermetry.stores.postgres import PostgresStore
+
+        return FleetStore(lambda: PostgresStore(url, host=host), spool)
+
     return factory
 
 
@@ -96,7 +116,7 @@ class _LazyPricer:
 def build_recorder(settings: Mapping[str, Any]) -> Recorder:
     """Recorder, processors, primary store and exporters, from the operator's settings."""
     return Recorder(store_factory(settings), exporters=exporter_factories(settings),
-                    processors=[_LazyPricer()])
+                    processors=[_LazyPricer()], host=config.host())
 
 
 def get_capture(settings: Mapping[str, Any] | None = None) -> HermesCapture:

@@ -303,6 +303,33 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    """``hermetry sync``: forward what this host spooled while PostgreSQL was unreachable."""
+    from hermetry.stores.fallback import spool_status, sync
+    from hermetry.stores.postgres import is_postgres_url, redact_url
+
+    url = args.url or config.store_url()
+    if not url or not is_postgres_url(url):
+        raise UsageError("no PostgreSQL store configured (set HERMETRY_DB=postgresql://… or pass --url)")
+    spool = Path(args.spool).expanduser() if args.spool else config.spool_path()
+    result = sync(url, spool, host=config.host(), timeout_s=args.timeout)
+    left = spool_status(spool)
+    if args.json:
+        _print_json({"schema": "hermetry.sync.v1", "url": redact_url(url), **result.as_dict(),
+                     "spool": left.as_dict()})
+    else:
+        print(f"forwarded {result.forwarded_events:,} events in {result.forwarded_batches:,} batches "
+              f"to {redact_url(url)}"
+              + (f" ({result.duplicate_batches:,} batches were already there)" if result.duplicate_batches else ""))
+        if left.batches:
+            print(f"{left.events:,} events in {left.batches:,} batches still wait in {spool}"
+                  + (f": {result.error}" if result.error else ""))
+        if left.rejected_batches:
+            print(f"{left.rejected_events:,} events in {left.rejected_batches:,} batches were refused by "
+                  f"PostgreSQL and set aside in {spool} (table rejected)")
+    return 1 if left.batches else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from hermetry.demo import run_demo
 
@@ -405,6 +432,13 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
                    help="close what has been idle for longer than this (default 6)")
     _add_json(p, "hermetry.reconcile.v1")
     p.set_defaults(hermetry_func=cmd_reconcile)
+
+    p = sub.add_parser("sync", help="forward events spooled while PostgreSQL was unreachable (docs/fleet.md)")
+    p.add_argument("--url", help="the PostgreSQL store (default: HERMETRY_DB / hermetry.db_path)")
+    p.add_argument("--spool", help="the spool file (default: hermetry.spool_path or $HERMES_HOME/hermetry/spool.db)")
+    p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds (default: until done)")
+    _add_json(p, "hermetry.sync.v1")
+    p.set_defaults(hermetry_func=cmd_sync)
 
     p = sub.add_parser("demo", help="drive real Hermes sessions against a scripted model and show the insights")
     p.add_argument("--dir", default=".demo", help="where the demo's Hermes homes and telemetry go (default .demo)")
