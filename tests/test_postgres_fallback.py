@@ -66,15 +66,18 @@ def test_database_down_then_back_nothing_lost(own_pg: PostgresServer, tmp_path: 
     first = session_events("before", 20, "h1")
     for e in first:
         rec.record(e)
-    assert rec.flush(30)
-    assert rec._store is not None and rec._store.flush(30)  # forwarded while the database is up
+    assert rec.flush(30)  # forwarded while the database is up
+    assert spool_status(spool).batches == 0
     sent += first
 
     own_pg.stop()  # the network goes away mid-run
     during = session_events("during", 30, "h1")
     for e in during:
         rec.record(e)
-    assert rec.flush(5.0)  # the recorder is done: the batches are in the local spool
+    # not delivered (flush says so rather than waiting out its timeout), but nothing is
+    # left in memory either: the batches are in the local spool
+    assert rec.flush(30.0) is False
+    assert (rec.stats().queued, rec.stats().pending) == (0, 0)
     sent += during
     waiting = spool_status(spool)
     assert waiting.events > 0 and rec.stats().dropped == 0

@@ -253,6 +253,12 @@ class Recorder:
         exporters what is left of the timeout to deliver what they buffer."""
         deadline = time.monotonic() + timeout
         written = self._flush_primary(deadline)
+        store = self._store
+        if written and store is not None:  # a store that forwards (PostgreSQL's spool) delivers now
+            try:
+                written = store.flush(max(0.0, deadline - time.monotonic())) is not False
+            except Exception:
+                log.debug("hermetry: store flush failed", exc_info=True)
         for exporter in self._exporters:
             exporter.flush(max(0.0, deadline - time.monotonic()))
         return written

@@ -357,6 +357,8 @@ class FleetStore:
         self.last_error: str | None = None
         self._pending = True  # unknown at start: the spool may hold batches of earlier processes
         self._backoff = RETRY_MIN_S
+        self._attempts = 0  # forwarding passes finished
+        self._failing = False
 
     # -- Sink ------------------------------------------------------------------------------
 
@@ -375,6 +377,7 @@ class FleetStore:
             return False
         self._start()
         deadline = time.monotonic() + timeout_s
+        first = self._attempts
         self._backoff = RETRY_MIN_S
         self._wake.set()
         while time.monotonic() < deadline:
@@ -382,6 +385,8 @@ class FleetStore:
                 return True
             if self._thread is None or not self._thread.is_alive():
                 return False
+            if self._attempts > first + 1 and self._failing:
+                return False  # a fresh attempt failed: the spool keeps it; waiting would only delay exit
             time.sleep(0.005)
         return not self._pending
 
@@ -418,9 +423,11 @@ class FleetStore:
                 wait = self._forward_once()
             except Exception as exc:  # never let the thread die
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                self._failing = True
                 log.debug("hermetry: forwarder error", exc_info=True)
                 wait = self._next_backoff()
             finally:
+                self._attempts += 1
                 self._idle.set()
 
     def _next_backoff(self) -> float:
@@ -443,6 +450,7 @@ class FleetStore:
         self.forwarded_batches += result.forwarded_batches
         self.forwarded_events += result.forwarded_events
         self.duplicate_batches += result.duplicate_batches
+        self._failing = result.pending_batches > 0 and bool(result.error)
         if result.pending_batches == 0:
             self._pending = False
             self._backoff = RETRY_MIN_S
