@@ -53,9 +53,9 @@ from hermetry.stores.sqlite import connect
 REPORT_SCHEMA = "hermetry.insights.v1"
 
 #: Dimensions a report can be broken down by.
-DIMENSIONS = ("source", "model", "provider", "toolset", "tool", "session_type", "profile", "day")
+DIMENSIONS = ("source", "model", "provider", "toolset", "tool", "session_type", "profile", "host", "day")
 #: Dimensions a report can be filtered on.
-FILTERS = ("source", "model", "provider", "toolset", "tool", "session_type", "profile")
+FILTERS = ("source", "model", "provider", "toolset", "tool", "session_type", "profile", "host")
 #: Dimensions that only classify tool calls.
 TOOL_DIMENSIONS = ("tool", "toolset")
 #: Bucket edges (ms) of the turn wall-time histogram; the last bucket is open-ended.
@@ -125,7 +125,7 @@ def open_db(db: Db) -> Iterator[sqlite3.Connection | None]:
 
 _SESSION_COLUMNS = {
     "source": "s.source", "session_type": "s.session_type", "profile": "s.profile",
-    "model": "s.model", "provider": "s.provider",
+    "model": "s.model", "provider": "s.provider", "host": "s.host",
 }
 
 

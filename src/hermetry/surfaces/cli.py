@@ -330,6 +330,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 1 if left.batches else 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """``hermetry dashboard``: the web dashboard, or install/remove the tab in ``hermes dashboard``."""
+    from hermetry.surfaces.dashboard.cli import run_dashboard
+
+    return run_dashboard(args, _db(args), UsageError)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from hermetry.demo import run_demo
 
@@ -439,6 +446,12 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds (default: until done)")
     _add_json(p, "hermetry.sync.v1")
     p.set_defaults(hermetry_func=cmd_sync)
+
+    from hermetry.surfaces.dashboard.cli import add_dashboard_arguments
+
+    p = sub.add_parser("dashboard", help="a local web dashboard (or a Telemetry tab in `hermes dashboard`)")
+    add_dashboard_arguments(p)
+    p.set_defaults(hermetry_func=cmd_dashboard)
 
     p = sub.add_parser("demo", help="drive real Hermes sessions against a scripted model and show the insights")
     p.add_argument("--dir", default=".demo", help="where the demo's Hermes homes and telemetry go (default .demo)")

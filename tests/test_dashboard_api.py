@@ -1,0 +1,282 @@
+"""The dashboard's server and JSON endpoints, without a browser.
+
+Figures are checked against the synthetic history's injected events (the ground truth) or
+against the library call the endpoint is documented to wrap; the server is a real
+``DashboardServer`` on loopback, asked over real HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from hermetry.analytics.report import DAY_MS, Query, insights
+from hermetry.analytics.series import tool_daily
+from hermetry.model.events import SessionStarted, TurnEnded, TurnStarted
+from hermetry.surfaces.dashboard.api import ApiError, DashboardApi
+from hermetry.surfaces.dashboard.hermes_tab import MARKER, install_hermes_tab, remove_hermes_tab
+from hermetry.surfaces.dashboard.server import DashboardServer, static_dir
+from hermetry.testing.history import NOW_MS, History, synthetic_history
+
+WHOLE = (NOW_MS - 14 * DAY_MS, NOW_MS)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[History, Path]:
+    history = synthetic_history(days=14, sessions_per_day=6)
+    db = history.record(tmp_path_factory.mktemp("dash") / "telemetry.db")
+    return history, db
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            body = resp.read()
+            return resp.status, resp.headers, json.loads(body) if resp.headers.get_content_type() == "application/json" else body
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, json.loads(exc.read() or b"null")
+
+
+def iso(ms: float) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
+
+
+# ---------------------------------------------------------------------------------------------
+# analytics.series.tool_daily — against the injected tool calls
+# ---------------------------------------------------------------------------------------------
+
+def day_of(ms: float) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).date().isoformat()
+
+
+@pytest.mark.parametrize("filters", [{}, {"source": "cli"}, {"tool": "terminal"}, {"model": "m-beta"}],
+                         ids=lambda f: ",".join(f"{k}={v}" for k, v in f.items()) or "all")
+def test_tool_daily_counts_every_injected_call(recorded: tuple[History, Path], filters: dict[str, str]) -> None:
+    history, db = recorded
+    since, until = NOW_MS - 9.5 * DAY_MS, NOW_MS - 1.25 * DAY_MS
+    result = tool_daily(db, Query(since_ms=since, until_ms=until, filters=filters, group_by=()))
+    sessions = history.sessions()
+
+    def keep(c: Any) -> bool:
+        s = sessions[c.session_id]
+        return since <= c.started_at_ms < until and all(
+            (c.tool_name if k == "tool" else getattr(s, k)) == v for k, v in filters.items())
+
+    calls: Counter[tuple[str, str]] = Counter()
+    failures: Counter[tuple[str, str]] = Counter()
+    for c in history.tool_calls():
+        if keep(c):
+            calls[(c.tool_name, day_of(c.started_at_ms))] += 1
+            failures[(c.tool_name, day_of(c.started_at_ms))] += c.status != "ok"
+    first, last = int(since // DAY_MS), int((until - 1) // DAY_MS)
+    assert result["days"] == [day_of(d * DAY_MS) for d in range(first, last + 1)]
+    assert {t["tool_name"] for t in result["tools"]} == {name for name, _ in calls}
+    for t in result["tools"]:
+        assert [d["day"] for d in t["days"]] == result["days"]
+        for d in t["days"]:
+            key = (t["tool_name"], d["day"])
+            assert (d["calls"], d["failures"]) == (calls[key], failures[key]), key
+            if calls[key]:
+                assert d["failure_rate"]["value"] == pytest.approx(failures[key] / calls[key])
+            else:
+                assert d["failure_rate"]["value"] is None
+        assert t["calls"] == sum(n for (name, _), n in calls.items() if name == t["tool_name"])
+    assert [t["calls"] for t in result["tools"]] == sorted((t["calls"] for t in result["tools"]), reverse=True)
+
+
+def test_tool_daily_of_a_missing_file_is_empty(tmp_path: Path) -> None:
+    result = tool_daily(tmp_path / "none.db", Query(since_ms=WHOLE[0], until_ms=WHOLE[1], group_by=()))
+    assert result["tools"] == [] and len(result["days"]) == 15
+    assert not (tmp_path / "none.db").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# DashboardApi — thin views over the library calls
+# ---------------------------------------------------------------------------------------------
+
+def test_insights_endpoint_is_the_library_call(recorded: tuple[History, Path]) -> None:
+    _, db = recorded
+    api = DashboardApi(db)
+    params = {"since": iso(WHOLE[0]), "until": iso(WHOLE[1]), "by": "day,model", "source": "telegram"}
+    expected = insights(db, Query(WHOLE[0], WHOLE[1], {"source": "telegram"}, ("day", "model")))
+    assert api.handle("insights", params) == expected
+    assert api.handle("insights", {**params, "by": ""})["breakdowns"] == {}
+
+
+def test_relative_windows_are_cached_and_recomputed_after_a_write(recorded: tuple[History, Path], tmp_path: Path) -> None:
+    _, source = recorded
+    db = tmp_path / "copy.db"
+    db.write_bytes(source.read_bytes())
+    now = [NOW_MS - 5_000]
+    api = DashboardApi(db, clock=lambda: now[0])
+    first = api.handle("insights", {"days": "7"})
+    now[0] += 3_000  # the same 10-second step: one answer
+    assert api.handle("insights", {"days": "7"}) is first and api.calls == 1
+    version = api.version()["version"]
+    t = NOW_MS - 60_000
+    History(NOW_MS, [SessionStarted(session_id="new-session", started_at_ms=t, source="cli", session_type="oneshot"),
+                     TurnStarted("new-turn-1", "new-session", t + 10),
+                     TurnEnded("new-turn-1", "new-session", t + 900, "completed", None),
+                     TurnStarted("new-turn-2", "new-session", t + 1000)]).record(db)
+    assert api.version()["version"] != version
+    again = api.handle("insights", {"days": "7"})
+    assert api.calls == 2
+    assert again["coverage"]["turns"] == first["coverage"]["turns"] + 2
+
+
+@pytest.mark.parametrize(("endpoint", "params", "status", "message"), [
+    ("insights", {"days": "x"}, 400, "days: not a number"),
+    ("insights", {"since": "yesterday"}, 400, "since: not an ISO date/time"),
+    ("insights", {"since": "2025-01-02", "until": "2025-01-01"}, 400, "the window is empty"),
+    ("insights", {"by": "colour"}, 400, "unknown breakdown 'colour'"),
+    ("sessions", {"limit": "100000"}, 400, "limit: must be between"),
+    ("session", {}, 400, "id: a session id"),
+    ("session", {"id": "no-such-session"}, 404, "no session 'no-such-session'"),
+    ("nothing", {}, 404, "no endpoint 'nothing'"),
+])
+def test_bad_requests_say_what_is_wrong(recorded: tuple[History, Path], endpoint: str, params: dict[str, str],
+                                        status: int, message: str) -> None:
+    _, db = recorded
+    with pytest.raises(ApiError) as info:
+        DashboardApi(db).handle(endpoint, params)
+    assert info.value.status == status and message in info.value.message
+
+
+def test_compare_defaults_to_the_window_before(recorded: tuple[History, Path]) -> None:
+    from hermetry.analytics.compare import compare
+
+    _, db = recorded
+    result = DashboardApi(db).handle("compare", {"since": iso(NOW_MS - 7 * DAY_MS), "until": iso(NOW_MS)})
+    expected = compare(db, Query(NOW_MS - 14 * DAY_MS, NOW_MS - 7 * DAY_MS, {}, ()), Query(NOW_MS - 7 * DAY_MS, NOW_MS, {}, ()))
+    assert result == expected
+
+
+def test_a_corrupt_file_is_one_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "telemetry.db"
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ApiError) as info:
+        DashboardApi(db).handle("insights", {"days": "7"})
+    assert info.value.status == 500 and str(db) in info.value.message
+
+
+# ---------------------------------------------------------------------------------------------
+# The server: loopback, token, headers, static files
+# ---------------------------------------------------------------------------------------------
+
+def test_loopback_server_serves_the_page_and_json(recorded: tuple[History, Path]) -> None:
+    _, db = recorded
+    with DashboardServer(db) as srv:
+        assert srv.token is None and srv.url == f"http://127.0.0.1:{srv.port}/"
+        status, headers, body = get(srv.url)
+        assert status == 200 and b"app.js" in body
+        assert "default-src 'self'" in headers["Content-Security-Policy"]
+        status, headers, data = get(srv.url + "api/insights?" + urlencode({"since": iso(WHOLE[0]), "until": iso(WHOLE[1])}))
+        assert status == 200 and data == json.loads(json.dumps(insights(db, Query(WHOLE[0], WHOLE[1]))))
+        assert headers["Cache-Control"] == "no-store"
+        status, _, data = get(srv.url + "api/insights?by=colour")
+        assert status == 400 and "unknown breakdown" in data["error"]
+        status, _, data = get(srv.url + "../../etc/passwd")
+        assert status == 404
+        status, _, data = get(srv.url + "api/version", headers={"Host": "attacker.example:80"})
+        assert status == 403 and "loopback" in data["error"]
+
+
+def test_non_loopback_bind_requires_the_printed_token(recorded: tuple[History, Path]) -> None:
+    _, db = recorded
+    with DashboardServer(db, host="0.0.0.0") as srv:
+        assert srv.token and len(srv.token) >= 24
+        base = f"http://127.0.0.1:{srv.port}/"
+        for path in ("", "api/version", "api/insights?days=7", "app.js"):
+            status, _, data = get(base + path)
+            assert status == 403 and "token is required" in data["error"], path
+        status, _, _ = get(base + "api/version?token=wrong")
+        assert status == 403
+        status, headers, _ = get(srv.url)  # the printed URL carries the token; the page keeps it in a cookie
+        assert status == 200
+        cookie = headers["Set-Cookie"].split(";")[0]
+        assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=Strict" in headers["Set-Cookie"]
+        status, _, data = get(base + "api/version", headers={"Cookie": cookie})
+        assert status == 200 and data["schema"] == "hermetry.dashboard_version.v1"
+
+
+def test_cli_refuses_a_bad_port_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hermetry.surfaces.cli import main
+
+    assert main(["--db", str(tmp_path / "t.db"), "dashboard", "--port", "70000"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hermetry: --port 70000") and "Traceback" not in err
+
+
+def test_the_page_names_no_other_host() -> None:
+    """No CDN, no font service, no analytics: every URL in the page's files is relative."""
+    for path in static_dir().rglob("*"):
+        if path.suffix not in (".js", ".css", ".html"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        if path.parent.name == "vendor":
+            # uPlot mentions URLs only in comments and its license header
+            text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+        urls = re.findall(r"(?:src|href)\s*=\s*[\"'](https?:)?//", text)
+        assert not urls, path
+        assert not re.search(r"fetch\(\s*[\"']https?://", text), path
+    assert (static_dir() / "vendor" / "uPlot.LICENSE").read_text().startswith("The MIT License")
+
+
+def test_hermes_tab_install_and_remove(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    folder = install_hermes_tab(home)
+    assert folder == home / "plugins" / "hermetry" / "dashboard"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["name"] == "hermetry" and manifest["api"] == "plugin_api.py"
+    assert manifest["tab"]["path"] == "/telemetry"
+    assert not (folder.parent / "plugin.yaml").exists()  # Hermes' agent loader must skip it
+    bundle = (folder / "dist" / "index.js").read_text()
+    assert "__HERMES_PLUGIN_SDK__" in bundle and "HermetryDashboard" in bundle and "uPlot" in bundle
+    assert "router = build_router()" in (folder / "plugin_api.py").read_text()
+    assert install_hermes_tab(home) == folder  # refreshing is fine
+    assert remove_hermes_tab(home) == folder and not folder.exists() and not folder.parent.exists()
+    assert remove_hermes_tab(home) is None
+    # a folder hermetry did not write is never touched
+    foreign = home / "plugins" / "hermetry" / "dashboard"
+    foreign.mkdir(parents=True)
+    (foreign / "manifest.json").write_text("{}")
+    with pytest.raises(FileExistsError):
+        install_hermes_tab(home)
+    with pytest.raises(FileExistsError):
+        remove_hermes_tab(home)
+    assert (foreign / "manifest.json").exists() and not (foreign / MARKER).exists()
+
+
+def test_hermes_router_answers_like_the_server(recorded: tuple[History, Path]) -> None:
+    fastapi = pytest.importorskip("fastapi")  # Hermes' dependency (always there next to hermes-agent)
+    from fastapi.testclient import TestClient
+
+    from hermetry.surfaces.dashboard.hermes_router import build_router
+
+    _, db = recorded
+    app = fastapi.FastAPI()
+    app.include_router(build_router(db), prefix="/api/plugins/hermetry")
+    client = TestClient(app)
+    params = {"since": iso(WHOLE[0]), "until": iso(WHOLE[1]), "by": "model"}
+    response = client.get("/api/plugins/hermetry/insights", params=params)
+    assert response.status_code == 200
+    assert response.json() == json.loads(json.dumps(DashboardApi(db).handle("insights", params)))
+    response = client.get("/api/plugins/hermetry/session", params={"id": "nope"})
+    assert response.status_code == 404 and "no session" in response.json()["error"]
+
+
+def test_files_are_package_data() -> None:
+    names = {p.name for p in static_dir().rglob("*")}
+    assert {"index.html", "app.js", "app.css", "boot.js", "uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE"} <= names
+    assert os.path.getsize(static_dir() / "vendor" / "uPlot.iife.min.js") > 40_000
