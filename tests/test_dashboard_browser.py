@@ -306,7 +306,7 @@ def test_filters_and_window_change_the_numbers(recorded: Recorded, dashboard: Da
     assert page.texts("main .cards")["api_calls.cost.known_usd"] == "—"
     page.shot(shots, "overview-filtered")
     # a window with nothing in it
-    page.open(f"#/overview?since=2020-01-01T00:00:00Z&until=2020-01-02T00:00:00Z")
+    page.open("#/overview?since=2020-01-01T00:00:00Z&until=2020-01-02T00:00:00Z")
     shown = page.values("main .cards")
     assert shown["turns.count"] == 0 and shown["api_calls.latency_ms.p95"] is None
     assert page.texts("main .cards")["api_calls.latency_ms.p95"] == "—"
