@@ -100,6 +100,7 @@ H_TOOL_STATUS = "hermetry.tool.status"
 H_TOOLSET = "hermetry.toolset"
 H_ORIGIN = "hermetry.origin"
 H_SINK = "hermetry.sink"
+H_TOKEN_KIND = "hermetry.token.kind"
 
 # -- metrics ----------------------------------------------------------------------------------
 
@@ -145,12 +146,18 @@ SESSIONS = MetricDef("hermetry.sessions", "counter", "{session}", "Ended session
 API_CALLS = MetricDef("hermetry.api_calls", "counter", "{call}", "Model-call attempts by status and cost status.")
 COST = MetricDef("hermetry.cost", "counter", "USD",
                  "Cost of model calls in US dollars, by cost status (calls of unknown cost add nothing).")
+TOKENS = MetricDef("hermetry.tokens", "counter", "{token}",
+                   "Tokens by kind: input (without cache), cache_read, cache_write, output (with reasoning); "
+                   "the four are disjoint and add up to the total.")
+REASONING_TOKENS = MetricDef("hermetry.tokens.reasoning", "counter", "{token}",
+                             "Reasoning tokens — already counted in hermetry.tokens{kind=output}.")
 TOOL_CALLS = MetricDef("hermetry.tool_calls", "counter", "{call}", "Tool calls by tool and status.")
 DROPPED = MetricDef("hermetry.recorder.dropped", "counter", "{event}",
                     "Events the recorder (or an exporter) could not deliver — never silent.")
 
 METRICS: tuple[MetricDef, ...] = (OPERATION_DURATION, TOKEN_USAGE, TIME_TO_FIRST_CHUNK, TURNS, TURN_DURATION,
-                                  QUEUE_WAIT, SESSIONS, API_CALLS, COST, TOOL_CALLS, DROPPED)
+                                  QUEUE_WAIT, SESSIONS, API_CALLS, COST, TOKENS, REASONING_TOKENS, TOOL_CALLS,
+                                  DROPPED)
 METRIC_BY_NAME = {m.name: m for m in METRICS}
 
 _UNIT_SUFFIX = {"s": "seconds", "ms": "milliseconds", "1": ""}
@@ -469,6 +476,13 @@ class GenAIMapper:
             points.append(Measurement(TOKEN_USAGE, e.output_tokens, _key({**token_attrs, TOKEN_TYPE: "output"}), at))
         if e.ttft_ms is not None and e.streamed is not False:
             points.append(Measurement(TIME_TO_FIRST_CHUNK, e.ttft_ms / 1000, _key(token_attrs), at))
+        by_kind = {PROVIDER_NAME: provider, REQUEST_MODEL: model, H_SOURCE: source}
+        for kind, n in (("input", e.input_tokens), ("cache_read", e.cache_read_tokens),
+                        ("cache_write", e.cache_write_tokens), ("output", e.output_tokens)):
+            if n:
+                points.append(Measurement(TOKENS, n, _key({**by_kind, H_TOKEN_KIND: kind}), at))
+        if e.reasoning_tokens:
+            points.append(Measurement(REASONING_TOKENS, e.reasoning_tokens, _key(by_kind), at))
         cost_status = e.cost_status or "unknown"
         calls = {PROVIDER_NAME: provider, REQUEST_MODEL: model, H_SOURCE: source, H_CALL_STATUS: e.status,
                  H_COST_STATUS: cost_status, H_TASK: task}
@@ -572,3 +586,7 @@ class Aggregator:
                 series = touched.get(key) or touched.setdefault(key, new_series(p.metric, p.attributes, p.at_ns))
             series.add(p.value, p.at_ns)
         return [s.copy() for s in touched.values()]
+
+    def totals(self) -> list[Series]:
+        """Every cumulative series kept so far."""
+        return [s.copy() for s in self._totals.values()]

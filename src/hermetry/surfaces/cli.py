@@ -337,6 +337,37 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return run_dashboard(args, _db(args), UsageError)
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """``hermetry metrics serve|show``: the Prometheus view of the telemetry file (docs/prometheus.md)."""
+    from hermetry.surfaces import metrics
+
+    try:
+        if args.metrics_command == "show":
+            sys.stdout.write(metrics.exposition(_db(args)))
+            return 0
+        if args.metrics_command == "grafana":
+            sys.stdout.write(metrics.GRAFANA_DASHBOARD.read_text(encoding="utf-8"))
+            return 0
+        server = metrics.MetricsServer(str(_db(args)), host=args.host, port=args.port)
+    except metrics.MetricsUnavailable as exc:
+        raise UsageError(str(exc)) from exc
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+    print(f"serving {server.url} from {_db(args)} (Ctrl-C to stop)", flush=True)
+    import signal
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(3600):
+            pass
+    except KeyboardInterrupt:
+        pass
+    server.close()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from hermetry.demo import run_demo
 
@@ -456,6 +487,15 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("demo", help="drive real Hermes sessions against a scripted model and show the insights")
     p.add_argument("--dir", default=".demo", help="where the demo's Hermes homes and telemetry go (default .demo)")
     p.set_defaults(hermetry_func=cmd_demo)
+
+    p = sub.add_parser("metrics", help="Prometheus metrics from the telemetry file: serve /metrics, or show it once")
+    msub = p.add_subparsers(dest="metrics_command", metavar="ACTION", required=True)
+    serve = msub.add_parser("serve", help="serve /metrics for Prometheus (loopback by default)")
+    serve.add_argument("--port", type=int, default=9464, help="port (default 9464; 0: any free port)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    msub.add_parser("show", help="print the /metrics page once")
+    msub.add_parser("grafana", help="print the Grafana dashboard JSON (provisionable; docs/grafana.md)")
+    p.set_defaults(hermetry_func=cmd_metrics)
 
     p = sub.add_parser("path", help="print the telemetry file in use")
     p.set_defaults(hermetry_func=lambda a: print(_db(a)) or 0)

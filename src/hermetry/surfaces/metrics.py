@@ -1,0 +1,135 @@
+"""``hermetry metrics serve``: a Prometheus ``/metrics`` endpoint over the shared telemetry file.
+
+A thin view over :func:`hermetry.analytics.metrics.metric_snapshot`: a ``prometheus-client``
+custom collector turns each cumulative series into a counter or histogram family. The names are
+the OTLP exporter's after the standard OpenTelemetry → Prometheus translation
+(:func:`hermetry.sinks.genai.prometheus_name`: ``gen_ai.client.operation.duration`` →
+``gen_ai_client_operation_duration_seconds``, ``hermetry.turns`` → ``hermetry_turns_total``,
+attribute ``gen_ai.request.model`` → label ``gen_ai_request_model``). docs/prometheus.md.
+
+Listens on 127.0.0.1 unless told otherwise. Needs ``pip install 'hermetry[prometheus]'``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hermetry.analytics.metrics import MetricSnapshot, metric_snapshot
+from hermetry.analytics.report import Db
+from hermetry.sinks import genai
+
+#: The provisionable Grafana dashboard (docs/grafana.md): ``hermetry metrics grafana`` prints it.
+GRAFANA_DASHBOARD = Path(__file__).parent / "grafana" / "hermetry.json"
+
+DEFAULT_PORT = 9464  # the port OpenTelemetry's Prometheus exporter uses by default
+MISSING = "the Prometheus endpoint needs prometheus-client: pip install 'hermetry[prometheus]'"
+
+
+class MetricsUnavailable(Exception):
+    """prometheus-client is not installed, or the telemetry file cannot be served."""
+
+
+def _client() -> Any:
+    try:
+        import prometheus_client
+    except ImportError as exc:
+        raise MetricsUnavailable(MISSING) from exc
+    return prometheus_client
+
+
+class TelemetryCollector:
+    """A ``prometheus_client`` collector computing every family from the telemetry file.
+
+    Scrapes closer together than ``min_interval_s`` share one computation."""
+
+    def __init__(self, db: Db, *, min_interval_s: float = 1.0) -> None:
+        self.db = db
+        self.min_interval_s = min_interval_s
+        self._lock = threading.Lock()
+        self._cached: tuple[float, MetricSnapshot] | None = None
+
+    def snapshot(self) -> MetricSnapshot:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= self.min_interval_s:
+                self._cached = (now, metric_snapshot(self.db))
+            return self._cached[1]
+
+    def describe(self) -> list[Any]:
+        return []  # registering must not read the file
+
+    def collect(self) -> Iterator[Any]:
+        yield from families(self.snapshot())
+
+
+def families(snapshot: MetricSnapshot) -> list[Any]:
+    """The snapshot's series as prometheus-client metric families (one per instrument)."""
+    from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+    from prometheus_client.utils import floatToGoString
+
+    by_metric: dict[str, list[genai.Series]] = {}
+    for s in snapshot.series:
+        by_metric.setdefault(s.metric.name, []).append(s)
+    out: list[Any] = []
+    for metric in genai.METRICS:
+        group = by_metric.get(metric.name)
+        if not group:
+            continue
+        keys = sorted({k for s in group for k, _ in s.attributes})
+        labels = [genai.prometheus_label(k) for k in keys]
+        name = genai.prometheus_name(metric)
+        doc = f"{metric.description} (OpenTelemetry: {metric.name}, unit {metric.unit})"
+        family: Any
+        if metric.kind == "counter":
+            family = CounterMetricFamily(name.removesuffix("_total"), doc, labels=labels)
+        else:
+            family = HistogramMetricFamily(name, doc, labels=labels)
+        for s in group:
+            attrs = dict(s.attributes)
+            values = ["" if attrs.get(k) is None else str(attrs[k]) for k in keys]
+            if metric.kind == "counter":
+                family.add_metric(values, s.sum)
+            else:
+                running, buckets = 0, []
+                for bound, n in zip(metric.boundaries, s.bucket_counts or (), strict=False):
+                    running += n
+                    buckets.append((floatToGoString(bound), running))
+                buckets.append(("+Inf", s.count))
+                family.add_metric(values, buckets, s.sum)
+        out.append(family)
+    return out
+
+
+def exposition(db: Db) -> str:
+    """The ``/metrics`` page for ``db``, once (Prometheus text format 0.0.4)."""
+    client = _client()
+    registry = client.CollectorRegistry(auto_describe=False)
+    registry.register(TelemetryCollector(db, min_interval_s=0))
+    return str(client.generate_latest(registry).decode())
+
+
+class MetricsServer:
+    """The endpoint, running in this process until :meth:`close` (or forever in ``serve``)."""
+
+    def __init__(self, db: Db, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
+        client = _client()
+        if isinstance(db, str) and "://" in db:
+            raise MetricsUnavailable(f"{db.split('://')[0]} stores are not served yet: point --db at a SQLite file")
+        self.registry = client.CollectorRegistry(auto_describe=False)
+        self.collector = TelemetryCollector(Path(db) if isinstance(db, str) else db)
+        self.registry.register(self.collector)
+        self._server, self._thread = client.start_http_server(port, addr=host, registry=self.registry)
+        self.host = host
+        self.port = int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
