@@ -74,6 +74,11 @@ def db_path(home: Path | None = None) -> Path:
     return (home or hermes_home()) / "hermetry" / "telemetry.db"
 
 
+def store(home: Path | None = None) -> Path | str:
+    """What the reports read: the PostgreSQL store's URL when one is configured, else the file."""
+    return store_url(home) or db_path(home)
+
+
 def spool_path(home: Path | None = None) -> Path:
     """Where a PostgreSQL store keeps the batches it could not deliver yet (``hermetry.spool_path``,
     default ``$HERMES_HOME/hermetry/spool.db``)."""

@@ -42,7 +42,7 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 #: SQL: the synthetic API-call rows the import makes for Hermes' auxiliary calls.
 AUXILIARY_SQL = "(a.api_request_id LIKE 'backfill:%' AND a.api_request_id LIKE '%:aux:%')"
 
-_SESSION_COLUMNS = ("source", "model", "provider", "session_type", "profile")
+_SESSION_COLUMNS = ("source", "model", "provider", "session_type", "profile", "host")
 
 
 def _zone(tz: tzinfo | None) -> tzinfo:

@@ -108,6 +108,16 @@ def open_db(db: Db) -> Iterator[sqlite3.Connection | None]:
     if isinstance(db, sqlite3.Connection):
         yield db
         return
+    if isinstance(db, str) and db.lower().startswith(("postgresql://", "postgres://")):
+        from hermetry.stores.postgres import open_reader  # the fleet's store (docs/fleet.md)
+
+        reader = open_reader(db)
+        try:
+            yield reader  # type: ignore[misc]  # speaks the same SQL (stores/postgres_schema.translate)
+        finally:
+            if reader is not None:
+                reader.close()
+        return
     path = Path(db)
     if not path.exists():
         yield None

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from hermetry.model.events import Event
@@ -95,8 +95,77 @@ class PgConnection:
         cursor.executemany(t.sql, [t.params(tuple(r)) for r in rows])
         return cursor
 
+    def cursor(self) -> PgCursor:
+        return PgCursor(self)
+
     def close(self) -> None:
         self.raw.close()
+
+
+class PgCursor:
+    """The part of ``sqlite3.Cursor`` the analytics use (rows are always plain tuples)."""
+
+    def __init__(self, conn: PgConnection) -> None:
+        self._conn = conn
+        self._cur: Any = None
+        self.row_factory: Any = None  # accepted and ignored: rows are tuples
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
+        self._cur = self._conn.execute(sql, params)
+        return self
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgCursor:
+        self._cur = self._conn.executemany(sql, rows)
+        return self
+
+    @property
+    def description(self) -> Any:
+        return self._cur.description
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cur.rowcount)
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return list(self._cur.fetchall())
+
+    def fetchmany(self, size: int = 1) -> list[Any]:
+        return list(self._cur.fetchmany(size))
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cur)
+
+    def close(self) -> None:
+        if self._cur is not None:
+            self._cur.close()
+
+
+def _sqlite_like_numbers(conn: Any) -> None:
+    """Load what PostgreSQL widens as SQLite would give it: an integral ``numeric`` (``SUM`` of a
+    BIGINT) as ``int``, any other as ``float``; a boolean as 0/1. Reports then read the same."""
+    from psycopg.types.numeric import NumericLoader
+
+    class _Number(NumericLoader):
+        def load(self, data: Any) -> Any:
+            value = super().load(data)
+            if value.is_finite() and value == value.to_integral_value():
+                return int(value)
+            return float(value)
+
+    class _Bool:
+        format = 0
+
+        def __init__(self, oid: int, context: Any = None) -> None:
+            pass
+
+        def load(self, data: Any) -> int:
+            return 1 if bytes(data) == b"t" else 0
+
+    conn.adapters.register_loader("numeric", _Number)
+    conn.adapters.register_loader("bool", _Bool)
 
 
 def connect(url: str, *, host: str | None = None, readonly: bool = False) -> PgConnection:
@@ -113,10 +182,29 @@ def connect(url: str, *, host: str | None = None, readonly: bool = False) -> PgC
             conn.execute("SELECT set_config('hermetry.host', %s, false)", (host,))
         if readonly:
             conn.execute("SET default_transaction_read_only = on")
+            _sqlite_like_numbers(conn)
     except psycopg.Error as exc:
         conn.close()
         raise PostgresUnavailable(f"{redact_url(url)}: {_first_line(exc)}") from exc
     return PgConnection(conn)
+
+
+def open_reader(url: str) -> PgConnection | None:
+    """A read-only connection for the analytics (None: no hermetry tables yet, an empty history).
+    Raises ``PostgresUnavailable`` when the database cannot be reached."""
+    conn = connect(url, readonly=True)
+    try:
+        version = schema_version(conn)
+    except Exception as exc:
+        conn.close()
+        raise PostgresUnavailable(f"{redact_url(url)}: {_first_line(exc)}") from exc
+    if version == 0:
+        conn.close()
+        return None
+    if version > schema.SCHEMA_VERSION:
+        log.warning("hermetry: the telemetry database has schema version %s, newer than this hermetry (%s); "
+                    "reading it anyway", version, schema.SCHEMA_VERSION)
+    return conn
 
 
 def _first_line(exc: BaseException) -> str:

@@ -123,12 +123,23 @@ class Translated:
         return tuple(values[i] for i in self.order)
 
 
-_WORD_CALL = re.compile(r"\b(MIN|MAX|instr|IFNULL)\s*\(", re.IGNORECASE)
+_WORD_CALL = re.compile(r"\b(MIN|MAX|instr|IFNULL|SUM|CAST)\s*\(", re.IGNORECASE)
 _SIMPLE = (
     (re.compile(r"\bBEGIN\s+(IMMEDIATE|DEFERRED|EXCLUSIVE)\b", re.IGNORECASE), "BEGIN"),
     (re.compile(r"\s+NOT\s+INDEXED\b", re.IGNORECASE), ""),
-    (re.compile(r"\bAS\s+INTEGER\s*\)", re.IGNORECASE), "AS BIGINT)"),
+    # SQLite's rowid: only the analytics' index hint reads it, and PostgreSQL needs no hint
+    (re.compile(r"\(SELECT\s+MAX\(rowid\)\s+FROM\s+\w+\)", re.IGNORECASE), "NULL"),
+    (re.compile(r"FROM\s+sqlite_master\s+WHERE\s+type\s*=\s*'table'\s+AND\s+name\s*=", re.IGNORECASE),
+     "FROM information_schema.tables WHERE table_schema = current_schema() AND table_name ="),
+    (re.compile(r"PRAGMA\s+table_x?info\((\w+)\)", re.IGNORECASE),
+     r"SELECT ordinal_position - 1, column_name, UPPER(data_type) FROM information_schema.columns "
+     r"WHERE table_schema = current_schema() AND table_name = '\1' ORDER BY ordinal_position"),
 )
+#: a predicate at the top level of an expression (SQLite sums booleans as 0/1; PostgreSQL won't)
+_PREDICATE = re.compile(r"(=|<>|!=|<|>|\bLIKE\b|\bAND\b|\bOR\b|\bIS\b|\bIN\b|\bNOT\b|\bBETWEEN\b)",
+                        re.IGNORECASE)
+_ORDER_BY = re.compile(r"\bORDER\s+BY\b", re.IGNORECASE)
+_ORDER_END = re.compile(r"\b(LIMIT|OFFSET)\b", re.IGNORECASE)
 
 
 def _close_paren(sql: str, open_at: int) -> tuple[int, list[tuple[int, int]]]:
@@ -171,6 +182,16 @@ def _functions(sql: str) -> str:
         open_at = m.end() - 1
         close_at, args = _close_paren(sql, open_at)
         inner = [_functions(sql[a:b]) for a, b in args]
+        out.append(sql[pos:m.start()])
+        pos = close_at + 1
+        if name == "SUM" and len(inner) == 1 and _is_predicate(inner[0]):
+            out.append(f"SUM(CASE WHEN ({inner[0].strip()}) THEN 1 ELSE 0 END)")
+            continue
+        if name == "CAST":
+            cast = re.match(r"(?is)\s*(.*)\s+AS\s+INTEGER\s*$", inner[0]) if len(inner) == 1 else None
+            if cast:  # SQLite truncates a REAL cast to INTEGER; PostgreSQL rounds it
+                out.append(f"CAST(TRUNC({cast.group(1)}) AS BIGINT)")
+                continue
         if name in ("MIN", "MAX") and len(args) > 1:
             fn = "LEAST" if name == "MIN" else "GREATEST"
         elif name == "INSTR":
@@ -179,9 +200,89 @@ def _functions(sql: str) -> str:
             fn = "COALESCE"
         else:
             fn = m.group(1)
-        out.append(sql[pos:m.start()])
         out.append(f"{fn}({','.join(inner)})")
-        pos = close_at + 1
+    out.append(sql[pos:])
+    return "".join(out)
+
+
+def _top_level(expr: str) -> str:
+    """``expr`` without string literals and without what is inside its parentheses."""
+    out, depth, quote = [], 0, False
+    for ch in expr:
+        if quote:
+            quote = ch != "'"
+            continue
+        if ch == "'":
+            quote = True
+        elif ch == "(":
+            depth += 1
+            if depth == 1:
+                out.append("()")
+        elif ch == ")":
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
+
+
+def _is_predicate(expr: str) -> bool:
+    text = expr.strip()
+    if re.match(r"(?i)CASE\b", text):
+        return False
+    return bool(_PREDICATE.search(_top_level(text)))
+
+
+def _nulls_first(sql: str) -> str:
+    """SQLite sorts NULL before every value; PostgreSQL after (ascending). Say SQLite's order."""
+    out, pos = [], 0
+    for m in _ORDER_BY.finditer(sql):
+        if m.start() < pos:
+            continue
+        end, depth, quote, i = len(sql), 0, False, m.end()
+        while i < len(sql):
+            ch = sql[i]
+            if quote:
+                quote = ch != "'"
+            elif ch == "'":
+                quote = True
+            elif ch == "(":
+                depth += 1
+            elif ch == ")":
+                if depth == 0:
+                    end = i
+                    break
+                depth -= 1
+            elif depth == 0 and _ORDER_END.match(sql, i) and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_")):
+                end = i
+                break
+            i += 1
+        terms, start, depth, quote = [], m.end(), 0, False
+        for j in range(m.end(), end):
+            ch = sql[j]
+            if quote:
+                quote = ch != "'"
+            elif ch == "'":
+                quote = True
+            elif ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+            elif ch == "," and depth == 0:
+                terms.append(sql[start:j])
+                start = j + 1
+        terms.append(sql[start:end])
+        fixed = []
+        for term in terms:
+            t = term.strip()
+            if re.search(r"(?i)\bNULLS\s+(FIRST|LAST)$", t):
+                fixed.append(t)
+            elif re.search(r"(?i)\bDESC$", t):
+                fixed.append(f"{t} NULLS LAST")
+            else:
+                fixed.append(f"{t} NULLS FIRST")
+        trailing = " " if end < len(sql) and not sql[end - 1].isspace() and sql[end] != ")" else ""
+        out.append(sql[pos:m.end()] + " " + ", ".join(fixed) + (" " if sql[end - 1:end].isspace() else trailing))
+        pos = end
     out.append(sql[pos:])
     return "".join(out)
 
@@ -227,6 +328,7 @@ def translate(sql: str) -> Translated:
         for pattern, replacement in _SIMPLE:
             text = pattern.sub(replacement, text)
         text = _functions(text)
+        text = _nulls_first(text)
         text, order = _placeholders(text)
         if not order:
             text = text.replace("%%", "%")

@@ -31,6 +31,7 @@ from typing import Any
 
 from hermetry import config
 from hermetry.model.units import DAY_MS
+from hermetry.recorder.sink import SinkUnavailable
 
 
 class UsageError(Exception):
@@ -54,6 +55,14 @@ def _now_ms() -> float:
 
 def _db(args: argparse.Namespace) -> Path:
     return Path(args.db).expanduser() if getattr(args, "db", None) else config.db_path()
+
+
+def _store(args: argparse.Namespace) -> Path | str:
+    """What the reports read: ``--db`` or the configured store — a file, or a ``postgresql://`` URL."""
+    given = getattr(args, "db", None)
+    if given:
+        return given if given.lower().startswith(("postgresql://", "postgres://")) else Path(given).expanduser()
+    return config.store()
 
 
 def _window(args: argparse.Namespace, *, default_days: float | None) -> tuple[float | None, float | None]:
@@ -113,7 +122,7 @@ def cmd_insights(args: argparse.Namespace) -> int:
     from hermetry.analytics.report import insights
     from hermetry.surfaces.render import print_report
 
-    report = insights(_db(args), _query(args), tz=_tz(args))
+    report = insights(_store(args), _query(args), tz=_tz(args))
     if args.json:
         _print_json(report)
     else:
@@ -146,7 +155,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from hermetry.surfaces.render import print_compare
 
     baseline, current = compare_queries(args)
-    result = compare(_db(args), baseline, current)
+    result = compare(_store(args), baseline, current)
     if args.json:
         _print_json(result)
     else:
@@ -160,7 +169,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
     since, until = _window(args, default_days=7.0)
     assert since is not None and until is not None
-    result = list_sessions(_db(args), since, until, limit=args.limit, roll_up=not args.flat)
+    result = list_sessions(_store(args), since, until, limit=args.limit, roll_up=not args.flat)
     if args.json:
         _print_json(result)
     else:
@@ -173,7 +182,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from hermetry.surfaces.render import print_session
 
     try:
-        detail = session_detail(_db(args), args.session)
+        detail = session_detail(_store(args), args.session)
     except SessionNotFound as exc:
         raise UsageError(str(exc.args[0])) from exc
     if args.json:
@@ -214,10 +223,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     to_file = args.output not in (None, "-")
     try:
         if not to_file:
-            export_rows(_db(args), args.table, args.format, None, since_ms=since, until_ms=until)
+            export_rows(_store(args), args.table, args.format, None, since_ms=since, until_ms=until)
             return 0
         with _progress(f"exporting {args.table}") as progress:
-            n = export_rows(_db(args), args.table, args.format, args.output, since_ms=since, until_ms=until,
+            n = export_rows(_store(args), args.table, args.format, args.output, since_ms=since, until_ms=until,
                             progress=progress)
         Console(stderr=True).print(f"{n:,} {args.table} rows → {args.output}")
     except ExportError as exc:
@@ -393,6 +402,7 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", help="only this Hermes profile")
     p.add_argument("--tool", help="only this tool (turns and API calls: the turns that called it)")
     p.add_argument("--toolset", help="only this toolset (as --tool)")
+    p.add_argument("--host", help="only sessions recorded on this host (HERMETRY_HOST; a fleet's store)")
 
 
 def _add_json(p: argparse.ArgumentParser, schema: str) -> None:
@@ -511,6 +521,10 @@ def dispatch(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"hermetry: {exc}", file=sys.stderr)
         return 2
+    except SinkUnavailable as exc:  # a fleet's PostgreSQL store that cannot be reached
+        print(f"hermetry: cannot reach the telemetry store: {exc} (is PostgreSQL up? check HERMETRY_DB)",
+              file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `hermetry … | head`
         sys.stderr.close()
         return 0

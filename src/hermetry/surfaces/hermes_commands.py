@@ -63,7 +63,7 @@ def slash_telemetry(raw_args: str = "") -> str:
                 group_by = (token,)
             else:
                 return f"unknown argument {token!r}. Usage: {slash_usage()}"
-        report = insights(config.db_path(), Query.last_days(days, group_by=group_by))
+        report = insights(config.store(), Query.last_days(days, group_by=group_by))
         return chat_text(report)
     except Exception as exc:  # answer in chat, never raise into Hermes
         return f"hermetry: could not build the report ({type(exc).__name__}: {exc})"
