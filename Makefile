@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HERMES_AGENT_VERSION := 0.19.0
 
-.PHONY: demo test lint bench clean engines
+.PHONY: demo test test-fast test-modules lint bench clean engines
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,21 @@ lint: $(VENV)/.installed
 engines:
 	bash tools/install-engines.sh
 
+# The whole suite: lint, types, unit and real-Hermes end-to-end tests (≈4 min).
 test: lint engines
 	$(VENV)/bin/pytest
+
+# Everything that needs no real Hermes (unit, store, engine and analytics tests), in parallel
+# workers: under a minute. `make test-fast FAST_ARGS=` runs it in one process.
+FAST_ARGS ?= -n auto
+test-fast: $(VENV)/.installed engines
+	$(VENV)/bin/pytest -q -m "not hermes" -p no:cacheprovider $(FAST_ARGS)
+
+# Each test module alone, in its own process: proves no module needs another's side effects
+# (CI runs it once, after `make test`).
+test-modules: $(VENV)/.installed engines
+	@set -e; for module in tests/test_*.py; do \
+	  echo "== $$module"; $(VENV)/bin/pytest -q -p no:cacheprovider "$$module"; done
 
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install -q -e '.[bench]'

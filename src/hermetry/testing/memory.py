@@ -94,6 +94,8 @@ def capture_events(flush_timeout_s: float = 10.0) -> Iterator[CapturedEvents]:
         yield sink.captured
     finally:
         for rec in list(_recorder.LIVE):
+            if getattr(rec, "_closed", False):
+                continue
             try:
                 rec.flush(flush_timeout_s)
             except Exception:
