@@ -466,3 +466,43 @@ def test_a_window_holding_few_rows_uses_the_index_and_agrees(recorded: tuple[His
     check_report(report, truth(history, since, until))
 
 
+
+
+def test_interrupts_unknown_tool_statuses_and_auxiliary_calls(tmp_path: Path) -> None:
+    """A stopped call is not an API error; an unknown tool status is not a failure; tasks split."""
+    from hermetry.recorder.recorder import Recorder
+    from hermetry.stores.sqlite import SQLiteStore
+
+    t0 = NOW_MS - 3_600_000
+    db = tmp_path / "t.db"
+    events = [
+        SessionStarted("s", t0, source="cli", session_type="oneshot", model="m", provider="p"),
+        ApiCall("r1", 0, "s", None, t0, 100.0, "ok", input_tokens=10, output_tokens=2),
+        ApiCall("r2", 0, "s", None, t0 + 1, 50.0, "error", error_type="InternalServerError", http_status=500),
+        ApiCall("r3", 0, "s", None, t0 + 2, 900.0, "interrupted", error_type="interrupted"),
+        ApiCall("r4", 0, "s", None, t0 + 3, 300.0, "ok", input_tokens=5000, output_tokens=40, task="compression"),
+        ApiCall("r5", 0, "s", None, t0 + 4, 80.0, "ok", input_tokens=30, output_tokens=5, task="title_generation"),
+        ToolCall("c1", "s", None, "terminal", t0, 5.0, "ok"),
+        ToolCall("c2", "s", None, "terminal", t0, 5.0, "error"),
+        ToolCall("c3", "s", None, "terminal", t0, None, "unknown"),
+        ToolCall("c4", "s", None, "terminal", t0, None, "unknown"),
+        ToolCall("c5", "s", None, "made_up", t0, 0.0, "unknown_tool"),
+    ]
+    recorder = Recorder(lambda: SQLiteStore(db), register_atexit=False)
+    for e in events:
+        recorder.record(e)
+    recorder.close(timeout=10)
+    report = insights(db, Query.last_days(1, now_ms=NOW_MS, group_by=()))
+    api = report["api_calls"]
+    assert (api["count"], api["errors"], api["interrupted"]) == (5, 1, 1)
+    assert (api["error_rate"]["successes"], api["error_rate"]["n"]) == (1, 4)  # of the calls that ran to an end
+    assert api["error_types"] == {"InternalServerError": 1}
+    assert list(api["by_task"]) == ["main", "compression", "title_generation"]
+    assert {task: (v["count"], v["tokens"]["input_tokens"], v["tokens"]["output_tokens"])
+            for task, v in api["by_task"].items()} == {
+        "main": (3, 10, 2), "compression": (1, 5000, 40), "title_generation": (1, 30, 5)}
+    assert api["tokens"]["input_tokens"] == 10 + 5000 + 30
+    tools = report["tool_calls"]
+    assert (tools["count"], tools["failures"]) == (5, 2)  # error + unknown_tool; unknown is not known
+    assert tools["status_coverage"] == {"captured": 3, "of": 5}
+    assert (tools["failure_rate"]["successes"], tools["failure_rate"]["n"]) == (2, 3)

@@ -141,10 +141,14 @@ def test_failed_api_call_is_an_errored_turn(tmp_path: Path, db_rows) -> None:
         assert "upstream exploded" in (c["error_message"] or "")
     turn = db_rows(db, "SELECT * FROM turns")[0]
     assert turn["outcome"] == "errored"
-    assert db_rows(db, "SELECT outcome FROM sessions")[0]["outcome"] == "completed"  # agent_close
+    # Hermes closes the run 'agent_close' as if it went well; the run failed, so the session did
+    session = db_rows(db, "SELECT end_reason, outcome FROM sessions")[0]
+    assert (session["end_reason"], session["outcome"]) == ("agent_close", "errored")
 
     report = home.insights("--days", "1")
     assert report["turns"]["by_outcome"] == {"errored": 1}
     assert report["turns"]["failure_rate"]["value"] == 1.0
-    assert report["api_calls"]["errors"] == attempts
+    assert report["sessions"]["by_outcome"] == {"errored": 1}
+    assert (report["sessions"]["failure_rate"]["value"], report["sessions"]["completion_rate"]["value"]) == (1.0, 0.0)
+    assert report["api_calls"]["errors"] == attempts and report["api_calls"]["interrupted"] == 0
     assert report["api_calls"]["tokens"]["coverage"] == {"captured": 0, "of": 0}

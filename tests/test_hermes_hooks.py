@@ -162,22 +162,110 @@ def test_stream_probe_times_the_first_content_chunk() -> None:
 
 
 def test_newer_hermes_fields_are_used_when_present(capture: Any) -> None:
-    """Hermes main adds first_delta_at on API hooks and failed/turn_exit_reason on turn ends."""
+    """Hermes main adds first_chunk_at (or first_delta_at) on API hooks and failed/turn_exit_reason
+    on turn ends."""
     cb = capture.callbacks()
     t0 = time.time()
-    cb["pre_llm_call"](session_id="s", task_id="k", turn_id="t1", platform="cli")
-    cb["post_api_request"](session_id="s", turn_id="t1", api_request_id="r1", api_duration=2.0, started_at=t0,
+    cb["post_api_request"](session_id="s", turn_id="t0", api_request_id="r1", api_duration=2.0, started_at=t0,
+                           first_chunk_at=t0 + 0.5, usage={"input_tokens": 1, "output_tokens": 1})
+    cb["post_api_request"](session_id="s", turn_id="t0", api_request_id="r2", api_duration=2.0, started_at=t0,
                            first_delta_at=t0 + 0.75, usage={"input_tokens": 1, "output_tokens": 1})
-    cb["on_session_end"](session_id="s", turn_id="t1", completed=False, interrupted=False, failed=True,
-                         turn_exit_reason="max_iterations")
-    cb["pre_llm_call"](session_id="s", task_id="k", turn_id="t2", platform="cli")
-    cb["on_session_end"](session_id="s", turn_id="t2", completed=True, interrupted=True,
-                         turn_exit_reason="gateway timeout")
+    ends = {  # turn id -> (what newer Hermes reports, what that means)
+        "t1": (dict(completed=False, interrupted=False, failed=True, turn_exit_reason="max_iterations"),
+               ("errored", "max_iterations")),
+        "t2": (dict(completed=True, interrupted=True, turn_exit_reason="gateway timeout"),
+               ("timed_out", "gateway timeout")),
+        "t3": (dict(completed=True, interrupted=True, turn_exit_reason="interrupted_by_user"),
+               ("interrupted", "interrupted_by_user")),
+        "t4": (dict(completed=False, interrupted=False, turn_exit_reason="max_iterations_reached(90/90)"),
+               ("errored", "max_iterations_reached(90/90)")),
+        "t5": (dict(completed=True, interrupted=True, turn_exit_reason="guardrail_halt"),
+               ("interrupted", "guardrail_halt")),
+        "t6": (dict(completed=True, interrupted=False, turn_exit_reason="partial_stream_recovery"),
+               ("completed", "partial_stream_recovery")),
+        "t7": (dict(completed=True, interrupted=True), ("interrupted", None)),  # 0.19.0: no reason at all
+    }
+    for tid, (payload, _) in ends.items():
+        cb["pre_llm_call"](session_id="s", task_id="k", turn_id=tid, platform="cli")
+        cb["on_session_end"](session_id="s", turn_id=tid, **payload)
+    assert capture.recorder.flush(5)
+    ttft = {r["api_request_id"]: r["ttft_ms"] for r in table(capture.db, "api_calls")}
+    assert ttft == {"r1": pytest.approx(500.0), "r2": pytest.approx(750.0)}
+    turns = {r["turn_id"]: (r["outcome"], r["outcome_reason"]) for r in table(capture.db, "turns")}
+    assert turns == {tid: expected for tid, (_, expected) in ends.items()}
+
+
+def test_terminal_exit_code_and_unknown_tools(capture: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    cb = capture.callbacks()
+    base = dict(session_id="s", turn_id="t", api_request_id="r", duration_ms=12)
+    cb["post_tool_call"](tool_name="terminal", tool_call_id="c1", status="ok",
+                         result=json.dumps({"output": 'says "exit_code": 0', "exit_code": 7, "error": None}), **base)
+    cb["post_tool_call"](tool_name="terminal", tool_call_id="c2", status="ok",
+                         result=json.dumps({"output": "", "exit_code": 1, "error": None,
+                                            "exit_code_meaning": "No matches found"}), **base)
+    cb["post_tool_call"](tool_name="terminal", tool_call_id="c3", status="ok",
+                         result=json.dumps({"output": "hi", "exit_code": 0, "error": None}), **base)
+    cb["post_tool_call"](tool_name="read_file", tool_call_id="c4", status="error", error_type="tool_error",
+                         result=json.dumps({"error": "no such file"}), **base)
+    monkeypatch.setattr(stream_probe._LOCAL, "context", {"session_id": "s", "turn_id": "t", "api_request_id": "r2"},
+                        raising=False)
+    capture.on_unknown_tool("made_up_tool")
+    assert capture.recorder.flush(5)
+    got = {r["tool_name"] + (r["tool_call_id"][-3:] if r["tool_name"] != "made_up_tool" else ""):
+           (r["status"], r["error_type"], r["error_message"]) for r in table(capture.db, "tool_calls")}
+    assert got == {
+        "terminal:c1": ("error", "nonzero_exit", "exit code 7"),  # Hermes said ok; the command failed
+        "terminal:c2": ("ok", None, None),  # Hermes knows grep's 1 means "no match"
+        "terminal:c3": ("ok", None, None),
+        "read_file:c4": ("error", "tool_error", None),
+        "made_up_tool": ("unknown_tool", "unknown_tool", None),
+    }
+    unknown = [r for r in table(capture.db, "tool_calls") if r["status"] == "unknown_tool"][0]
+    assert (unknown["session_id"], unknown["turn_id"], unknown["api_request_id"]) == ("s", "t", "r2")
+
+
+def test_auxiliary_calls_one_row_each_from_hermes_record(capture: Any) -> None:
+    """record_auxiliary_usage carries the task and usage; the SDK wrapper's timing joins it."""
+    stream_probe.AUX_TIMING.set({"start": 100.0, "end": 100.25, "model": "aux-m", "streamed": False})
+    capture.on_aux_usage("s", "compression", {"model": "aux-m", "billing_provider": "custom",
+                                              "input_tokens": 50_000, "output_tokens": 100, "cache_read_tokens": 0,
+                                              "cache_write_tokens": 0, "reasoning_tokens": 0})
+    assert stream_probe.AUX_TIMING.get() is None  # taken: it cannot be joined to a second record
+    capture.on_aux_usage("s", "title_generation", {"model": "aux-m", "input_tokens": 30, "output_tokens": 5})
+    capture.on_aux_error({"start": 200.0, "end": 200.5, "model": "aux-m"}, RuntimeError("boom"))  # no session
+    assert capture.recorder.flush(5)
+    calls = sorted(table(capture.db, "api_calls"), key=lambda r: r["task"])
+    assert [(c["task"], c["session_id"], c["input_tokens"], c["output_tokens"], c["status"]) for c in calls] == [
+        ("compression", "s", 50_000, 100, "ok"), ("title_generation", "s", 30, 5, "ok")]
+    assert calls[0]["latency_ms"] == pytest.approx(250.0) and calls[0]["started_at_ms"] == 100_000.0
+    assert calls[1]["latency_ms"] is None  # no timing seen for it: not captured, not zero
+    assert len({c["api_request_id"] for c in calls}) == 2
+
+
+def test_newer_hermes_auxiliary_hooks_replace_the_record_observer(capture: Any) -> None:
+    cb = capture.callbacks(valid_hooks={"post_auxiliary_call", "post_api_request"})
+    assert "post_auxiliary_call" in cb
+    cb["post_auxiliary_call"](session_id="s", aux_task="vision", model="v", started_at=10.0, ended_at=10.5,
+                              usage={"input_tokens": 7, "output_tokens": 3})
+    capture.on_aux_usage("s", "vision", {"input_tokens": 7, "output_tokens": 3})  # Hermes still records it too
     assert capture.recorder.flush(5)
     (call,) = table(capture.db, "api_calls")
-    assert call["ttft_ms"] == pytest.approx(750.0)
-    turns = {r["turn_id"]: (r["outcome"], r["outcome_reason"]) for r in table(capture.db, "turns")}
-    assert turns == {"t1": ("errored", "max_iterations"), "t2": ("timed_out", "gateway timeout")}
+    assert (call["task"], call["input_tokens"], call["output_tokens"], call["latency_ms"]) == ("vision", 7, 3, 500.0)
+    assert "post_auxiliary_call" not in HermesCapture(capture.recorder).callbacks()  # 0.19.0: not offered
+
+
+def test_cron_status_reaches_the_session(capture: Any) -> None:
+    on_create, on_end, _ = capture.state_callbacks()
+    t = time.time()
+    on_create(t, "cron_job1_20250101_000000", "cron", "m", None, None)
+    on_end(t + 1, "cron_job1_20250101_000000", "cron_complete", ())
+    capture.on_cron_status("job1", False)
+    capture.on_cron_status("job1", "not a bool")  # ignored
+    assert capture.recorder.flush(5)
+    (session,) = table(capture.db, "sessions")
+    assert (session["end_reason"], session["run_status"], session["outcome"]) == ("cron_complete", "error", "errored")
 
 
 def test_a_superseded_stream_does_not_overwrite_the_probe() -> None:

@@ -37,7 +37,7 @@ COMPARABLE = {  # scenario/model → (source, session_type, streamed)
     "m-oneshot": ("cli", "oneshot", True),
     "m-query": ("cli", "query", True),
     "m-api": ("api_server", "api", True),
-    "m-webhook": ("webhook", "gateway", True),
+    "m-webhook": ("webhook", "webhook", True),
     "m-cron": ("cron", "cron", False),  # Hermes' cron runs the model call non-streamed
 }
 
@@ -230,15 +230,33 @@ def test_gateway_records_queue_wait(matrix: dict[str, Any]) -> None:
     assert all(t["queue_wait_ms"] is None for t in _turns(matrix["db"], "m-api"))
 
 
-def test_each_way_a_run_ends_has_its_own_classification(matrix: dict[str, Any]) -> None:
-    db = matrix["db"]
-    conn = connect(db)
+@pytest.fixture(scope="module")
+def reconciled(matrix: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the fleet file after the reconciler ran with no grace (each test gets the same
+    state whichever ran first: none of them depends on another's side effects)."""
+    import sqlite3
+
+    copy = tmp_path_factory.mktemp("reconciled") / "fleet-telemetry.db"
+    src = sqlite3.connect(matrix["db"])
     try:
-        assert reconcile(conn, grace_s=3600)["turns_closed"] == 0  # the killed turn is within its grace
-        closed = reconcile(conn, grace_s=0)
+        dst = sqlite3.connect(copy)
+        src.backup(dst)
+        dst.close()
+    finally:
+        src.close()
+    conn = connect(copy)
+    try:
+        matrix["closed_within_grace"] = reconcile(conn, grace_s=3600)
+        matrix["closed"] = reconcile(conn, grace_s=0)
     finally:
         conn.close()
-    assert closed == {"turns_closed": 1, "sessions_closed": 1}
+    return copy
+
+
+def test_each_way_a_run_ends_has_its_own_classification(matrix: dict[str, Any], reconciled: Path) -> None:
+    db = reconciled
+    assert matrix["closed_within_grace"]["turns_closed"] == 0  # the killed turn is within its grace
+    assert matrix["closed"] == {"turns_closed": 1, "sessions_closed": 1}
 
     # completed
     assert _turns(db, "m-oneshot")[0]["outcome"] == "completed"
@@ -263,8 +281,14 @@ def test_each_way_a_run_ends_has_its_own_classification(matrix: dict[str, Any]) 
     assert len(children) == 1 and children[0]["lineage"] == "continuation"
     # killed mid-turn: closed by the reconciler as abandoned
     killed_turn = _turns(db, "m-killed")[0]
-    assert (killed_turn["outcome"], killed_turn["outcome_reason"]) == ("abandoned", "reconciled:no_end_within_grace")
-    assert _sessions(db, "m-killed")[0]["outcome"] == "abandoned"
+    assert (killed_turn["outcome"], killed_turn["outcome_reason"]) == ("abandoned", "reconciled:no_turn_end")
+    assert killed_turn["wall_ms"] is None  # it ran ≈1 s before the kill; when it would have ended is unknown
+    killed = _sessions(db, "m-killed")[0]
+    assert (killed["outcome"], killed["end_reason"]) == ("abandoned", "reconciled:no_session_end")
+    # a webhook run ended by the inactivity timeout is a timed-out session (Hermes says webhook_complete)
+    webhook = _sessions(db, "m-webhook")
+    assert [(s["end_reason"], s["outcome"]) for s in webhook] == [("webhook_complete", "completed"),
+                                                                  ("webhook_complete", "timed_out")]
 
     outcomes = {t["outcome"] for t in _q(db, "SELECT outcome FROM turns")}
     assert {"completed", "timed_out", "interrupted", "abandoned"} <= outcomes
@@ -292,8 +316,8 @@ def test_subagent_tokens_belong_to_the_child_and_roll_up_once(matrix: dict[str, 
     assert rolled == {"out": first.completion_tokens + child_usage.completion_tokens + last.completion_tokens, "n": 3}
 
 
-def test_insights_show_outcome_rates_by_source_and_model_with_intervals(matrix: dict[str, Any]) -> None:
-    db = matrix["db"]
+def test_insights_show_outcome_rates_by_source_and_model_with_intervals(reconciled: Path) -> None:
+    db = reconciled
     report = insights(db, Query.last_days(1, group_by=("source", "model")))
     by_source = {row["source"]: row for row in report["breakdowns"]["source"]}
     assert {"cli", "api_server", "cron", "webhook", "subagent"} <= set(by_source)

@@ -23,6 +23,7 @@ import pytest
 
 from hermetry.model.events import (
     ApiCall,
+    CronRunFinished,
     Event,
     SessionEnded,
     SessionReopened,
@@ -321,7 +322,7 @@ def test_open_turns_are_closed_when_the_session_ends(store: SQLiteStore, db: Pat
     )
     turns = {r["turn_id"]: r for r in q(db, "SELECT * FROM turns")}
     assert {k: (v["outcome"], v["outcome_reason"]) for k, v in turns.items()} == {
-        "t_err": ("errored", "reconciled:rate_limit"),
+        "t_err": ("errored", "reconciled:last_call_failed"),
         "t_ok": ("abandoned", "reconciled:no_turn_end"),
         "t_none": ("abandoned", "reconciled:no_turn_end"),
         "t_done": ("completed", None),
@@ -330,15 +331,17 @@ def test_open_turns_are_closed_when_the_session_ends(store: SQLiteStore, db: Pat
     assert turns["t_err"]["ended_at_ms"] == T0 + 250
     assert turns["t_ok"]["ended_at_ms"] == T0 + 500
     assert turns["t_none"]["ended_at_ms"] == T0 + 10_000
-    assert turns["t_none"]["wall_ms"] == 10_000 - 5
+    # abandoned: it never reported an end, so its wall time is unknown (the last activity is no end)
+    assert turns["t_none"]["wall_ms"] is None and turns["t_ok"]["wall_ms"] is None
+    assert turns["t_err"]["wall_ms"] == 250  # errored: it ended when its last model call failed
     assert turns["t_done"]["ended_at_ms"] == T0 + 300
 
 
-def test_error_without_type_is_api_error(store: SQLiteStore, db: Path) -> None:
+def test_a_turn_whose_last_call_failed_is_errored_whatever_the_error(store: SQLiteStore, db: Path) -> None:
     write(store, TurnStarted("t1", "s1", T0), api("a1", "s1", "t1", status="error"))
     write(store, SessionEnded("s1", T0 + 1000, "cli_close", "completed"))
     assert one(db, "SELECT outcome, outcome_reason FROM turns") == {
-        "outcome": "errored", "outcome_reason": "reconciled:api_error",
+        "outcome": "errored", "outcome_reason": "reconciled:last_call_failed",
     }
 
 
@@ -532,8 +535,103 @@ def test_a_reconciled_session_that_comes_back_is_open_again(store: SQLiteStore, 
     finally:
         conn.close()
     assert one(db, "SELECT end_reason, outcome FROM sessions") == {
-        "end_reason": "reconciled:no_end_within_grace", "outcome": "abandoned"}
+        "end_reason": "reconciled:no_session_end", "outcome": "abandoned"}
     write(store, TurnStarted(turn_id="t2", session_id="s1", started_at_ms=5.0))  # it was alive after all
     assert one(db, "SELECT end_reason, outcome FROM sessions") == {"end_reason": None, "outcome": None}
     write(store, SessionEnded(session_id="s1", ended_at_ms=9.0, end_reason="idle", outcome="expired"))
     assert one(db, "SELECT end_reason, outcome FROM sessions") == {"end_reason": "idle", "outcome": "expired"}
+
+
+# -- session outcomes that follow how a run ended (issue 10) ----------------------------------
+
+@pytest.mark.parametrize(("session_type", "end_reason", "turn_outcome", "expected"), [
+    # one-run sessions: Hermes' "complete" end reason says nothing about how the run went
+    ("oneshot", "agent_close", "errored", "errored"),
+    ("cron", "cron_complete", "errored", "errored"),
+    ("webhook", "webhook_complete", "timed_out", "timed_out"),
+    ("subagent", "agent_close", "errored", "errored"),
+    ("api", "agent_close", "completed", "completed"),
+    ("oneshot", "agent_close", "interrupted", "completed"),  # a person's stop is not a failure
+    # conversations keep their end reason's outcome: one failed request is not a failed chat
+    ("interactive", "cli_close", "errored", "completed"),
+    ("gateway", "idle", "errored", "expired"),
+    # a continuation is a continuation whatever its last turn did
+    ("api", "compression", "errored", "compressed"),
+])
+def test_a_one_run_session_follows_its_last_turn(store: SQLiteStore, db: Path, session_type: str, end_reason: str,
+                                                 turn_outcome: str, expected: str) -> None:
+    write(store, SessionStarted("s1", T0, session_type=session_type),
+          TurnStarted("t0", "s1", T0), TurnEnded("t0", "s1", T0 + 10, "completed"),
+          TurnStarted("t1", "s1", T0 + 20), TurnEnded("t1", "s1", T0 + 30, turn_outcome))
+    claimed = {"idle": "expired", "compression": "compressed"}.get(end_reason, "completed")  # the end reason's own
+    write(store, SessionEnded("s1", T0 + 40, end_reason, claimed))
+    assert one(db, "SELECT end_reason, outcome FROM sessions") == {"end_reason": end_reason, "outcome": expected}
+
+
+def test_a_turn_end_after_the_session_end_still_counts(store: SQLiteStore, db: Path) -> None:
+    write(store, SessionStarted("s1", T0, session_type="webhook"), TurnStarted("t1", "s1", T0),
+          SessionEnded("s1", T0 + 50, "webhook_complete", "completed"))
+    # the session end closed the open turn as abandoned; its real end arrives afterwards
+    write(store, TurnEnded("t1", "s1", T0 + 40, "timed_out", "Execution timed out (inactivity)"))
+    assert one(db, "SELECT outcome FROM sessions")["outcome"] == "timed_out"
+
+
+def test_hermes_cron_status_fails_the_job_session(store: SQLiteStore, db: Path) -> None:
+    write(store,
+          SessionStarted("cron_abc123_20250101_010000", T0, source="cron", session_type="cron"),
+          SessionStarted("cron_abc123_20250101_020000", T0 + 3_600_000, source="cron", session_type="cron"),
+          SessionStarted("cron_other_20250101_020000", T0 + 3_600_000, source="cron", session_type="cron"),
+          TurnStarted("t1", "cron_abc123_20250101_020000", T0 + 3_600_000),
+          TurnEnded("t1", "cron_abc123_20250101_020000", T0 + 3_601_000, "completed"),
+          SessionEnded("cron_abc123_20250101_020000", T0 + 3_601_100, "cron_complete", "completed"),
+          SessionEnded("cron_other_20250101_020000", T0 + 3_601_100, "cron_complete", "completed"))
+    # e.g. the agent answered with an empty response: Hermes' cron records the run failed
+    write(store, CronRunFinished("abc123", T0 + 3_601_200, "error"))
+    got = {r["session_id"]: (r["run_status"], r["outcome"]) for r in q(db, "SELECT * FROM sessions")}
+    assert got == {"cron_abc123_20250101_010000": (None, None),  # an earlier run of the job: untouched
+                   "cron_abc123_20250101_020000": ("error", "errored"),
+                   "cron_other_20250101_020000": (None, "completed")}
+
+
+def test_a_crashed_run_whose_last_call_failed_is_closed(store: SQLiteStore, db: Path) -> None:
+    """The process died after its model call failed: the turn is errored, the session closed (errored)."""
+    from hermetry.stores.sqlite_reconcile import reconcile
+
+    write(store, SessionStarted("s1", T0, session_type="oneshot"), TurnStarted("t1", "s1", T0),
+          api("r1", "s1", "t1", at=10, status="error", latency_ms=40.0),
+          SessionStarted("s2", T0, session_type="interactive"), TurnStarted("t2", "s2", T0),
+          api("r2", "s2", "t2", at=10, status="error", latency_ms=40.0))
+    conn = connect(db)
+    try:
+        assert reconcile(conn, grace_s=0, now_ms=T0 + 1000) == {"turns_closed": 2, "sessions_closed": 2}
+    finally:
+        conn.close()
+    turns = {r["turn_id"]: (r["outcome"], r["outcome_reason"], r["wall_ms"]) for r in q(db, "SELECT * FROM turns")}
+    assert turns == {"t1": ("errored", "reconciled:last_call_failed", 50.0),
+                     "t2": ("errored", "reconciled:last_call_failed", 50.0)}
+    sessions = {r["session_id"]: (r["end_reason"], r["outcome"]) for r in q(db, "SELECT * FROM sessions")}
+    assert sessions == {"s1": ("reconciled:no_session_end", "errored"),
+                        "s2": ("reconciled:no_session_end", "abandoned")}
+
+
+def test_migration_from_v4_keeps_rows_and_unifies_reasons(db: Path) -> None:
+    conn = connect(db)
+    try:
+        for version in range(4):
+            for statement in [s for s in MIGRATIONS[version].split(";\n") if s.strip()]:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version=4")
+        conn.execute("INSERT INTO turns (turn_id, session_id, started_at_ms, ended_at_ms, outcome, outcome_reason) "
+                     "VALUES ('a', 's', 0, 1900, 'abandoned', 'reconciled:no_end_within_grace'), "
+                     "('e', 's', 0, 500, 'errored', 'reconciled:RateLimitError'), ('c', 's', 0, 700, 'completed', NULL)")
+        conn.execute("INSERT INTO api_calls (api_call_id, api_request_id, attempt, session_id, status) VALUES "
+                     "('r#0', 'r', 0, 's', 'ok'), ('backfill:s:aux:compression:m@p#0', "
+                     "'backfill:s:aux:compression:m@p', 0, 's', 'ok')")
+        assert migrate(conn) == SCHEMA_VERSION
+    finally:
+        conn.close()
+    turns = {r["turn_id"]: (r["outcome_reason"], r["wall_ms"]) for r in q(db, "SELECT * FROM turns")}
+    assert turns == {"a": ("reconciled:no_turn_end", None), "e": ("reconciled:last_call_failed", 500.0),
+                     "c": (None, 700.0)}
+    assert {r["api_request_id"]: r["task"] for r in q(db, "SELECT * FROM api_calls")} == {
+        "r": "main", "backfill:s:aux:compression:m@p": "compression"}

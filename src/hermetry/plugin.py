@@ -136,14 +136,20 @@ def register(ctx: Any) -> None:
     try:
         settings = config.hermetry_settings()
         capture = get_capture(settings)
-        for hook, callback in capture.callbacks().items():
+        for hook, callback in capture.callbacks(_valid_hooks()).items():
             ctx.register_hook(hook, callback)
         # The OpenAI SDK wrapper and the interrupt wrapper are set up on the first model call
         # (the middleware's first run), so enabling hermetry imports nothing of Hermes' early.
         stream_probe.ON_ABORT = capture.on_api_aborted
-        stream_probe.ON_INSTALL = lambda: wrappers.wrap_interrupt(capture.on_interrupt)
+        stream_probe.ON_AUX_ERROR = capture.on_aux_error
+
+        def late_setup() -> None:  # on the first model call, when Hermes has loaded these
+            wrappers.wrap_interrupt(capture.on_interrupt)
+            state_mirror.install_late(capture.on_cron_status, capture.on_unknown_tool)
+
+        stream_probe.ON_INSTALL = late_setup
         ctx.register_middleware("llm_execution", stream_probe.llm_execution_middleware)
-        state_mirror.install(*capture.state_callbacks())
+        state_mirror.install(*capture.state_callbacks(), on_aux_usage=capture.on_aux_usage)
         wrappers.flush_before_hard_exit(capture.recorder.flush)
     except Exception:
         log.warning("hermetry: could not start telemetry capture", exc_info=True)
@@ -162,6 +168,18 @@ def register(ctx: Any) -> None:
 
 class ImportRefused(Exception):
     """A state.db cannot be imported (missing, locked, corrupt, not Hermes'); nothing was written."""
+
+
+def _valid_hooks() -> frozenset[str]:
+    """The hook names this Hermes offers (hooks only newer Hermes has are used when present)."""
+    import sys
+
+    plugins = sys.modules.get("hermes_cli.plugins")
+    hooks = getattr(plugins, "VALID_HOOKS", None) if plugins is not None else None
+    try:
+        return frozenset(h for h in hooks if isinstance(h, str)) if hooks else frozenset()
+    except TypeError:
+        return frozenset()
 
 
 def import_history(home: Path, db: Path, *, all_profiles: bool = False,

@@ -44,6 +44,7 @@ from hermetry.model.outcomes import (
     SessionOutcome,
     TurnOutcome,
     session_outcome_class,
+    tool_failed,
     turn_outcome_class,
 )
 from hermetry.model.sessions import ancestors
@@ -224,7 +225,7 @@ TURN_ROWS, TURN_ENDED, TURN_WALL, TURN_QUEUE = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 API_ROWS, API_LATENCY, API_OK, API_TTFT, API_USAGE, API_BILLABLE, API_PRICED = (1 << i for i in range(4, 11))
 
 #: The numbers summed per slice for API calls, in order (see ``_collect_api``).
-API_FIELDS = ("calls", "ok", "latency_captured", "ttft_captured", "usage_captured", *TOKEN_KINDS,
+API_FIELDS = ("calls", "ok", "interrupted", "latency_captured", "ttft_captured", "usage_captured", *TOKEN_KINDS,
               "billable", "actual", "estimated", "included", "actual_usd", "estimated_usd")
 
 #: Simple aggregates only: grouping by status and cost status is cheaper than CASE per row.
@@ -246,6 +247,8 @@ class Slice:
     session_flags: dict[str, int] = field(default_factory=dict)
     by_outcome: Counter[str] = field(default_factory=Counter)
     api_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    #: the same folded rows by ``api_calls.task`` (``main`` or an auxiliary task)
+    api_by_task: defaultdict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: defaultdict(list))
     errors: Counter[str] = field(default_factory=Counter)
     tool_by_status: Counter[str] = field(default_factory=Counter)
     toolsets: Counter[str] = field(default_factory=Counter)
@@ -316,12 +319,13 @@ def fold_api_group(status: str, cost_status: str | None, aggregates: Sequence[An
     """One group of API calls (same status and cost status; ``API_AGGREGATES``) → ``API_FIELDS``."""
     n, n_latency, n_ttft, n_usage, *tokens, n_cost, cost_usd = aggregates
     ok = status == "ok"
+    interrupted = n if status == "interrupted" else 0
     billable = n if ok else n_cost  # every successful call; a failed one only when it was charged
     actual = n_cost if cost_status == "actual" else 0
     estimated = n_cost if cost_status == "estimated" else 0
     included = billable if cost_status == "included" else 0
     return (
-        n, n if ok else 0, n_latency, n_ttft if ok else 0, n_usage if ok else 0,
+        n, n if ok else 0, interrupted, n_latency, n_ttft if ok else 0, n_usage if ok else 0,
         *(tokens if ok else (0,) * len(TOKEN_KINDS)),
         billable, actual, estimated, included,
         cost_usd if actual else 0.0, cost_usd if estimated else 0.0,
@@ -338,10 +342,10 @@ def sum_api_fields(rows: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
 def _collect_api(scan: Scanner, dims: list[str], slices: dict[tuple[str, Any], Slice],
                  session_api: dict[str, list[float]]) -> None:
     k = len(dims)
-    for row in _rows(scan, API_CALLS, dims, ["a.session_id", "a.status", "a.error_type", "a.cost_status"],
+    for row in _rows(scan, API_CALLS, dims, ["a.session_id", "a.status", "a.error_type", "a.cost_status", "a.task"],
                      API_AGGREGATES):
-        sid, status, error_type, cost_status = row[k:k + 4]
-        nums = fold_api_group(status, cost_status, row[k + 4:])
+        sid, status, error_type, cost_status, task = row[k:k + 5]
+        nums = fold_api_group(status, cost_status, row[k + 5:])
         f = dict(zip(API_FIELDS, nums, strict=True))
         ok, priced = status == "ok", f["actual"] + f["estimated"]
         flags = (API_ROWS | (API_LATENCY if f["latency_captured"] else 0) | (API_OK if ok else 0)
@@ -355,8 +359,9 @@ def _collect_api(scan: Scanner, dims: list[str], slices: dict[tuple[str, Any], S
         per_session[4] += f["billable"] - priced - f["included"]
         for s in _slices_of(slices, dims, row):
             s.api_rows.append(nums)
+            s.api_by_task[task or "unknown"].append(nums)
             s.session_flags[sid] = s.session_flags.get(sid, 0) | flags
-            if not ok:
+            if status == "error":
                 s.errors[error_type or "unknown"] += f["calls"]
 
 
@@ -517,18 +522,35 @@ def tokens_from_totals(t: dict[str, Any]) -> dict[str, Any]:
     return tokens
 
 
+def api_errors(t: dict[str, Any]) -> int:
+    """Attempts the provider or the network failed: not the ones a person or a timeout interrupted."""
+    return int(t["calls"] - t["ok"] - t["interrupted"])
+
+
+def by_task(groups: dict[str, list[tuple[Any, ...]]]) -> dict[str, dict[str, Any]]:
+    """Model calls split by task: ``main`` (the agent loop) and each auxiliary task."""
+    out = {}
+    for task in sorted(groups, key=lambda k: (k != "main", k)):
+        t = sum_api_fields(groups[task])
+        out[task] = {"count": t["calls"], "errors": api_errors(t), "interrupted": t["interrupted"],
+                     "tokens": tokens_from_totals(t), "cost": cost_from_totals(t)}
+    return out
+
+
 def api_summary(s: Slice) -> dict[str, Any]:
     t = s.api_totals()
     tokens = tokens_from_totals(t)
     tokens["session_coverage"] = dict(zip(("captured", "of"), _sessions(s, API_USAGE, API_OK), strict=True))
     cost = cost_from_totals(t)
     cost["session_coverage"] = dict(zip(("captured", "of"), _sessions(s, API_PRICED, API_BILLABLE), strict=True))
-    errors = t["calls"] - t["ok"]
+    errors = api_errors(t)
     return {
         "count": t["calls"],
         "errors": errors,
-        "error_rate": rate(errors, t["calls"]),
+        "interrupted": t["interrupted"],
+        "error_rate": rate(errors, t["calls"] - t["interrupted"]),
         "error_types": dict(sorted(s.errors.items())),
+        "by_task": by_task(s.api_by_task),
         "latency_ms": summarize(s.values.get("latency_ms", []), t["calls"], _sessions(s, API_LATENCY, API_ROWS)),
         "ttft_ms": summarize(s.values.get("ttft_ms", []), t["ok"], _sessions(s, API_TTFT, API_OK)),
         "tokens": tokens,
@@ -536,13 +558,21 @@ def api_summary(s: Slice) -> dict[str, Any]:
     }
 
 
+def tool_counts(by_status: dict[str, int]) -> tuple[int, int]:
+    """(failures, calls whose status is known): an ``unknown`` status is neither ok nor failed."""
+    failures = sum(n for status, n in by_status.items() if tool_failed(status))
+    known = sum(n for status, n in by_status.items() if tool_failed(status) is not None)
+    return failures, known
+
+
 def tool_summary(s: Slice) -> dict[str, Any]:
     count = s.tool_calls
-    failures = count - s.tool_by_status.get("ok", 0)
+    failures, known = tool_counts(s.tool_by_status)
     return {
         "count": count,
         "failures": failures,
-        "failure_rate": rate(failures, count),
+        "failure_rate": rate(failures, known),
+        "status_coverage": {"captured": known, "of": count},
         "by_status": dict(sorted(s.tool_by_status.items())),
         "latency_ms": summarize(s.values.get("tool_latency_ms", []), count),
     }
@@ -627,7 +657,7 @@ def _daily(c: Collected) -> list[dict[str, Any]]:
             "turns": s.turns,
             "turn_failures": _failures(s),
             "api_calls": t["calls"],
-            "api_errors": t["calls"] - t["ok"],
+            "api_errors": api_errors(t),
             "total_tokens": tokens_from_totals(t)["total_tokens"],
             "tool_calls": s.tool_calls,
         })
@@ -661,6 +691,7 @@ def _tools(c: Collected) -> list[dict[str, Any]]:
             "calls": summary["count"],
             "failures": summary["failures"],
             "failure_rate": summary["failure_rate"],
+            "status_coverage": summary["status_coverage"],
             "by_status": summary["by_status"],
             "latency_ms": summary["latency_ms"],
         })
@@ -684,7 +715,8 @@ def build_report(c: Collected) -> dict[str, Any]:
         "conversations": _conversations(c),
         "turns": turn_summary(total),
         "api_calls": api,
-        "tool_calls": {k: tools[k] for k in ("count", "failures", "failure_rate", "by_status", "latency_ms")},
+        "tool_calls": {k: tools[k] for k in ("count", "failures", "failure_rate", "status_coverage", "by_status",
+                                             "latency_ms")},
         "tools": _tools(c),
         "daily": _daily(c),
         "breakdowns": {dim: _breakdown(c, dim) for dim in q.group_by},

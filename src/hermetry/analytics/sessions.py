@@ -28,12 +28,14 @@ from hermetry.analytics.report import (
     API_AGGREGATES,
     TOKEN_KINDS,
     Db,
+    api_errors,
     cost_from_totals,
     fold_api_group,
     iso,
     open_db,
     sum_api_fields,
     tokens_from_totals,
+    tool_counts,
 )
 from hermetry.analytics.stats import rate
 from hermetry.model.outcomes import TurnOutcome
@@ -124,7 +126,7 @@ def _per_session(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dict[s
             f"WHERE a.session_id IN ({marks}) GROUP BY 1, 2, 3, 4", chunk
         ):
             out[sid]["api"].append(fold_api_group(status, cost_status, aggregates))
-            if status != "ok":
+            if status == "error":
                 out[sid]["errors"][error_type or "unknown"] += aggregates[0]
         for sid, status, n in _execute(
             conn, f"SELECT session_id, status, COUNT(*) FROM tool_calls WHERE session_id IN ({marks}) GROUP BY 1, 2", chunk
@@ -147,15 +149,18 @@ def _totals(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
     t = sum_api_fields(api)
     ended = sum(turns.values()) - turns.get("open", 0)
     tool_calls = sum(tools.values())
+    tool_failures, tools_known = tool_counts(tools)
     return {
         "turns": sum(turns.values()),
         "turns_by_outcome": dict(sorted(turns.items())),
         "completion_rate": rate(turns.get(TurnOutcome.COMPLETED, 0), ended),
         "api_calls": t["calls"],
-        "api_errors": t["calls"] - t["ok"],
+        "api_errors": api_errors(t),
+        "api_interrupted": t["interrupted"],
         "api_error_types": dict(sorted(errors.items())),
         "tool_calls": tool_calls,
-        "tool_failures": tool_calls - tools.get("ok", 0),
+        "tool_failures": tool_failures if tools_known or not tool_calls else None,  # None: no status known
+        "tool_status_coverage": {"captured": tools_known, "of": tool_calls},
         "tokens": tokens_from_totals(t),
         "cost": cost_from_totals(t),
     }

@@ -20,9 +20,12 @@ from typing import Literal
 #: Where a row came from: captured live by a hook, or imported from Hermes' state.db.
 Origin = Literal["live", "backfill"]
 
+#: ``ApiCall.task`` of the agent loop's own model calls (auxiliary calls carry Hermes' task name).
+TASK_MAIN = "main"
+
 #: Version of the canonical model. Bumped whenever a field is added, renamed or redefined;
 #: the stores migrate forward to it.
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 
 
 @dataclass(slots=True)
@@ -125,6 +128,9 @@ class ApiCall:
     cost_source: str | None = None
     pricing_version: str | None = None
     origin: Origin = "live"
+    #: ``main`` (the agent loop's own call) or Hermes' auxiliary task: ``compression``,
+    #: ``title_generation``, ``vision``, ``web_extract``, ``session_search``, … (None: not known)
+    task: str | None = TASK_MAIN
 
     @property
     def api_call_id(self) -> str:
@@ -170,6 +176,19 @@ class SubagentFinished:
     duration_ms: float | None
 
 
+@dataclass(slots=True)
+class CronRunFinished:
+    """Hermes' cron scheduler recorded a job run's status (``last_status``: ``ok`` / ``error``).
+
+    The run's session is the job's latest cron session (Hermes names it ``cron_<job_id>_<time>``);
+    the store attaches the status to it, and the session outcome follows it.
+    """
+
+    job_id: str
+    finished_at_ms: float
+    status: str
+
+
 Event = (
     SessionStarted
     | SessionEnded
@@ -180,4 +199,5 @@ Event = (
     | ToolCall
     | SubagentLinked
     | SubagentFinished
+    | CronRunFinished
 )

@@ -103,6 +103,8 @@ END_REASON_OUTCOME: dict[str, SessionOutcome] = {
     "compute_host_orphan": SessionOutcome.ABANDONED,
     "startup_orphan_reap": SessionOutcome.ABANDONED,
     "orphaned_compression": SessionOutcome.ERRORED,
+    # hermetry's reconciler closed a session its dead process left open
+    "reconciled:no_session_end": SessionOutcome.ABANDONED,
     # Sessions Hermes leaves open in state.db (e.g. ``hermes chat -q``) but finalizes through
     # the on_session_finalize hook: hermetry records the hook's reason with this prefix, and a
     # later end reason from state.db replaces it.
@@ -163,7 +165,126 @@ def turn_outcome_for_interrupt(label: str | None) -> TurnOutcome:
     return INTERRUPT_REASONS.get(label, TurnOutcome.INTERRUPTED)
 
 
+#: ``turn_exit_reason`` values newer Hermes (0.20+) reports on ``on_session_end``, and what each
+#: means. ``max_iterations_reached(n/m)`` carries its counts; it is matched by its prefix.
+TURN_EXIT_REASONS: dict[str, TurnOutcome] = {
+    "interrupted_by_user": TurnOutcome.INTERRUPTED,
+    "guardrail_halt": TurnOutcome.INTERRUPTED,  # a policy stopped the turn: neutral, reason kept
+    "max_iterations_reached": TurnOutcome.ERRORED,  # the agent ran out of its step budget
+    "partial_stream_recovery": TurnOutcome.COMPLETED,  # the answer was recovered from a broken stream
+}
+
+
+def turn_outcome_for_exit_reason(turn_exit_reason: str) -> TurnOutcome | None:
+    """The outcome newer Hermes' ``turn_exit_reason`` names (None: a value this table doesn't know)."""
+    text = turn_exit_reason.strip().lower()
+    key = text.split("(", 1)[0].strip()
+    if key in TURN_EXIT_REASONS:
+        return TURN_EXIT_REASONS[key]
+    if "timeout" in text or "timed out" in text or "timed_out" in text:
+        return TurnOutcome.TIMED_OUT
+    return None
+
+
 def newer_hermes_exit_outcome(turn_exit_reason: str) -> TurnOutcome:
     """Newer Hermes names why an interrupted turn ended (``turn_exit_reason``)."""
-    return TurnOutcome.TIMED_OUT if "timeout" in turn_exit_reason.lower() or "timed out" in turn_exit_reason.lower() \
-        else TurnOutcome.INTERRUPTED
+    outcome = turn_outcome_for_exit_reason(turn_exit_reason)
+    return TurnOutcome.INTERRUPTED if outcome is None or outcome == TurnOutcome.COMPLETED else outcome
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions that are one run: their outcome follows how the run ended
+# ---------------------------------------------------------------------------------------------
+
+#: Session types that are one run of the agent (``model/sessions.py`` assigns them): a one-shot
+#: ``hermes -z``, ``hermes chat -q``, a cron job, a webhook or API-server run, a subagent. Hermes
+#: closes these with ``agent_close`` / ``cron_complete`` / ``webhook_complete`` however the run
+#: went, so their outcome follows the run's last turn when that failed, and Hermes' own cron
+#: status when it has one. Interactive chats and gateway conversations keep the end-reason rule:
+#: one failed request does not make a conversation a failure.
+ONE_RUN_SESSION_TYPES = frozenset({"oneshot", "query", "cron", "webhook", "api", "subagent"})
+
+#: A failed last turn → the session outcome it gives a one-run session.
+_TURN_FAILURE_SESSION = {
+    TurnOutcome.ERRORED.value: SessionOutcome.ERRORED,
+    TurnOutcome.TIMED_OUT.value: SessionOutcome.TIMED_OUT,
+}
+#: End-reason outcomes a failed run overrides (a run that "completed", or whose end is unknown).
+_OVERRIDABLE = frozenset({SessionOutcome.COMPLETED, SessionOutcome.UNKNOWN, SessionOutcome.ABANDONED})
+
+#: Hermes' own status of a run, as hermetry stores it (``sessions.run_status``): cron's
+#: ``last_status`` (``ok``/``error``) for the job run a cron session was.
+RUN_STATUS_OK = "ok"
+RUN_STATUS_ERROR = "error"
+
+
+def session_outcome(end_reason: str | None, session_type: str | None, last_turn_outcome: str | None,
+                    run_status: str | None = None) -> SessionOutcome | None:
+    """The one rule for a session's outcome (docs/outcomes.md). None while the session is open.
+
+    * the raw ``end_reason`` is classified by :data:`END_REASON_OUTCOME`;
+    * a session of a :data:`ONE_RUN_SESSION_TYPES` type whose end says completed (or unknown, or
+      abandoned) becomes ``errored``/``timed_out`` when its last turn did, and ``errored``
+      when Hermes' own run status says the run failed (cron: ``last_status = error``);
+    * every other session keeps its end reason's outcome.
+    """
+    if end_reason is None:
+        return None
+    base = session_outcome_for_end_reason(end_reason)
+    if session_type not in ONE_RUN_SESSION_TYPES or base not in _OVERRIDABLE:
+        return base
+    failed = _TURN_FAILURE_SESSION.get(last_turn_outcome or "")
+    if failed is not None:
+        return failed
+    if run_status == RUN_STATUS_ERROR:
+        return SessionOutcome.ERRORED
+    return base
+
+
+# ---------------------------------------------------------------------------------------------
+# What hermetry infers for what was left open: one vocabulary for every closer
+# ---------------------------------------------------------------------------------------------
+
+#: Prefix of every ``outcome_reason``/``end_reason`` hermetry inferred rather than was told.
+RECONCILED_PREFIX = "reconciled:"
+#: A turn left open whose last model call had failed (Hermes 0.19.0 fires no turn end then): errored.
+REASON_LAST_CALL_FAILED = "reconciled:last_call_failed"
+#: A turn left open that never reported an end (the next turn started, its session ended, or the
+#: process died): abandoned, with unknown wall time.
+REASON_NO_TURN_END = "reconciled:no_turn_end"
+#: A session never closed by Hermes after its turns were reconciled (the process died).
+REASON_NO_SESSION_END = "reconciled:no_session_end"
+
+
+def reconciled_turn(last_call_status: str | None) -> tuple[TurnOutcome, str]:
+    """(outcome, outcome_reason) of a turn hermetry closes because no end was reported."""
+    if last_call_status == "error":
+        return TurnOutcome.ERRORED, REASON_LAST_CALL_FAILED
+    return TurnOutcome.ABANDONED, REASON_NO_TURN_END
+
+
+# ---------------------------------------------------------------------------------------------
+# Tool-call status
+# ---------------------------------------------------------------------------------------------
+
+#: Statuses of a tool-call row (docs/telemetry-model.md): Hermes' own ``ok``/``error``/``blocked``;
+#: ``unknown_tool`` — the model asked for a tool that does not exist (Hermes ran nothing);
+#: ``unknown`` — the source cannot say (imported history). ``error`` with ``error_type``
+#: ``nonzero_exit`` is hermetry's: Hermes says ``ok`` for a terminal command that exited non-zero.
+TOOL_OK = "ok"
+TOOL_ERROR = "error"
+TOOL_BLOCKED = "blocked"
+TOOL_UNKNOWN_TOOL = "unknown_tool"
+TOOL_UNKNOWN = "unknown"
+#: Statuses that are not known outcomes: left out of tool failure rates (and counted as coverage).
+TOOL_STATUS_NOT_KNOWN = frozenset({TOOL_UNKNOWN})
+#: The one status that is not a failure. ``blocked`` (a policy refused the call) and
+#: ``unknown_tool`` count as failures: the call did not do what the model asked.
+TOOL_STATUS_NOT_FAILURE = frozenset({TOOL_OK})
+
+
+def tool_failed(status: str | None) -> bool | None:
+    """True/False for a known status, None when the status is not known."""
+    if not status or status in TOOL_STATUS_NOT_KNOWN:
+        return None
+    return status not in TOOL_STATUS_NOT_FAILURE

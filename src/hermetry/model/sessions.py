@@ -16,6 +16,8 @@ def session_type_for(platform: str | None, argv: list[str]) -> str | None:
         return "cron"
     if p == "api_server":
         return "api"
+    if p == "webhook":  # each webhook delivery is one run (Hermes ends it ``webhook_complete``)
+        return "webhook"
     if p in ("cli", ""):
         return one_shot_kind(argv) or ("interactive" if p == "cli" else None)
     if p == "tui":

@@ -23,6 +23,7 @@ from typing import Any
 
 from hermetry.model.events import (
     ApiCall,
+    CronRunFinished,
     Event,
     SessionEnded,
     SessionReopened,
@@ -33,7 +34,13 @@ from hermetry.model.events import (
     TurnEnded,
     TurnStarted,
 )
-from hermetry.model.outcomes import TurnOutcome
+from hermetry.model.outcomes import (
+    ONE_RUN_SESSION_TYPES,
+    REASON_LAST_CALL_FAILED,
+    REASON_NO_TURN_END,
+    TurnOutcome,
+    session_outcome,
+)
 from hermetry.recorder.sink import SinkDisabled, SinkUnavailable
 from hermetry.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 from hermetry.stores.sqlite_util import is_corrupt, transaction
@@ -227,7 +234,7 @@ _API_COLS = (
     "base_url", "api_mode", "response_model", "started_at_ms", "latency_ms", "ttft_ms", "streamed",
     "status", "finish_reason", "http_status", "retry_count", "error_type", "error_message",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-    "provider_cost_usd", "cost_usd", "cost_status", "cost_source", "pricing_version", "origin",
+    "provider_cost_usd", "cost_usd", "cost_status", "cost_source", "pricing_version", "task", "origin",
 )
 _SQL_API = _upsert("api_calls", "api_call_id", _API_COLS, merge=_API_COLS[1:-1])
 
@@ -246,22 +253,60 @@ _SQL_SUBAGENT_LINK = (
 )
 
 # A turn left open when its session ends, or when the next turn of the same session starts,
-# is closed here: errored if its last model call failed, otherwise it never reported an end.
-_SQL_CLOSE_OPEN_TURNS = f"""
+# is closed here by the one rule of model/outcomes.reconciled_turn: errored if its last model
+# call failed (its end is that call's end), otherwise abandoned (wall time unknown).
+_LAST_CALL_STATUS = (
+    "(SELECT a.status FROM api_calls a WHERE a.turn_id = turns.turn_id "
+    "ORDER BY a.started_at_ms DESC, a.attempt DESC LIMIT 1)"
+)
+
+
+def _close_open_turns_sql(*, ended_at: str, where: str) -> str:
+    """UPDATE closing the open turns ``where`` selects (the store and the reconciler share it)."""
+    return f"""
 UPDATE turns SET
-    outcome = CASE WHEN (
-        SELECT status FROM api_calls a WHERE a.turn_id = turns.turn_id
-        ORDER BY a.started_at_ms DESC, a.attempt DESC LIMIT 1) = 'error'
+    outcome = CASE WHEN {_LAST_CALL_STATUS} = 'error'
         THEN '{TurnOutcome.ERRORED.value}' ELSE '{TurnOutcome.ABANDONED.value}' END,
-    outcome_reason = 'reconciled:' || COALESCE((
-        SELECT CASE WHEN a.status = 'error' THEN COALESCE(a.error_type, 'api_error') END
-        FROM api_calls a WHERE a.turn_id = turns.turn_id
-        ORDER BY a.started_at_ms DESC, a.attempt DESC LIMIT 1), 'no_turn_end'),
-    ended_at_ms = COALESCE((
-        SELECT MAX(a.started_at_ms + COALESCE(a.latency_ms, 0)) FROM api_calls a
-        WHERE a.turn_id = turns.turn_id), ?)
-WHERE session_id = ? AND outcome IS NULL AND turn_id <> ?
+    outcome_reason = CASE WHEN {_LAST_CALL_STATUS} = 'error'
+        THEN '{REASON_LAST_CALL_FAILED}' ELSE '{REASON_NO_TURN_END}' END,
+    ended_at_ms = {ended_at}
+WHERE {where}
 """
+
+
+_SQL_CLOSE_OPEN_TURNS = _close_open_turns_sql(
+    ended_at="COALESCE((SELECT MAX(a.started_at_ms + COALESCE(a.latency_ms, 0)) FROM api_calls a "
+             "WHERE a.turn_id = turns.turn_id), ?)",
+    where="session_id = ? AND outcome IS NULL AND turn_id <> ?",
+)
+
+# Hermes' cron status belongs to the job's latest cron session (``cron_<job_id>_<YYYYmmdd_HHMMSS>``).
+_SQL_CRON_STATUS = (
+    "UPDATE sessions SET run_status = ?, updated_at_ms = ? WHERE session_id = ("
+    "SELECT session_id FROM sessions WHERE source = 'cron' AND substr(session_id, 1, ?) = ? "
+    "AND started_at_ms <= ? ORDER BY started_at_ms DESC LIMIT 1) RETURNING session_id"
+)
+
+_SQL_SESSION_FOR_RULE = (
+    "SELECT s.end_reason, s.session_type, s.run_status, s.outcome, "
+    "(SELECT t.outcome FROM turns t WHERE t.session_id = s.session_id "
+    " ORDER BY t.started_at_ms DESC, t.turn_id DESC LIMIT 1) "
+    "FROM sessions s WHERE s.session_id = ?"
+)
+
+
+def _apply_session_rule(conn: sqlite3.Connection, session_ids: Iterable[str]) -> None:
+    """Set each ended session's outcome by the one rule (model/outcomes.session_outcome)."""
+    for sid in session_ids:
+        row = conn.execute(_SQL_SESSION_FOR_RULE, (sid,)).fetchone()
+        if row is None:
+            continue
+        end_reason, session_type, run_status, current, last_turn = row
+        if end_reason is None or session_type not in ONE_RUN_SESSION_TYPES:
+            continue  # open, or a conversation: its end reason's outcome was written with it
+        outcome = session_outcome(end_reason, session_type, last_turn, run_status)
+        if outcome is not None and outcome.value != current:
+            conn.execute("UPDATE sessions SET outcome = ? WHERE session_id = ?", (outcome.value, sid))
 
 
 def _session_start_row(e: SessionStarted, now: float) -> tuple[Any, ...]:
@@ -278,7 +323,7 @@ def _api_row(e: ApiCall) -> tuple[Any, ...]:
         None if e.streamed is None else int(e.streamed), e.status, e.finish_reason, e.http_status,
         e.retry_count, e.error_type, e.error_message, e.input_tokens, e.output_tokens,
         e.cache_read_tokens, e.cache_write_tokens, e.reasoning_tokens, e.provider_cost_usd,
-        e.cost_usd, e.cost_status, e.cost_source, e.pricing_version, e.origin,
+        e.cost_usd, e.cost_status, e.cost_source, e.pricing_version, e.task, e.origin,
     )
 
 
@@ -302,6 +347,7 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
     ensure: dict[str, list[Any]] = {}  # session_id -> [earliest started_at_ms, origin, model, provider]
     api_rows: list[tuple[Any, ...]] = []
     tool_rows: list[tuple[Any, ...]] = []
+    ruled: dict[str, None] = {}  # sessions whose outcome the one-run rule must look at again
 
     def need_session(sid: str, at_ms: float, origin: str, model: str | None = None, provider: str | None = None) -> None:
         known = ensure.get(sid)
@@ -347,8 +393,10 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
             ex(_SQL_TURN_START, (e.turn_id, e.session_id, e.task_id, e.started_at_ms, e.queue_wait_ms, e.origin))
             if e.origin == "live":
                 ex(_SQL_CLOSE_OPEN_TURNS, (e.started_at_ms, e.session_id, e.turn_id))
+            ruled[e.session_id] = None
         elif isinstance(e, TurnEnded):
             ex(_SQL_TURN_END, (e.turn_id, e.session_id, e.ended_at_ms, e.outcome, e.outcome_reason, e.origin))
+            ruled[e.session_id] = None
         elif isinstance(e, SessionStarted):
             ex(_SQL_SESSION_START, _session_start_row(e, now))
         elif isinstance(e, SessionEnded):
@@ -356,6 +404,11 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
             ex(_SQL_SESSION_END, (e.session_id, e.ended_at_ms, e.end_reason, e.outcome, e.origin, now, supersedes))
             if e.origin == "live":
                 ex(_SQL_CLOSE_OPEN_TURNS, (e.ended_at_ms, e.session_id, ""))
+            ruled[e.session_id] = None
+        elif isinstance(e, CronRunFinished):
+            prefix = f"cron_{e.job_id}_"
+            for (sid,) in ex(_SQL_CRON_STATUS, (e.status, now, len(prefix), prefix, e.finished_at_ms)).fetchall():
+                ruled[sid] = None
         elif isinstance(e, SessionReopened):
             ex(_SQL_SESSION_REOPEN, (now, e.session_id))
         elif isinstance(e, SubagentLinked):
@@ -365,6 +418,8 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
         else:  # pragma: no cover - a new event type without a writer is a bug
             raise TypeError(f"no writer for {type(e).__name__}")
     flush()
+    if ruled:
+        _apply_session_rule(conn, ruled)
     return n
 
 

@@ -4,11 +4,14 @@ A process killed mid-turn (``kill -9``, OOM, power loss) reports nothing more: H
 ``state.db`` keeps such a session open forever. hermetry closes what was left open once a
 grace period has passed with no activity:
 
-* an open turn becomes ``errored`` if its last model call failed, otherwise ``abandoned``
-  (outcome_reason ``reconciled:…``); a real end reported later still replaces it;
-* a session that had such an abandoned turn and never ended becomes ``abandoned`` too
-  (end_reason ``reconciled:no_end_within_grace``); if it turns out to be alive — a new turn,
-  or Hermes' own end arrives — that replaces the inferred end.
+* an open turn is closed by the one rule of :func:`hermetry.model.outcomes.reconciled_turn`:
+  ``errored`` (``reconciled:last_call_failed``) if its last model call failed, otherwise
+  ``abandoned`` (``reconciled:no_turn_end``) with unknown (NULL) wall time; a real end reported
+  later still replaces it;
+* a session that had such a reconciled turn and never ended is closed too (end_reason
+  ``reconciled:no_session_end``): ``abandoned``, or — for a one-run session whose last turn
+  failed — that failure (``model.outcomes.session_outcome``); if it turns out to be alive — a
+  new turn, or Hermes' own end arrives — that replaces the inferred end.
 
 A session whose turns all ended but which Hermes never closed (an API-server conversation, a
 chat the user simply stopped) is *not* abandoned: it stays open, and its turns carry its
@@ -20,40 +23,38 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from hermetry.model.outcomes import SessionOutcome, TurnOutcome
+from hermetry.model.outcomes import REASON_NO_SESSION_END, RECONCILED_PREFIX, SessionOutcome
+from hermetry.stores.sqlite import _apply_session_rule, _close_open_turns_sql
 
 #: Default grace period: longer than any turn Hermes lets run (gateway timeout 30 min by default).
 DEFAULT_GRACE_S = 6 * 3600
 
 _LAST_ACTIVITY = """
-    MAX(COALESCE(t.started_at_ms, 0),
-        COALESCE((SELECT MAX(a.started_at_ms + COALESCE(a.latency_ms, 0)) FROM api_calls a WHERE a.turn_id = t.turn_id), 0),
-        COALESCE((SELECT MAX(c.started_at_ms + COALESCE(c.latency_ms, 0)) FROM tool_calls c WHERE c.turn_id = t.turn_id), 0))
+    MAX(COALESCE(turns.started_at_ms, 0),
+        COALESCE((SELECT MAX(a.started_at_ms + COALESCE(a.latency_ms, 0)) FROM api_calls a WHERE a.turn_id = turns.turn_id), 0),
+        COALESCE((SELECT MAX(c.started_at_ms + COALESCE(c.latency_ms, 0)) FROM tool_calls c WHERE c.turn_id = turns.turn_id), 0))
 """
 
-_CLOSE_STALE_TURNS = f"""
-UPDATE turns AS t SET
-    outcome = CASE WHEN (
-        SELECT status FROM api_calls a WHERE a.turn_id = t.turn_id
-        ORDER BY a.started_at_ms DESC, a.attempt DESC LIMIT 1) = 'error'
-        THEN '{TurnOutcome.ERRORED.value}' ELSE '{TurnOutcome.ABANDONED.value}' END,
-    outcome_reason = 'reconciled:no_end_within_grace',
-    ended_at_ms = {_LAST_ACTIVITY}
-WHERE t.outcome IS NULL AND {_LAST_ACTIVITY} < ?
-"""
+_CLOSE_STALE_TURNS = _close_open_turns_sql(
+    ended_at=_LAST_ACTIVITY, where=f"turns.outcome IS NULL AND {_LAST_ACTIVITY} < ?",
+)
 
-_CLOSE_STALE_SESSIONS = f"""
-UPDATE sessions AS s SET
-    outcome = '{SessionOutcome.ABANDONED.value}',
-    end_reason = 'reconciled:no_end_within_grace',
-    ended_at_ms = (SELECT MAX(t.ended_at_ms) FROM turns t WHERE t.session_id = s.session_id)
+_STALE_SESSIONS = f"""
+SELECT s.session_id FROM sessions s
 WHERE s.ended_at_ms IS NULL AND s.outcome IS NULL
   AND EXISTS (SELECT 1 FROM turns t WHERE t.session_id = s.session_id
-              AND t.outcome = '{TurnOutcome.ABANDONED.value}' AND t.outcome_reason LIKE 'reconciled:%')
+              AND t.outcome_reason LIKE '{RECONCILED_PREFIX}%')
   AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.session_id = s.session_id AND t.outcome IS NULL)
   AND COALESCE((SELECT MAX(t.ended_at_ms) FROM turns t WHERE t.session_id = s.session_id), 0) < ?
 """
 
+_CLOSE_SESSION = f"""
+UPDATE sessions SET
+    outcome = '{SessionOutcome.ABANDONED.value}',
+    end_reason = '{REASON_NO_SESSION_END}',
+    ended_at_ms = (SELECT MAX(t.ended_at_ms) FROM turns t WHERE t.session_id = sessions.session_id)
+WHERE session_id = ?
+"""
 
 def reconcile(conn: sqlite3.Connection, *, grace_s: float = DEFAULT_GRACE_S, now_ms: float | None = None) -> dict[str, int]:
     """Close turns and sessions idle for longer than ``grace_s``. Returns how many of each."""
@@ -61,7 +62,10 @@ def reconcile(conn: sqlite3.Connection, *, grace_s: float = DEFAULT_GRACE_S, now
     conn.execute("BEGIN IMMEDIATE")
     try:
         turns = conn.execute(_CLOSE_STALE_TURNS, (cutoff,)).rowcount
-        sessions = conn.execute(_CLOSE_STALE_SESSIONS, (cutoff,)).rowcount
+        stale = [sid for (sid,) in conn.execute(_STALE_SESSIONS, (cutoff,)).fetchall()]
+        conn.executemany(_CLOSE_SESSION, [(sid,) for sid in stale])
+        _apply_session_rule(conn, stale)
+        sessions = len(stale)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

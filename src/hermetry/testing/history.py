@@ -8,7 +8,8 @@ subagents and compression continuations; queue waits; costs of every status — 
 :meth:`History.record` writes it through the real :class:`~hermetry.recorder.recorder.Recorder`
 into a :class:`~hermetry.stores.sqlite.SQLiteStore`, exactly as live capture would.
 
-The events *are* the ground truth: a test computes what a report should say from
+The events *are* the ground truth (a session end's ``outcome`` is the one the scenario
+means, written out — for a one-run session whose last turn failed, that failure): a test computes what a report should say from
 ``history.events`` itself (``turns()``, ``api_calls()``, … are plain views of them) and
 compares.
 """
@@ -33,7 +34,6 @@ from hermetry.model.events import (
     TurnEnded,
     TurnStarted,
 )
-from hermetry.model.outcomes import session_outcome_for_end_reason
 from hermetry.model.units import DAY_MS
 
 #: 2025-01-15T12:00:00Z — a fixed "now" so that windows and days are reproducible.
@@ -43,7 +43,16 @@ SOURCES = (("cli", "interactive"), ("telegram", "gateway"), ("api_server", "api"
 MODELS = (("m-alpha", "prov-a"), ("m-beta", "prov-b"))
 PROFILES = ("default", "work")
 TOOLS = (("terminal", "terminal"), ("read_file", "file"), ("web_search", "web"))
-END_REASONS = {"cli": "cli_close", "telegram": "idle", "cron": "cron_complete", "api_server": None}
+#: How each source's sessions end, and the outcome that is — written out, not computed with
+#: hermetry's own mapping, so the tests that read it check that mapping.
+END_REASONS: dict[str, tuple[str | None, str]] = {
+    "cli": ("cli_close", "completed"), "telegram": ("idle", "expired"), "cron": ("cron_complete", "completed"),
+    "api_server": (None, "unknown"), "subagent": ("agent_close", "completed"),
+}
+#: A one-run session (cron, API run, subagent) whose last turn failed failed with it;
+#: a chat (cli) or gateway conversation (telegram) does not.
+ONE_RUN_SOURCES = ("cron", "api_server", "subagent")
+FAILED_TURN_SESSION_OUTCOME = {"errored": "errored", "timed_out": "timed_out"}
 
 
 @dataclass(frozen=True)
@@ -185,13 +194,15 @@ class _Builder:
                                     parent=("continuation", sid, self._last_turn))
         if leave_open:
             return t
-        reason = "agent_close" if lineage == "subagent" else END_REASONS[src]
+        reason, outcome = END_REASONS[src]
+        if src in ONE_RUN_SOURCES and reason is not None:
+            outcome = FAILED_TURN_SESSION_OUTCOME.get(self._last_outcome or "", outcome)
         if reason is not None or rnd.random() < 0.5:
-            self.events.append(SessionEnded(sid, t + 20, reason, session_outcome_for_end_reason(reason).value,
-                                            origin=self.origin))
+            self.events.append(SessionEnded(sid, t + 20, reason, outcome, origin=self.origin))
         return t + 20
 
     _last_turn: str = ""
+    _last_outcome: str | None = None
 
     def turn(self, sid: str, t: float, src: str, model: str, provider: str, profile: str, regime: Regime,
              *, left_open: bool = False) -> float:
@@ -255,6 +266,7 @@ class _Builder:
             outcome, reason = (("completed", None) if draw < 0.9 else
                                ("interrupted", "user") if draw < 0.95 else ("timed_out", "inactivity"))
         self.events.append(TurnEnded(tid, sid, end, outcome, reason, origin=self.origin))
+        self._last_outcome = outcome
         return end
 
     def tools(self, sid: str, tid: str, rid: str, t: float) -> float:

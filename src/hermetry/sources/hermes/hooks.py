@@ -24,6 +24,7 @@ from typing import Any
 from hermetry.model.coerce import as_float, as_id, as_int, as_str
 from hermetry.model.events import (
     ApiCall,
+    CronRunFinished,
     Event,
     SessionEnded,
     SessionReopened,
@@ -35,10 +36,17 @@ from hermetry.model.events import (
     TurnStarted,
 )
 from hermetry.model.outcomes import (
+    RUN_STATUS_ERROR,
+    RUN_STATUS_OK,
+    TOOL_ERROR,
+    TOOL_OK,
+    TOOL_UNKNOWN,
+    TOOL_UNKNOWN_TOOL,
     TurnOutcome,
     interrupt_label,
     newer_hermes_exit_outcome,
     session_outcome_for_end_reason,
+    turn_outcome_for_exit_reason,
     turn_outcome_for_interrupt,
 )
 from hermetry.model.privacy import clean_error
@@ -88,8 +96,9 @@ class HermesCapture:
 
     # -- registration ------------------------------------------------------------------------
 
-    def callbacks(self) -> dict[str, Callable[..., None]]:
-        """Hook name → callback, ready for ``ctx.register_hook``."""
+    def callbacks(self, valid_hooks: Iterable[str] = ()) -> dict[str, Callable[..., None]]:
+        """Hook name → callback, ready for ``ctx.register_hook``. Hooks only newer Hermes offers
+        are included when ``valid_hooks`` (Hermes' ``VALID_HOOKS``) names them."""
         submit = self.recorder.submit
         now = time.time
 
@@ -137,7 +146,22 @@ class HermesCapture:
             callback.__name__ = f"hermetry_{normalize.__name__}"
             return callback
 
-        return {
+        tool_norm = self._tool
+
+        def tool(**kw: Any) -> None:
+            try:
+                name = kw.get("tool_name")
+                submit((tool_norm, now(), *map(kw.get, _TOOL_KEYS),
+                        _exit_code(kw.get("result")) if name == "terminal" else None))
+            except Exception:
+                pass
+
+        offered = set(valid_hooks)
+        newer: dict[str, Callable[..., None]] = {}
+        if "post_auxiliary_call" in offered:
+            self.aux_hooks = True
+            newer["post_auxiliary_call"] = make(self._aux_post_hook, _AUX_POST_KEYS)
+        return newer | {
             "on_session_start": make(self._session_start, ("session_id", "model", "platform")),
             "pre_llm_call": turn_start,
             "pre_gateway_dispatch": arrival,
@@ -145,7 +169,7 @@ class HermesCapture:
                                                     "turn_exit_reason")),
             "post_api_request": make_api(self._api_ok, _API_OK_KEYS),
             "api_request_error": make_api(self._api_error, _API_ERROR_KEYS),
-            "post_tool_call": make(self._tool, _TOOL_KEYS),
+            "post_tool_call": tool,
             "on_session_finalize": make(self._session_finalize, ("session_id", "reason")),
             "subagent_start": make(
                 self._subagent_start, ("parent_session_id", "parent_turn_id", "child_session_id", "child_role")
@@ -242,20 +266,23 @@ class HermesCapture:
             return ()
         reason: str | None = None
         exit_text = _str(exit_reason)  # newer Hermes says why a turn ended; 0.19.0 does not
+        named = turn_outcome_for_exit_reason(exit_text) if exit_text else None
+        label = self.interrupt_reasons.pop(sid, None) if interrupted is True else None
         if failed is True:
             outcome, reason = TurnOutcome.ERRORED, exit_text or "failed"
+        elif label is not None:  # hermetry saw why the agent was interrupted (0.19.0's only source)
+            outcome, reason = turn_outcome_for_interrupt(label), label
+        elif named is not None:
+            outcome, reason = named, exit_text
         elif interrupted is True:
-            label = self.interrupt_reasons.pop(sid, None)
-            if label is None and exit_text:
-                outcome, reason = newer_hermes_exit_outcome(exit_text), exit_text
-            else:
-                outcome, reason = turn_outcome_for_interrupt(label), label
+            outcome, reason = (newer_hermes_exit_outcome(exit_text), exit_text) if exit_text else (
+                TurnOutcome.INTERRUPTED, None)
         elif completed is True:
-            outcome = TurnOutcome.COMPLETED
+            outcome, reason = TurnOutcome.COMPLETED, exit_text
         elif completed is False:
-            outcome, reason = TurnOutcome.ERRORED, "not_completed"
+            outcome, reason = TurnOutcome.ERRORED, exit_text or "not_completed"
         else:
-            outcome = TurnOutcome.UNKNOWN
+            outcome, reason = TurnOutcome.UNKNOWN, exit_text
         return (TurnEnded(turn_id=tid, session_id=sid, ended_at_ms=t * 1000, outcome=outcome, outcome_reason=reason),)
 
     def _attempt(self, api_request_id: str, failed: bool) -> int:
@@ -290,7 +317,8 @@ class HermesCapture:
 
     def _api_ok(self, item: tuple[Any, ...]) -> Iterable[Event]:
         (_, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode,
-         api_duration, started_at, finish_reason, response_model, usage, first_delta_at, ended_at) = item
+         api_duration, started_at, finish_reason, response_model, usage, first_delta_at, ended_at,
+         first_chunk_at) = item
         if _get(probe, "synthetic"):
             return ()  # answered by hermetry itself (/telemetry), not by a model
         start = _float(_get(probe, "start")) or _float(started_at)
@@ -298,7 +326,8 @@ class HermesCapture:
             t=t, probe=probe, session_id=session_id, turn_id=turn_id, api_request_id=api_request_id,
             model=model, provider=provider, base_url=base_url, api_mode=api_mode, status="ok",
             started_at=started_at, ended_at=ended_at, api_duration=api_duration,
-            ttft_ms=_probe_ttft(probe) or (_hook_ttft(start, first_delta_at) if start is not None else None),
+            ttft_ms=_probe_ttft(probe) or (_hook_ttft(start, first_chunk_at if first_chunk_at is not None
+                                                      else first_delta_at) if start is not None else None),
             response_model=_str(response_model), finish_reason=_str(finish_reason),
             input_tokens=_int(_get(usage, "input_tokens")), output_tokens=_int(_get(usage, "output_tokens")),
             cache_read_tokens=_int(_get(usage, "cache_read_tokens")),
@@ -351,34 +380,144 @@ class HermesCapture:
 
     def _tool(self, item: tuple[Any, ...]) -> Iterable[Event]:
         (_, t, session_id, turn_id, tool_call_id, api_request_id, tool_name, duration_ms, status,
-         error_type, error_message) = item
+         error_type, error_message, exit_code) = item
         sid, name = _id(session_id), _str(tool_name)
         if not sid or not name:
             return ()
         latency = _float(duration_ms)
+        raw_status = (_str(status) or "").lower()
+        status_norm = TOOL_OK if raw_status in ("ok", "success", "succeeded", "completed") else (raw_status or TOOL_UNKNOWN)
+        kind, message = _str(error_type), clean_error(error_message)
+        if status_norm == TOOL_OK and isinstance(exit_code, int) and exit_code != 0:
+            # Hermes says ok for a terminal command that exited non-zero (unless it knows the
+            # code is benign, e.g. grep's 1): hermetry derives the failure, and says so
+            status_norm, kind, message = TOOL_ERROR, NONZERO_EXIT, f"exit code {exit_code}"
+        return (self._tool_call(t, sid, turn_id, tool_call_id, api_request_id, name, latency, status_norm, kind,
+                                message),)
+
+    def _tool_call(self, t: float, sid: str, turn_id: Any, tool_call_id: Any, api_request_id: Any, name: str,
+                   latency: float | None, status: str, error_type: str | None, error_message: str | None) -> ToolCall:
         # a provider's tool_call_id is only unique within its response (some adapters derive it
         # from the tool's name and arguments), so the row id is scoped to the model call
         scope = _id(api_request_id) or _id(turn_id) or sid
         raw_id = _id(tool_call_id)
         tcid = f"{sid}:{scope}:{raw_id}" if raw_id else f"{sid}:{scope}:{name}:{t:.6f}"
-        started_ms = t * 1000 - (latency or 0.0)
-        raw_status = (_str(status) or "").lower()
-        status_norm = "ok" if raw_status in ("ok", "success", "succeeded", "completed") else (raw_status or "unknown")
-        return (
-            ToolCall(
-                tool_call_id=tcid,
-                session_id=sid,
-                turn_id=_id(turn_id),
-                tool_name=name,
-                toolset=_toolset_for(name),
-                started_at_ms=started_ms,
-                latency_ms=latency,
-                status=status_norm,
-                api_request_id=_id(api_request_id),
-                error_type=_str(error_type),
-                error_message=clean_error(error_message),
-            ),
+        return ToolCall(
+            tool_call_id=tcid, session_id=sid, turn_id=_id(turn_id), tool_name=name,
+            toolset=_toolset_for(name) if status != TOOL_UNKNOWN_TOOL else None,
+            started_at_ms=t * 1000 - (latency or 0.0), latency_ms=latency, status=status,
+            api_request_id=_id(api_request_id), error_type=error_type, error_message=error_message,
         )
+
+    def on_unknown_tool(self, name: Any) -> None:
+        """A model asked for a tool that does not exist: Hermes answers it an error, runs nothing and
+        fires no tool hook (0.19.0). Called on the agent's thread, right after its model call."""
+        context = stream_probe.last_call_context()
+        self.recorder.submit((self._unknown_tool, time.time(), context, name if isinstance(name, str) else None))
+
+    def _unknown_tool(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        _, t, context, name = item
+        get = context.get if isinstance(context, dict) else (lambda _k: None)
+        sid = _id(get("session_id"))
+        if not sid:
+            return ()
+        # the name the model made up is not Hermes' vocabulary: kept only as a bounded label
+        label = (name or "").strip()[:80] or "(blank)"
+        return (self._tool_call(t, sid, get("turn_id"), None, get("api_request_id"), label, 0.0,
+                                TOOL_UNKNOWN_TOOL, "unknown_tool", None),)
+
+    # -- auxiliary model calls (compression, titles, vision, web_extract, session_search) -------
+
+    #: Set when Hermes offers ``post_auxiliary_call`` (newer Hermes): the hooks then report every
+    #: auxiliary attempt, and the record_auxiliary_usage observation stands down (no double count).
+    aux_hooks = False
+
+    def on_aux_usage(self, session_id: Any, task: Any, fields: dict[str, Any]) -> None:
+        """state_mirror: Hermes recorded an auxiliary call's usage (hook thread: queue, return)."""
+        if self.aux_hooks:
+            return
+        context = stream_probe.last_call_context()
+        self.recorder.submit((self._aux_usage, time.time(), session_id, task, fields, stream_probe.take_aux_timing(),
+                              context))
+
+    def _aux_usage(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        _, t, session_id, task, fields, timing, context = item
+        get = fields.get
+        call = self._aux_call(
+            t, session_id, _str(task) or "auxiliary", timing, context, status="ok",
+            model=_str(get("model")) or _str(_get(timing, "model")), provider=_str(get("billing_provider")),
+            base_url=_str(get("billing_base_url")),
+            input_tokens=_int(get("input_tokens")), output_tokens=_int(get("output_tokens")),
+            cache_read_tokens=_int(get("cache_read_tokens")), cache_write_tokens=_int(get("cache_write_tokens")),
+            reasoning_tokens=_int(get("reasoning_tokens")),
+        )
+        return (call,) if call else ()
+
+    def on_aux_error(self, timing: dict[str, Any], exc: BaseException) -> None:
+        """stream_probe: an auxiliary SDK call raised (Hermes records nothing for it)."""
+        if self.aux_hooks:
+            return
+        session_id = None
+        try:
+            accounting = sys.modules.get("agent.aux_accounting")
+            ctx = accounting.get_accounting_context() if accounting is not None else None
+            session_id = ctx[1] if ctx else None
+        except Exception:
+            session_id = None
+        if session_id is None:
+            return  # outside any session: nothing to attribute it to
+        status = getattr(exc, "status_code", None)
+        self.recorder.submit((self._aux_error, time.time(), session_id, timing, type(exc).__name__,
+                              status if isinstance(status, int) else None, str(exc)[:500],
+                              stream_probe.last_call_context()))
+
+    def _aux_error(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        _, t, session_id, timing, error_type, http_status, message, context = item
+        call = self._aux_call(t, session_id, "auxiliary", timing, context, status="error",
+                              model=_str(_get(timing, "model")), error_type=_str(error_type),
+                              http_status=_int(http_status), error_message=clean_error(message))
+        return (call,) if call else ()
+
+    def _aux_post_hook(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        """Newer Hermes' ``post_auxiliary_call`` (one per physical attempt)."""
+        (_, t, session_id, turn_id, task, aux_task, model, provider, base_url, usage, api_duration, started_at,
+         ended_at, status, error, first_chunk_at) = item
+        start, end, duration = _float(started_at), _float(ended_at), _float(api_duration)
+        if start is None and end is not None and duration is not None:
+            start = end - duration
+        timing = {"start": start, "end": end if end is not None else (start + duration if start is not None
+                                                                        and duration is not None else None)}
+        failed = error is not None or (_str(status) or "ok").lower() not in ("ok", "success", "succeeded")
+        call = self._aux_call(
+            t, session_id, _str(aux_task) or _str(task) or "auxiliary", timing, {"turn_id": turn_id,
+                                                                                 "session_id": session_id},
+            status="error" if failed else "ok", model=_str(model), provider=_str(provider), base_url=_str(base_url),
+            input_tokens=_int(_get(usage, "input_tokens")), output_tokens=_int(_get(usage, "output_tokens")),
+            cache_read_tokens=_int(_get(usage, "cache_read_tokens")),
+            cache_write_tokens=_int(_get(usage, "cache_write_tokens")),
+            reasoning_tokens=_int(_get(usage, "reasoning_tokens")),
+            ttft_ms=_hook_ttft(start, first_chunk_at),
+            error_type=(_str(_get(error, "type")) or _str(error)) if failed else None,
+            error_message=clean_error(_get(error, "message")) if failed else None,
+        )
+        return (call,) if call else ()
+
+    def _aux_call(self, t: float, session_id: Any, task: str, timing: Any, context: Any, *, status: str,
+                  **fields: Any) -> ApiCall | None:
+        sid = _id(session_id)
+        if not sid:
+            return None
+        start, end = _float(_get(timing, "start")), _float(_get(timing, "end"))
+        turn_id = _id(_get(context, "turn_id")) if _id(_get(context, "session_id")) == sid else None
+        self._aux_seq += 1
+        return ApiCall(
+            api_request_id=f"aux:{sid}:{task}:{t:.6f}:{self._aux_seq}", attempt=0, session_id=sid, turn_id=turn_id,
+            started_at_ms=(start if start is not None else t) * 1000,
+            latency_ms=(end - start) * 1000 if start is not None and end is not None and end >= start else None,
+            status=status, task=task, streamed=_get(timing, "streamed"), **fields,
+        )
+
+    _aux_seq = 0
 
     # -- Hermes' own session records (see state_mirror.py) -------------------------------------
 
@@ -417,6 +556,19 @@ class HermesCapture:
             ),
         )
 
+    def on_cron_status(self, job_id: Any, success: Any) -> None:
+        """state_mirror: Hermes' cron scheduler recorded a job run's status."""
+        self.recorder.submit((self._cron_status, time.time(), job_id, success))
+        self.recorder.nudge()
+
+    def _cron_status(self, item: tuple[Any, ...]) -> Iterable[Event]:
+        _, t, job_id, success = item
+        job = _id(job_id)
+        if not job or not isinstance(success, bool):
+            return ()
+        return (CronRunFinished(job_id=job, finished_at_ms=t * 1000,
+                                status=RUN_STATUS_OK if success else RUN_STATUS_ERROR),)
+
     def _session_finalize(self, item: tuple[Any, ...]) -> Iterable[Event]:
         _, t, session_id, reason = item
         sid = _id(session_id)
@@ -448,6 +600,30 @@ class HermesCapture:
                                  duration_ms=_float(duration_ms)),)
 
 
+#: ``error_type`` of a terminal call hermetry marks failed from its exit code.
+NONZERO_EXIT = "nonzero_exit"
+
+
+def _exit_code(result: Any) -> int | None:
+    """A terminal result's non-zero ``exit_code`` that Hermes gave no benign meaning (hook thread:
+    two substring searches, no JSON parse). The output comes first in the JSON and is escaped, so
+    the first unescaped ``"exit_code": `` is the field itself."""
+    if not isinstance(result, str):
+        return None
+    i = result.find('"exit_code": ')
+    if i < 0 or '"exit_code_meaning"' in result:
+        return None
+    j = i + 13
+    k = j + 1 if result[j:j + 1] == "-" else j
+    while k < len(result) and k - j < 6 and result[k].isdigit():
+        k += 1
+    try:
+        code = int(result[j:k])
+    except ValueError:
+        return None
+    return code or None
+
+
 #: A gateway message that waited longer than this (Hermes' default agent timeout) is not matched.
 ARRIVAL_TTL_S = 1800.0
 #: At most this many arrivals are remembered per sender.
@@ -456,10 +632,15 @@ ARRIVALS_PER_SENDER = 8
 _API_OK_KEYS = (
     "session_id", "turn_id", "api_request_id", "model", "provider", "base_url", "api_mode",
     "api_duration", "started_at", "finish_reason", "response_model", "usage", "first_delta_at", "ended_at",
+    "first_chunk_at",
 )
 _API_ERROR_KEYS = (
     "session_id", "turn_id", "api_request_id", "model", "provider", "base_url", "api_mode",
     "api_duration", "started_at", "status_code", "retry_count", "reason", "error", "ended_at",
+)
+_AUX_POST_KEYS = (
+    "session_id", "turn_id", "task", "aux_task", "model", "provider", "base_url", "usage", "api_duration",
+    "started_at", "ended_at", "status", "error", "first_chunk_at",
 )
 _TOOL_KEYS = (
     "session_id", "turn_id", "tool_call_id", "api_request_id", "tool_name", "duration_ms", "status",
@@ -486,7 +667,8 @@ def _attempt_timing(probe: Any, attempt: int, started_at: Any, ended_at: Any, ap
 
 
 def _hook_ttft(started_at: Any, first_delta_at: Any) -> float | None:
-    """Newer Hermes passes ``first_delta_at`` on its API hooks: use it where it exists."""
+    """Newer Hermes passes ``first_chunk_at`` (the merged upstream name; some builds say
+    ``first_delta_at``) on its API hooks: use it where it exists."""
     start, first = _float(started_at), _float(first_delta_at)
     if start is None or first is None or first < start:
         return None

@@ -10,15 +10,24 @@ instrumentation does, by watching the SDK call:
    is time-stamped, and a ``usage.cost`` in the final chunk is kept.
 
 Nothing is added to the outgoing request. Anything this module cannot recognise — another SDK,
-a non-streamed reply, an auxiliary call Hermes makes without hooks — is simply "not captured":
-the probe never guesses. Every step is wrapped so that a failure here only loses the figure.
+a non-streamed reply — is simply "not captured": the probe never guesses. Every step is wrapped
+so that a failure here only loses the figure.
+
+**Auxiliary calls** (compression summaries, titles, vision, web_extract, session_search) go
+through the same SDK with no hook in Hermes 0.19.0. The wrapper times each such call (one
+physical attempt) into a context variable; Hermes then records the successful one's usage with
+``SessionDB.record_auxiliary_usage`` on the same thread, where ``state_mirror`` picks the timing
+up — so each auxiliary call becomes exactly one row, from one observation (never two). A failed
+auxiliary attempt, which Hermes does not record, is reported through :data:`ON_AUX_ERROR`.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 log = logging.getLogger("hermetry")
@@ -32,6 +41,27 @@ _MAX_PROBES = 4096  # probes whose hook never fired (crashed calls) must not acc
 #: Called as ON_ABORT(context, probe, ended_at_s) when a model call is interrupted: Hermes 0.19.0
 #: fires no hook for an interrupted call, so the capture records that attempt from here.
 ON_ABORT: Callable[[dict[str, Any], dict[str, Any] | None, float], None] | None = None
+
+
+#: The last auxiliary SDK call on this thread/context: {"start": s, "end": s, "model": str | None}.
+AUX_TIMING: ContextVar[dict[str, Any] | None] = ContextVar("hermetry_aux_timing", default=None)
+#: Called as ON_AUX_ERROR(timing, exception) when an auxiliary SDK call raised.
+ON_AUX_ERROR: Callable[[dict[str, Any], BaseException], None] | None = None
+
+_LOCAL = threading.local()
+
+
+def last_call_context() -> dict[str, Any] | None:
+    """The ids of the last main-loop model call made on this thread (session, turn, request)."""
+    return getattr(_LOCAL, "context", None)
+
+
+def take_aux_timing() -> dict[str, Any] | None:
+    """Remove and return the timing of the last auxiliary call on this thread/context."""
+    timing = AUX_TIMING.get()
+    if timing is not None:
+        AUX_TIMING.set(None)
+    return timing
 
 
 def take_probe(api_request_id: object) -> dict[str, Any] | None:
@@ -58,6 +88,8 @@ def llm_execution_middleware(request: Any = None, next_call: Callable[..., Any] 
         if not _installed:
             _install_once()  # on the first model call, not while Hermes starts up
         api_request_id = context.get("api_request_id")
+        _LOCAL.context = {"session_id": context.get("session_id"), "turn_id": context.get("turn_id"),
+                          "api_request_id": api_request_id}
         messages = request.get("messages") if isinstance(request, dict) else None
         if isinstance(api_request_id, str) and api_request_id and isinstance(messages, list):
             if len(PROBES) > _MAX_PROBES:
@@ -68,6 +100,7 @@ def llm_execution_middleware(request: Any = None, next_call: Callable[..., Any] 
             _INFLIGHT[key] = (probe, messages)
     except Exception:  # pragma: no cover - defensive
         key = None
+    _LOCAL.in_main = getattr(_LOCAL, "in_main", 0) + 1
     try:
         return next_call()
     except Exception as exc:
@@ -82,6 +115,7 @@ def llm_execution_middleware(request: Any = None, next_call: Callable[..., Any] 
                 pass
         raise
     finally:
+        _LOCAL.in_main -= 1
         if key is not None:
             _INFLIGHT.pop(key, None)
 
@@ -169,15 +203,18 @@ def install() -> bool:
 
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
         entry = _INFLIGHT.get(id(kwargs.get("messages"))) if _INFLIGHT else None
-        if entry is not None:
-            probe = entry[0]
-            probe["sent"] = True
-            probe["gen"] = probe.get("gen", 0) + 1  # a reconnect within the attempt starts a new stream
-            probe["first"] = None
+        if entry is None:
+            if getattr(_LOCAL, "in_main", 0):  # the main loop's call, not recognised: Hermes' hooks report it
+                return original(self, *args, **kwargs)
+            return _auxiliary(original, self, args, kwargs)
+        probe = entry[0]
+        probe["sent"] = True
+        probe["gen"] = probe.get("gen", 0) + 1  # a reconnect within the attempt starts a new stream
+        probe["first"] = None
         result = original(self, *args, **kwargs)
         if entry is not None:
             try:
-                _observe(entry[0], result, bool(kwargs.get("stream")))
+                _observe(probe, result, bool(kwargs.get("stream")))
             except Exception:  # pragma: no cover - defensive
                 log.debug("hermetry: stream probe failed", exc_info=True)
         return result
@@ -187,3 +224,25 @@ def install() -> bool:
     create.__doc__ = original.__doc__
     Completions.create = create  # type: ignore[method-assign]
     return True
+
+
+def _auxiliary(original: Callable[..., Any], client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A model call no main-loop middleware announced: Hermes' auxiliary client. Time it."""
+    start = time.time()
+    try:
+        result = original(client, *args, **kwargs)
+    except BaseException as exc:
+        on_error = ON_AUX_ERROR
+        if on_error is not None and isinstance(exc, Exception):
+            try:
+                on_error({"start": start, "end": time.time(), "model": kwargs.get("model"),
+                          "streamed": bool(kwargs.get("stream"))}, exc)
+            except Exception:
+                pass
+        raise
+    try:
+        AUX_TIMING.set({"start": start, "end": time.time(), "model": kwargs.get("model"),
+                        "streamed": bool(kwargs.get("stream"))})
+    except Exception:  # pragma: no cover - defensive
+        pass
+    return result
