@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,3 +153,135 @@ def test_failed_api_call_is_an_errored_turn(tmp_path: Path, db_rows) -> None:
     assert (report["sessions"]["failure_rate"]["value"], report["sessions"]["completion_rate"]["value"]) == (1.0, 0.0)
     assert report["api_calls"]["errors"] == attempts and report["api_calls"]["interrupted"] == 0
     assert report["api_calls"]["tokens"]["coverage"] == {"captured": 0, "of": 0}
+
+
+# -- numbers that mean what people think (issue 10): ground truth from the scripted server -----
+
+TOKEN_KINDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+def sent_usage(served: list[Any]) -> dict[str, int]:
+    """What the scripted server billed, summed over every request it answered with usage."""
+    totals = dict.fromkeys(TOKEN_KINDS, 0)
+    for s in served:
+        if s.completed and s.reply.http_status == 200 and s.reply.usage is not None:
+            usage = s.reply.usage.hermes_usage()
+            for kind in TOKEN_KINDS:
+                totals[kind] += usage[kind]
+    return totals
+
+
+def recorded_usage(db: Path, db_rows: Any) -> dict[str, int]:
+    row = db_rows(db, "SELECT " + ", ".join(f"COALESCE(SUM({k}), 0) AS {k}" for k in TOKEN_KINDS) + " FROM api_calls")
+    return dict(row[0])
+
+
+def imported_usage(home: HermesHome, tmp_path: Path, db_rows: Any) -> dict[str, int]:
+    from hermetry.sources.backfill import import_hermes_home
+
+    target = tmp_path / "imported.db"
+    import_hermes_home(home.root, target)
+    return recorded_usage(target, db_rows)
+
+
+def _wait(predicate: Any, timeout_s: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.1)
+
+
+def test_failed_cron_job_is_a_failed_session(tmp_path: Path, db_rows) -> None:
+    """Hermes ends the run's session 'cron_complete' and records the job run failed: so is the session."""
+    import json
+    import re
+
+    failure = ScriptedReply(http_status=500, error_message="upstream exploded")
+    with ScriptedServer(default_reply=failure) as srv:
+        home = HermesHome(tmp_path / "home", srv.base_url)
+        created = home.run("cron", "create", "every 1h", "question", "--name", "nightly")
+        job = re.search(r"\b([0-9a-f]{12})\b", created.stdout + home.run("cron", "list").stdout)
+        assert job, created.stdout
+        assert home.run("cron", "run", job.group(1)).returncode == 0
+        attempts = len(srv.served)
+    assert attempts >= 1
+    jobs = json.loads((home.root / "cron" / "jobs.json").read_text())
+    jobs = jobs.get("jobs", jobs) if isinstance(jobs, dict) else jobs
+    assert [j["last_status"] for j in jobs if j["id"] == job.group(1)] == ["error"]  # Hermes' own record
+
+    db = home.telemetry_db
+    (session,) = db_rows(db, "SELECT * FROM sessions")
+    assert (session["source"], session["end_reason"]) == ("cron", "cron_complete")
+    assert (session["outcome"], session["run_status"]) == ("errored", "error")
+    assert [t["outcome"] for t in db_rows(db, "SELECT outcome FROM turns")] == ["errored"]
+    report = home.insights("--days", "1")
+    assert report["sessions"]["by_outcome"] == {"errored": 1}
+    assert report["sessions"]["failure_rate"]["value"] == 1.0
+    assert report["api_calls"]["errors"] == attempts
+
+
+def test_compression_continuation_counts_every_token_once(tmp_path: Path, db_rows) -> None:
+    """The summary request fires no hook in 0.19.0: it is recorded anyway, as task 'compression'."""
+    from hermetry.testing.hermes import Gateway, long_history
+
+    def route(req: Any) -> ScriptedReply | None:
+        if not req.stream:  # Hermes' context-compression summary request
+            return ScriptedReply(content="SUMMARY", usage=ScriptedUsage(50_000, 100, cached_tokens=2_000))
+        return None
+
+    script = [ScriptedReply(content="continued after compression", usage=ScriptedUsage(3000, 9, cached_tokens=1000))]
+    with ScriptedServer(script, route=route) as srv:
+        home = HermesHome(tmp_path / "home", srv.base_url, config={
+            "model": {"context_length": 64000}, "compression": {"in_place": False}})
+        with Gateway(home) as gw:
+            answer = gw.chat(long_history())
+            assert answer["choices"][0]["message"]["content"] == "continued after compression"
+        served = list(srv.served)
+    assert sorted(s.source for s in served) == ["route", "script"]  # the summary and the continued turn
+
+    db = home.telemetry_db
+    sent = sent_usage(served)
+    assert recorded_usage(db, db_rows) == sent
+    assert imported_usage(home, tmp_path, db_rows) == sent
+    calls = db_rows(db, "SELECT * FROM api_calls ORDER BY started_at_ms")
+    assert sorted(c["task"] for c in calls) == ["compression", "main"]
+    summary = next(c for c in calls if c["task"] == "compression")
+    route_reply = next(s for s in served if s.source == "route")
+    assert summary["input_tokens"] == route_reply.reply.usage.hermes_usage()["input_tokens"]
+    assert summary["latency_ms"] is not None and summary["latency_ms"] > 0
+    report = home.insights("--days", "1")
+    by_task = report["api_calls"]["by_task"]
+    assert (by_task["main"]["count"], by_task["compression"]["count"]) == (1, 1)
+    assert by_task["compression"]["tokens"]["input_tokens"] == route_reply.reply.usage.hermes_usage()["input_tokens"]
+
+
+def test_gateway_title_generation_is_recorded(tmp_path: Path, db_rows) -> None:
+    """A gateway session's title call (Hermes' default) is billed like any other: it is recorded."""
+    from hermetry.testing.hermes import Gateway
+
+    def route(req: Any) -> ScriptedReply | None:
+        if not req.stream:  # the title-generation request
+            return ScriptedReply(content="A Title", usage=ScriptedUsage(180, 6))
+        return None
+
+    with ScriptedServer([ScriptedReply(content="hello there", usage=ScriptedUsage(900, 12, cached_tokens=300))],
+                        route=route) as srv:
+        home = HermesHome(tmp_path / "home", srv.base_url,
+                          config={"auxiliary": {"title_generation": {"enabled": True}}})
+        with Gateway(home, api_server=False, webhook=True) as gw:
+            gw.webhook("question", "req-1")
+            _wait(lambda: len([s for s in srv.served if s.completed]) >= 2)
+            _wait(lambda: bool(db_rows(home.telemetry_db, "SELECT 1 FROM api_calls WHERE task = 'title_generation'"))
+                  if home.telemetry_db.exists() else False)
+        served = list(srv.served)
+    assert sorted(s.source for s in served) == ["route", "script"]
+    db = home.telemetry_db
+    sent = sent_usage(served)
+    assert recorded_usage(db, db_rows) == sent
+    assert imported_usage(home, tmp_path, db_rows) == sent
+    tasks = sorted(c["task"] for c in db_rows(db, "SELECT task FROM api_calls"))
+    assert tasks == ["main", "title_generation"]
+    report = home.insights("--days", "1")
+    assert report["api_calls"]["tokens"]["coverage"] == {"captured": 2, "of": 2}

@@ -62,6 +62,14 @@ TOOL_DIMENSIONS = ("tool", "toolset")
 #: Bucket edges (ms) of the turn wall-time histogram; the last bucket is open-ended.
 WALL_MS_EDGES = (0, 1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 60_000, 120_000, 300_000, 600_000)
 
+#: The three counts of sessions a report gives, each one concept with one label (defined in
+#: docs/telemetry-model.md, "Counting sessions"); every surface prints these labels.
+COUNT_LABELS = {
+    "sessions": "sessions with activity",  # any turn, API call or tool call started in the window
+    "sessions_started": "sessions started",  # the session itself started in the window (outcome rates)
+    "conversations": "conversations",  # root sessions of those with activity, children rolled up
+}
+
 Db = str | Path | sqlite3.Connection
 
 
@@ -702,6 +710,7 @@ def build_report(c: Collected) -> dict[str, Any]:
     """The insights report (``hermetry.insights.v1``) from collected figures."""
     q, total = c.query, c.slice()
     tools, api = tool_summary(total), api_summary(total)
+    conversations = _conversations(c)
     return {
         "schema": REPORT_SCHEMA,
         "window": {"since": iso(q.since_ms), "until": iso(q.until_ms), "since_ms": q.since_ms,
@@ -709,10 +718,11 @@ def build_report(c: Collected) -> dict[str, Any]:
         "filters": dict(q.filters),
         "group_by": list(q.group_by),
         "coverage": {"sessions": len(total.session_flags), "sessions_started": sum(c.session_outcomes.values()),
-                     "turns": total.turns, "api_calls": api["count"], "tool_calls": total.tool_calls,
+                     "conversations": conversations["count"], "turns": total.turns, "api_calls": api["count"], "tool_calls": total.tool_calls,
                      "events_dropped": c.events_dropped},
         "sessions": _session_summary(c.session_outcomes),
-        "conversations": _conversations(c),
+        "count_labels": dict(COUNT_LABELS),
+        "conversations": conversations,
         "turns": turn_summary(total),
         "api_calls": api,
         "tool_calls": {k: tools[k] for k in ("count", "failures", "failure_rate", "status_coverage", "by_status",

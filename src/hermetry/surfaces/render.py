@@ -214,7 +214,7 @@ def _head(title: str, report: dict[str, Any], tz: tzinfo | None) -> Text:
         (title, "bold"), "  ", window(w["since_ms"], w["until_ms"], tz),
         (f"  filters: {', '.join(f'{k}={v}' for k, v in filters.items())}" if filters else ""),
         "\n",
-        " · ".join((plural(cov["sessions"], "session"), plural(cov["turns"], "turn"),
+        " · ".join((plural(cov["sessions"], "session") + " with activity", plural(cov["turns"], "turn"),
                     plural(cov["api_calls"], "API call"), plural(cov["tool_calls"], "tool call"))),
         (f"\n{plural(cov['events_dropped'], 'event')} dropped by the recorder (not in these figures)", "yellow")
         if cov["events_dropped"] else "",
@@ -659,8 +659,9 @@ def chat_text(report: dict[str, Any], width: int = CHAT_WIDTH) -> str:
         add(f"Nothing recorded yet. Enable the plugin: {_g('hermes plugins enable hermetry --no-allow-tool-override')}"
             f"; or import the history Hermes has: {_g('hermetry import')}")
         return "\n".join(out)
-    add(", ".join(_g(plural(n, noun)) for n, noun in ((cov["sessions"], "session"), (cov["turns"], "turn"),
-                                                    (cov["api_calls"], "API call"), (cov["tool_calls"], "tool call"))))
+    add(", ".join(_g(plural(n, noun)) + (" with activity" if noun == "session" else "")
+                  for n, noun in ((cov["sessions"], "session"), (cov["turns"], "turn"),
+                                  (cov["api_calls"], "API call"), (cov["tool_calls"], "tool call"))))
     add(f"completed: {_g(rate(turns['completion_rate']))}")
     add(f"failed: {_g(rate(turns['failure_rate']))}")
     add(f"turn time p50/p95: {_g(duration(turns['wall_ms']['p50']))} / {_g(duration(turns['wall_ms']['p95']))}")

@@ -161,8 +161,18 @@ class HermesCapture:
         if "post_auxiliary_call" in offered:
             self.aux_hooks = True
             newer["post_auxiliary_call"] = make(self._aux_post_hook, _AUX_POST_KEYS)
+        session_start_cb = make(self._session_start, ("session_id", "model", "platform"))
+        install_if_loaded = stream_probe.install_if_loaded
+
+        def session_start(**kw: Any) -> None:
+            session_start_cb(**kw)
+            try:
+                install_if_loaded()  # one flag check once done
+            except Exception:
+                pass
+
         return newer | {
-            "on_session_start": make(self._session_start, ("session_id", "model", "platform")),
+            "on_session_start": session_start,
             "pre_llm_call": turn_start,
             "pre_gateway_dispatch": arrival,
             "on_session_end": make(self._turn_end, ("session_id", "turn_id", "completed", "interrupted", "failed",

@@ -176,14 +176,31 @@ def _observe(probe: dict[str, Any], result: Any, streamed: bool) -> None:
 
 
 _installed = False
+_sdk_wrapped = False
 #: Called once the SDK is wrapped (the plugin sets the interrupt wrapper up here too).
 ON_INSTALL: Callable[[], None] | None = None
 
 
+def install_if_loaded() -> None:
+    """Wrap the SDK now if Hermes has already imported it (costs nothing then).
+
+    Called when a session starts: Hermes may make an auxiliary call (a preflight compression
+    summary) before the turn's first main model call, which is where :func:`_install_once` runs.
+    """
+    global _sdk_wrapped
+    if _sdk_wrapped:
+        return
+    import sys
+
+    if "openai" in sys.modules:
+        _sdk_wrapped = install()
+
+
 def _install_once() -> None:
-    global _installed
+    global _installed, _sdk_wrapped
     _installed = True
-    install()
+    if not _sdk_wrapped:
+        _sdk_wrapped = install()
     if ON_INSTALL is not None:
         try:
             ON_INSTALL()
