@@ -233,9 +233,19 @@ def check_tools(actual: dict[str, Any], tools: list[ToolCall]) -> None:
 
 def check_report(report: dict[str, Any], t: Truth) -> None:
     sessions = {x.session_id for x in t.turns} | {c.session_id for c in t.calls}
+    parents = t.history.parents()
+
+    def root(sid: str) -> str:
+        while sid in parents:
+            sid = parents[sid]
+        return sid
+
     assert report["coverage"] == {"sessions": len(sessions), "sessions_started": report["sessions"]["count"],
+                                  "conversations": len({root(sid) for sid in sessions}),
                                   "turns": len(t.turns), "api_calls": len(t.calls), "tool_calls": len(t.tools),
                                   "events_dropped": 0}
+    assert report["count_labels"] == {"sessions": "sessions with activity", "sessions_started": "sessions started",
+                                      "conversations": "conversations"}
     check_turns(report["turns"], t)
     check_api(report["api_calls"], t)
     check_tools(report["tool_calls"], t.tools)
@@ -444,8 +454,8 @@ def test_no_usage_at_all_is_null_tokens_not_zero(tmp_path: Path) -> None:
 
 def test_an_empty_or_missing_file_is_an_empty_history(tmp_path: Path) -> None:
     report = insights(tmp_path / "nothing-here.db", Query.last_days(7))
-    assert report["coverage"] == {"sessions": 0, "sessions_started": 0, "turns": 0, "api_calls": 0, "tool_calls": 0,
-                                  "events_dropped": 0}
+    assert report["coverage"] == {"sessions": 0, "sessions_started": 0, "conversations": 0, "turns": 0,
+                                  "api_calls": 0, "tool_calls": 0, "events_dropped": 0}
     assert report["turns"]["wall_ms"]["p95"] is None and report["turns"]["completion_rate"]["value"] is None
     assert report["breakdowns"] == {"source": [], "model": []}
 
