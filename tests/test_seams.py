@@ -129,7 +129,7 @@ def test_register_wires_hooks_middleware_and_commands(monkeypatch: pytest.Monkey
 
     from hermetry.sources.hermes import state_mirror
 
-    monkeypatch.setattr(state_mirror, "install", lambda *a: None)
+    monkeypatch.setattr(state_mirror, "install", lambda *a, **k: None)
     monkeypatch.setattr(os, "_exit", os._exit)  # the wrapper the root installs is undone after
     plugin.register(Ctx())
     try:

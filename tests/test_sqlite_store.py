@@ -634,4 +634,4 @@ def test_migration_from_v4_keeps_rows_and_unifies_reasons(db: Path) -> None:
     assert turns == {"a": ("reconciled:no_turn_end", None), "e": ("reconciled:last_call_failed", 500.0),
                      "c": (None, 700.0)}
     assert {r["api_request_id"]: r["task"] for r in q(db, "SELECT * FROM api_calls")} == {
-        "r": "main", "backfill:s:aux:compression:m@p": "compression"}
+        "r": "main", "backfill:s:aux:compression:m@p": "auxiliary"}

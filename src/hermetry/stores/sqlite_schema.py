@@ -156,38 +156,18 @@ CREATE INDEX IF NOT EXISTS sessions_open ON sessions(started_at_ms) WHERE ended_
 #:   (``compression``, ``title_generation``, ``vision``, ``web_extract``, ``session_search``, …);
 #: * ``sessions.run_status``: Hermes' own status of the run a session was (cron ``last_status``);
 #: * ``turns.wall_ms`` is unknown (NULL) for an ``abandoned`` turn: it never reported an end, and
-#:   the last activity seen is not when it ended. SQLite cannot alter a generated column, so the
-#:   table is rebuilt with every row kept.
+#:   the last activity seen is not when it ended (the generated column is dropped and re-added;
+#:   no stored data changes);
+#: * one ``reconciled:…`` vocabulary (``model.outcomes``) for what was inferred before.
+#:
+#: Imported auxiliary rows get task ``auxiliary`` here; the next import names their task.
 SCHEMA_V5_TRUTH = """
 ALTER TABLE api_calls ADD COLUMN task TEXT;
-UPDATE api_calls SET task = CASE
-    WHEN api_request_id LIKE 'backfill:%:aux:%'
-        THEN substr(api_request_id, instr(api_request_id, ':aux:') + 5,
-                    instr(substr(api_request_id, instr(api_request_id, ':aux:') + 5), ':') - 1)
-    ELSE 'main' END;
+UPDATE api_calls SET task = CASE WHEN api_request_id LIKE 'backfill:%:aux:%' THEN 'auxiliary' ELSE 'main' END;
 ALTER TABLE sessions ADD COLUMN run_status TEXT;
-CREATE TABLE turns_v5 (
-    turn_id            TEXT PRIMARY KEY,
-    session_id         TEXT NOT NULL,
-    task_id            TEXT,
-    started_at_ms      REAL,
-    ended_at_ms        REAL,            -- abandoned: the last activity seen, not an end
-    wall_ms            REAL GENERATED ALWAYS AS (
-                           CASE WHEN outcome = 'abandoned' THEN NULL ELSE ended_at_ms - started_at_ms END) VIRTUAL,
-    queue_wait_ms      REAL,
-    outcome            TEXT,
-    outcome_reason     TEXT,
-    origin             TEXT NOT NULL DEFAULT 'live'
-);
-INSERT INTO turns_v5 (turn_id, session_id, task_id, started_at_ms, ended_at_ms, queue_wait_ms, outcome,
-                      outcome_reason, origin)
-    SELECT turn_id, session_id, task_id, started_at_ms, ended_at_ms, queue_wait_ms, outcome, outcome_reason, origin
-    FROM turns;
-DROP TABLE turns;
-ALTER TABLE turns_v5 RENAME TO turns;
-CREATE INDEX IF NOT EXISTS turns_session ON turns(session_id);
-CREATE INDEX IF NOT EXISTS turns_started ON turns(started_at_ms);
-CREATE INDEX IF NOT EXISTS turns_open ON turns(started_at_ms) WHERE outcome IS NULL;
+ALTER TABLE turns DROP COLUMN wall_ms;
+ALTER TABLE turns ADD COLUMN wall_ms REAL GENERATED ALWAYS AS (
+    CASE WHEN outcome = 'abandoned' THEN NULL ELSE ended_at_ms - started_at_ms END) VIRTUAL;
 UPDATE turns SET outcome_reason = 'reconciled:last_call_failed'
     WHERE outcome_reason LIKE 'reconciled:%' AND outcome = 'errored';
 UPDATE turns SET outcome_reason = 'reconciled:no_turn_end'

@@ -22,6 +22,7 @@ from typing import Any
 
 from hermetry.model.coerce import as_float, as_int, as_str
 from hermetry.model.events import (
+    TASK_MAIN,
     ApiCall,
     Event,
     SessionEnded,
@@ -309,7 +310,7 @@ def _tokens(row: dict[str, Any]) -> dict[str, int | None]:
 
 def _api_call(
     request_id: str, session_id: str, started_ms: int, model: str | None, provider: str | None,
-    base_url: str | None, tokens: dict[str, int | None], cost: Cost,
+    base_url: str | None, tokens: dict[str, int | None], cost: Cost, task: str | None = TASK_MAIN,
 ) -> ApiCall:
     return ApiCall(
         api_request_id=request_id, attempt=0, session_id=session_id, turn_id=None,
@@ -319,7 +320,7 @@ def _api_call(
         cache_read_tokens=tokens["cache_read_tokens"], cache_write_tokens=tokens["cache_write_tokens"],
         reasoning_tokens=tokens["reasoning_tokens"], provider_cost_usd=cost.provider_cost_usd,
         cost_usd=cost.cost_usd, cost_status=cost.cost_status, cost_source=cost.cost_source,
-        pricing_version=cost.pricing_version, origin="backfill",
+        pricing_version=cost.pricing_version, origin="backfill", task=task,
     )
 
 
@@ -422,7 +423,7 @@ def api_calls_for_session(
             out.append(_api_call(
                 ids.make(f"aux:{_s(u.get('task'))}:{_route(u_model, u_provider)}"),
                 sid, first if first is not None else started_ms, u_model, u_provider,
-                _s(u.get("billing_base_url")), utokens, cost,
+                _s(u.get("billing_base_url")), utokens, cost, task=_s(u.get("task")),
             ))
     return out
 
