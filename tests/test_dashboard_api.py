@@ -114,15 +114,14 @@ def test_insights_endpoint_is_the_library_call(recorded: tuple[History, Path]) -
     assert api.handle("insights", {**params, "by": ""})["breakdowns"] == {}
 
 
-def test_relative_windows_are_cached_and_recomputed_after_a_write(recorded: tuple[History, Path], tmp_path: Path) -> None:
+def test_answers_are_kept_and_recomputed_in_the_background_after_a_write(recorded: tuple[History, Path],
+                                                                        tmp_path: Path) -> None:
     _, source = recorded
     db = tmp_path / "copy.db"
     db.write_bytes(source.read_bytes())
-    now = [NOW_MS - 5_000]
-    api = DashboardApi(db, clock=lambda: now[0])
+    api = DashboardApi(db, refresh_s=0.05, clock=lambda: NOW_MS)
     first = api.handle("insights", {"days": "7"})
-    now[0] += 3_000  # the same 10-second step: one answer
-    assert api.handle("insights", {"days": "7"}) is first and api.calls == 1
+    assert api.handle("insights", {"days": "7"}) is first and api.calls == 1  # unchanged file: the kept answer
     version = api.version()["version"]
     t = NOW_MS - 60_000
     History(NOW_MS, [SessionStarted(session_id="new-session", started_at_ms=t, source="cli", session_type="oneshot"),
@@ -130,9 +129,22 @@ def test_relative_windows_are_cached_and_recomputed_after_a_write(recorded: tupl
                      TurnEnded("new-turn-1", "new-session", t + 900, "completed", None),
                      TurnStarted("new-turn-2", "new-session", t + 1000)]).record(db)
     assert api.version()["version"] != version
-    again = api.handle("insights", {"days": "7"})
+    assert api.handle("insights", {"days": "7"}) is first  # served at once, while a new answer is computed
+    assert api.wait_idle(30)
     assert api.calls == 2
+    again = api.handle("insights", {"days": "7"})
     assert again["coverage"]["turns"] == first["coverage"]["turns"] + 2
+    assert api.handle("insights", {"days": "7"}) is again and api.calls == 2
+    assert api.version()["computing"] == 0
+
+
+def test_the_server_prepares_the_first_view_while_it_starts(recorded: tuple[History, Path]) -> None:
+    _, db = recorded
+    with DashboardServer(db) as srv:
+        assert srv.api.wait_idle(60) and srv.api.calls == 1
+        status, _, data = get(srv.url + "api/insights?by=day,source,model")
+        assert status == 200 and srv.api.calls == 1  # the page's first question was already answered
+        assert data["group_by"] == ["day", "source", "model"] and data["window"]["days"] == 7
 
 
 @pytest.mark.parametrize(("endpoint", "params", "status", "message"), [

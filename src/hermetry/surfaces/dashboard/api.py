@@ -23,20 +23,22 @@ list of breakdowns. ``compare`` takes ``days`` (each window's length) or ``a_sin
 ``b_since``/``b_until``, as ``hermetry compare`` does.
 
 Live refresh is cheap by construction: the browser polls ``version`` (two ``stat()`` calls: the
-file and its write-ahead log) and re-asks a view only when it changed; answers are cached per
-(endpoint, parameters, version), and one analytics call runs at a time, so a dozen open tabs
-cost the store one query per change, not one per tab per poll.
+file and its write-ahead log) and asks a view again only when it changed. Answers are kept per
+(endpoint, parameters); after a change the kept answer is served at once while one new answer
+is computed in the background (see :class:`DashboardApi` for the bound on its cost), so a dozen
+open tabs cost the store one query per change, not one per tab per poll, and a page never
+waits for a report it has already seen.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,8 +49,14 @@ DEFAULT_DAYS = 7.0
 MAX_SESSIONS = 500
 #: How often the browser asks ``version`` (seconds).
 DEFAULT_REFRESH_S = 5.0
-#: Relative windows end at the current time rounded up to this step (ms).
-NOW_STEP_MS = 10_000
+#: A kept answer over a window relative to now ("the last 7 days") is fresh this long (s).
+RELATIVE_FRESH_S = 30.0
+#: A kept answer is recomputed no sooner than this many times its last computation's duration.
+COST_FACTOR = 4.0
+#: The breakdowns of ``insights`` when none are asked for (the CLI's default).
+DEFAULT_BY = ("source", "model")
+#: What the page asks for first (``#/overview``): the server prepares it while it starts.
+FIRST_VIEW = ("insights", {"by": "day,source,model"})
 
 Params = Mapping[str, str]
 
@@ -156,96 +164,170 @@ def data_version(db: Path) -> str:
     return "/".join(parts)
 
 
+@dataclass
+class _Answer:
+    result: dict[str, Any]
+    version: str  # data_version() when the computation started
+    computed_at: float  # time.monotonic()
+    cost_s: float
+
+
 class DashboardApi:
-    """Answers the dashboard's requests for one telemetry file (see the module docstring)."""
+    """Answers the dashboard's requests for one telemetry file (see the module docstring).
+
+    Answers are kept per (endpoint, parameters). A kept answer is served as it is while the
+    file is unchanged (relative windows: for up to ``RELATIVE_FRESH_S``); once the file changed,
+    the kept answer is served at once and a new one is computed in the background — at most
+    one computation at a time, and never sooner than ``COST_FACTOR`` times the last one's
+    duration after it, so a busy store is read by the dashboard for at most about
+    1 / (1 + COST_FACTOR) of one core. ``version()`` changes when the file or any kept answer
+    does, so open pages know when to ask again. Only a question never asked before waits
+    for its answer.
+    """
 
     def __init__(self, db: str | Path, *, refresh_s: float = DEFAULT_REFRESH_S, cache_entries: int = 64,
                  clock: Callable[[], float] | None = None) -> None:
         self.db = Path(db)
         self.refresh_s = refresh_s
-        self._cache: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+        self._answers: OrderedDict[tuple[Any, ...], _Answer] = OrderedDict()
         self._cache_entries = cache_entries
-        self._cache_lock = threading.Lock()
+        self._lock = threading.Lock()
         #: one analytics call at a time: a 1M-call report holds hundreds of MB while it runs
         self._work_lock = threading.Lock()
+        self._pending: set[tuple[Any, ...]] = set()
+        self._generation = 0
         self._clock = clock
-        self.calls = 0  # analytics calls actually run (not served from the cache)
+        self.calls = 0  # analytics calls actually run (not served from what was kept)
 
-    def _now_ms(self) -> float:
-        """"Now" for relative windows, rounded *up* to ``NOW_STEP_MS``: the last 7 days asked
-        twice within 10 s are the same window (one cached answer), and nothing recorded
-        before the request falls outside it."""
-        now = self._clock() if self._clock is not None else time.time() * 1000
-        return float(math.ceil(now / NOW_STEP_MS) * NOW_STEP_MS)
+    def now_ms(self) -> float:
+        return self._clock() if self._clock is not None else time.time() * 1000
 
     def version(self) -> dict[str, Any]:
-        return {"schema": VERSION_SCHEMA, "version": data_version(self.db), "db": str(self.db),
-                "exists": self.db.exists(), "refresh_s": self.refresh_s}
+        with self._lock:
+            generation, pending = self._generation, len(self._pending)
+        return {"schema": VERSION_SCHEMA, "version": f"{data_version(self.db)}#{generation}", "db": str(self.db),
+                "exists": self.db.exists(), "refresh_s": self.refresh_s, "computing": pending}
 
     def handle(self, endpoint: str, params: Params) -> dict[str, Any]:
         """The JSON answer for ``endpoint`` (raises :class:`ApiError`)."""
         endpoint = endpoint.strip("/")
         if endpoint == "version":
             return self.version()
-        handlers: dict[str, Callable[[Params], tuple[tuple[Any, ...], Callable[[], dict[str, Any]]]]] = {
+        handlers: dict[str, Callable[[Params], tuple[bool, Callable[[], dict[str, Any]]]]] = {
             "insights": self._insights, "compare": self._compare, "sessions": self._sessions,
             "session": self._session, "tool-daily": self._tool_daily,
         }
         handler = handlers.get(endpoint)
         if handler is None:
             raise ApiError(404, f"no endpoint {endpoint!r}")
-        key, run = handler(params)
-        return self._cached((endpoint, *key), run)
+        relative, run = handler(params)  # validates the parameters first: bad input is a 400 now
+        key = (endpoint, tuple(sorted(params.items())))
+        return self._answer(key, run, relative)
 
-    def _cached(self, key: tuple[Any, ...], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        full = (*key, data_version(self.db))
-        with self._cache_lock:
-            if full in self._cache:
-                self._cache.move_to_end(full)
-                return self._cache[full]
+    def prepare(self, endpoint: str, params: Params) -> None:
+        """Compute an answer in the background now (the default view, while the server starts)."""
+        relative, run = {"insights": self._insights}[endpoint](params)
+        key = (endpoint, tuple(sorted(params.items())))
+        with self._lock:
+            if key in self._pending:
+                return
+            self._pending.add(key)
+        threading.Thread(target=self._background, args=(key, run), name="hermetry-dashboard-prepare",
+                         daemon=True).start()
+
+    def wait_idle(self, timeout_s: float = 60.0) -> bool:
+        """Wait until no background computation is running (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._pending:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def _answer(self, key: tuple[Any, ...], run: Callable[[], dict[str, Any]], relative: bool) -> dict[str, Any]:
+        version = data_version(self.db)
+        with self._lock:
+            kept = self._answers.get(key)
+            if kept is not None:
+                self._answers.move_to_end(key)
+                age = time.monotonic() - kept.computed_at
+                if kept.version == version and (not relative or age < RELATIVE_FRESH_S):
+                    return kept.result
+                if key not in self._pending:
+                    self._pending.add(key)
+                    wait = max(self.refresh_s, COST_FACTOR * kept.cost_s) - age
+                    timer = threading.Timer(max(0.0, wait), self._background, args=(key, run))
+                    timer.name, timer.daemon = "hermetry-dashboard-refresh", True
+                    timer.start()
+                return kept.result
+        return self._compute(key, run)
+
+    def _background(self, key: tuple[Any, ...], run: Callable[[], dict[str, Any]]) -> None:
+        try:
+            self._compute(key, run)
+        except Exception:
+            pass  # the next request asks again, and gets the error itself
+        finally:
+            with self._lock:
+                self._pending.discard(key)
+                self._generation += 1
+
+    def _compute(self, key: tuple[Any, ...], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         with self._work_lock:
-            with self._cache_lock:  # another request may have answered it meanwhile
-                if full in self._cache:
-                    return self._cache[full]
+            version = data_version(self.db)
+            with self._lock:  # another request may have answered it meanwhile
+                kept = self._answers.get(key)
+                if kept is not None and kept.version == version and time.monotonic() - kept.computed_at < 1.0:
+                    return kept.result
+            t0 = time.monotonic()
             try:
                 result = run()
             except sqlite3.DatabaseError as exc:
                 raise ApiError(500, f"cannot read the telemetry file {self.db}: {exc}") from exc
+            done = time.monotonic()
             self.calls += 1
-        with self._cache_lock:
-            self._cache[full] = result
-            while len(self._cache) > self._cache_entries:
-                self._cache.popitem(last=False)
+        with self._lock:
+            self._answers[key] = _Answer(result, version, done, done - t0)
+            self._answers.move_to_end(key)
+            while len(self._answers) > self._cache_entries:
+                self._answers.popitem(last=False)
         return result
 
-    def _insights(self, params: Params) -> tuple[tuple[Any, ...], Callable[[], dict[str, Any]]]:
+    # Each handler checks its parameters and returns (is the window relative to now, the call).
+    def _insights(self, params: Params) -> tuple[bool, Callable[[], dict[str, Any]]]:
         from hermetry.analytics.report import insights
 
-        q = query(params, group_by=("source", "model"), now_ms=self._now_ms())
-        return _key(q), lambda: insights(self.db, q)
+        query(params, group_by=DEFAULT_BY, now_ms=self.now_ms())
+        return _relative(params), lambda: insights(self.db, query(params, group_by=DEFAULT_BY, now_ms=self.now_ms()))
 
-    def _tool_daily(self, params: Params) -> tuple[tuple[Any, ...], Callable[[], dict[str, Any]]]:
+    def _tool_daily(self, params: Params) -> tuple[bool, Callable[[], dict[str, Any]]]:
         from hermetry.analytics.series import tool_daily
 
-        q = query(params, now_ms=self._now_ms())
-        return _key(q), lambda: tool_daily(self.db, q)
+        query(params, now_ms=self.now_ms())
+        return _relative(params), lambda: tool_daily(self.db, query(params, now_ms=self.now_ms()))
 
-    def _compare(self, params: Params) -> tuple[tuple[Any, ...], Callable[[], dict[str, Any]]]:
+    def _compare(self, params: Params) -> tuple[bool, Callable[[], dict[str, Any]]]:
         from hermetry.analytics.compare import compare
 
-        a, b = compare_queries(params, now_ms=self._now_ms())
-        return (*_key(a), *_key(b)), lambda: compare(self.db, a, b)
+        compare_queries(params, now_ms=self.now_ms())
+        relative = not (params.get("b_until") or params.get("until"))
+        return relative, lambda: compare(self.db, *compare_queries(params, now_ms=self.now_ms()))
 
-    def _sessions(self, params: Params) -> tuple[tuple[Any, ...], Callable[[], dict[str, Any]]]:
+    def _sessions(self, params: Params) -> tuple[bool, Callable[[], dict[str, Any]]]:
         from hermetry.analytics.sessions import list_sessions
 
-        since, until = window(params, self._now_ms())
+        window(params, self.now_ms())
         limit = int(_number(params, "limit", 50, low=1, high=MAX_SESSIONS))
         roll_up = params.get("flat") not in ("1", "true", "yes")
-        return ((round(since), round(until), limit, roll_up),
-                lambda: list_sessions(self.db, since, until, limit=limit, roll_up=roll_up))
 
-    def _session(self, params: Params) -> tuple[tuple[Any, ...], Callable[[], dict[str, Any]]]:
+        def run() -> dict[str, Any]:
+            since, until = window(params, self.now_ms())
+            return list_sessions(self.db, since, until, limit=limit, roll_up=roll_up)
+
+        return _relative(params), run
+
+    def _session(self, params: Params) -> tuple[bool, Callable[[], dict[str, Any]]]:
         from hermetry.analytics.sessions import SessionNotFound, session_detail
 
         session_id = (params.get("id") or "").strip()
@@ -258,8 +340,8 @@ class DashboardApi:
             except SessionNotFound as exc:
                 raise ApiError(404, str(exc.args[0])) from exc
 
-        return (session_id,), run
+        return False, run
 
 
-def _key(q: Any) -> tuple[Any, ...]:
-    return (round(q.since_ms), round(q.until_ms), tuple(sorted(q.filters.items())), q.group_by)
+def _relative(params: Params) -> bool:
+    return not params.get("until")

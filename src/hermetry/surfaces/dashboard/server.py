@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from hermetry.surfaces.dashboard.api import DEFAULT_REFRESH_S, ApiError, DashboardApi
+from hermetry.surfaces.dashboard.api import DEFAULT_REFRESH_S, FIRST_VIEW, ApiError, DashboardApi
 
 COOKIE = "hermetry_dashboard_token"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -55,7 +55,8 @@ class DashboardServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, db: str | Path, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 refresh_s: float = DEFAULT_REFRESH_S, clock: Callable[[], float] | None = None) -> None:
+                 refresh_s: float = DEFAULT_REFRESH_S, clock: Callable[[], float] | None = None,
+                 prepare: bool = True) -> None:
         self.api = DashboardApi(db, refresh_s=refresh_s, clock=clock)
         self.loopback = is_loopback(host)
         self.token = token if token is not None else (None if self.loopback else secrets.token_urlsafe(24))
@@ -63,6 +64,8 @@ class DashboardServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__((host.strip("[]"), port), _Handler)
         self._thread: threading.Thread | None = None
+        if prepare:
+            self.api.prepare(*FIRST_VIEW)
 
     @property
     def port(self) -> int:

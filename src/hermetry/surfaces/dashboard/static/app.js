@@ -770,6 +770,7 @@
       if (!live || !root.isConnected) { schedule(); return; }
       api("version", new URLSearchParams()).then(function (v) {
         if (v.refresh_s) refreshMs = v.refresh_s * 1000;
+        if (v.computing && !/computing/.test(status.textContent)) status.textContent += " · newer figures are being computed…";
         if (lastVersion !== null && v.version !== lastVersion && !document.hidden) render("live");
         lastVersion = v.version;
       }, function () { /* a missed poll is retried at the next tick */ }).then(schedule);
