@@ -292,3 +292,12 @@ def test_files_are_package_data() -> None:
     names = {p.name for p in static_dir().rglob("*")}
     assert {"index.html", "app.js", "app.css", "boot.js", "uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE"} <= names
     assert os.path.getsize(static_dir() / "vendor" / "uPlot.iife.min.js") > 40_000
+
+
+def test_docs_name_every_endpoint_and_view() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "dashboard.md").read_text()
+    for endpoint in ("insights", "compare", "sessions", "session", "tool-daily", "version"):
+        assert f"| `{endpoint}` |" in doc, endpoint
+    app = (static_dir() / "app.js").read_text()
+    for view in ("Overview", "Breakdowns", "Tools", "Sessions", "Compare"):
+        assert f"| {view} |" in doc and f'"{view}"' in app, view

@@ -652,12 +652,14 @@
       var p = state.params;
       var isCompare = state.view === "compare";
       var days = p.get("days") || (p.get("since") ? "" : "7");
-      var sel = h("select", {id: "f-days", name: "days"});
+      var keys = isCompare ? ["a_since", "a_until", "since", "until"] : ["since", "until"];
+      var sel = h("select", {id: "f-days", name: "days", onchange: function () {
+        if (sel.value) keys.forEach(function (k) { var el = form.querySelector("#f-" + k); if (el) el.value = ""; });
+      }});
       [["1", "last 24 hours"], ["7", "last 7 days"], ["30", "last 30 days"], ["90", "last 90 days"], ["", "custom (since/until)"]].forEach(function (o) {
         sel.appendChild(h("option", {value: o[0], selected: o[0] === days ? true : null, text: isCompare && o[0] ? o[1] + " vs the " + o[1].replace("last ", "") + " before" : o[1]}));
       });
       form.appendChild(h("div", {"class": "field"}, h("label", {"for": "f-days", text: isCompare ? "Windows" : "Window"}), sel));
-      var keys = isCompare ? ["a_since", "a_until", "since", "until"] : ["since", "until"];
       var names = {a_since: "baseline since", a_until: "baseline until", since: isCompare ? "current since" : "since",
                    until: isCompare ? "current until" : "until"};
       keys.forEach(function (k) {
@@ -665,13 +667,20 @@
           h("input", {id: "f-" + k, name: k, type: "text", inputmode: "numeric", placeholder: "2025-01-31T14:00", value: p.get(k) || "", size: 16})));
       });
       if (state.view !== "sessions" && state.view !== "session") {
+        var active = FILTERS.filter(function (f) { return p.get(f); }).length;
+        // on a narrow screen the filters fold away unless one is in use
+        var box = h("details", {"class": "filters", open: active || window.innerWidth > 600 ? true : null},
+                    h("summary", {text: "Filters" + (active ? " (" + active + " in use)" : "")}));
+        var fields = h("div", {"class": "filter-fields"});
         FILTERS.forEach(function (f) {
           var listId = "dl-" + f;
           var dl = h("datalist", {id: listId});
           (knownValues[f] || []).forEach(function (v) { dl.appendChild(h("option", {value: v})); });
-          form.appendChild(h("div", {"class": "field"}, h("label", {"for": "f-" + f, text: label(f)}),
+          fields.appendChild(h("div", {"class": "field"}, h("label", {"for": "f-" + f, text: label(f)}),
             h("input", {id: "f-" + f, name: f, type: "text", list: listId, value: p.get(f) || "", size: 12}), dl));
         });
+        box.appendChild(fields);
+        form.appendChild(box);
       }
       form.appendChild(h("div", {"class": "field buttons"}, h("button", {type: "submit", text: "Apply"}),
         h("button", {type: "button", "class": "secondary", text: "Reset", onclick: function () { location.hash = hashFor(state.view, new URLSearchParams(state.view === "breakdowns" && p.get("by") ? "by=" + p.get("by") : "")); }}),
