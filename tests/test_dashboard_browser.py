@@ -404,6 +404,10 @@ def test_compare_marks_what_compare_json_says(recorded: Recorded, dashboard: Das
     rows = page.row_values("compare")
     for m in expected["metrics"]:
         assert rows[m["metric"]]["baseline"] == m["baseline"] and rows[m["metric"]]["current"] == m["current"]
+    sides = page.row_values("compare-windows")
+    for path in ("turns.count", "turn_wall_ms.p95", "api_latency_ms.p95", "cost.known_usd"):
+        assert sides[path]["baseline." + path] == get(expected["baseline"], path), path
+        assert sides[path]["current." + path] == get(expected["current"], path), path
     page.shot(shots, "compare")
 
 

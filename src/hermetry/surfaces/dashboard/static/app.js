@@ -584,8 +584,17 @@
     var regs = c.regressions || [];
     out.appendChild(h("p", {"class": regs.length ? "warn" : "ok", role: "status"},
       regs.length ? "Significant regressions: " + regs.map(label).join(", ") : "No significant regression."));
+    var sides = [["turns", "turns.count", fmtInt], ["completion rate", "turns.completion_rate.value", fmtPct],
+                 ["failure rate", "turns.failure_rate.value", fmtPct], ["turn wall p95", "turn_wall_ms.p95", fmtMs],
+                 ["model call latency p95", "api_latency_ms.p95", fmtMs], ["TTFT p95", "ttft_ms.p95", fmtMs],
+                 ["API calls", "coverage.api_calls", fmtInt], ["cost (known)", "cost.known_usd", fmtUsd]];
+    out.appendChild(panel("The two windows", "The figures insights gives for each window.").appendChild(table("Windows", [
+      {label: "", value: function (r) { return r[0]; }},
+      {label: "baseline", numeric: true, value: function (r) { return figure("baseline." + r[1], get(a, r[1]), r[2](get(a, r[1]))); }},
+      {label: "current", numeric: true, value: function (r) { return figure("current." + r[1], get(b, r[1]), r[2](get(b, r[1]))); }},
+    ], sides, {id: "compare-windows", rowKey: function (r) { return r[1]; }})).parentNode);
     var fmtFor = function (m) { return m.unit === "ms" ? fmtMs : m.unit === "fraction" ? fmtPct : m.unit === "USD" ? fmtUsd : String; };
-    out.appendChild(panel("Two windows side by side", "").appendChild(table("Compare", [
+    out.appendChild(panel("Metrics, tested", "").appendChild(table("Compare", [
       {label: "metric", value: function (m) { return label(m.metric); }},
       {label: "baseline", numeric: true, value: function (m) { return figure("baseline", m.baseline, fmtFor(m)(m.baseline)); }},
       {label: "current", numeric: true, value: function (m) { return figure("current", m.current, fmtFor(m)(m.current)); }},
