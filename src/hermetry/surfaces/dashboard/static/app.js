@@ -800,15 +800,21 @@
     function onHash() { render("nav").then(function () { main.focus({preventScroll: true}); }); }
     window.addEventListener("hashchange", onHash);
     var resizeTimer = null;
-    window.addEventListener("resize", function () {
+    function onResize() {
       clearTimeout(resizeTimer);
       resizeTimer = setTimeout(function () { if (root.querySelector(".chart")) render("live"); }, 300);
-    });
+    }
+    window.addEventListener("resize", onResize);
     render("first");
     poll();
     return {
       refresh: function () { return render("live"); },
-      destroy: function () { window.removeEventListener("hashchange", onHash); live = false; if (timer) clearTimeout(timer); },
+      destroy: function () {
+        window.removeEventListener("hashchange", onHash);
+        window.removeEventListener("resize", onResize);
+        live = false;
+        if (timer) clearTimeout(timer);
+      },
     };
   }
 
