@@ -301,3 +301,23 @@ def test_docs_name_every_endpoint_and_view() -> None:
     app = (static_dir() / "app.js").read_text()
     for view in ("Overview", "Breakdowns", "Tools", "Sessions", "Compare"):
         assert f"| {view} |" in doc and f'"{view}"' in app, view
+
+
+def test_a_postgresql_store_is_read_the_same_way(recorded: tuple[History, Path], pg_server: Any) -> None:
+    """`hermetry dashboard` reads the store the CLI reads, also a postgresql:// one."""
+    from hermetry.recorder.recorder import Recorder
+    from hermetry.stores.postgres import PostgresStore
+
+    history, db = recorded
+    url = str(pg_server.create_database())
+    rec = Recorder(lambda: PostgresStore(url, host="h1"), register_atexit=False, flush_interval_s=0.01, host="h1")
+    for e in history.events:
+        rec.record(e)
+    rec.close(timeout=60)
+    api = DashboardApi(url)
+    params = {"since": iso(WHOLE[0]), "until": iso(WHOLE[1]), "by": "model"}
+    q = Query(WHOLE[0], WHOLE[1], {}, ("model",))
+    assert api.handle("insights", params) == insights(url, q)
+    daily = api.handle("tool-daily", params)
+    assert daily == tool_daily(db, Query(WHOLE[0], WHOLE[1], {}, ()))
+    assert api.version()["exists"] is True

@@ -343,7 +343,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     """``hermetry dashboard``: the web dashboard, or install/remove the tab in ``hermes dashboard``."""
     from hermetry.surfaces.dashboard.cli import run_dashboard
 
-    return run_dashboard(args, _db(args), UsageError)
+    return run_dashboard(args, _store(args), UsageError)
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:

@@ -150,8 +150,19 @@ def compare_queries(params: Params, now_ms: float | None = None) -> tuple[Any, A
     return out
 
 
-def data_version(db: Path) -> str:
-    """Changes whenever the telemetry file (or its write-ahead log) is written."""
+def is_url(db: str | Path) -> bool:
+    return isinstance(db, str) and db.lower().startswith(("postgresql://", "postgres://"))
+
+
+def data_version(db: str | Path, refresh_s: float = DEFAULT_REFRESH_S) -> str:
+    """Changes whenever the telemetry file (or its write-ahead log) is written.
+
+    A PostgreSQL store cannot be watched with ``stat()``: it is taken to change every
+    ``refresh_s`` (the recompute bound still applies).
+    """
+    if is_url(db):
+        return f"t{int(time.time() // max(refresh_s, 0.1))}"
+    db = Path(db)
     parts = []
     for path in (db, db.with_name(db.name + "-wal")):
         try:
@@ -187,7 +198,7 @@ class DashboardApi:
 
     def __init__(self, db: str | Path, *, refresh_s: float = DEFAULT_REFRESH_S, cache_entries: int = 64,
                  clock: Callable[[], float] | None = None) -> None:
-        self.db = Path(db)
+        self.db: str | Path = db if is_url(db) else Path(db)
         self.refresh_s = refresh_s
         self._answers: OrderedDict[tuple[Any, ...], _Answer] = OrderedDict()
         self._cache_entries = cache_entries
@@ -205,8 +216,22 @@ class DashboardApi:
     def version(self) -> dict[str, Any]:
         with self._lock:
             generation, pending = self._generation, len(self._pending)
-        return {"schema": VERSION_SCHEMA, "version": f"{data_version(self.db)}#{generation}", "db": str(self.db),
-                "exists": self.db.exists(), "refresh_s": self.refresh_s, "computing": pending}
+        return {"schema": VERSION_SCHEMA, "version": f"{self._data_version()}#{generation}", "db": self.shown_db(),
+                "exists": self.exists(), "refresh_s": self.refresh_s, "computing": pending}
+
+    def _data_version(self) -> str:
+        return data_version(self.db, self.refresh_s)
+
+    def exists(self) -> bool:
+        return is_url(self.db) or Path(self.db).exists()
+
+    def shown_db(self) -> str:
+        """The store, as it may be shown (a URL without its password)."""
+        if is_url(self.db):
+            from hermetry.stores.postgres import redact_url
+
+            return redact_url(str(self.db))
+        return str(self.db)
 
     def handle(self, endpoint: str, params: Params) -> dict[str, Any]:
         """The JSON answer for ``endpoint`` (raises :class:`ApiError`)."""
@@ -246,7 +271,7 @@ class DashboardApi:
         return False
 
     def _answer(self, key: tuple[Any, ...], run: Callable[[], dict[str, Any]], relative: bool) -> dict[str, Any]:
-        version = data_version(self.db)
+        version = self._data_version()
         with self._lock:
             kept = self._answers.get(key)
             if kept is not None:
@@ -275,7 +300,7 @@ class DashboardApi:
 
     def _compute(self, key: tuple[Any, ...], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         with self._work_lock:
-            version = data_version(self.db)
+            version = self._data_version()
             with self._lock:  # another request may have answered it meanwhile
                 kept = self._answers.get(key)
                 if kept is not None and kept.version == version and time.monotonic() - kept.computed_at < 1.0:
@@ -284,7 +309,7 @@ class DashboardApi:
             try:
                 result = run()
             except sqlite3.DatabaseError as exc:
-                raise ApiError(500, f"cannot read the telemetry file {self.db}: {exc}") from exc
+                raise ApiError(500, f"cannot read the telemetry file {self.shown_db()}: {exc}") from exc
             done = time.monotonic()
             self.calls += 1
         with self._lock:

@@ -20,7 +20,7 @@ def add_dashboard_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--remove-hermes-tab", action="store_true", help="remove that tab and exit")
 
 
-def run_dashboard(args: argparse.Namespace, db: Path, usage_error: type[Exception]) -> int:
+def run_dashboard(args: argparse.Namespace, db: Path | str, usage_error: type[Exception]) -> int:
     from hermetry.surfaces.dashboard import hermes_tab
 
     if args.install_hermes_tab and args.remove_hermes_tab:
@@ -51,7 +51,8 @@ def run_dashboard(args: argparse.Namespace, db: Path, usage_error: type[Exceptio
         raise usage_error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
                           "(another --port, or --port 0 for a free one)") from exc
     print(f"hermetry dashboard: {server.url}", flush=True)
-    print(f"reading {db}" + ("" if db.exists() else " (no telemetry recorded yet)"), flush=True)
+    print(f"reading {server.api.shown_db()}" + ("" if server.api.exists() else " (no telemetry recorded yet)"),
+          flush=True)
     if server.token:
         print(f"listening on {args.host}: every request needs the token in that URL", flush=True)
     print("Ctrl-C to stop", flush=True)

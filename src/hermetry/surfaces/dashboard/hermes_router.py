@@ -21,7 +21,7 @@ def build_router(db: str | Path | None = None) -> Any:
 
     from hermetry import config
 
-    api = DashboardApi(db if db is not None else config.db_path())
+    api = DashboardApi(db if db is not None else config.store())
     router = APIRouter()
 
     @router.get("/{endpoint}")
