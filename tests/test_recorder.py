@@ -439,3 +439,116 @@ def test_events_after_close_are_counted_as_dropped(tmp_path: Path) -> None:
     rec.record(SessionStarted(session_id="late", started_at_ms=1.0))
     assert rec.stats().dropped == 1
     assert rec.flush(0.5) is True  # nothing to wait for: no writer, nothing queued
+
+
+# -- the ledger is exact on every path ----------------------------------------------------------
+
+
+def test_events_written_one_by_one_are_in_the_files_ledger(tmp_path: Path) -> None:
+    """A batch holding one event SQLite rejects is written one event at a time: the good ones
+    land and are counted written *in the file*, the bad one is counted dropped."""
+    db = tmp_path / "t.db"
+    rec = Recorder(lambda: SQLiteStore(db), register_atexit=False, flush_interval_s=60.0)
+    bad = ApiCall("bad", 0, "s1", None, 1.0, 1.0, None)  # type: ignore[arg-type]  # status is NOT NULL
+    for i in range(10):
+        rec.record(api(i))
+    rec.record(bad)
+    for i in range(10, 20):
+        rec.record(api(i))
+    assert flush_until_done(rec)
+    rec.close()
+    assert query(db, "SELECT COUNT(*) FROM api_calls") == [(20,)]
+    assert (rec.stats().written, rec.stats().dropped) == (20, 1)
+    assert query(db, "SELECT events_written, events_dropped FROM recorder_runs") == [(20, 1)]
+
+
+def test_close_that_gives_up_waiting_never_counts_an_event_twice() -> None:
+    """close() times out while the writer is inside a write: that write still lands (written),
+    what is behind it is dropped — written + dropped == submitted, never more."""
+    store = GatedStore()
+    rec = Recorder(lambda: store, register_atexit=False, flush_interval_s=0.01, max_batch=10)
+    for i in range(35):
+        rec.record(api(i))
+    assert store.entered.wait(WAIT_S)  # the writer is inside its first write, blocked
+    rec.close(timeout=0.2)
+    store.gate.set()
+    assert wait_until(lambda: not rec._thread.is_alive())
+    s = rec.stats()
+    assert s.written == len(store.events) == 10
+    assert s.written + s.dropped == 35, s
+    assert s.queued == s.pending == 0
+
+
+def test_a_store_that_never_recovers_leaves_its_drop_count_for_the_next_process(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hermetry.recorder import notice
+    from hermetry.recorder.ledger import DropLedger
+
+    notice.reset()
+    db = tmp_path / "t.db"
+    ledger = DropLedger(db)
+    store = ListStore(lambda _: StoreUnavailable(f"cannot write {db}: the disk is full"))
+    rec = Recorder(lambda: store, register_atexit=False, flush_interval_s=0.01, drop_ledger=ledger)
+    for i in range(7):
+        rec.record(api(i))
+    assert wait_until(lambda: store.calls >= 2)
+    assert rec.flush_at_exit(0.3) is False
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1, err  # said once, when it started failing
+    assert "the disk is full" in err[0] and "retried" in err[0] and "counted as dropped" in err[0]
+    (line,) = ledger.pending()
+    assert ledger.paths[0].exists()  # beside the telemetry file: that folder was writable
+    assert (line["run_id"], line["events_dropped"], line["lost_at_exit"]) == (rec._run["run_id"], 7, 7)
+
+    # the next process that can write the file brings the count in, and the fallback is gone
+    rec2 = Recorder(lambda: SQLiteStore(db), register_atexit=False, flush_interval_s=0.01)
+    rec2.record(api(100))
+    assert flush_until_done(rec2)
+    rec2.close()
+    rows = dict(query(db, "SELECT run_id, events_dropped FROM recorder_runs"))
+    assert rows == {rec._run["run_id"]: 7, rec2._run["run_id"]: 0}
+    assert ledger.pending() == [] and not ledger.paths[0].exists()
+    rec._closed = True  # its writer is a daemon thread retrying a fake: stop it
+    rec._abandoned = True
+    notice.reset()
+
+
+def test_a_lock_is_retried_quietly_but_a_full_disk_is_said_once(capsys: pytest.CaptureFixture[str],
+                                                               recorders: Callable[..., Recorder]) -> None:
+    from hermetry.recorder import notice
+
+    notice.reset()
+    locked = ListStore(lambda _: StoreUnavailable("cannot write x: the file is locked by another process"))
+    rec = recorders(lambda: locked)
+    rec.record(api(1))
+    assert wait_until(lambda: locked.calls >= 3)
+    assert capsys.readouterr().err == ""
+    full = ListStore(lambda _: StoreUnavailable("cannot write x: the disk is full"))
+    rec2 = recorders(lambda: full)
+    for i in range(5):
+        rec2.record(api(i))
+    assert wait_until(lambda: full.calls >= 4)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the disk is full" in err and "Traceback" not in err
+    notice.reset()
+
+
+def test_a_process_that_loses_events_at_exit_without_an_earlier_notice_says_so_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hermetry.recorder import notice
+    from hermetry.recorder.ledger import DropLedger
+
+    notice.reset()
+    ledger = DropLedger(tmp_path / "t.db")
+    store = GatedStore()  # the writer never finishes its first write before the exit
+    rec = Recorder(lambda: store, register_atexit=False, flush_interval_s=0.01, drop_ledger=ledger)
+    for i in range(4):
+        rec.record(api(i))
+    assert store.entered.wait(WAIT_S)
+    rec.flush_at_exit(0.2)
+    (err,) = capsys.readouterr().err.splitlines()
+    assert err.startswith("hermetry: 4 telemetry events could not be written") and str(ledger.paths[0]) in err
+    assert ledger.pending()[0]["events_dropped"] == 4
+    store.gate.set()
+    rec.close()
+    notice.reset()

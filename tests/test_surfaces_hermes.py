@@ -68,7 +68,11 @@ def test_slash_command_answers_bad_arguments_with_its_usage(tmp_path: Path, monk
     monkeypatch.setenv("HERMETRY_DB", str(tmp_path / "none.db"))
     assert slash_telemetry("colour").endswith(slash_usage())
     assert "more than 0" in slash_telemetry("0")
-    assert slash_telemetry("7").startswith("hermetry, last 7 days\nNothing recorded yet")  # no file: a hint, not an error
+    # no file yet: said as every reading command says it (nothing is created)
+    assert slash_telemetry("7").startswith(f"hermetry: no telemetry file at {tmp_path / 'none.db'}")
+    assert not (tmp_path / "none.db").exists()
+    (tmp_path / "none.db").touch()  # an empty file is an empty history
+    assert slash_telemetry("7").startswith("hermetry, last 7 days\nNothing recorded yet")
 
 
 # -- real Hermes ------------------------------------------------------------------------------

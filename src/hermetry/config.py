@@ -41,9 +41,72 @@ def hermes_config(home: Path | None = None) -> dict[str, Any]:
         return {}
 
 
+#: Every key of the ``hermetry:`` section and the YAML types it takes. A key that is not here,
+#: or a value of another type, gets one warning naming it (``check_settings``) and is ignored
+#: where it is read. A part that adds a setting adds its key here.
+SETTINGS: dict[str, tuple[type, ...]] = {
+    "db_path": (str,),            # the telemetry file (or a postgresql:// URL: docs/fleet.md)
+    "price_file": (str,),         # the operator's price file (docs/cost.md)
+    "telemetry_command": (dict,),  # who may run /telemetry on messaging gateways (docs/reliability.md)
+    "spool_path": (str,),         # PostgreSQL store: local spool for undelivered batches
+    "host": (str,),               # this machine's id in a fleet
+    "sinks": (list, str),         # extra sinks / exporters to turn on
+    "otlp": (dict,),              # the OTLP exporter's settings
+    "prometheus": (dict,),        # the Prometheus exporter's settings
+    "dashboard": (dict, bool),    # the dashboard tab
+    "commands": (bool,),          # register `hermes telemetry` and /telemetry
+}
+#: The keys of ``hermetry.telemetry_command``.
+TELEMETRY_COMMAND_SETTINGS: dict[str, tuple[type, ...]] = {"allow": (list, str)}
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    names = {str: "text", list: "a list", dict: "a mapping", bool: "true/false", int: "a number",
+             float: "a number"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def check_settings(section: Any) -> list[str]:
+    """What is wrong with a ``hermetry:`` section: one line per unknown or wrong-typed key."""
+    if section is None:
+        return []
+    if not isinstance(section, dict):
+        return [f"the 'hermetry' section of config.yaml must be a mapping, not {type(section).__name__}; "
+                "it is ignored"]
+    problems = []
+    for key, value in section.items():
+        types = SETTINGS.get(str(key))
+        if types is None:
+            known = ", ".join(sorted(SETTINGS))
+            problems.append(f"unknown config key hermetry.{key} is ignored (known keys: {known})")
+        elif value is not None and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
+            problems.append(f"config key hermetry.{key} must be {_type_names(types)}, not "
+                            f"{type(value).__name__} {value!r:.40}; it is ignored")
+        elif key == "telemetry_command" and isinstance(value, dict):
+            for sub, subvalue in value.items():
+                subtypes = TELEMETRY_COMMAND_SETTINGS.get(str(sub))
+                if subtypes is None:
+                    problems.append(f"unknown config key hermetry.telemetry_command.{sub} is ignored "
+                                    f"(known: {', '.join(TELEMETRY_COMMAND_SETTINGS)})")
+                elif subvalue is not None and not isinstance(subvalue, subtypes):
+                    problems.append(f"config key hermetry.telemetry_command.{sub} must be "
+                                    f"{_type_names(subtypes)}, not {type(subvalue).__name__}; it is ignored")
+    return problems
+
+
 def hermetry_settings(home: Path | None = None) -> dict[str, Any]:
-    """The ``hermetry:`` section of Hermes' config.yaml."""
+    """The ``hermetry:`` section of Hermes' config.yaml; an unknown or wrong-typed key is reported
+    once per process (one line naming it, ``hermetry.recorder.notice``)."""
     section = hermes_config(home).get("hermetry")
+    try:
+        problems = check_settings(section)
+        if problems:
+            from hermetry.recorder.notice import warn_once
+
+            for problem in problems:
+                warn_once(f"config:{problem}", problem)
+    except Exception:
+        pass
     return section if isinstance(section, dict) else {}
 
 

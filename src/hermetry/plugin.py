@@ -54,10 +54,13 @@ def store_factory(settings: Mapping[str, Any] | None = None) -> Callable[[], Sin
     url = config.store_url()
     if url:
         return postgres_store_factory(url)
+    from hermetry.recorder.ledger import DropLedger
     from hermetry.stores.sqlite import SQLiteStore
 
     path = config.db_path()
     factory: Callable[[], Sink] = lambda: SQLiteStore(path)  # noqa: E731
+    # where the drop count goes when the file cannot take it at exit (recorder.ledger)
+    factory.drop_ledger = DropLedger(path)  # type: ignore[attr-defined]
     return factory
 
 
@@ -150,7 +153,7 @@ def register(ctx: Any) -> None:
         stream_probe.ON_INSTALL = late_setup
         ctx.register_middleware("llm_execution", stream_probe.llm_execution_middleware)
         state_mirror.install(*capture.state_callbacks(), on_aux_usage=capture.on_aux_usage)
-        wrappers.flush_before_hard_exit(capture.recorder.flush)
+        wrappers.flush_before_hard_exit(capture.recorder.flush_at_exit)
     except Exception:
         log.warning("hermetry: could not start telemetry capture", exc_info=True)
         return

@@ -27,12 +27,18 @@ class PriceApiCalls:
     @classmethod
     def from_file(cls, path: Path | None) -> PriceApiCalls:
         """Use the operator's price file if there is one; a broken file is reported, not fatal."""
-        if path is None or not path.exists():
+        from hermetry.recorder.notice import warn_once
+
+        if path is None:
+            return cls(None)
+        if not path.exists():
+            warn_once("prices", f"no price file at {path}; costs use list prices only (`hermetry doctor`)")
             return cls(None)
         try:
             return cls(load_pricing_config(path))
         except Exception as exc:
-            log.warning("hermetry: ignoring price file %s: %s", path, exc)
+            warn_once("prices", f"ignoring the price file {' '.join(str(exc).split())[:300]}; costs use list "
+                                f"prices only (`hermetry doctor`)")
             return cls(None)
 
     def __call__(self, event: Event) -> Event:

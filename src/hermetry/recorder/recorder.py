@@ -155,8 +155,12 @@ class Recorder:
         register_atexit: bool = True,
         processors: Iterable[Processor] = (),
         host: str | None = None,
+        drop_ledger: Any = None,
     ) -> None:
         self._store_factory = store_factory
+        #: where the drop count goes when the store cannot take it at exit (ledger.DropLedger);
+        #: by default the store factory's own ``drop_ledger`` attribute, if it has one
+        self._drop_ledger = drop_ledger if drop_ledger is not None else getattr(store_factory, "drop_ledger", None)
         self._exporters = [_Exporter(f) for f in exporters]
         self.processors = list(processors)
         self.capacity = capacity
@@ -182,7 +186,7 @@ class Recorder:
         if register_atexit:
             # At exit: flush, but keep accepting — other exit handlers (Hermes' own shutdown of
             # its sessions) may still report events after ours has run.
-            atexit.register(self.flush, 3.0)
+            atexit.register(self.flush_at_exit, 3.0)
         try:
             os.register_at_fork(after_in_child=self._after_fork)
         except Exception:  # pragma: no cover - platforms without fork
@@ -201,6 +205,8 @@ class Recorder:
         self._idle = threading.Event()
         self._idle.set()
         self._closed = False
+        self._abandoned = False  # close() gave up waiting: the writer counts what it holds and stops
+        self._drop_noticed = False
         self._disabled_reason: str | None = None
         self._last_error: str | None = None
         self._failures = 0
@@ -279,8 +285,41 @@ class Recorder:
             time.sleep(0.005)
         return not self._queue and not self._pending
 
+    def flush_at_exit(self, timeout: float = 3.0) -> bool:
+        """The last flush of a process (``atexit``, Hermes' ``os._exit``): flush, then, if the
+        store could not take everything, put the count of what is lost where the next process
+        finds it (``ledger.DropLedger``) and say so once. Never raises."""
+        ok = False
+        try:
+            ok = self.flush(timeout)
+            lost = len(self._queue) + len(self._pending)
+            if lost or (self._dropped != self._drops_reported and self._dropped):
+                self._save_fallback(lost)
+        except Exception:
+            log.debug("hermetry: final flush failed", exc_info=True)
+        return ok
+
+    def _save_fallback(self, lost: int) -> None:
+        from hermetry.recorder.notice import counts as notice_counts
+        from hermetry.recorder.notice import warn_once
+
+        where = None
+        if self._drop_ledger is not None:
+            record = dict(self._run, events_dropped=self._dropped + lost, events_written=self._written,
+                          lost_at_exit=lost, last_error=self._last_error)
+            where = self._drop_ledger.save(record)
+        if lost and not notice_counts():  # one line per process: a failure already said covers it
+            kept = f"; the count is kept in {where} until the file can be written" if where else ""
+            warn_once("lost-at-exit", f"{lost:,} telemetry events could not be written before this process "
+                                      f"ended ({self._last_error or 'the store did not answer'}){kept}")
+
     def close(self, timeout: float = 5.0) -> None:
-        """Flush and stop the writer. Safe to call more than once."""
+        """Flush and stop the writer. Safe to call more than once.
+
+        If the writer is still busy when the timeout ends (a store that keeps failing), it is
+        told to stop: it finishes the write it is in, then counts what it still holds as dropped
+        — so no event is ever counted both written and dropped.
+        """
         if self._closed:
             return
         self.flush(timeout)
@@ -288,7 +327,11 @@ class Recorder:
         self._wake.set()
         if self._started:
             self._thread.join(timeout=max(0.1, timeout / 5))
-        self._count_drop(len(self._queue) + len(self._pending))
+        if self._thread.is_alive():
+            self._abandoned = True
+            self._wake.set()
+        else:
+            self._abandon()
         if not self._thread.is_alive() and self._store is not None:
             try:
                 self._store.close()
@@ -310,11 +353,31 @@ class Recorder:
 
     # -- the writer thread -------------------------------------------------------------------
 
+    def _abandon(self) -> None:
+        """Count what is still held as dropped (close() is done waiting for it)."""
+        with self._drop_lock:
+            n = len(self._queue) + len(self._pending)
+            self._queue.clear()
+            self._pending.clear()
+            self._dropped += n
+
+    def _notice_drops(self) -> None:
+        if self._dropped and not self._drop_noticed:
+            self._drop_noticed = True
+            from hermetry.recorder.notice import warn_once
+
+            why = self._disabled_reason or self._last_error or "the queue was full"
+            warn_once("drops", f"telemetry events are being dropped ({why}); they are counted "
+                               f"(`hermetry doctor` shows the count)")
+
     def _run_writer(self) -> None:
         backoff = self.flush_interval_s
         while True:
             self._wake.wait(backoff)
             self._wake.clear()
+            if self._abandoned:
+                self._abandon()
+                return
             if self._closed and not self._queue and not self._pending and not self._drops_unreported():
                 return
             self._idle.clear()
@@ -327,13 +390,20 @@ class Recorder:
             finally:
                 self._passes += 1
                 self._idle.set()
+            try:
+                self._notice_drops()
+            except Exception:
+                pass
+            if self._abandoned:
+                self._abandon()
+                return
             if self._closed and (not self._queue and not self._pending or self._disabled_reason):
                 return
 
     def _drain_once(self) -> bool:
         """Move queued items to the store in batches. False when the store must be retried."""
         q = self._queue
-        while q or self._pending:
+        while (q or self._pending) and not self._abandoned:
             room = self.capacity - len(self._pending)
             take = min(len(q), self.max_batch, max(room, 0))
             batch = []
@@ -389,7 +459,9 @@ class Recorder:
         pending, self._pending = self._pending, []
         for i, event in enumerate(pending):
             try:
-                self._written += self._store.write([event], None)
+                # with the run, so the file's ledger counts what this way writes too
+                self._written += self._store.write([event], dict(self._run, events_dropped=self._dropped))
+                self._drops_reported = self._dropped
             except SinkUnavailable:
                 self._pending = pending[i:]
                 return False
@@ -420,10 +492,21 @@ class Recorder:
         except SinkUnavailable as exc:
             self._last_error = str(exc)
             self._failing = True
+            text = str(exc).lower()
+            if "locked" not in text and "busy" not in text:  # a lock is normal among writers: retried quietly
+                from hermetry.recorder.notice import warn_once
+
+                warn_once("store-unavailable", f"{exc}; telemetry events are kept and retried, and counted "
+                                               f"as dropped if they cannot be written (`hermetry doctor`)")
             return False
         except SinkDisabled as exc:
             self._disabled_reason = self._last_error = str(exc)
-            log.warning("hermetry: telemetry store disabled: %s", exc)
+            from hermetry.recorder.notice import warn_once
+
+            hint = getattr(exc, "hint", None)
+            warn_once("store-disabled", f"telemetry is not recorded: {exc}" + (f" ({hint})" if hint else "")
+                      + "; events are counted as dropped")
+            self._drop_noticed = True
             self._count_drop(len(self._pending))
             self._pending.clear()
             return True

@@ -18,6 +18,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,72 @@ log = logging.getLogger("hermetry")
 class StoreUnavailable(SinkUnavailable):
     """The store cannot take this batch now (locked, disk full, read-only); try again later."""
 
+    hint = "run `hermetry doctor` to see why"
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class StoreMissing(StoreUnavailable):
+    """No telemetry file at the path (a reading command, or a writer told not to create one)."""
+
+    hint = "nothing recorded yet: run `hermes plugins enable hermetry`, or `hermetry import`"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no telemetry file at {path}")
+        self.path = path
+
 
 class StoreCorrupt(SinkDisabled):
     """The file is not a usable hermetry database; nothing will be written to it."""
+
+    hint = "move the file aside; hermetry starts a new one at the same path"
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class NotAStore(StoreCorrupt):
+    """The path is something else: a folder, Hermes' own state.db, another SQLite database."""
+
+
+class StoreTooNew(StoreCorrupt):
+    """The file was written by a newer hermetry (a higher schema version): never written to."""
+
+    hint = "upgrade hermetry: pip install -U hermetry"
+
+
+#: Store errors, each with a ``hint`` (what to do), for the one-line messages of the CLI.
+StoreError = (StoreUnavailable, StoreCorrupt)
+
+#: Below this much free space a store is reported as full (``inspect_store``).
+MIN_FREE_BYTES = 64 * 1024
+
+
+def describe_sqlite_error(exc: BaseException) -> str:
+    """What an SQLite/OS error means for the operator, in a few words."""
+    text = str(exc)
+    low = text.lower()
+    errno = getattr(exc, "errno", None)
+    if "full" in low or errno == 28:
+        return "the disk is full"
+    if "readonly" in low or "read-only" in low or errno == 30:
+        return "the file or its folder is read-only"
+    if "locked" in low or "busy" in low:
+        return "the file is locked by another process"
+    if errno == 13 or "permission" in low:
+        return "permission denied"
+    if "is a directory" in low or errno == 21:
+        return "the path is a directory"
+    if "not a directory" in low or errno == 20:
+        return "a part of the path is a file, not a folder"
+    if "unable to open" in low:
+        return "the file cannot be opened (a missing folder, or no permission)"
+    return text
 
 
 def _create_private_file(path: Path) -> None:
@@ -72,24 +136,133 @@ def _create_private_file(path: Path) -> None:
         os.chmod(path, 0o600)  # the process umask could only have narrowed it; be explicit
 
 
-def connect(path: str | os.PathLike[str], *, readonly: bool = False) -> sqlite3.Connection:
-    """Open the store. Writers get WAL and a busy timeout; readers open read-only."""
+def _not_a_file(p: Path) -> NotAStore:
+    return NotAStore(f"{p} is a directory, not a telemetry file",
+                     hint=f"point --db or HERMETRY_DB at a file, e.g. {p / 'telemetry.db'}")
+
+
+def connect(path: str | os.PathLike[str], *, readonly: bool = False, create: bool = True) -> sqlite3.Connection:
+    """Open the store. Writers get WAL and a busy timeout; readers open read-only.
+
+    A reader gets a connection it can query at the current schema, or one of the store errors
+    (``StoreMissing``, ``NotAStore``, ``StoreCorrupt``, ``StoreUnavailable``) with a ``hint``:
+    an empty file reads as an empty history, an older schema is upgraded in memory (the file is
+    never written), a newer one is read with one warning, and a file on read-only media is
+    opened immutable. A writer with ``create=False`` refuses a path that does not exist.
+    """
     p = Path(path)
+    if p.is_dir():
+        raise _not_a_file(p)
     if readonly:
-        conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
-        conn.row_factory = sqlite3.Row
-        return conn
-    _create_private_file(p)
+        return _connect_readonly(p)
+    if not create and not p.exists():
+        raise StoreMissing(p)
+    try:
+        _create_private_file(p)
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot create {p}: {describe_sqlite_error(exc)}") from exc
     conn = sqlite3.connect(p, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as exc:
         conn.close()
         if is_corrupt(exc):
-            raise StoreCorrupt(f"{p}: {exc}") from exc
+            raise StoreCorrupt(f"{p} is not a hermetry telemetry file ({exc})") from exc
         raise
+    if tables and "api_calls" not in tables:
+        conn.close()
+        raise _foreign(p, tables)
+    return conn
+
+
+def _foreign(p: Path, tables: set[str]) -> NotAStore:
+    if "messages" in tables and "sessions" in tables:
+        return NotAStore(f"{p} is Hermes' own state.db, not a hermetry telemetry file",
+                         hint="hermetry never writes it; to bring its history in, run `hermetry import`")
+    return NotAStore(f"{p} is an SQLite database but not a hermetry telemetry file",
+                     hint="point --db or HERMETRY_DB at the telemetry file (`hermetry path` shows the default)")
+
+
+def _read_only_media(p: Path) -> bool:
+    try:
+        st = os.statvfs(p.parent)
+        if st.f_flag & os.ST_RDONLY:
+            return True
+    except (OSError, AttributeError):
+        pass
+    return not os.access(p.parent, os.W_OK)
+
+
+def _peek_tables(uri: str) -> set[str] | None:
+    """The file's tables, read without locking or creating anything beside it (no -shm/-wal
+    next to a file that is not ours); None when this quick look cannot tell."""
+    try:
+        conn = sqlite3.connect(uri + "?immutable=1", uri=True)
+        try:
+            return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None  # a torn read while another process checkpoints, or not SQLite: look properly
+
+
+def _connect_readonly(p: Path, *, warn: bool = True) -> sqlite3.Connection:
+    if not p.exists():
+        raise StoreMissing(p)
+    uri = p.resolve().as_uri()
+    peek = _peek_tables(uri)
+    if peek and "api_calls" not in peek:
+        raise _foreign(p, peek)
+    modes = ("?mode=ro", "?immutable=1")
+    for i, mode in enumerate(modes):
+        conn = sqlite3.connect(uri + mode, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            break
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            text = str(exc)
+            if is_corrupt(exc):
+                raise StoreCorrupt(f"{p} is not a hermetry telemetry file ({text})",
+                                   hint="check the path; if it is the telemetry file, it is damaged: move it aside") from exc
+            # On read-only media SQLite cannot create the -shm file a WAL database needs; no
+            # other process can be writing there either, so the file is read as immutable.
+            if i + 1 < len(modes) and _read_only_media(p):
+                continue
+            raise StoreUnavailable(f"cannot read {p}: {describe_sqlite_error(exc)}") from exc
+    if not tables and version == 0:
+        conn.close()
+        return _in_memory_store()  # an empty file: an empty history
+    if "api_calls" not in tables:
+        conn.close()
+        raise _foreign(p, tables)
+    if version > SCHEMA_VERSION and warn:
+        from hermetry.recorder.notice import warn_once
+
+        warn_once(f"future-schema-read:{p}",
+                  f"warning: {p} has schema version {version}, newer than this hermetry knows "
+                  f"({SCHEMA_VERSION}); reading it anyway, newer fields are not shown "
+                  f"(upgrade hermetry: pip install -U hermetry)")
+    elif version < SCHEMA_VERSION:
+        # an older file: upgrade a copy in memory, never the file (readers do not write)
+        mem = _in_memory_store(migrated=False)
+        conn.backup(mem)
+        conn.close()
+        migrate(mem)
+        return mem
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _in_memory_store(*, migrated: bool = True) -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    if migrated:
+        migrate(conn)
+    conn.row_factory = sqlite3.Row
     return conn
 
 
@@ -99,9 +272,9 @@ def migrate(conn: sqlite3.Connection) -> int:
     if version == SCHEMA_VERSION:
         return version
     if version > SCHEMA_VERSION:
-        raise StoreCorrupt(
+        raise StoreTooNew(
             f"telemetry file has schema version {version}, newer than this hermetry "
-            f"({SCHEMA_VERSION}); upgrade hermetry"
+            f"({SCHEMA_VERSION}); nothing is written to it"
         )
     with transaction(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
@@ -447,18 +620,26 @@ class SQLiteStore:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
+            conn = None
             try:
                 conn = connect(self.path)
                 migrate(conn)
                 _reconcile_quietly(conn)
-            except StoreCorrupt:
+                adopt_drop_ledger(conn, self.path)
+            except (StoreCorrupt, StoreUnavailable):
+                if conn is not None:
+                    conn.close()
                 raise
             except sqlite3.DatabaseError as exc:
+                if conn is not None:
+                    conn.close()
                 if is_corrupt(exc):
-                    raise StoreCorrupt(f"{self.path}: {exc}") from exc
-                raise StoreUnavailable(str(exc)) from exc
+                    raise StoreCorrupt(f"{self.path} is not a hermetry telemetry file ({exc})") from exc
+                raise StoreUnavailable(f"cannot open {self.path}: {describe_sqlite_error(exc)}") from exc
             except OSError as exc:
-                raise StoreUnavailable(str(exc)) from exc
+                if conn is not None:
+                    conn.close()
+                raise StoreUnavailable(f"cannot open {self.path}: {describe_sqlite_error(exc)}") from exc
             self._conn = conn
         return self._conn
 
@@ -474,8 +655,8 @@ class SQLiteStore:
             raise  # a bad event, not a store condition: retrying it later cannot succeed
         except sqlite3.DatabaseError as exc:
             if is_corrupt(exc):
-                raise StoreCorrupt(f"{self.path}: {exc}") from exc
-            raise StoreUnavailable(str(exc)) from exc
+                raise StoreCorrupt(f"{self.path} is not a hermetry telemetry file ({exc})") from exc
+            raise StoreUnavailable(f"cannot write {self.path}: {describe_sqlite_error(exc)}") from exc
         return n
 
     def flush(self, timeout_s: float = 5.0) -> bool:
@@ -498,6 +679,45 @@ _SQL_RUN = (
 )
 
 
+_SQL_ADOPT_RUN = (
+    "INSERT INTO recorder_runs (run_id, host, pid, started_at_ms, last_flush_at_ms, events_written, "
+    "events_dropped, hermetry_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET "
+    # the run's own later flush knows better than an earlier fallback line
+    "events_dropped = CASE WHEN recorder_runs.last_flush_at_ms IS NULL "
+    "OR excluded.last_flush_at_ms >= recorder_runs.last_flush_at_ms "
+    "THEN MAX(recorder_runs.events_dropped, excluded.events_dropped) ELSE recorder_runs.events_dropped END, "
+    "last_flush_at_ms = MAX(COALESCE(recorder_runs.last_flush_at_ms, 0), excluded.last_flush_at_ms)"
+)
+
+
+def adopt_drop_ledger(conn: sqlite3.Connection, path: str | os.PathLike[str]) -> int:
+    """Bring the drop counts other processes could not write (recorder.ledger) into
+    ``recorder_runs``; returns how many runs were adopted. A busy file leaves them for later."""
+    from hermetry.recorder.ledger import DropLedger
+
+    ledger = DropLedger(path)
+    if not any(p.exists() for p in ledger.paths):
+        return 0
+    records, claimed = ledger.take()
+    if not records:
+        ledger.done(claimed)
+        return 0
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for r in records:
+            conn.execute(_SQL_ADOPT_RUN, (
+                r["run_id"], r.get("host"), r.get("pid"), r.get("started_at_ms"), r.get("at_ms"),
+                int(r.get("events_written") or 0), int(r.get("events_dropped") or 0), r.get("hermetry_version")))
+        conn.execute("COMMIT")
+    except (sqlite3.Error, TypeError, ValueError):
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        ledger.give_back(claimed)
+        return 0
+    ledger.done(claimed)
+    return len(records)
+
+
 def _write_run(conn: sqlite3.Connection, run: Mapping[str, Any], written: int) -> None:
     conn.execute(
         _SQL_RUN,
@@ -508,3 +728,126 @@ def _write_run(conn: sqlite3.Connection, run: Mapping[str, Any], written: int) -
 
 #: The ledger write, shared with the PostgreSQL store (same statement, translated).
 write_run = _write_run
+# ---------------------------------------------------------------------------------------------
+# What a path holds (for `hermetry doctor` and the CLI's checks), without creating anything
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """What is at a telemetry path, found without creating or changing anything."""
+
+    path: str
+    exists: bool
+    #: missing | hermetry | empty | directory | not_sqlite | hermes_state_db | other_sqlite | unreadable
+    kind: str
+    schema_version: int | None
+    supported_schema_version: int
+    readable: bool
+    writable: bool
+    #: why it cannot be written (None when it can)
+    not_writable_because: str | None
+    size_bytes: int | None
+    free_bytes: int | None
+    problem: str | None
+    hint: str | None
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+        return int(st.f_bavail * st.f_frsize)
+    except (OSError, AttributeError):
+        return None
+
+
+def _writable_folder(folder: Path) -> tuple[bool, str | None]:
+    """Can files be created in ``folder`` (or in the nearest existing folder above it)?"""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        return False, f"{probe} is a file, not a folder"
+    try:
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:
+            return False, f"{probe} is on a read-only filesystem"
+    except (OSError, AttributeError):
+        pass
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return False, f"no permission to write in {probe}"
+    free = _free_bytes(probe)
+    if free is not None and free < MIN_FREE_BYTES:
+        return False, f"the disk holding {probe} is full ({free:,} bytes free)"
+    return True, None
+
+
+def inspect_store(path: str | os.PathLike[str]) -> StoreStatus:
+    """Classify the telemetry path: what it is, its schema version, whether it can be read and
+    written, and why not — never creating, migrating or locking anything."""
+    p = Path(path)
+    base: dict[str, Any] = dict(path=str(p), supported_schema_version=SCHEMA_VERSION, schema_version=None,
+                                size_bytes=None, free_bytes=None, problem=None, hint=None)
+    folder_ok, folder_why = _writable_folder(p.parent)
+    base["free_bytes"] = _free_bytes(p.parent) if p.parent.exists() else None
+    if p.is_dir():
+        err = _not_a_file(p)
+        return StoreStatus(**base | dict(exists=True, kind="directory", readable=False, writable=False,
+                                         not_writable_because=str(err), problem=str(err), hint=err.hint))
+    if not p.exists():
+        missing = StoreMissing(p)
+        return StoreStatus(**base | dict(exists=False, kind="missing", readable=False, writable=folder_ok,
+                                         not_writable_because=folder_why, problem=str(missing),
+                                         hint=missing.hint))
+    base["size_bytes"] = p.stat().st_size
+    kind, version, problem, hint = "hermetry", None, None, None
+    try:
+        conn = _connect_readonly(p, warn=False)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            conn.close()
+        if base["size_bytes"] == 0 or version == SCHEMA_VERSION and _is_empty_file(p):
+            kind = "empty"
+        else:
+            version = _file_version(p)
+    except StoreCorrupt as exc:
+        kind = ("hermes_state_db" if "state.db" in str(exc) else
+                "other_sqlite" if isinstance(exc, NotAStore) else "not_sqlite")
+        problem, hint = str(exc), exc.hint
+    except StoreUnavailable as exc:
+        kind, problem, hint = "unreadable", str(exc), exc.hint
+    readable = problem is None
+    writable, why = folder_ok, folder_why
+    if kind not in ("hermetry", "empty"):
+        writable, why = False, problem
+    elif version is not None and version > SCHEMA_VERSION:
+        writable = False
+        why = f"its schema version {version} is newer than this hermetry's ({SCHEMA_VERSION})"
+        problem, hint = f"{p} is never written: {why}", StoreTooNew.hint
+    elif writable and not os.access(p, os.W_OK):
+        writable, why = False, f"no permission to write {p}"
+    if not writable and problem is None:
+        problem = f"{p} cannot be written: {why}"
+        hint = "free some space, fix the permissions, or point HERMETRY_DB elsewhere"
+    return StoreStatus(**base | dict(exists=True, kind=kind, schema_version=version, readable=readable,
+                                     writable=writable, not_writable_because=why, problem=problem,
+                                     hint=hint))
+
+
+def _file_version(p: Path) -> int | None:
+    """The file's own ``user_version`` (the reader may have upgraded a copy in memory)."""
+    for mode in ("?mode=ro", "?immutable=1"):
+        try:
+            conn = sqlite3.connect(p.resolve().as_uri() + mode, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+            try:
+                return int(conn.execute("PRAGMA user_version").fetchone()[0])
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            continue
+    return None
+
+
+def _is_empty_file(p: Path) -> bool:
+    return _file_version(p) == 0

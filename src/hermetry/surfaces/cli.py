@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,20 +35,78 @@ from hermetry import config
 from hermetry.model.units import DAY_MS
 from hermetry.recorder.sink import SinkUnavailable
 
+#: Exit statuses (docs/cli.md, "Errors and exit statuses").
+EXIT_OK, EXIT_ENVIRONMENT, EXIT_USAGE = 0, 1, 2
+#: The longest window ``--days`` takes (100 years); "everything" is ``--since 1970-01-01``.
+MAX_DAYS = 36_500.0
+
 
 class UsageError(Exception):
     """A command line that cannot be run as given; printed without a traceback, exit status 2."""
 
 
-def _parse_time(value: str) -> float:
+class CommandError(Exception):
+    """The command was fine but the environment is not (a file missing, damaged, read-only, …):
+    one line ``hermetry: <what> (<what to do>)``, exit status 1."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line on stderr (exit 2), not usage + error."""
+
+    def error(self, message: str) -> Any:
+        hint = "" if message.endswith(")") else f" (see: {self.prog} --help)"
+        sys.stderr.write(f"hermetry: {message}{hint}\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _days_type(value: str) -> float:
+    try:
+        days = float(value.strip().rstrip("dD"))
+    except ValueError:
+        days = math.nan
+    if not (math.isfinite(days) and 0 < days <= MAX_DAYS):
+        raise argparse.ArgumentTypeError(
+            f"expected a number of days above 0 and at most {MAX_DAYS:g}, got {value!r} "
+            f"(e.g. 7 or 0.5; for everything use --since 1970-01-01)")
+    return days
+
+
+def _limit_type(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
+    return n
+
+
+def _hours_type(value: str) -> float:
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = math.nan
+    if not (math.isfinite(hours) and 0 <= hours <= MAX_DAYS * 24):
+        raise argparse.ArgumentTypeError(f"expected a number of hours of 0 or more, got {value!r}")
+    return hours
+
+
+def _parse_time(value: str, flag: str = "--since") -> float:
     """ISO date/time (UTC if no zone) → epoch ms."""
     try:
         dt = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise UsageError(f"not an ISO date/time: {value!r} (e.g. 2025-01-31 or 2025-01-31T14:00)") from exc
+        raise UsageError(f"{flag}: not an ISO date/time: {value!r} (e.g. 2025-01-31 or 2025-01-31T14:00)") from exc
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp() * 1000
+    try:
+        return dt.timestamp() * 1000
+    except (OverflowError, OSError, ValueError) as exc:
+        raise UsageError(f"{flag}: {value!r} is out of range (give a date between 1970 and 9999)") from exc
 
 
 def _now_ms() -> float:
@@ -63,25 +123,106 @@ def _store(args: argparse.Namespace) -> Path | str:
     if given:
         return given if given.lower().startswith(("postgresql://", "postgres://")) else Path(given).expanduser()
     return config.store()
+def _store_error(exc: Exception) -> CommandError:
+    return CommandError(str(exc), getattr(exc, "hint", None))
+
+
+def _readable_db(args: argparse.Namespace) -> Path | str:
+    """The store a reading command reads. A file must exist and be a telemetry file: nothing is
+    created, and a file from a newer hermetry is read with one warning (stderr). A PostgreSQL
+    URL is passed on as it is."""
+    from hermetry.stores.sqlite import StoreError, connect
+
+    path = _store(args)
+    if isinstance(path, str):
+        return path
+    try:
+        connect(path, readonly=True).close()
+    except StoreError as exc:
+        raise _store_error(exc) from exc
+    return path
+
+
+def _writable_db(args: argparse.Namespace) -> Path:
+    """The telemetry file a command changes (``reprice``, ``reconcile``): it must exist already,
+    be a telemetry file of a schema this hermetry writes, and be writable."""
+    from hermetry.stores.sqlite import inspect_store
+
+    path = _db(args)
+    status = inspect_store(path)
+    if status.problem is not None or not status.writable:
+        raise CommandError(status.problem or f"{path} cannot be written", status.hint)
+    return path
 
 
 def _window(args: argparse.Namespace, *, default_days: float | None) -> tuple[float | None, float | None]:
-    """``--since/--until`` (either one), else ``--days`` back from now; None: unbounded."""
+    """The window ``[since, until)`` in epoch ms; None: unbounded.
+
+    ``--since S --days N`` is the N days from S; ``--until U --days N`` the N days up to U;
+    ``--days N`` alone the last N days; all three at once is a usage error.
+    """
+    since = _parse_time(args.since, "--since") if args.since else None
+    until = _parse_time(args.until, "--until") if args.until else None
+    if since is not None and until is not None and args.days is not None:
+        raise UsageError("--days cannot be combined with both --since and --until (give any two of the three)")
     days = args.days if args.days is not None else default_days
-    if args.since or args.until:
-        until = _parse_time(args.until) if args.until else _now_ms()
-        since = _parse_time(args.since) if args.since else (until - days * DAY_MS if days is not None else None)
-        return since, until
-    if days is None:
-        return None, None
-    until = _now_ms()
-    return until - days * DAY_MS, until
+    if since is not None and until is None:
+        until = since + args.days * DAY_MS if args.days is not None else _now_ms()
+    elif since is None:
+        if until is None and days is None:
+            return None, None
+        until = until if until is not None else _now_ms()
+        since = until - days * DAY_MS if days is not None else None
+    if since is not None and until is not None and not until > since:
+        raise UsageError(f"the window is empty: --since ({_iso(since)}) must be before --until ({_iso(until)})")
+    return since, until
+
+
+def _iso(ms: float) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
 
 
 def _filters(args: argparse.Namespace) -> dict[str, str]:
     from hermetry.analytics.report import FILTERS
 
     return {k: v for k in FILTERS if (v := getattr(args, k, None))}
+
+
+#: Where each filter's values live, to suggest the stored spelling of a mistyped one.
+_FILTER_COLUMNS = {
+    "source": ("sessions", "source"), "model": ("sessions", "model"), "provider": ("sessions", "provider"),
+    "session_type": ("sessions", "session_type"), "profile": ("sessions", "profile"),
+    "tool": ("tool_calls", "tool_name"), "toolset": ("tool_calls", "toolset"),
+}
+
+
+def _filter_hints(db: Path | str, filters: dict[str, str]) -> None:
+    """Filter values match exactly (as stored). When a value matches nothing exactly but a
+    stored value differs only in case, say so on stderr — the report itself is unchanged."""
+    if not filters or isinstance(db, str):  # (a PostgreSQL store: no hint)
+        return
+    from hermetry.stores.sqlite import connect
+
+    try:
+        conn = connect(db, readonly=True)
+    except Exception:
+        return
+    try:
+        for key, value in filters.items():
+            table, column = _FILTER_COLUMNS.get(key, (None, None))
+            if table is None:
+                continue
+            found = [r[0] for r in conn.execute(
+                f"SELECT {column} FROM {table} WHERE {column} = ? COLLATE NOCASE GROUP BY {column} LIMIT 5",
+                (value,))]
+            if found and value not in found:
+                flag = "--" + key.replace("_", "-")
+                sys.stderr.write(f"hermetry: no rows match {flag} {value!r} (values match exactly, "
+                                 f"case included; stored: {', '.join(repr(f) for f in found)})\n")
+    except Exception:
+        pass
+    finally:
+        conn.close()
 
 
 def _query(args: argparse.Namespace) -> Any:
@@ -122,7 +263,10 @@ def cmd_insights(args: argparse.Namespace) -> int:
     from hermetry.analytics.report import insights
     from hermetry.surfaces.render import print_report
 
-    report = insights(_store(args), _query(args), tz=_tz(args))
+    query = _query(args)
+    db = _readable_db(args)
+    report = insights(db, query, tz=_tz(args))
+    _filter_hints(db, query.filters)
     if args.json:
         _print_json(report)
     else:
@@ -135,10 +279,15 @@ def compare_queries(args: argparse.Namespace) -> tuple[Any, Any]:
     from hermetry.analytics.report import Query
 
     days = args.days
-    b_until = _parse_time(args.b_until) if args.b_until else _now_ms()
-    b_since = _parse_time(args.b_since) if args.b_since else b_until - days * DAY_MS
-    a_until = _parse_time(args.a_until) if args.a_until else b_since
-    a_since = _parse_time(args.a_since) if args.a_since else a_until - days * DAY_MS
+    b_until = _parse_time(args.b_until, "--b-until") if args.b_until else _now_ms()
+    b_since = _parse_time(args.b_since, "--b-since") if args.b_since else b_until - days * DAY_MS
+    a_until = _parse_time(args.a_until, "--a-until") if args.a_until else b_since
+    a_since = _parse_time(args.a_since, "--a-since") if args.a_since else a_until - days * DAY_MS
+    for side, since, until in (("a", a_since, a_until), ("b", b_since, b_until)):
+        if not until > since:
+            name = "baseline (A)" if side == "a" else "current (B)"
+            raise UsageError(f"the {name} window is empty: --{side}-since ({_iso(since)}) must be before "
+                             f"--{side}-until ({_iso(until)})")
     filters = _filters(args)
     queries = (Query(since_ms=a_since, until_ms=a_until, filters=filters, group_by=()),
                Query(since_ms=b_since, until_ms=b_until, filters=filters, group_by=()))
@@ -155,7 +304,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from hermetry.surfaces.render import print_compare
 
     baseline, current = compare_queries(args)
-    result = compare(_store(args), baseline, current)
+    db = _readable_db(args)
+    result = compare(db, baseline, current)
+    _filter_hints(db, baseline.filters)
     if args.json:
         _print_json(result)
     else:
@@ -169,7 +320,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
     since, until = _window(args, default_days=7.0)
     assert since is not None and until is not None
-    result = list_sessions(_store(args), since, until, limit=args.limit, roll_up=not args.flat)
+    result = list_sessions(_readable_db(args), since, until, limit=args.limit, roll_up=not args.flat)
     if args.json:
         _print_json(result)
     else:
@@ -182,7 +333,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from hermetry.surfaces.render import print_session
 
     try:
-        detail = session_detail(_store(args), args.session)
+        detail = session_detail(_readable_db(args), args.session)
     except SessionNotFound as exc:
         raise UsageError(str(exc.args[0])) from exc
     if args.json:
@@ -217,18 +368,23 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
 def cmd_export(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from hermetry.surfaces.export import ExportError, export_rows
+    from hermetry.surfaces.export import ExportError, ExportWriteError, check_output, export_rows
 
     since, until = _window(args, default_days=None)
     to_file = args.output not in (None, "-")
     try:
+        if to_file:
+            check_output(args.output, args.format)
+        db = _readable_db(args)
         if not to_file:
-            export_rows(_store(args), args.table, args.format, None, since_ms=since, until_ms=until)
+            export_rows(db, args.table, args.format, None, since_ms=since, until_ms=until)
             return 0
         with _progress(f"exporting {args.table}") as progress:
-            n = export_rows(_store(args), args.table, args.format, args.output, since_ms=since, until_ms=until,
+            n = export_rows(db, args.table, args.format, args.output, since_ms=since, until_ms=until,
                             progress=progress)
         Console(stderr=True).print(f"{n:,} {args.table} rows → {args.output}")
+    except ExportWriteError as exc:
+        raise CommandError(str(exc), "free some space or write elsewhere") from exc
     except ExportError as exc:
         raise UsageError(str(exc)) from exc
     return 0
@@ -238,20 +394,29 @@ def cmd_import(args: argparse.Namespace) -> int:
     """``hermetry import``: Hermes' state.db history into the telemetry file (read-only, idempotent)."""
     import dataclasses
 
+    from rich.console import Console
+
     from hermetry.plugin import ImportRefused, import_history
+    from hermetry.stores.sqlite import inspect_store
 
     home = Path(args.hermes_home).expanduser() if args.hermes_home else config.hermes_home()
+    # the telemetry file of the Hermes home being imported (--db and $HERMETRY_DB still win)
+    db = Path(args.db).expanduser() if getattr(args, "db", None) else config.db_path(home)
+    status = inspect_store(db)
+    if status.kind not in ("missing", "hermetry", "empty") or not status.writable:
+        raise CommandError(status.problem or f"{db} cannot be written", status.hint)
     try:
         with _progress("importing sessions") as progress:
-            results = import_history(home, _db(args), all_profiles=args.all_profiles, progress=progress)
+            results = import_history(home, db, all_profiles=args.all_profiles, progress=progress)
     except ImportRefused as exc:
         raise UsageError(str(exc)) from exc
     if args.json:
-        _print_json({"schema": "hermetry.import.v1", "results": [
+        _print_json({"schema": "hermetry.import.v1", "telemetry_file": str(db), "results": [
             {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(r).items()} for r in results]})
         return 1 if any(r.error for r in results) else 0
     from hermetry.surfaces.text import count, duration, plural
 
+    Console(stderr=True).print(f"telemetry file: {db}", highlight=False, soft_wrap=True, markup=False)
     out = _console()
     for r in results:
         if r.error:
@@ -270,14 +435,24 @@ def cmd_reprice(args: argparse.Namespace) -> int:
     from hermetry.cost import PriceFileError, load_pricing_config
     from hermetry.cost.reprice import reprice
 
-    path = Path(args.prices).expanduser() if args.prices else config.price_file_path()
-    try:
-        pricing = load_pricing_config(path) if path is not None and path.exists() else None
-    except PriceFileError as exc:
-        raise UsageError(str(exc)) from exc
     since, until = _window(args, default_days=None)
+    path = Path(args.prices).expanduser() if args.prices else config.price_file_path()
+    if path is not None and not path.is_file():
+        what = f"no price file at {path}" if not path.exists() else f"the price file {path} is not a file"
+        if args.prices:
+            raise UsageError(f"--prices: {what} (check the path; docs/cost.md describes the format)")
+        raise CommandError(f"{what} (set by $HERMETRY_PRICES or hermetry.price_file)",
+                           "fix the path, or unset it to use list prices only")
+    try:
+        pricing = load_pricing_config(path) if path is not None else None
+    except PriceFileError as exc:
+        raise CommandError(str(exc), "fix the file (docs/cost.md describes the format)") from exc
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CommandError(f"cannot read the price file {path}: {describe_error(exc)}",
+                           "it must be a YAML or JSON text file (docs/cost.md)") from exc
+    db = _writable_db(args)
     with _progress("repricing API calls") as progress:
-        result = reprice(_db(args), config=pricing, since_ms=since or 0.0, until_ms=until, progress=progress)
+        result = reprice(db, config=pricing, since_ms=since or 0.0, until_ms=until, progress=progress)
     result["price_file"] = str(path) if pricing is not None else None
     if args.json:
         _print_json(result)
@@ -296,7 +471,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from hermetry.stores.sqlite import connect, migrate
     from hermetry.stores.sqlite_reconcile import reconcile
 
-    conn = connect(_db(args))
+    conn = connect(_writable_db(args), create=False)
     try:
         migrate(conn)
         result = reconcile(conn, grace_s=args.grace_hours * 3600)
@@ -337,6 +512,52 @@ def cmd_sync(args: argparse.Namespace) -> int:
             print(f"{left.rejected_events:,} events in {left.rejected_batches:,} batches were refused by "
                   f"PostgreSQL and set aside in {spool} (table rejected)")
     return 1 if left.batches else 0
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """``hermetry doctor``: is hermetry recording, and if not, why and what to do. Exit 1 if not."""
+    from hermetry.surfaces.doctor import diagnose
+
+    result = diagnose(getattr(args, "db", None))
+    if args.json:
+        _print_json(result)
+    else:
+        print_doctor(result)
+    return 0 if result["ok"] else EXIT_ENVIRONMENT
+
+
+def print_doctor(r: dict[str, Any]) -> None:
+    """The doctor's result as plain lines (fits 80 columns; no colour needed)."""
+    f = r["telemetry_file"]
+    out = sys.stdout.write
+    out(f"telemetry file  {f['path']}\n                chosen by {f['chosen_by']}\n")
+    if f["exists"]:
+        size = f"{f['size_bytes']:,} bytes" if f["size_bytes"] is not None else "size unknown"
+        schema = (f"schema {f['schema_version']} (this hermetry: {f['supported_schema_version']})"
+                  if f["schema_version"] is not None else "no schema")
+        out(f"                {f['kind']}, {schema}, {size}\n")
+    else:
+        out("                does not exist yet (the first recorded event creates it)\n")
+    writable = "yes" if f["writable"] else f"no: {f['not_writable_because']}"
+    out(f"                writable: {writable}\n")
+    p = r["plugin"]
+    out(f"plugin          {'enabled' if p['enabled'] else 'NOT enabled'} ({p['why']})\n")
+    out(f"versions        Hermes {r['hermes']['version'] or 'not installed'}, hermetry {r['hermetry']['version']}\n")
+    d = r["drops"]
+    if d["events_dropped"]:
+        out(f"drops           {d['events_dropped']:,} events dropped ({d['runs_with_drops']} runs in the file, "
+            f"{len(d['not_yet_in_file'])} waiting in the fallback ledger)\n")
+        for run in d["recent"][:3]:
+            out(f"                {run['last_flush_at']}  pid {run['pid']} on {run['host']}: "
+                f"{run['events_dropped']:,} dropped\n")
+    else:
+        out("drops           none recorded\n")
+    pr = r["prices"]
+    out(f"prices          {pr['status']}: {pr['detail']}\n")
+    if r["ok"]:
+        out("ok: hermetry is recording\n")
+        return
+    out(f"{len(r['problems'])} problem{'s' if len(r['problems']) != 1 else ''}:\n")
+    for problem in r["problems"]:
+        out(f"  - {problem['what']}\n    do: {problem['do']}\n")
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -389,7 +610,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 def _add_window(p: argparse.ArgumentParser, *, days_help: str = "the last N days (default 7)") -> None:
-    p.add_argument("--days", type=float, default=None, help=f"window: {days_help}")
+    p.add_argument("--days", type=_days_type, default=None,
+                   help=f"window: {days_help}; with --since, the N days from it")
     p.add_argument("--since", help="window start (ISO date/time, UTC unless a zone is given)")
     p.add_argument("--until", help="window end (ISO date/time; default now)")
 
@@ -416,7 +638,7 @@ def _add_utc(p: argparse.ArgumentParser) -> None:
 def add_commands(parser: argparse.ArgumentParser) -> None:
     """Fill ``parser`` with hermetry's subcommands (used by ``hermetry`` and ``hermes telemetry``)."""
     parser.add_argument("--db", help="telemetry file (default: $HERMETRY_DB or $HERMES_HOME/hermetry/telemetry.db)")
-    sub = parser.add_subparsers(dest="hermetry_command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="hermetry_command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("insights", help="latency, tokens, cost and outcomes for a time window")
     _add_window(p)
@@ -429,7 +651,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(hermetry_func=cmd_insights)
 
     p = sub.add_parser("compare", help="two windows side by side; flags significant regressions")
-    p.add_argument("--days", type=float, default=7.0,
+    p.add_argument("--days", type=_days_type, default=7.0,
                    help="length of each window (default 7: the last 7 days against the 7 before)")
     for side, name in (("a", "baseline"), ("b", "current")):
         p.add_argument(f"--{side}-since", help=f"{name} window start (ISO date/time)")
@@ -441,7 +663,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("sessions", help="recent sessions (conversations) with outcome, turns, tokens, cost")
     _add_window(p)
-    p.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    p.add_argument("--limit", type=_limit_type, default=20, help="how many (default 20)")
     p.add_argument("--flat", action="store_true",
                    help="one row per session, instead of subagents and continuations rolled into their conversation")
     _add_json(p, "hermetry.sessions.v1")
@@ -476,7 +698,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(hermetry_func=cmd_reprice)
 
     p = sub.add_parser("reconcile", help="close turns and sessions left open by processes that died")
-    p.add_argument("--grace-hours", type=float, default=6.0,
+    p.add_argument("--grace-hours", type=_hours_type, default=6.0,
                    help="close what has been idle for longer than this (default 6)")
     _add_json(p, "hermetry.reconcile.v1")
     p.set_defaults(hermetry_func=cmd_reconcile)
@@ -487,6 +709,9 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds (default: until done)")
     _add_json(p, "hermetry.sync.v1")
     p.set_defaults(hermetry_func=cmd_sync)
+    p = sub.add_parser("doctor", help="is hermetry recording? the file, its schema, drops, plugin, prices; what to do")
+    _add_json(p, "hermetry.doctor.v1")
+    p.set_defaults(hermetry_func=cmd_doctor)
 
     from hermetry.surfaces.dashboard.cli import add_dashboard_arguments
 
@@ -511,27 +736,76 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(hermetry_func=lambda a: print(_db(a)) or 0)
 
 
+def describe_error(exc: BaseException) -> str:
+    """An OS or SQLite error in a few words (the disk is full, read-only, …)."""
+    from hermetry.stores.sqlite import describe_sqlite_error
+
+    if isinstance(exc, UnicodeDecodeError):
+        return "it is not UTF-8 text"
+    return describe_sqlite_error(exc)
+
+
+def _say(message: str, hint: str | None = None) -> None:
+    message = " ".join(message.split())  # one line, whatever the message carried
+    if len(message) > 400:
+        message = message[:399] + "…"
+    line = f"hermetry: {message}" + (f" ({hint})" if hint else "")
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
 def dispatch(args: argparse.Namespace) -> int:
+    """Run the parsed command. Every failure is one line on stderr, never a traceback:
+    exit 2 for a command line that cannot run as given, 1 for an environment that stops it
+    (docs/cli.md). ``HERMETRY_DEBUG=1`` shows the traceback of an unexpected error."""
+    import sqlite3
+
+    from hermetry.stores.sqlite import StoreError
+
     func = getattr(args, "hermetry_func", None)
     if func is None:
         args.hermetry_parser.print_help()
-        return 2
+        return EXIT_USAGE
     try:
         return int(func(args) or 0)
     except UsageError as exc:
-        print(f"hermetry: {exc}", file=sys.stderr)
-        return 2
+        _say(str(exc))
+        return EXIT_USAGE
+    except CommandError as exc:
+        _say(str(exc), exc.hint)
+        return EXIT_ENVIRONMENT
+    except StoreError as exc:
+        _say(str(exc), getattr(exc, "hint", None))
+        return EXIT_ENVIRONMENT
     except SinkUnavailable as exc:  # a fleet's PostgreSQL store that cannot be reached
-        print(f"hermetry: cannot reach the telemetry store: {exc} (is PostgreSQL up? check HERMETRY_DB)",
-              file=sys.stderr)
-        return 1
+        _say(f"cannot reach the telemetry store: {exc}", "is PostgreSQL up? check HERMETRY_DB")
+        return EXIT_ENVIRONMENT
     except BrokenPipeError:  # `hermetry … | head`
-        sys.stderr.close()
+        with contextlib.suppress(Exception):
+            sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+    except (sqlite3.Error, OSError) as exc:
+        if os.environ.get("HERMETRY_DEBUG"):
+            raise
+        where = f" on {_db(args)}" if isinstance(exc, sqlite3.Error) else ""
+        _say(f"the command failed{where}: {describe_error(exc)}", "run `hermetry doctor` for what to check")
+        return EXIT_ENVIRONMENT
+    except Exception as exc:
+        if os.environ.get("HERMETRY_DEBUG"):
+            raise
+        _say(f"unexpected error: {type(exc).__name__}: {exc}",
+             "a bug in hermetry: rerun with HERMETRY_DEBUG=1 for the traceback and report it")
+        return EXIT_ENVIRONMENT
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hermetry", description="Telemetry and analytics for the Hermes Agent.")
+    parser = _Parser(prog="hermetry", description="Telemetry and analytics for the Hermes Agent.")
     add_commands(parser)
     parser.set_defaults(hermetry_parser=parser)
     return parser

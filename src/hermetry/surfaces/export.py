@@ -30,6 +30,10 @@ class ExportError(Exception):
     """The export cannot be done as asked (unknown table or format, missing pyarrow, …)."""
 
 
+class ExportWriteError(ExportError, OSError):
+    """The output could not be written (disk full, read-only, …): an environment error."""
+
+
 def _scope(since_ms: float | None, until_ms: float | None) -> tuple[str, list[float]]:
     clauses, params = [], []
     if since_ms is not None:
@@ -63,6 +67,17 @@ def _parquet_type(declared: str) -> Any:
     if "REAL" in declared or "FLOA" in declared or "DOUB" in declared:
         return pa.float64()
     return pa.string()
+
+
+def check_output(output: str | Path, fmt: str = "jsonl") -> Path:
+    """Refuse an output path that cannot be written before anything is read or created."""
+    path = Path(str(output)).expanduser()
+    if path.is_dir():
+        raise ExportError(f"--output {output} is a folder (give a file name, e.g. {path / ('rows.' + fmt)})")
+    if not path.parent.is_dir():
+        what = "does not exist" if not path.parent.exists() else "is not a folder"
+        raise ExportError(f"--output {output}: the folder {path.parent} {what} (create it first, or write elsewhere)")
+    return path
 
 
 def _require_pyarrow() -> None:
@@ -100,6 +115,9 @@ def export_rows(
         _require_pyarrow()
         if to_stdout:
             raise ExportError("Parquet is a binary file: give --output PATH")
+    if not to_stdout:
+        assert output is not None
+        check_output(output, fmt)
     where, params = _scope(since_ms, until_ms)
     with open_db(db) as conn:
         if conn is None:
@@ -109,12 +127,18 @@ def export_rows(
         total = conn.execute(f"SELECT COUNT(*) FROM {table}{where}", params).fetchone()[0]
         batches = _batches(conn, table, names, where, params)
         if fmt == "parquet":
-            return _write_parquet(Path(str(output)), columns, batches, total, progress)
+            try:
+                return _write_parquet(Path(str(output)), columns, batches, total, progress)
+            except OSError as exc:
+                raise ExportWriteError(f"cannot write {output}: {exc.strerror or exc}") from exc
         stream: IO[str]
         if to_stdout:
             return _write_text(sys.stdout, fmt, names, batches, total, progress)
-        with open(Path(str(output)), "w", encoding="utf-8", newline="") as stream:
-            return _write_text(stream, fmt, names, batches, total, progress)
+        try:
+            with open(Path(str(output)), "w", encoding="utf-8", newline="") as stream:
+                return _write_text(stream, fmt, names, batches, total, progress)
+        except OSError as exc:
+            raise ExportWriteError(f"cannot write {output}: {exc.strerror or exc}") from exc
 
 
 def _write_text(stream: IO[str], fmt: str, names: list[str], batches: Iterator[list[tuple[Any, ...]]],

@@ -63,7 +63,15 @@ def slash_telemetry(raw_args: str = "") -> str:
                 group_by = (token,)
             else:
                 return f"unknown argument {token!r}. Usage: {slash_usage()}"
-        report = insights(config.store(), Query.last_days(days, group_by=group_by))
+        from hermetry.stores.sqlite import StoreError, connect
+
+        db = config.store()
+        try:
+            if not isinstance(db, str):  # a file (a PostgreSQL URL is checked by the query itself)
+                connect(db, readonly=True).close()
+        except StoreError as exc:
+            return f"hermetry: {exc} ({getattr(exc, 'hint', '')})"
+        report = insights(db, Query.last_days(days, group_by=group_by))
         return chat_text(report)
     except Exception as exc:  # answer in chat, never raise into Hermes
         return f"hermetry: could not build the report ({type(exc).__name__}: {exc})"

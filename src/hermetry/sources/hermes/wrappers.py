@@ -47,12 +47,14 @@ def flush_before_hard_exit(flush: Callable[[float], Any], timeout_s: float = HAR
     if getattr(original, "__hermetry_wrapped__", False):
         return
 
-    def _exit(code: int) -> None:
+    def _exit(*args: Any, **kwargs: Any) -> Any:
+        # any call form (positional, keyword, a wrong one) reaches os._exit exactly as it came
         try:
             flush(timeout_s)
         except BaseException:
             pass
-        original(code)
+        return original(*args, **kwargs)
 
     _exit.__hermetry_wrapped__ = True  # type: ignore[attr-defined]
-    os._exit = _exit  # type: ignore[assignment]
+    _exit.__wrapped__ = original  # type: ignore[attr-defined]
+    os._exit = _exit
