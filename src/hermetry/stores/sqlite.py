@@ -53,8 +53,9 @@ BUSY_TIMEOUT_MS = 250
 log = logging.getLogger("hermetry")
 
 
-class StoreUnavailable(SinkUnavailable):
-    """The store cannot take this batch now (locked, disk full, read-only); try again later."""
+class StoreUnavailable(SinkUnavailable, sqlite3.OperationalError):
+    """The store cannot take this batch now (locked, disk full, read-only); try again later.
+    (Also an ``sqlite3`` error, for readers that catch those.)"""
 
     hint = "run `hermetry doctor` to see why"
 
@@ -74,7 +75,7 @@ class StoreMissing(StoreUnavailable):
         self.path = path
 
 
-class StoreCorrupt(SinkDisabled):
+class StoreCorrupt(SinkDisabled, sqlite3.DatabaseError):
     """The file is not a usable hermetry database; nothing will be written to it."""
 
     hint = "move the file aside; hermetry starts a new one at the same path"
