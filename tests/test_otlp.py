@@ -118,7 +118,7 @@ def test_a_subagent_turn_joins_the_trace_of_the_turn_that_delegated_it() -> None
     assert chat.attributes[genai.PROVIDER_NAME] == "anthropic"
     assert tool.error is not None and "sk-abc" not in tool.error and tool.attributes[genai.ERROR_TYPE] == "Boom"
     assert parent_turn.error is not None and parent_turn.attributes[genai.ERROR_TYPE] == "errored"
-    assert (child_turn.start_ns, child_turn.end_ns) == (int((T0 + 3) * 1e6), int((T0 + 20) * 1e6))
+    assert (child_turn.start_ns, child_turn.end_ns) == ((int(T0) + 3) * 1_000_000, (int(T0) + 20) * 1_000_000)
     # the same history maps to the same ids (a replay does not invent new traces)
     again, _ = genai.GenAIMapper().map([TurnStarted("t1", "parent", T0 + 1), TurnEnded("t1", "parent", T0 + 30,
                                                                                         "errored")])

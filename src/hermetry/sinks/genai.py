@@ -24,6 +24,7 @@ Times are the recorded event times (Unix nanoseconds), never the time of export.
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -283,7 +284,8 @@ class _Turn:
 
 
 def _ns(ms: float) -> int:
-    return int(round(ms * 1_000_000))
+    # via whole microseconds: ms × 1e6 as a float would lose the last digits of a 2020s epoch
+    return int(round(ms * 1000)) * 1000
 
 
 def _attrs(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -291,7 +293,8 @@ def _attrs(d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _key(d: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted((k, v) for k, v in d.items() if v is not None))
+    # each instrument's attributes are built in one fixed order, so the tuple needs no sorting
+    return tuple([(k, v) for k, v in d.items() if v is not None])
 
 
 class GenAIMapper:
@@ -379,7 +382,7 @@ class GenAIMapper:
             points.append(Measurement(QUEUE_WAIT, e.queue_wait_ms / 1000,
                                       _key({H_SOURCE: s.source if s else None}), _ns(e.started_at_ms)))
         trace_root, parent_span = "turn:" + e.turn_id, None
-        if s is not None and s.parent_turn_id:
+        if s is not None and s.parent_turn_id and self.build_spans:
             trace_root, parent_span = self._trace_of_turn(s.parent_turn_id)
         self._remember(self._turns, e.turn_id, _Turn(e.session_id, e.started_at_ms, e.queue_wait_ms, trace_root,
                                                      parent_span))
@@ -394,9 +397,11 @@ class GenAIMapper:
                                                    H_SOURCE: source}), at))
         if turn is None:
             return  # its start was never seen (another process): counted, but no span without a start
-        self._remember(self._turn_trace, e.turn_id, (turn.trace_root, span_id_for("turn:" + e.turn_id)))
         wall_s = max(0.0, (e.ended_at_ms - turn.started_at_ms) / 1000)
         points.append(Measurement(TURN_DURATION, wall_s, _key({H_TURN_OUTCOME: e.outcome, H_SOURCE: source}), at))
+        if not self.build_spans:
+            return
+        self._remember(self._turn_trace, e.turn_id, (turn.trace_root, span_id_for("turn:" + e.turn_id)))
         attrs = {
             OPERATION_NAME: "invoke_agent", PROVIDER_NAME: provider_name((s.provider if s else None) or turn.provider),
             AGENT_NAME_ATTR: AGENT_NAME, AGENT_VERSION: s.agent_version if s else None,
@@ -449,6 +454,12 @@ class GenAIMapper:
             for k, v in usage.items():
                 if v is not None:
                     acc[k] = acc.get(k, 0) + v
+        if self.build_spans:
+            self._chat_span(e, spans, model, provider, address, port, error_type, usage, task, at)
+        self._api_points(e, points, metric_attrs, total_in, provider, model, source, task, at)
+
+    def _chat_span(self, e: ApiCall, spans: list[SpanRecord], model: str | None, provider: str, address: str | None,
+                   port: int | None, error_type: str | None, usage: dict[str, Any], task: str | None, at: int) -> None:
         attrs = {
             OPERATION_NAME: "chat", PROVIDER_NAME: provider, REQUEST_MODEL: model, RESPONSE_MODEL: e.response_model,
             SERVER_ADDRESS: address, SERVER_PORT: port if address else None, ERROR_TYPE: error_type,
@@ -467,6 +478,9 @@ class GenAIMapper:
             name=f"chat {model}" if model else "chat", kind="client", trace_id=trace_id, span_id=span_id_for(own),
             parent_span_id=parent, start_ns=start, end_ns=max(start, at), attributes=_attrs(attrs),
             error=(clean_error(e.error_message) or error_type) if error_type and error_type != "interrupted" else None))
+
+    def _api_points(self, e: ApiCall, points: list[Measurement], metric_attrs: dict[str, Any], total_in: int | None,
+                    provider: str, model: str | None, source: str | None, task: str | None, at: int) -> None:
         if e.latency_ms is not None:
             points.append(Measurement(OPERATION_DURATION, e.latency_ms / 1000, _key(metric_attrs), at))
         token_attrs = {k: v for k, v in metric_attrs.items() if k != ERROR_TYPE}
@@ -493,11 +507,15 @@ class GenAIMapper:
 
     def _tool_call(self, e: ToolCall, spans: list[SpanRecord], points: list[Measurement]) -> None:
         s = self._session(e.session_id)
+        end = _ns(e.started_at_ms + (e.latency_ms or 0.0))
+        points.append(Measurement(TOOL_CALLS, 1, _key({TOOL_NAME: e.tool_name, H_TOOL_STATUS: e.status,
+                                                        H_SOURCE: s.source if s else None}), end))
+        if not self.build_spans:
+            return
         error_type = None if e.status == "ok" else (e.error_type or e.status)
         own = "tool:" + e.tool_call_id
         trace_id, parent = self._parent(e.turn_id, own)
         start = _ns(e.started_at_ms)
-        end = _ns(e.started_at_ms + (e.latency_ms or 0.0))
         attrs = {OPERATION_NAME: "execute_tool", TOOL_NAME: e.tool_name, TOOL_CALL_ID: e.tool_call_id,
                  TOOL_TYPE: "function", ERROR_TYPE: error_type, **self._common(e.session_id), H_TURN_ID: e.turn_id,
                  H_TOOL_STATUS: e.status, H_TOOLSET: e.toolset, H_API_REQUEST_ID: e.api_request_id,
@@ -506,8 +524,6 @@ class GenAIMapper:
             name=f"execute_tool {e.tool_name}", kind="internal", trace_id=trace_id, span_id=span_id_for(own),
             parent_span_id=parent, start_ns=start, end_ns=max(start, end), attributes=_attrs(attrs),
             error=(clean_error(e.error_message) or error_type) if error_type else None))
-        points.append(Measurement(TOOL_CALLS, 1, _key({TOOL_NAME: e.tool_name, H_TOOL_STATUS: e.status,
-                                                        H_SOURCE: s.source if s else None}), end))
 
     def _session_ended(self, e: SessionEnded, points: list[Measurement]) -> None:
         s = self._session(e.session_id)
@@ -541,11 +557,7 @@ class Series:
         self.time_ns = max(self.time_ns, at_ns)
         self.start_ns = min(self.start_ns, at_ns)
         if self.bucket_counts is not None:
-            bounds = self.metric.boundaries
-            i = 0
-            while i < len(bounds) and value > bounds[i]:  # buckets are (lower, upper]
-                i += 1
-            self.bucket_counts[i] += 1
+            self.bucket_counts[bisect_left(self.metric.boundaries, value)] += 1  # buckets are (lower, upper]
 
     def copy(self) -> Series:
         return Series(self.metric, self.attributes, self.start_ns, self.time_ns, self.count, self.sum,
@@ -590,3 +602,99 @@ class Aggregator:
     def totals(self) -> list[Series]:
         """Every cumulative series kept so far."""
         return [s.copy() for s in self._totals.values()]
+
+
+# -- the field table (docs/opentelemetry.md is generated from it; a test checks it covers every field) --
+
+#: (event, canonical field) → where it goes in OpenTelemetry, and how. "—" means "not exported".
+FIELD_MAP: tuple[tuple[str, str, str, str], ...] = (
+    ("SessionStarted", "session_id", f"`{H_SESSION_ID}`", "on every span of the session"),
+    ("SessionStarted", "started_at_ms", "—", "sessions have no span (a session can last days); turns do"),
+    ("SessionStarted", "source", f"`{H_SOURCE}`", "spans and every metric (cli, telegram, api_server, cron, …)"),
+    ("SessionStarted", "session_type", "—", "in the store and reports only"),
+    ("SessionStarted", "model", f"`{REQUEST_MODEL}` (turn span)", "a call's own model wins on its chat span"),
+    ("SessionStarted", "provider", f"`{PROVIDER_NAME}` (turn span)", "the spec's well-known names where one applies"),
+    ("SessionStarted", "profile", "—", "in the store and reports only"),
+    ("SessionStarted", "parent_session_id", f"`{CONVERSATION_ID}`", "the root of the lineage = the conversation"),
+    ("SessionStarted", "parent_turn_id", "parent span", "a subagent's turn is a child of the turn that delegated it"),
+    ("SessionStarted", "lineage", f"`{CONVERSATION_ID}`", "subagents and continuations keep their root's id"),
+    ("SessionStarted", "runtime_version", f"`{AGENT_VERSION}`", "e.g. 0.19.0"),
+    ("SessionStarted", "host", "resource `host.name`", "of the exporting process"),
+    ("SessionStarted", "origin", f"`{H_ORIGIN}`", "set only for imported history (`backfill`)"),
+    ("SessionEnded", "session_id", f"`{H_SESSION_ID}`", ""),
+    ("SessionEnded", "ended_at_ms", "point time of `hermetry.sessions`", ""),
+    ("SessionEnded", "end_reason", "—", "Hermes' raw string stays in the store; its outcome is exported"),
+    ("SessionEnded", "outcome", f"`{H_SESSION_OUTCOME}`, `{H_OUTCOME_CLASS}`", "on `hermetry.sessions`"),
+    ("SessionEnded", "origin", f"`{H_ORIGIN}`", ""),
+    ("SessionEnded", "supersedes", "—", "store bookkeeping"),
+    ("TurnStarted", "turn_id", f"`{H_TURN_ID}`; the turn's span and trace ids", "ids are hashes of it"),
+    ("TurnStarted", "session_id", f"`{H_SESSION_ID}`", ""),
+    ("TurnStarted", "started_at_ms", "`invoke_agent` span start", ""),
+    ("TurnStarted", "task_id", "—", "Hermes-internal"),
+    ("TurnStarted", "queue_wait_ms", f"`{H_QUEUE_WAIT_S}` (s); metric `{QUEUE_WAIT.name}`", "gateway platforms only"),
+    ("TurnStarted", "origin", f"`{H_ORIGIN}`", ""),
+    ("TurnEnded", "turn_id", f"`{H_TURN_ID}`", ""),
+    ("TurnEnded", "session_id", f"`{H_SESSION_ID}`", ""),
+    ("TurnEnded", "ended_at_ms", "`invoke_agent` span end; metric `hermetry.turn.duration`", ""),
+    ("TurnEnded", "outcome", f"`{H_TURN_OUTCOME}`, `{H_OUTCOME_CLASS}`; `{ERROR_TYPE}` + status ERROR on failure",
+     "metric `hermetry.turns`"),
+    ("TurnEnded", "outcome_reason", f"`{H_OUTCOME_REASON}`", "a label (e.g. `gateway_timeout`), never text"),
+    ("TurnEnded", "origin", f"`{H_ORIGIN}`", ""),
+    ("ApiCall", "api_request_id", f"`{H_API_REQUEST_ID}`", "retries share it"),
+    ("ApiCall", "attempt", f"`{H_ATTEMPT}`", "0 for the first try; one `chat` span per attempt"),
+    ("ApiCall", "session_id", f"`{H_SESSION_ID}`", ""),
+    ("ApiCall", "turn_id", "parent span (the turn)", "no turn: a trace of its own (auxiliary calls)"),
+    ("ApiCall", "started_at_ms", "`chat` span start", ""),
+    ("ApiCall", "latency_ms", f"`chat` span end; `{OPERATION_DURATION.name}` (s)", ""),
+    ("ApiCall", "status", f"`{H_CALL_STATUS}`; `{ERROR_TYPE}` unless ok", "interrupted → `error.type=interrupted`, status unset"),
+    ("ApiCall", "model", f"`{REQUEST_MODEL}`; span name `chat {{model}}`", ""),
+    ("ApiCall", "provider", f"`{PROVIDER_NAME}`", "anthropic, openai, gcp.gemini, x_ai, … or Hermes' own id"),
+    ("ApiCall", "base_url", f"`{SERVER_ADDRESS}`, `{SERVER_PORT}`", "credentials never (redacted at capture)"),
+    ("ApiCall", "api_mode", "—", ""),
+    ("ApiCall", "response_model", f"`{RESPONSE_MODEL}`", ""),
+    ("ApiCall", "ttft_ms", f"`{RESPONSE_TTFC}` (s); `{TIME_TO_FIRST_CHUNK.name}`", "streamed calls"),
+    ("ApiCall", "streamed", f"`{REQUEST_STREAM}`", ""),
+    ("ApiCall", "input_tokens", f"`{USAGE_INPUT}` = input + cache read + cache write", "the convention counts cached tokens as input"),
+    ("ApiCall", "output_tokens", f"`{USAGE_OUTPUT}`", "includes reasoning"),
+    ("ApiCall", "cache_read_tokens", f"`{USAGE_CACHE_READ}`", ""),
+    ("ApiCall", "cache_write_tokens", f"`{USAGE_CACHE_CREATION}`", ""),
+    ("ApiCall", "reasoning_tokens", f"`{USAGE_REASONING}`", "part of output"),
+    ("ApiCall", "finish_reason", f"`{RESPONSE_FINISH_REASONS}`", "a one-element array"),
+    ("ApiCall", "http_status", f"`{HTTP_STATUS}`", ""),
+    ("ApiCall", "retry_count", "—", "the attempt number says it"),
+    ("ApiCall", "error_type", f"`{ERROR_TYPE}`", "else the HTTP status, else `_OTHER`"),
+    ("ApiCall", "error_message", "span status description", "truncated and redacted as in the store"),
+    ("ApiCall", "provider_cost_usd", "—", "feeds `cost_usd` (status actual)"),
+    ("ApiCall", "cost_usd", f"`{H_COST_USD}`; metric `{COST.name}` (USD)", "unknown cost: attribute absent, adds nothing"),
+    ("ApiCall", "cost_status", f"`{H_COST_STATUS}`", "actual, estimated, included, unknown"),
+    ("ApiCall", "cost_source", f"`{H_COST_SOURCE}`", ""),
+    ("ApiCall", "pricing_version", "—", ""),
+    ("ApiCall", "origin", f"`{H_ORIGIN}`", ""),
+    ("ApiCall", "task", f"`{H_TASK}`", "auxiliary calls (compression, titles, …) when the source says"),
+    ("ToolCall", "tool_call_id", f"`{TOOL_CALL_ID}`", ""),
+    ("ToolCall", "session_id", f"`{H_SESSION_ID}`", ""),
+    ("ToolCall", "turn_id", "parent span (the turn)", ""),
+    ("ToolCall", "tool_name", f"`{TOOL_NAME}`; span name `execute_tool {{tool}}`", f"`{TOOL_TYPE}=function`"),
+    ("ToolCall", "started_at_ms", "`execute_tool` span start", ""),
+    ("ToolCall", "latency_ms", "`execute_tool` span end", ""),
+    ("ToolCall", "status", f"`{H_TOOL_STATUS}`; `{ERROR_TYPE}` unless ok", f"metric `{TOOL_CALLS.name}`"),
+    ("ToolCall", "toolset", f"`{H_TOOLSET}`", ""),
+    ("ToolCall", "api_request_id", f"`{H_API_REQUEST_ID}`", "the model call that asked for it"),
+    ("ToolCall", "error_type", f"`{ERROR_TYPE}`", ""),
+    ("ToolCall", "error_message", "span status description", "truncated and redacted"),
+    ("ToolCall", "origin", f"`{H_ORIGIN}`", ""),
+    ("SubagentLinked", "child_session_id", "parent span of the child's turns", ""),
+    ("SubagentLinked", "parent_session_id", f"`{CONVERSATION_ID}`", ""),
+    ("SubagentLinked", "parent_turn_id", "parent span", ""),
+    ("SubagentLinked", "linked_at_ms", "—", ""),
+    ("SubagentLinked", "child_role", "—", ""),
+)
+FIELD_MAP += (
+    ("SubagentFinished", "child_session_id", "—", "the child's turns are spans under the parent turn"),
+    ("SubagentFinished", "finished_at_ms", "—", ""),
+    ("SubagentFinished", "child_status", "—", ""),
+    ("SubagentFinished", "duration_ms", "—", "the `execute_tool delegate_task` span has it"),
+    ("SessionReopened", "session_id", "—", "a resumed session's later turns are exported as usual"),
+    ("SessionReopened", "reopened_at_ms", "—", ""),
+    ("SessionReopened", "origin", "—", ""),
+)

@@ -24,6 +24,7 @@ Configuration follows the OpenTelemetry SDK's environment variables (docs/opente
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -31,7 +32,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,9 +207,13 @@ class _Delivery:
         self.thread = threading.Thread(target=self._run, name="hermetry-otlp", daemon=True)
         self.thread.start()
 
-    def put(self, kind: str, payload: Any, n: int) -> None:
+    def put(self, kind: str, payload: Any, n: int, *, block: bool = False) -> None:
+        """Queue one export; when full, drop it (counted) — or, ``block``: wait for room (a replay,
+        which has no agent to protect and would rather be slow than lossy)."""
         with self.cond:
-            if self.closed or self.queued + n > self.max_queued:
+            while block and self.queue and self.queued + n > self.max_queued and not self.closed:
+                self.cond.wait(0.1)
+            if self.closed or (self.queue and self.queued + n > self.max_queued):
                 self._drop(kind, n, "queue full" if not self.closed else "closed")
                 return
             self.queue.append((kind, payload, n))
@@ -222,7 +227,7 @@ class _Delivery:
             self.told = True
             msg = (f"hermetry: OpenTelemetry export to {self.describe} is failing ({why}); undelivered spans "
                    "and metric points are dropped and counted (hermetry keeps every event in its own store)")
-            log.warning(msg)
+            log.debug(msg)  # the operator reads it on stderr (a logging handler would repeat it)
             try:
                 print(msg, file=sys.stderr, flush=True)
             except Exception:
@@ -332,14 +337,16 @@ class OTLPSink:
         self.send(spans, points)
         return len(events)
 
-    def send(self, spans: Sequence[genai.SpanRecord], points: Sequence[genai.Measurement]) -> None:
-        """Queue already-mapped records for delivery (``write`` and the replay use this)."""
+    def send(self, spans: Sequence[genai.SpanRecord], points: Sequence[genai.Measurement], *,
+             block: bool = False) -> None:
+        """Queue already-mapped records for delivery (``write`` and :func:`replay` use this)."""
         if spans and self.config.traces:
-            self._delivery.put("spans", [self._sdk.span(r) for r in spans], len(spans))
+            self._delivery.put("spans", [self._sdk.span(r) for r in spans], len(spans), block=block)
         if points and self.config.metrics:
             series = self._aggregator.add(points)
             if series:
-                self._delivery.put("points", self._sdk.metrics(series, self.config.cumulative), len(series))
+                self._delivery.put("points", self._sdk.metrics(series, self.config.cumulative), len(series),
+                                   block=block)
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         return self._delivery.flush(min(timeout_s, self.config.flush_timeout_s))
@@ -360,6 +367,68 @@ class OTLPSink:
         """Spans and metric points counted as not delivered (the recorder shows this per exporter)."""
         s = self.stats()
         return int(s["dropped_spans"] + s["dropped_points"])
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What ``hermetry export --otlp`` sent: events read, spans and points delivered or dropped."""
+
+    events: int
+    spans: int
+    points: int
+    dropped_spans: int
+    dropped_points: int
+    endpoint: str
+    last_error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"schema": "hermetry.export_otlp.v1", **dataclasses.asdict(self)}
+
+
+#: replayed metric points are cut into windows of this much event time (one point per series each)
+REPLAY_WINDOW_MS = 60_000.0
+
+
+def replay(events: Iterable[Event], sink: OTLPSink, *, flush_timeout_s: float = 60.0,
+           progress: Callable[[int], None] | None = None) -> ReplayResult:
+    """Send recorded history through ``sink``: the same spans and metrics live capture sends, at the
+    events' own times. Metric points are cut per minute of event time, so a backend draws the
+    history as a time series rather than one point at the end."""
+    mapper = sink._mapper
+    window: list[Event] = []
+    window_end: float | None = None
+    n = 0
+
+    def ship() -> None:
+        spans, points = mapper.map(window)
+        sink.send(spans, points, block=True)
+        window.clear()
+
+    for event in events:
+        t = _event_time(event)
+        if window and (len(window) >= 2_000 or (t is not None and window_end is not None and t >= window_end)):
+            ship()
+            window_end = None
+        if window_end is None and t is not None:
+            window_end = (t // REPLAY_WINDOW_MS + 1) * REPLAY_WINDOW_MS
+        window.append(event)
+        n += 1
+        if progress is not None and n % 2_000 == 0:
+            progress(n)
+    if window:
+        ship()
+    sink._delivery.flush(flush_timeout_s)
+    s = sink.stats()
+    return ReplayResult(n, s["delivered_spans"], s["delivered_points"], s["dropped_spans"], s["dropped_points"],
+                        s["endpoint"], s["last_error"])
+
+
+def _event_time(event: Event) -> float | None:
+    for name in ("ended_at_ms", "started_at_ms"):
+        value = getattr(event, name, None)
+        if isinstance(value, int | float):
+            return float(value)
+    return None
 
 
 def sink_factory(settings: Mapping[str, Any] | None = None) -> Callable[[], OTLPSink]:

@@ -371,6 +371,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from hermetry.surfaces.export import ExportError, ExportWriteError, check_output, export_rows
 
     since, until = _window(args, default_days=None)
+    if args.otlp:
+        return _export_otlp(args, since, until)
     to_file = args.output not in (None, "-")
     try:
         if to_file:
@@ -388,6 +390,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ExportError as exc:
         raise UsageError(str(exc)) from exc
     return 0
+
+
+def _export_otlp(args: argparse.Namespace, since: float | None, until: float | None) -> int:
+    """``hermetry export --otlp``: replay history to the collector named by the OTEL_* variables."""
+    from rich.console import Console
+
+    from hermetry.surfaces.export import ExportError, export_otlp
+
+    try:
+        result = export_otlp(_db(args), since_ms=since, until_ms=until)
+    except ExportError as exc:
+        raise UsageError(str(exc)) from exc
+    dropped = result.dropped_spans + result.dropped_points
+    Console(stderr=True).print(
+        f"{result.events:,} events → {result.spans:,} spans and {result.points:,} metric points to {result.endpoint}"
+        + (f"; [red]{result.dropped_spans:,} spans and {result.dropped_points:,} points not delivered: "
+           f"{result.last_error}[/red]" if dropped else ""), highlight=False)
+    return 1 if dropped else 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -682,6 +702,9 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
                    help="default api_calls")
     _add_window(p, days_help="the last N days (default: everything)")
     p.add_argument("--output", "-o", help="file to write (default: standard output; Parquet needs a file)")
+    p.add_argument("--otlp", action="store_true",
+                   help="instead: send the history to an OpenTelemetry collector (OTEL_EXPORTER_OTLP_ENDPOINT; "
+                        "docs/opentelemetry.md)")
     p.set_defaults(hermetry_func=cmd_export)
 
     p = sub.add_parser("import", help="import Hermes' existing history (state.db, read-only; idempotent)")

@@ -173,3 +173,32 @@ def _write_parquet(path: Path, columns: list[tuple[str, str]], batches: Iterator
             if progress:
                 progress(done, total)
     return done
+
+
+def export_otlp(db: Db, *, since_ms: float | None = None, until_ms: float | None = None,
+                progress: Callable[[int], None] | None = None) -> Any:
+    """Replay the recorded (and imported) history in the window to an OpenTelemetry collector, as
+    the same spans and metrics live export sends (docs/opentelemetry.md); the endpoint and the rest
+    come from the ``OTEL_*`` variables. Returns a :class:`hermetry.sinks.otlp.ReplayResult`.
+    Raises :class:`ExportError` when the extra is missing or the configuration is unusable."""
+    from hermetry.analytics.events import stored_events
+    from hermetry.recorder.sink import SinkDisabled
+    from hermetry.sinks import sdk_installed
+
+    if not sdk_installed():
+        raise ExportError("OTLP export needs the OpenTelemetry SDK: pip install 'hermetry[otlp]'")
+    import logging
+
+    from hermetry.sinks.otlp import OTLPConfig, OTLPSink, replay
+
+    # the SDK logs every failed batch; the result line below says it once, with the counts
+    logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
+
+    try:
+        sink = OTLPSink(OTLPConfig.from_env())
+    except SinkDisabled as exc:
+        raise ExportError(str(exc)) from exc
+    try:
+        return replay(stored_events(db, since_ms=since_ms, until_ms=until_ms), sink, progress=progress)
+    finally:
+        sink.close()

@@ -44,20 +44,39 @@ def _client() -> Any:
 class TelemetryCollector:
     """A ``prometheus_client`` collector computing every family from the telemetry file.
 
-    Scrapes closer together than ``min_interval_s`` share one computation."""
+    The first scrape computes the series; later scrapes are answered at once from the last
+    snapshot while a background thread computes a fresh one (at most one at a time, at most every
+    ``min_interval_s``) — so a scrape never waits for a large history to be folded again, and the
+    figures lag the file by about one computation (docs/prometheus.md has the measured cost)."""
 
     def __init__(self, db: Db, *, min_interval_s: float = 1.0) -> None:
         self.db = db
         self.min_interval_s = min_interval_s
         self._lock = threading.Lock()
         self._cached: tuple[float, MetricSnapshot] | None = None
+        self._refreshing = False
 
     def snapshot(self) -> MetricSnapshot:
         with self._lock:
-            now = time.monotonic()
-            if self._cached is None or now - self._cached[0] >= self.min_interval_s:
-                self._cached = (now, metric_snapshot(self.db))
-            return self._cached[1]
+            cached = self._cached
+            if cached is not None and (self._refreshing or time.monotonic() - cached[0] < self.min_interval_s):
+                return cached[1]
+            if cached is not None:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, name="hermetry-metrics", daemon=True).start()
+                return cached[1]
+        fresh = metric_snapshot(self.db)
+        with self._lock:
+            self._cached = (time.monotonic(), fresh)
+        return fresh
+
+    def _refresh(self) -> None:
+        try:
+            fresh = metric_snapshot(self.db)
+            with self._lock:
+                self._cached = (time.monotonic(), fresh)
+        finally:
+            self._refreshing = False
 
     def describe(self) -> list[Any]:
         return []  # registering must not read the file
