@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 import pytest
 
 from hermetry.analytics.report import DAY_MS, Query, insights
-from hermetry.analytics.series import tool_daily
+from hermetry.analytics.series import hourly, tool_daily
 from hermetry.model.events import SessionStarted, TurnEnded, TurnStarted
 from hermetry.surfaces.dashboard.api import ApiError, DashboardApi
 from hermetry.surfaces.dashboard.hermes_tab import MARKER, install_hermes_tab, remove_hermes_tab
@@ -93,6 +93,35 @@ def test_tool_daily_counts_every_injected_call(recorded: tuple[History, Path], f
                 assert d["failure_rate"]["value"] is None
         assert t["calls"] == sum(n for (name, _), n in calls.items() if name == t["tool_name"])
     assert [t["calls"] for t in result["tools"]] == sorted((t["calls"] for t in result["tools"]), reverse=True)
+
+
+def test_hourly_gives_each_hour_the_report_of_that_hour(recorded: tuple[History, Path]) -> None:
+    """Counts and percentiles per hour, against the injected turns and calls of each hour."""
+    from hermetry.analytics.stats import percentile
+
+    history, db = recorded
+    since, until = NOW_MS - 2.2 * DAY_MS, NOW_MS - 0.5 * DAY_MS - 1_800_000  # clipped first and last hours
+    result = hourly(db, Query(since_ms=since, until_ms=until, filters={"model": "m-alpha"}, group_by=()))
+    hours = result["hours"]
+    assert hours[0]["since_ms"] == since and hours[-1]["until_ms"] == until
+    assert all(a["until_ms"] == b["since_ms"] for a, b in zip(hours, hours[1:], strict=False))
+    calls = [c for c in history.api_calls() if since <= c.started_at_ms < until and c.model == "m-alpha"]
+    assert sum(x["api_calls"]["count"] for x in hours) == len(calls) > 0
+    for x in hours:
+        mine = sorted(c.latency_ms for c in calls if x["since_ms"] <= c.started_at_ms < x["until_ms"]
+                      and c.latency_ms is not None)
+        assert x["api_calls"]["count"] == len([c for c in calls if x["since_ms"] <= c.started_at_ms < x["until_ms"]])
+        assert x["api_calls"]["latency_ms"]["p95"] == (pytest.approx(percentile(mine, 95)) if mine else None)
+        ok = [c for c in calls if x["since_ms"] <= c.started_at_ms < x["until_ms"] and c.status == "ok"
+              and c.input_tokens is not None]
+        if ok and x["api_calls"]["tokens"]["total_tokens"] is not None:
+            assert x["api_calls"]["tokens"]["total_tokens"] == sum(
+                c.input_tokens + c.cache_read_tokens + c.cache_write_tokens + c.output_tokens for c in ok)
+    turns = [t for t in history.turns() if since <= t.started_at_ms < until
+             and history.sessions()[t.session_id].model == "m-alpha"]
+    assert sum(x["turns"]["count"] for x in hours) == len(turns)
+    with pytest.raises(ValueError, match="at most 3 days"):
+        hourly(db, Query(since_ms=NOW_MS - 4 * DAY_MS, until_ms=NOW_MS, group_by=()))
 
 
 def test_tool_daily_of_a_missing_file_is_empty(tmp_path: Path) -> None:
@@ -296,7 +325,7 @@ def test_files_are_package_data() -> None:
 
 def test_docs_name_every_endpoint_and_view() -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "dashboard.md").read_text()
-    for endpoint in ("insights", "compare", "sessions", "session", "tool-daily", "version"):
+    for endpoint in ("insights", "compare", "sessions", "session", "tool-daily", "hourly", "version"):
         assert f"| `{endpoint}` |" in doc, endpoint
     app = (static_dir() / "app.js").read_text()
     for view in ("Overview", "Breakdowns", "Tools", "Sessions", "Compare"):
@@ -321,3 +350,43 @@ def test_a_postgresql_store_is_read_the_same_way(recorded: tuple[History, Path],
     daily = api.handle("tool-daily", params)
     assert daily == tool_daily(db, Query(WHOLE[0], WHOLE[1], {}, ()))
     assert api.version()["exists"] is True
+
+
+def test_the_command_prints_a_token_url_for_a_non_loopback_bind(recorded: tuple[History, Path]) -> None:
+    """`hermetry dashboard --host 0.0.0.0`: the real command, its banner, and the token it asks for."""
+    import subprocess
+    import sys
+
+    _, db = recorded
+    proc = subprocess.Popen([sys.executable, "-m", "hermetry.surfaces.cli", "--db", str(db), "dashboard",
+                             "--host", "0.0.0.0", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        match = re.match(r"hermetry dashboard: (http://127\.0\.0\.1:(\d+)/\?token=([\w-]{24,}))$", first.strip())
+        assert match, first
+        assert proc.stdout.readline().startswith(f"reading {db}")
+        assert "every request needs the token" in proc.stdout.readline()
+        base = f"http://127.0.0.1:{match.group(2)}/"
+        assert get(base + "api/version")[0] == 403
+        assert get(base + f"api/version?token={match.group(3)}")[0] == 200
+        status, _, body = get(match.group(1))
+        assert status == 200 and b"app.js" in body
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+
+
+def test_install_and_remove_the_tab_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from hermetry.surfaces.cli import main
+
+    monkeypatch.setenv("HERMES_HOME", str(tmp_path / "home"))
+    assert main(["dashboard", "--install-hermes-tab"]) == 0
+    assert "Telemetry tab written to" in capsys.readouterr().out
+    assert (tmp_path / "home" / "plugins" / "hermetry" / "dashboard" / "manifest.json").exists()
+    assert main(["dashboard", "--remove-hermes-tab"]) == 0
+    assert not (tmp_path / "home" / "plugins" / "hermetry").exists()
+    assert main(["dashboard", "--remove-hermes-tab"]) == 0
+    assert "no Telemetry tab installed" in capsys.readouterr().out

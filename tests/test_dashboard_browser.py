@@ -26,6 +26,8 @@ from urllib.parse import quote
 
 import pytest
 
+from hermetry.analytics.report import Query
+from hermetry.analytics.series import hourly
 from hermetry.surfaces.dashboard.hermes_tab import install_hermes_tab
 from hermetry.surfaces.dashboard.server import DashboardServer
 from hermetry.testing import ScriptedReply, ScriptedServer, ScriptedToolCall, ScriptedUsage
@@ -243,6 +245,15 @@ def get(data: Any, path: str) -> Any:
     return data
 
 
+SERIES_TABLES = (("series-tokens", "api_calls.tokens.total_tokens"), ("series-cost", "api_calls.cost.known_usd"),
+                 ("series-cost", "api_calls.cost.calls.unknown"), ("series-api_calls.latency_ms", "api_calls.latency_ms.p95"),
+                 ("series-api_calls.ttft_ms", "api_calls.ttft_ms.p50"), ("series-turns.wall_ms", "turns.wall_ms.p99"))
+
+
+def ms(iso_text: str) -> float:
+    return datetime.fromisoformat(iso_text).timestamp() * 1000
+
+
 OVERVIEW_METRICS = ["coverage.sessions", "coverage.turns", "coverage.api_calls", "coverage.tool_calls", "turns.count",
                     "turns.completion_rate.value", "turns.wall_ms.p95", "api_calls.latency_ms.p95", "api_calls.ttft_ms.p95",
                     "api_calls.tokens.total_tokens", "api_calls.cost.known_usd", "tool_calls.count",
@@ -266,14 +277,14 @@ def test_overview_shows_what_insights_json_says(recorded: Recorded, dashboard: D
     assert shown["api_calls.tokens.total_tokens"] == recorded.tokens()
     assert page.texts("main .cards")["turns.count"] == f"{expected['turns']['count']:,}"
     assert expected["turns"]["count"] == 4 and expected["api_calls"]["errors"] >= 1
-    # the per-day tables hold the same numbers as the per-day breakdown
-    for table, metric in (("daily-tokens", "api_calls.tokens.total_tokens"), ("daily-cost", "api_calls.cost.known_usd"),
-                          ("daily-api_calls.latency_ms", "api_calls.latency_ms.p95"),
-                          ("daily-turns.wall_ms", "turns.wall_ms.p99")):
+    # a 2-day window is drawn per hour: the tables hold what analytics.series.hourly says for each hour
+    hours = hourly(recorded.db, Query(ms(recorded.since), ms(recorded.until), {}, ()))["hours"]
+    for table, metric in SERIES_TABLES:
         rows = page.row_values(table)
-        assert set(rows) == {d["day"] for d in expected["breakdowns"]["day"]}
-        for day in expected["breakdowns"]["day"]:
-            assert rows[day["day"]][metric] == get(day, metric), (table, day["day"])
+        assert list(rows) == [x["hour"] for x in hours]
+        for x in hours:
+            assert rows[x["hour"]][metric] == get(x, metric), (table, x["hour"])
+    assert sum(r["api_calls.tokens.total_tokens"] for r in page.row_values("series-tokens").values()) == recorded.tokens()
     for dim in ("source", "model"):
         rows = page.row_values(f"rates-{dim}")
         assert set(rows) == {str(r[dim]) for r in expected["breakdowns"][dim]}
@@ -283,6 +294,15 @@ def test_overview_shows_what_insights_json_says(recorded: Recorded, dashboard: D
     if width == 390:  # nothing wider than the screen: wide tables scroll inside their own box
         assert page.page.evaluate("document.documentElement.scrollWidth") <= 390
     page.shot(shots, "overview")
+    # a longer window is drawn per UTC day: the tables hold the per-day breakdown of insights --json
+    since = _iso(datetime.now(UTC) - timedelta(days=10))
+    page.open(f"#/overview?{window(recorded, since=since)}")
+    expected = recorded.cli("insights", "--json", "--since", since, "--until", recorded.until, "--by", "day")
+    for table, metric in SERIES_TABLES:
+        rows = page.row_values(table)
+        assert list(rows) == [d["day"] for d in expected["breakdowns"]["day"]]
+        for day in expected["breakdowns"]["day"]:
+            assert rows[day["day"]][metric] == get(day, metric), (table, day["day"])
 
 
 def test_filters_and_window_change_the_numbers(recorded: Recorded, dashboard: DashboardServer, pages: Any,

@@ -1,4 +1,7 @@
-"""Series the report does not give: tool calls and failures per tool per UTC day.
+"""Series the report does not give: per hour, and tool failures per tool per UTC day.
+
+``hourly()``: the report's turn, API-call and tool-call figures for each hour of a window —
+``insights()`` breaks a window down by day only, which draws a day as one point.
 
 ``insights()`` already gives every figure *per day* (``group_by=("day",)``: distributions,
 tokens, cost and rates for each day) and *per tool* (``tools``), but not both at once. The
@@ -13,10 +16,59 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from hermetry.analytics.report import DAY_MS, TOOL_CALLS, Db, Query, Scanner, day_iso, iso, open_db
+from hermetry.analytics.report import (
+    DAY_MS,
+    TOOL_CALLS,
+    Db,
+    Query,
+    Scanner,
+    api_summary,
+    collect,
+    day_iso,
+    iso,
+    open_db,
+    tool_summary,
+    turn_summary,
+)
 from hermetry.analytics.stats import rate
 
 TOOL_DAILY_SCHEMA = "hermetry.tool_daily.v1"
+HOURLY_SCHEMA = "hermetry.hourly.v1"
+HOUR_MS = 3_600_000
+#: A longer window is drawn per day (``insights(group_by=("day",))``), not per hour.
+MAX_HOURLY_DAYS = 3
+
+
+def hourly(db: Db, query: Query) -> dict[str, Any]:
+    """For each UTC hour of the window (the first and last clipped to it), the figures
+    ``insights()`` gives for that hour alone: ``turns`` (count, outcomes, rates, wall time,
+    queue wait), ``api_calls`` (counts, latency, TTFT, tokens, cost) and ``tool_calls``.
+
+    ``{"schema", "window", "filters", "hours": [{"hour", "since_ms", "until_ms", "turns",
+    "api_calls", "tool_calls"}, …]}``. Each hour is one run of the report's own collection
+    (``report.collect``), so every figure means exactly what it means in ``insights()``.
+    At most ``MAX_HOURLY_DAYS`` days.
+    """
+    query.check()
+    if query.until_ms - query.since_ms > MAX_HOURLY_DAYS * DAY_MS:
+        raise ValueError(f"an hourly series covers at most {MAX_HOURLY_DAYS} days")
+    hours: list[dict[str, Any]] = []
+    with open_db(db) as conn:
+        start = int(query.since_ms // HOUR_MS) * HOUR_MS
+        while start < query.until_ms:
+            since, until = max(float(start), query.since_ms), min(float(start + HOUR_MS), query.until_ms)
+            total = collect(conn, Query(since, until, dict(query.filters), ())).slice()
+            tools = tool_summary(total)
+            hours.append({"hour": iso(start), "since_ms": since, "until_ms": until, "turns": turn_summary(total),
+                          "api_calls": api_summary(total), "tool_calls": tools})
+            start += HOUR_MS
+    return {
+        "schema": HOURLY_SCHEMA,
+        "window": {"since": iso(query.since_ms), "until": iso(query.until_ms),
+                   "since_ms": query.since_ms, "until_ms": query.until_ms},
+        "filters": dict(query.filters),
+        "hours": hours,
+    }
 
 
 def tool_daily(db: Db, query: Query) -> dict[str, Any]:

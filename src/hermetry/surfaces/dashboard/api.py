@@ -13,6 +13,7 @@ endpoint            library call                                                
 ``sessions``        ``analytics.sessions.list_sessions(db, since, until, …)``   ``hermetry.sessions.v1``
 ``session``         ``analytics.sessions.session_detail(db, id)``               ``hermetry.session.v1``
 ``tool-daily``      ``analytics.series.tool_daily(db, Query)``                  ``hermetry.tool_daily.v1``
+``hourly``          ``analytics.series.hourly(db, Query)`` (≤ 3 days)            ``hermetry.hourly.v1``
 ``version``         a stat of the telemetry file (for live refresh)             ``hermetry.dashboard_version.v1``
 ==================  ==========================================================  ============================
 
@@ -240,7 +241,7 @@ class DashboardApi:
             return self.version()
         handlers: dict[str, Callable[[Params], tuple[bool, Callable[[], dict[str, Any]]]]] = {
             "insights": self._insights, "compare": self._compare, "sessions": self._sessions,
-            "session": self._session, "tool-daily": self._tool_daily,
+            "session": self._session, "tool-daily": self._tool_daily, "hourly": self._hourly,
         }
         handler = handlers.get(endpoint)
         if handler is None:
@@ -331,6 +332,14 @@ class DashboardApi:
 
         query(params, now_ms=self.now_ms())
         return _relative(params), lambda: tool_daily(self.db, query(params, now_ms=self.now_ms()))
+
+    def _hourly(self, params: Params) -> tuple[bool, Callable[[], dict[str, Any]]]:
+        from hermetry.analytics.series import MAX_HOURLY_DAYS, hourly
+
+        q = query(params, now_ms=self.now_ms())
+        if q.until_ms - q.since_ms > MAX_HOURLY_DAYS * DAY_MS:
+            raise ApiError(400, f"an hourly series covers at most {MAX_HOURLY_DAYS} days")
+        return _relative(params), lambda: hourly(self.db, query(params, now_ms=self.now_ms()))
 
     def _compare(self, params: Params) -> tuple[bool, Callable[[], dict[str, Any]]]:
         from hermetry.analytics.compare import compare

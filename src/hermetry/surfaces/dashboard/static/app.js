@@ -113,19 +113,19 @@
 
   function dayTs(day) { return Date.parse(day + "T00:00:00Z") / 1000; }
 
-  function chart(container, title, days, series, opts) {
+  function chart(container, title, xs, series, opts) {
     opts = opts || {};
     var U = window.uPlot;
     var fig = h("figure", {"class": "chart"}, h("figcaption", {text: title}));
     var canvasBox = h("div", {"class": "chart-canvas", "aria-hidden": "true"});
     fig.appendChild(canvasBox);
     container.appendChild(fig);
-    if (!U || !days.length) {
-      canvasBox.appendChild(h("p", {"class": "muted", text: days.length ? "(chart unavailable; see the table)" : "no data in this window"}));
+    if (!U || !xs.length) {
+      canvasBox.appendChild(h("p", {"class": "muted", text: xs.length ? "(chart unavailable; see the table)" : "no data in this window"}));
       return fig;
     }
     // drawn once the view is in the page, so the chart knows its width
-    PENDING.push(function () { draw(U, container, canvasBox, series, days, opts); });
+    PENDING.push(function () { draw(U, container, canvasBox, series, xs, opts); });
     return fig;
   }
   var PENDING = [];
@@ -134,9 +134,9 @@
     todo.forEach(function (f) { f(); });
   }
 
-  function draw(U, container, canvasBox, series, days, opts) {
+  function draw(U, container, canvasBox, series, xs, opts) {
     var width = Math.max(240, Math.min(canvasBox.clientWidth || container.clientWidth || 600, 1100));
-    var data = [days.map(dayTs)].concat(series.map(function (s) {
+    var data = [xs].concat(series.map(function (s) {
       return s.values.map(function (v) { return isNum(v) ? v : null; });
     }));
     var fmt = opts.format || fmtInt;
@@ -259,7 +259,7 @@
              h("div", {"class": "card-value"}, figure(metric, raw, text)), sub ? h("div", {"class": "card-sub"}, sub) : null);
   }
 
-  function overview(ctx, report) {
+  function overview(ctx, report, hourly) {
     var out = h("div", {"class": "view"});
     var cov = report.coverage || {};
     var turns = report.turns || {}, api = report.api_calls || {}, tools = report.tool_calls || {};
@@ -289,11 +289,15 @@
            ["failed ", figure("tool_calls.failure_rate.value", get(tools, "failure_rate.value"), fmtRate(tools.failure_rate))]),
       card("Sessions started", "sessions.count", sessions.count, fmtInt(sessions.count), fmtInt(sessions.open) + " still open")));
 
-    var days = (get(report, "breakdowns.day") || []);
-    var dayNames = days.map(function (d) { return d.day; });
-
+    // over time: per hour for a window of up to 3 days (series.hourly), else per UTC day (the breakdown)
+    var per = hourly ? "hour" : "day";
+    var days = hourly ? (hourly.hours || []) : (get(report, "breakdowns.day") || []);
+    var keyOf = hourly ? function (d) { return d.hour; } : function (d) { return d.day; };
+    var shownKey = hourly ? function (d) { return d.hour.slice(0, 13).replace("T", " ") + "h"; } : keyOf;
+    var dayNames = days.map(hourly ? function (d) { return Date.parse(d.hour) / 1000; } : function (d) { return dayTs(d.day); });
+    
     // latency over time
-    var lat = panel("Latency over time (per UTC day)", "");
+    var lat = panel("Latency over time (per UTC " + per + ")", "");
     [["Model call latency", "api_calls.latency_ms", "all attempts"], ["Time to first token", "api_calls.ttft_ms", "successful streamed calls"],
      ["Turn wall time", "turns.wall_ms", "ended turns"]].forEach(function (spec) {
       var whole = get(report, spec[1]);
@@ -302,41 +306,41 @@
       box.appendChild(h("p", {"class": "coverage", text: coverageLine(spec[0], whole, spec[2])}));
       box.appendChild(distSummary(spec[1], whole));
       lat.appendChild(box);
-      chart(box, spec[0] + " p50 / p95 / p99 per day", dayNames, ["p50", "p95", "p99"].map(function (p) {
+      chart(box, spec[0] + " p50 / p95 / p99 per " + per, dayNames, ["p50", "p95", "p99"].map(function (p) {
         return {label: p, values: days.map(function (d) { return get(d, spec[1] + "." + p); })};
       }), {format: fmtMs});
-      box.appendChild(details("Table: " + spec[0] + " per day", table(spec[0] + " per day",
-        [{label: "day", value: function (d) { return d.day; }}].concat(distCols("", spec[1]),
+      box.appendChild(details("Table: " + spec[0] + " per " + per, table(spec[0] + " per " + per,
+        [{label: per, value: shownKey}].concat(distCols("", spec[1]),
         [{label: "captured", numeric: true, value: function (d) { return fmtCoverage(get(d, spec[1] + ".coverage")); }}]), days,
-        {id: "daily-" + spec[1], rowKey: function (d) { return d.day; }})));
+        {id: "series-" + spec[1], rowKey: keyOf})));
     });
     out.appendChild(lat);
 
     // tokens
-    var tok = panel("Tokens by kind per day", coverageLine("Usage", tokens, "successful calls") +
+    var tok = panel("Tokens by kind per " + per, coverageLine("Usage", tokens, "successful calls") +
                     ". Input excludes cache reads and writes; output includes reasoning; total = input + cache read + cache write + output.");
-    chart(tok, "Tokens per day by kind", dayNames, TOKEN_KINDS.map(function (k) {
+    chart(tok, "Tokens per " + per + " by kind", dayNames, TOKEN_KINDS.map(function (k) {
       return {label: label(k), values: days.map(function (d) { return get(d, "api_calls.tokens." + k); })};
     }));
-    tok.appendChild(details("Table: tokens per day", table("Tokens per day", [{label: "day", value: function (d) { return d.day; }}].concat(
+    tok.appendChild(details("Table: tokens per " + per, table("Tokens per " + per, [{label: per, value: shownKey}].concat(
       TOKEN_KINDS.concat(["total_tokens"]).map(function (k) {
         return {label: label(k), numeric: true, value: function (d) { return figure("api_calls.tokens." + k, get(d, "api_calls.tokens." + k), fmtInt(get(d, "api_calls.tokens." + k))); }};
-      })), days, {id: "daily-tokens", rowKey: function (d) { return d.day; }}), true));
+      })), days, {id: "series-tokens", rowKey: keyOf}), true));
     out.appendChild(tok);
 
     // cost
-    var cst = panel("Cost by status per day", "Priced " + fmtCoverage(cost.coverage) + " billable calls. Actual = provider-reported; estimated = from a price list; included = paid by a subscription; unknown calls are counted, never summed as $0.");
-    chart(cst, "Cost per day (USD) by status", dayNames, [
+    var cst = panel("Cost by status per " + per, "Priced " + fmtCoverage(cost.coverage) + " billable calls. Actual = provider-reported; estimated = from a price list; included = paid by a subscription; unknown calls are counted, never summed as $0.");
+    chart(cst, "Cost per " + per + " (USD) by status", dayNames, [
       {label: "actual", values: days.map(function (d) { return get(d, "api_calls.cost.actual_usd"); })},
       {label: "estimated", values: days.map(function (d) { return get(d, "api_calls.cost.estimated_usd"); })}], {format: fmtUsd});
-    var costCols = [{label: "day", value: function (d) { return d.day; }}].concat(
+    var costCols = [{label: per, value: shownKey}].concat(
       [["actual_usd", fmtUsd], ["estimated_usd", fmtUsd], ["known_usd", fmtUsd]].map(function (s) {
         return {label: label(s[0]), numeric: true, value: function (d) { return figure("api_calls.cost." + s[0], get(d, "api_calls.cost." + s[0]), s[1](get(d, "api_calls.cost." + s[0]))); }};
       }),
       ["actual", "estimated", "included", "unknown"].map(function (k) {
         return {label: k + " calls", numeric: true, value: function (d) { return figure("api_calls.cost.calls." + k, get(d, "api_calls.cost.calls." + k), fmtInt(get(d, "api_calls.cost.calls." + k))); }};
       }));
-    cst.appendChild(details("Table: cost per day", table("Cost per day", costCols, days, {id: "daily-cost", rowKey: function (d) { return d.day; }}), true));
+    cst.appendChild(details("Table: cost per " + per, table("Cost per " + per, costCols, days, {id: "series-cost", rowKey: keyOf}), true));
     out.appendChild(cst);
 
     // rates
@@ -745,7 +749,11 @@
         }
         default: {
           var q5 = new URLSearchParams(win); q5.set("by", "day,source,model");
-          return api("insights", q5).then(function (r) { remember(r); return overview(state, r); });
+          return api("insights", q5).then(function (r) {
+            remember(r);
+            if (!(r.window.days <= 3)) return overview(state, r, null);
+            return api("hourly", win).then(function (hr) { return overview(state, r, hr); });
+          });
         }
       }
     }
