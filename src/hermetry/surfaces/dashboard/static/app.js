@@ -283,7 +283,7 @@
       card("Tokens", "api_calls.tokens.total_tokens", tokens.total_tokens, fmtInt(tokens.total_tokens),
            "usage reported by " + fmtCoverage(tokens.coverage) + " successful calls"),
       card("Cost (known)", "api_calls.cost.known_usd", cost.known_usd, fmtUsd(cost.known_usd),
-           cost.complete === false ? h("span", {"class": "warn"}, fmtInt(get(cost, "calls.unknown")) + " calls could not be priced: not included") :
+           cost.complete === false ? h("span", {"class": "warn"}, fmtInt(get(cost, "calls.unknown")) + (get(cost, "calls.unknown") === 1 ? " call" : " calls") + " could not be priced: not included") :
            "priced " + fmtCoverage(cost.coverage) + " billable calls"),
       card("Tool calls", "tool_calls.count", tools.count, fmtInt(tools.count),
            ["failed ", figure("tool_calls.failure_rate.value", get(tools, "failure_rate.value"), fmtRate(tools.failure_rate))]),
