@@ -47,7 +47,7 @@ def free_port() -> int:
 class PostgresServer:
     """One PostgreSQL cluster in a temporary folder (see the module docstring)."""
 
-    def __init__(self, *, port: int | None = None) -> None:
+    def __init__(self, *, port: int | None = None, durable: bool = False) -> None:
         bindir = find_bindir()
         if bindir is None or not (bindir / "initdb").exists():
             raise EngineMissing(
@@ -62,6 +62,9 @@ class PostgresServer:
             shutil.chown(self.dir, "postgres")
         self._initialized = False
         self.running = False
+        #: False (tests): no fsync at all. True (benchmarks): fsync on, commits acknowledged before
+        #: they are flushed — the durability of SQLite's WAL with synchronous=NORMAL.
+        self.durable = durable
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -79,10 +82,11 @@ class PostgresServer:
     def start(self) -> PostgresServer:
         if not self._initialized:
             self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
-                      "--no-sync", "-E", "UTF8", "--locale=C")
+                      *(() if self.durable else ("--no-sync",)), "-E", "UTF8", "--locale=C")
             self._initialized = True
-        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        durability = "-c synchronous_commit=off" if self.durable else \
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} {durability} -c max_connections=200"
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.dir / "log"),
                   "-w", "-t", "60", "start")
         self.running = True

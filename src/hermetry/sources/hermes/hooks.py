@@ -15,6 +15,7 @@ See ../shared/hermes-reference.md (hooks and their arguments, as seen in Hermes 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from collections import OrderedDict
@@ -83,7 +84,8 @@ class HermesCapture:
     def __init__(self, recorder: Recorder, *, profile: str | None = None) -> None:
         self.recorder = recorder
         self.profile = profile
-        self.host = recorder.host  # this machine's id in a fleet (config.host())
+        # this machine's id in a fleet (config.host(), handed to the recorder by the composition root)
+        self.host = getattr(recorder, "host", None) or socket.gethostname()
         self.runtime_version = _hermes_version()
         self.argv = list(sys.argv[1:])
         # writer-thread state: attempts seen per API request (retries reuse the same id)
