@@ -278,7 +278,9 @@ def apply_batch(conn: PgConnection, events: Sequence[Event], run: Mapping[str, A
     from hermetry.stores.sqlite import write_events, write_run
 
     raw = conn.raw
-    with raw.transaction():
+    # One round trip per batch, not per statement: the statements are pipelined (libpq pipeline
+    # mode) and nothing in write_events reads a result back.
+    with raw.pipeline() as pipeline, raw.transaction():
         if run is not None and run.get("host"):
             # rows are stamped with the host that recorded them, whoever forwards them
             raw.execute("SELECT set_config('hermetry.host', %s, true)", (str(run["host"]),))
@@ -287,6 +289,7 @@ def apply_batch(conn: PgConnection, events: Sequence[Event], run: Mapping[str, A
                 "INSERT INTO forwarded_batches (batch_id, events, spooled_at_ms, forwarded_at_ms) "
                 "VALUES (%s, %s, %s, %s) ON CONFLICT (batch_id) DO NOTHING",
                 (batch_id, len(events), spooled_at_ms, time.time() * 1000))
+            pipeline.sync()
             if cur.rowcount == 0:
                 return 0
         n = write_events(conn, events)  # type: ignore[arg-type]  # PgConnection speaks the same SQL
