@@ -42,7 +42,7 @@ def _events(host: str, n_calls: int) -> list[Any]:
     )
 
     out: list[Any] = []
-    t = 1_767_000_000_000.0
+    t = time.time() * 1000 - n_calls * 2200.0  # recent: the reconciler leaves live turns alone
     calls = 0
     s = 0
     while calls < n_calls:
@@ -92,14 +92,23 @@ def _writer(kind: str, target: str, spool: str, host: str, n_calls: int, ready: 
         from hermetry.stores.postgres import PostgresStore
 
         factory = lambda: FleetStore(lambda: PostgresStore(target, host=host), spool)  # noqa: E731
-    rec = Recorder(factory, register_atexit=False, host=host)
+    stores: list[Any] = []
+
+    def keep(make: Any) -> Any:
+        def build() -> Any:
+            stores.append(make())
+            return stores[-1]
+        return build
+
+    rec = Recorder(keep(factory), register_atexit=False, host=host)
     ready.put(host)
     start.wait()
     for e in events:
         rec.record(e)
     ok = rec.flush(600)
+    error = rec.stats().last_error or (getattr(stores[0], "last_error", None) if stores else None)
     rec.close(30)
-    done.put((host, ok, rec.stats().dropped, len(events)))
+    done.put((host, ok, rec.stats().dropped, len(events), error))
 
 
 def _run(kind: str, target: str, root: Path, n_calls: int) -> dict[str, Any]:
@@ -118,7 +127,10 @@ def _run(kind: str, target: str, root: Path, n_calls: int) -> dict[str, Any]:
     for p in procs:
         p.join(60)
     events = sum(r[3] for r in results)
-    return {"seconds": seconds, "events": events, "eps": events / seconds,
+    errors = sorted({str(r[4]) for r in results if r[4]})
+    if errors:
+        log(f"fleet: {kind}: errors seen (retried): {errors}")
+    return {"seconds": seconds, "events": events, "eps": events / seconds, "errors": errors,
             "all_flushed": all(r[1] for r in results), "dropped": sum(r[2] for r in results)}
 
 

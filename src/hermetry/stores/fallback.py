@@ -240,9 +240,17 @@ class ForwardResult:
     rejected_batches: int = 0
     pending_batches: int = 0
     error: str | None = None
+    #: the error was contention with another writer (a deadlock, a lock timeout), not the network
+    busy: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _is_busy(exc: BaseException) -> bool:
+    from hermetry.stores.postgres import PostgresBusy
+
+    return isinstance(exc, PostgresBusy)
 
 
 class _ForwardLock:
@@ -291,6 +299,7 @@ def forward(spool: Spool, store: Any, *, deadline: float | None = None, blocking
                 applied = _forward_rows(store, rows, result)
             except SinkUnavailable as exc:
                 result.error = str(exc)
+                result.busy = _is_busy(exc)
                 break
             spool.delete([r[0] for r in applied])
             if len(applied) < len(rows):  # one batch was refused for its content
@@ -450,7 +459,11 @@ class FleetStore:
         self.forwarded_batches += result.forwarded_batches
         self.forwarded_events += result.forwarded_events
         self.duplicate_batches += result.duplicate_batches
-        self._failing = result.pending_batches > 0 and bool(result.error)
+        # contention is retried at once and is not a reason for flush to give up; the network is
+        self._failing = result.pending_batches > 0 and bool(result.error) and not result.busy
+        if result.busy and result.pending_batches:
+            self.last_error = result.error
+            return 0.01
         if result.pending_batches == 0:
             self._pending = False
             self._backoff = RETRY_MIN_S

@@ -62,6 +62,10 @@ class PostgresUnavailable(SinkUnavailable):
     """The database cannot take this batch now (unreachable, shutting down, lock timeout)."""
 
 
+class PostgresBusy(PostgresUnavailable):
+    """Another writer held what this batch needed (a deadlock, a lock timeout): retry soon."""
+
+
 class PostgresDisabled(SinkDisabled):
     """The database will not take hermetry's batches (newer schema, psycopg not installed)."""
 
@@ -239,6 +243,8 @@ def migrate(conn: PgConnection) -> int:
         version = schema_version(conn)  # re-read under the lock
         if version > schema.SCHEMA_VERSION:
             raise PostgresDisabled(f"the telemetry database has schema version {version}; upgrade hermetry")
+        if version == schema.SCHEMA_VERSION and _fleet_version(conn) == schema.FLEET_VERSION:
+            return version  # another process migrated while we waited: no DDL (it would lock out writers)
         while version < schema.SCHEMA_VERSION:
             for statement in schema.MIGRATIONS[version]:
                 raw.execute(statement)
@@ -328,6 +334,10 @@ class PostgresStore:
     def _classify(self, exc: BaseException) -> BaseException:
         """Connection trouble and contention → retry later; anything else is the batch's fault."""
         psycopg = _psycopg()
+        contention = (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable,
+                      psycopg.errors.SerializationFailure)
+        if isinstance(exc, contention):  # the transaction was rolled back; the connection is fine
+            return PostgresBusy(f"{redact_url(self.url)}: {_first_line(exc)}")
         if isinstance(exc, psycopg.OperationalError | psycopg.errors.QueryCanceled):
             self._drop_connection()
             return PostgresUnavailable(f"{redact_url(self.url)}: {_first_line(exc)}")
