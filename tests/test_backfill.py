@@ -975,3 +975,65 @@ def test_insights_over_imported_history_agree_with_hermes_insights(history: Hist
     assert tokens["total_tokens"] == theirs["total_tokens"]
     cost = ours["api_calls"]["cost"]
     assert (cost["estimated_usd"] or 0.0) + (cost["actual_usd"] or 0.0) == pytest.approx(theirs["estimated_cost"], abs=1e-9)
+
+
+def test_imported_figures_say_what_they_are(history: History, SessionDB: Any, tmp_path: Path) -> None:
+    """A state.db written by Hermes' own SessionDB: every figure the import cannot know is unknown,
+    API calls are Hermes' api_call_count, and neither a rate nor a comparison claims anything more."""
+    import sqlite3
+
+    from hermetry.analytics.compare import compare
+    from hermetry.analytics.report import Query, insights
+    from hermetry.analytics.sessions import list_sessions, session_detail
+
+    store = tmp_path / "telemetry.db"
+    import_state_db(history.path, store)
+    hermes = sqlite3.connect(f"file:{history.path}?mode=ro", uri=True)
+    try:
+        main_calls = hermes.execute("SELECT SUM(api_call_count) FROM sessions").fetchone()[0]
+        aux_calls = hermes.execute("SELECT SUM(api_call_count) FROM session_model_usage WHERE task <> ''").fetchone()[0]
+        turns_imported = len([t for exp in history.expect.values() for t in exp["turns"]])
+        tools_imported = sum(sum(exp["tools"].values()) for exp in history.expect.values())
+    finally:
+        hermes.close()
+    assert main_calls > 0 and aux_calls > 0
+
+    everything = Query(since_ms=0, until_ms=4e12, group_by=())  # the history's times are "now" and after
+    report = insights(store, everything)
+    api = report["api_calls"]
+    assert api["count"] == main_calls + aux_calls  # calls, not the import's per-session rows
+    assert (api["by_task"]["main"]["count"], api["by_task"]["title_generation"]["count"]) == (main_calls, aux_calls)
+    assert api["derived"] == {"calls": main_calls + aux_calls, "in_error_rate": False}
+    assert api["error_rate"]["value"] is None and api["error_rate"]["n"] == 0  # state.db keeps no failures
+    assert api["latency_ms"]["coverage"] == {"captured": 0, "of": main_calls + aux_calls}
+    tools = report["tool_calls"]
+    assert tools["count"] == tools_imported and tools["by_status"] == {"unknown": tools_imported}
+    assert tools["failures"] == 0 and tools["failure_rate"]["value"] is None and tools["failure_rate"]["n"] == 0
+    assert tools["status_coverage"] == {"captured": 0, "of": tools_imported}
+    assert tools["derived"] == {"count": tools_imported}
+    turns = report["turns"]
+    assert turns["count"] == turns_imported
+    assert turns["derived"] == {"count": turns_imported, "in_rates": False, "in_wall_ms": turns_imported}
+    for name in ("completion_rate", "failure_rate"):  # derived outcomes can never be a failure
+        assert turns[name]["value"] is None and turns[name]["n"] == 0
+    one_run = {"sub-1", "cron-1", "api-1", "wh-1"}  # their runs may have failed: state.db cannot say
+    assert report["sessions"]["derived"] == {"count": len(one_run), "in_rates": False}
+    assert report["sessions"]["completion_rate"]["n"] == 7 - 1  # the 7 other sessions, of which br-c never ended
+
+    starts = sorted(r["started_at_ms"] for r in q(store, "SELECT started_at_ms FROM turns"))
+    mid = starts[len(starts) // 2]
+    result = compare(store, Query(since_ms=0, until_ms=mid), Query(since_ms=mid, until_ms=starts[-1] + 1))
+    verdicts = {m["metric"]: m["verdict"] for m in result["metrics"]}
+    assert verdicts["turn_failure_rate"] == "insufficient data"
+
+    listed = list_sessions(store, 0, starts[-1] + 1, roll_up=False, limit=100)
+    assert listed["sessions"] and all(s["derived"] for s in listed["sessions"])
+    detail = session_detail(store, "cli-1")
+    assert detail["session"]["derived"] is True
+    for turn in detail["turns"]:
+        assert turn["derived"] is True
+        w = turn["waterfall"]
+        assert w["derived"] is True and (w["model_ms"], w["tools_ms"], w["other_ms"]) == (None, None, None)
+    assert detail["totals"]["tool_failures"] is None  # no imported tool call has a known status
+    cli_calls = 3 + 1  # Hermes' api_call_count of cli-1, and its title-generation call
+    assert detail["totals"]["derived"]["api_calls"] == detail["totals"]["api_calls"] == cli_calls

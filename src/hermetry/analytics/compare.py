@@ -153,7 +153,8 @@ def _window(q: Query, report: dict[str, Any]) -> dict[str, Any]:
     return {
         "since": iso(q.since_ms), "until": iso(q.until_ms), "since_ms": q.since_ms, "until_ms": q.until_ms,
         "coverage": report["coverage"],
-        "turns": {k: report["turns"][k] for k in ("count", "open", "by_outcome", "completion_rate", "failure_rate")},
+        "turns": {k: report["turns"][k] for k in ("count", "open", "by_outcome", "completion_rate", "failure_rate",
+                                                  "derived")},
         "turn_wall_ms": report["turns"]["wall_ms"],
         "api_latency_ms": report["api_calls"]["latency_ms"],
         "ttft_ms": report["api_calls"]["ttft_ms"],

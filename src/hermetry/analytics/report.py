@@ -44,6 +44,7 @@ from hermetry.model.outcomes import (
     SessionOutcome,
     TurnOutcome,
     session_outcome_class,
+    session_outcome_knowable,
     tool_failed,
     turn_outcome_class,
 )
@@ -233,14 +234,19 @@ TURN_ROWS, TURN_ENDED, TURN_WALL, TURN_QUEUE = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 API_ROWS, API_LATENCY, API_OK, API_TTFT, API_USAGE, API_BILLABLE, API_PRICED = (1 << i for i in range(4, 11))
 
 #: The numbers summed per slice for API calls, in order (see ``_collect_api``).
-API_FIELDS = ("calls", "ok", "interrupted", "latency_captured", "ttft_captured", "usage_captured", *TOKEN_KINDS,
+API_FIELDS = ("calls", "ok", "interrupted", "derived", "latency_captured", "ttft_captured", "usage_captured", *TOKEN_KINDS,
               "billable", "actual", "estimated", "included", "actual_usd", "estimated_usd")
 
 #: Simple aggregates only: grouping by status and cost status is cheaper than CASE per row.
+#: A row stands for ``call_count`` model calls (an imported per-session total; NULL = one attempt),
+#: so calls are summed, not rows counted; ``derived`` = the calls that come from such imported rows.
+_CALLS = "COALESCE(a.call_count, 1)"
 API_AGGREGATES = (
-    "COUNT(*), COUNT(a.latency_ms), COUNT(a.ttft_ms), COUNT(COALESCE(a.input_tokens, a.output_tokens)), "
+    f"SUM({_CALLS}), COUNT(a.latency_ms), COUNT(a.ttft_ms), "
+    f"COALESCE(SUM(CASE WHEN COALESCE(a.input_tokens, a.output_tokens) IS NOT NULL THEN {_CALLS} END), 0), "
     + ", ".join(f"COALESCE(SUM(a.{kind}), 0)" for kind in TOKEN_KINDS)
-    + ", COUNT(a.cost_usd), COALESCE(SUM(a.cost_usd), 0.0)"
+    + f", COALESCE(SUM(CASE WHEN a.cost_usd IS NOT NULL THEN {_CALLS} END), 0), COALESCE(SUM(a.cost_usd), 0.0)"
+    + f", COALESCE(SUM(CASE WHEN a.origin = 'backfill' THEN {_CALLS} END), 0)"
 )
 
 
@@ -259,6 +265,11 @@ class Slice:
     api_by_task: defaultdict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: defaultdict(list))
     errors: Counter[str] = field(default_factory=Counter)
     tool_by_status: Counter[str] = field(default_factory=Counter)
+    #: what came from an import (origin ``backfill``): turn outcomes derived from messages, their
+    #: wall times, and tool calls (whose status is never known)
+    derived_by_outcome: Counter[str] = field(default_factory=Counter)
+    derived_wall: int = 0
+    derived_tools: int = 0
     toolsets: Counter[str] = field(default_factory=Counter)
     #: sorted values of each measure, for exact percentiles
     values: dict[str, list[float]] = field(default_factory=dict)
@@ -294,6 +305,8 @@ class Collected:
     lineage: dict[str, str | None]
     session_outcomes: Counter[str]
     events_dropped: int
+    #: of ``session_outcomes``, those the source could not know (imported one-run sessions)
+    session_outcomes_unrated: Counter[str] = field(default_factory=Counter)
 
     def slice(self, key: tuple[str, Any] = TOTAL) -> Slice:
         return self.slices.get(key) or Slice()
@@ -313,19 +326,23 @@ def _slices_of(slices: dict[tuple[str, Any], Slice], dims: list[str], row: Seque
 def _collect_turns(scan: Scanner, dims: list[str], slices: dict[tuple[str, Any], Slice],
                    session_turns: Counter[str]) -> None:
     k = len(dims)
-    for row in _rows(scan, TURNS, dims, ["t.session_id", "t.outcome"],
+    for row in _rows(scan, TURNS, dims, ["t.session_id", "t.outcome", "t.origin"],
                      "COUNT(*), COUNT(t.wall_ms), COUNT(t.queue_wait_ms)"):
-        sid, outcome, n, n_wall, n_queue = row[k:]
+        sid, outcome, origin, n, n_wall, n_queue = row[k:]
         session_turns[sid] += n
         flags = TURN_ROWS | (TURN_ENDED if outcome else 0) | (TURN_WALL if n_wall else 0) | (TURN_QUEUE if n_queue else 0)
+        derived = origin == "backfill"
         for s in _slices_of(slices, dims, row):
             s.by_outcome[outcome or "open"] += n
             s.session_flags[sid] = s.session_flags.get(sid, 0) | flags
+            if derived:
+                s.derived_by_outcome[outcome or "open"] += n
+                s.derived_wall += n_wall
 
 
 def fold_api_group(status: str, cost_status: str | None, aggregates: Sequence[Any]) -> tuple[Any, ...]:
     """One group of API calls (same status and cost status; ``API_AGGREGATES``) → ``API_FIELDS``."""
-    n, n_latency, n_ttft, n_usage, *tokens, n_cost, cost_usd = aggregates
+    n, n_latency, n_ttft, n_usage, *tokens, n_cost, cost_usd, derived = aggregates
     ok = status == "ok"
     interrupted = n if status == "interrupted" else 0
     billable = n if ok else n_cost  # every successful call; a failed one only when it was charged
@@ -333,7 +350,7 @@ def fold_api_group(status: str, cost_status: str | None, aggregates: Sequence[An
     estimated = n_cost if cost_status == "estimated" else 0
     included = billable if cost_status == "included" else 0
     return (
-        n, n if ok else 0, interrupted, n_latency, n_ttft if ok else 0, n_usage if ok else 0,
+        n, n if ok else 0, interrupted, derived, n_latency, n_ttft if ok else 0, n_usage if ok else 0,
         *(tokens if ok else (0,) * len(TOKEN_KINDS)),
         billable, actual, estimated, included,
         cost_usd if actual else 0.0, cost_usd if estimated else 0.0,
@@ -376,12 +393,14 @@ def _collect_api(scan: Scanner, dims: list[str], slices: dict[tuple[str, Any], S
 def _collect_tools(scan: Scanner, dims: list[str], slices: dict[tuple[str, Any], Slice]) -> None:
     # Not per session: tool figures carry row coverage only, which keeps this query small.
     k = len(dims)
-    for row in _rows(scan, TOOL_CALLS, dims, ["c.toolset", "c.status"], "COUNT(*)"):
-        toolset, status, n = row[k:]
+    for row in _rows(scan, TOOL_CALLS, dims, ["c.toolset", "c.status", "c.origin"], "COUNT(*)"):
+        toolset, status, origin, n = row[k:]
         for s in _slices_of(slices, dims, row):
             s.tool_by_status[status] += n
             if toolset:
                 s.toolsets[toolset] += n
+            if origin == "backfill":
+                s.derived_tools += n
 
 
 def _collect_values(scan: Scanner, table: Table, dims: list[str], measures: dict[str, str],
@@ -428,8 +447,9 @@ def _roots(conn: sqlite3.Connection) -> tuple[dict[str, str], dict[str, str | No
     return roots, lineage
 
 
-def _session_outcomes(conn: sqlite3.Connection, q: Query) -> Counter[str]:
-    """Outcomes of the sessions that started in the window (NULL: still open → ``open``)."""
+def _session_outcomes(conn: sqlite3.Connection, q: Query) -> tuple[Counter[str], Counter[str]]:
+    """Outcomes of the sessions that started in the window (NULL: still open → ``open``), and
+    those of them whose outcome the source could not know (left out of the rates)."""
     clauses = ["s.started_at_ms >= ?", "s.started_at_ms < ?"]
     params: list[Any] = [q.since_ms, q.until_ms]
     for key, value in sorted(q.filters.items()):
@@ -439,8 +459,15 @@ def _session_outcomes(conn: sqlite3.Connection, q: Query) -> Counter[str]:
             tool_column = "tool_name" if key == "tool" else "toolset"
             clauses.append(f"s.session_id IN (SELECT session_id FROM tool_calls WHERE {tool_column} = ?)")
         params.append(value)
-    sql = f"SELECT s.outcome, COUNT(*) FROM sessions s WHERE {' AND '.join(clauses)} GROUP BY s.outcome"
-    return Counter({outcome or "open": n for outcome, n in conn.execute(sql, params)})
+    sql = (f"SELECT s.outcome, s.origin, s.session_type, COUNT(*) FROM sessions s WHERE {' AND '.join(clauses)} "
+           "GROUP BY s.outcome, s.origin, s.session_type")
+    outcomes: Counter[str] = Counter()
+    unrated: Counter[str] = Counter()
+    for outcome, origin, session_type, n in conn.execute(sql, params):
+        outcomes[outcome or "open"] += n
+        if not session_outcome_knowable(origin, session_type):
+            unrated[outcome or "open"] += n
+    return outcomes, unrated
 
 
 def _drops(conn: sqlite3.Connection) -> int:
@@ -476,7 +503,8 @@ def collect(conn: sqlite3.Connection | None, q: Query) -> Collected:
                                                 "ttft_ms": "CASE WHEN a.status = 'ok' THEN a.ttft_ms END"}, slices)
     _collect_values(scan, TOOL_CALLS, tool_value_dims, {"tool_latency_ms": "c.latency_ms"}, slices)
     roots, lineage = _roots(conn)
-    return Collected(q, slices, session_api, session_turns, roots, lineage, _session_outcomes(conn, q), _drops(conn))
+    outcomes, unrated = _session_outcomes(conn, q)
+    return Collected(q, slices, session_api, session_turns, roots, lineage, outcomes, _drops(conn), unrated)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,17 +515,30 @@ def _sessions(s: Slice, captured: int, of: int) -> tuple[int, int]:
     return s.sessions_with(captured), s.sessions_with(of)
 
 
+def turn_rates(by_outcome: Counter[str], derived: Counter[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(completion rate, failure rate) over the ended turns whose outcome was reported.
+
+    Imported turns are left out: their outcome is derived from messages, which never say that a
+    turn failed or timed out, so a rate over them would claim what the data cannot know.
+    """
+    live = by_outcome - derived
+    ended = sum(n for o, n in live.items() if o != "open")
+    failures = sum(n for o, n in live.items() if o != "open" and turn_outcome_class(o) == OutcomeClass.FAILURE)
+    return rate(live.get(TurnOutcome.COMPLETED, 0), ended), rate(failures, ended)
+
+
 def turn_summary(s: Slice) -> dict[str, Any]:
     open_turns = s.by_outcome.get("open", 0)
     ended = s.turns - open_turns
-    failures = sum(n for o, n in s.by_outcome.items() if o != "open" and turn_outcome_class(o) == OutcomeClass.FAILURE)
     wall = s.values.get("wall_ms", [])
+    completion, failure = turn_rates(s.by_outcome, s.derived_by_outcome)
     return {
         "count": s.turns,
         "open": open_turns,
         "by_outcome": dict(sorted(s.by_outcome.items())),
-        "completion_rate": rate(s.by_outcome.get(TurnOutcome.COMPLETED, 0), ended),
-        "failure_rate": rate(failures, ended),
+        "completion_rate": completion,
+        "failure_rate": failure,
+        "derived": {"count": sum(s.derived_by_outcome.values()), "in_rates": False, "in_wall_ms": s.derived_wall},
         "wall_ms": summarize(wall, ended, _sessions(s, TURN_WALL, TURN_ENDED)),
         "wall_ms_histogram": {"edges_ms": list(WALL_MS_EDGES), "counts": histogram(wall, WALL_MS_EDGES)},
         "queue_wait_ms": summarize(s.values.get("queue_wait_ms", []), s.turns, _sessions(s, TURN_QUEUE, TURN_ROWS)),
@@ -535,6 +576,12 @@ def api_errors(t: dict[str, Any]) -> int:
     return int(t["calls"] - t["ok"] - t["interrupted"])
 
 
+def api_error_rate(t: dict[str, Any]) -> dict[str, Any]:
+    """Errors over the attempts that ran to an end and could have failed: interrupted attempts
+    and imported calls (Hermes' state.db keeps no failed attempts) are left out."""
+    return rate(api_errors(t), int(t["calls"] - t["interrupted"] - t["derived"]))
+
+
 def by_task(groups: dict[str, list[tuple[Any, ...]]]) -> dict[str, dict[str, Any]]:
     """Model calls split by task: ``main`` (the agent loop) and each auxiliary task."""
     out = {}
@@ -556,7 +603,8 @@ def api_summary(s: Slice) -> dict[str, Any]:
         "count": t["calls"],
         "errors": errors,
         "interrupted": t["interrupted"],
-        "error_rate": rate(errors, t["calls"] - t["interrupted"]),
+        "error_rate": api_error_rate(t),
+        "derived": {"calls": t["derived"], "in_error_rate": False},
         "error_types": dict(sorted(s.errors.items())),
         "by_task": by_task(s.api_by_task),
         "latency_ms": summarize(s.values.get("latency_ms", []), t["calls"], _sessions(s, API_LATENCY, API_ROWS)),
@@ -581,21 +629,25 @@ def tool_summary(s: Slice) -> dict[str, Any]:
         "failures": failures,
         "failure_rate": rate(failures, known),
         "status_coverage": {"captured": known, "of": count},
+        "derived": {"count": s.derived_tools},
         "by_status": dict(sorted(s.tool_by_status.items())),
         "latency_ms": summarize(s.values.get("tool_latency_ms", []), count),
     }
 
 
-def _session_summary(outcomes: Counter[str]) -> dict[str, Any]:
+def _session_summary(outcomes: Counter[str], unrated: Counter[str]) -> dict[str, Any]:
     total = sum(outcomes.values())
-    ended = total - outcomes.get("open", 0)
-    failures = sum(n for o, n in outcomes.items() if o != "open" and session_outcome_class(o) == OutcomeClass.FAILURE)
+    rated = outcomes - unrated
+    ended = sum(n for o, n in rated.items() if o != "open")
+    failures = sum(n for o, n in rated.items() if o != "open" and session_outcome_class(o) == OutcomeClass.FAILURE)
     return {
         "count": total,
         "open": outcomes.get("open", 0),
         "by_outcome": dict(sorted(outcomes.items())),
-        "completion_rate": rate(outcomes.get(SessionOutcome.COMPLETED, 0), ended),
+        "completion_rate": rate(rated.get(SessionOutcome.COMPLETED, 0), ended),
         "failure_rate": rate(failures, ended),
+        # imported one-run sessions: state.db cannot say whether the run failed
+        "derived": {"count": sum(unrated.values()), "in_rates": False},
     }
 
 
@@ -720,13 +772,13 @@ def build_report(c: Collected) -> dict[str, Any]:
         "coverage": {"sessions": len(total.session_flags), "sessions_started": sum(c.session_outcomes.values()),
                      "conversations": conversations["count"], "turns": total.turns, "api_calls": api["count"], "tool_calls": total.tool_calls,
                      "events_dropped": c.events_dropped},
-        "sessions": _session_summary(c.session_outcomes),
+        "sessions": _session_summary(c.session_outcomes, c.session_outcomes_unrated),
         "count_labels": dict(COUNT_LABELS),
         "conversations": conversations,
         "turns": turn_summary(total),
         "api_calls": api,
         "tool_calls": {k: tools[k] for k in ("count", "failures", "failure_rate", "status_coverage", "by_status",
-                                             "latency_ms")},
+                                             "latency_ms", "derived")},
         "tools": _tools(c),
         "daily": _daily(c),
         "breakdowns": {dim: _breakdown(c, dim) for dim in q.group_by},

@@ -36,9 +36,8 @@ from hermetry.analytics.report import (
     sum_api_fields,
     tokens_from_totals,
     tool_counts,
+    turn_rates,
 )
-from hermetry.analytics.stats import rate
-from hermetry.model.outcomes import TurnOutcome
 from hermetry.model.sessions import ancestors as lineage_ancestors
 
 SESSIONS_SCHEMA = "hermetry.sessions.v1"
@@ -78,6 +77,7 @@ def _session_view(row: dict[str, Any]) -> dict[str, Any]:
     started, ended = row.get("started_at_ms"), row.get("ended_at_ms")
     out["duration_ms"] = ended - started if started is not None and ended is not None else None
     out["outcome"] = row.get("outcome") or ("open" if ended is None else None)
+    out["derived"] = row.get("origin") == "backfill"  # imported from Hermes' state.db
     return out
 
 
@@ -113,14 +113,19 @@ def _descendants(children: dict[str, list[str]], session_id: str) -> list[str]:
 def _per_session(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Turn outcomes, folded API groups, API error types and tool statuses of each session."""
     out: dict[str, dict[str, Any]] = {
-        sid: {"turns": Counter(), "api": [], "errors": Counter(), "tools": Counter()} for sid in session_ids
+        sid: {"turns": Counter(), "derived_turns": Counter(), "api": [], "errors": Counter(), "tools": Counter(),
+              "derived_tools": 0}
+        for sid in session_ids
     }
     for chunk in _chunks(list(session_ids)):
         marks = ", ".join("?" for _ in chunk)
-        for sid, outcome, n in _execute(
-            conn, f"SELECT session_id, outcome, COUNT(*) FROM turns WHERE session_id IN ({marks}) GROUP BY 1, 2", chunk
+        for sid, outcome, origin, n in _execute(
+            conn, f"SELECT session_id, outcome, origin, COUNT(*) FROM turns WHERE session_id IN ({marks}) "
+                  "GROUP BY 1, 2, 3", chunk
         ):
             out[sid]["turns"][outcome or "open"] += n
+            if origin == "backfill":
+                out[sid]["derived_turns"][outcome or "open"] += n
         for sid, status, error_type, cost_status, *aggregates in _execute(
             conn, f"SELECT a.session_id, a.status, a.error_type, a.cost_status, {API_AGGREGATES} FROM api_calls a "
             f"WHERE a.session_id IN ({marks}) GROUP BY 1, 2, 3, 4", chunk
@@ -128,32 +133,40 @@ def _per_session(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dict[s
             out[sid]["api"].append(fold_api_group(status, cost_status, aggregates))
             if status == "error":
                 out[sid]["errors"][error_type or "unknown"] += aggregates[0]
-        for sid, status, n in _execute(
-            conn, f"SELECT session_id, status, COUNT(*) FROM tool_calls WHERE session_id IN ({marks}) GROUP BY 1, 2", chunk
+        for sid, status, origin, n in _execute(
+            conn, f"SELECT session_id, status, origin, COUNT(*) FROM tool_calls WHERE session_id IN ({marks}) "
+                  "GROUP BY 1, 2, 3", chunk
         ):
             out[sid]["tools"][status] += n
+            if origin == "backfill":
+                out[sid]["derived_tools"] += n
     return out
 
 
 def _totals(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Totals over one or more sessions' parts (every API call once)."""
     turns: Counter[str] = Counter()
+    derived_turns: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     tools: Counter[str] = Counter()
+    derived_tools = 0
     api: list[tuple[Any, ...]] = []
     for part in parts:
         turns.update(part["turns"])
+        derived_turns.update(part["derived_turns"])
         errors.update(part["errors"])
         tools.update(part["tools"])
+        derived_tools += part["derived_tools"]
         api.extend(part["api"])
     t = sum_api_fields(api)
-    ended = sum(turns.values()) - turns.get("open", 0)
     tool_calls = sum(tools.values())
     tool_failures, tools_known = tool_counts(tools)
+    completion, _failure = turn_rates(turns, derived_turns)
     return {
         "turns": sum(turns.values()),
         "turns_by_outcome": dict(sorted(turns.items())),
-        "completion_rate": rate(turns.get(TurnOutcome.COMPLETED, 0), ended),
+        "completion_rate": completion,  # over reported turn ends: imported (derived) turns left out
+        "derived": {"turns": sum(derived_turns.values()), "api_calls": t["derived"], "tool_calls": derived_tools},
         "api_calls": t["calls"],
         "api_errors": api_errors(t),
         "api_interrupted": t["interrupted"],
@@ -256,6 +269,18 @@ def waterfall(turn: dict[str, Any], api_calls: Sequence[dict[str, Any]], tool_ca
     untimed = len(api_calls) + len(tool_calls) - len(timed_api) - len(timed_tools)
     out: dict[str, Any] = {"queue_wait_ms": turn.get("queue_wait_ms"), "wall_ms": None, "model_ms": None,
                            "tools_ms": None, "overlap_ms": None, "other_ms": None, "untimed_calls": untimed}
+    if turn.get("origin") == "backfill":
+        # imported: the wall time is derived from message timestamps, and state.db times no call,
+        # so where the time went is unknown — never "0 ms in model calls"
+        out["wall_ms"] = turn.get("wall_ms")
+        out["derived"] = True
+        return out
+    if (api_calls and not timed_api) or (tool_calls and not timed_tools):
+        # some calls and none of them timed: their time is unknown, not zero
+        out["wall_ms"] = turn.get("wall_ms")
+        out["model_ms"] = sum(hi - lo for lo, hi in timed_api) if timed_api or not api_calls else None
+        out["tools_ms"] = sum(hi - lo for lo, hi in timed_tools) if timed_tools or not tool_calls else None
+        return out
     if start is None or end is None:
         out["model_ms"] = sum(hi - lo for lo, hi in timed_api)
         out["tools_ms"] = sum(hi - lo for lo, hi in timed_tools)
@@ -351,6 +376,7 @@ def session_detail(db: Db, session_id: str) -> dict[str, Any]:
             "outcome_reason": t.get("outcome_reason"),
             "wall_ms": t.get("wall_ms"),
             "queue_wait_ms": t.get("queue_wait_ms"),
+            "derived": t.get("origin") == "backfill",  # outcome and times derived from state.db's messages
             "waterfall": waterfall(t, calls, tool_calls),
             "api_calls": calls,
             "tool_calls": tool_calls,

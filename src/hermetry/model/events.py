@@ -131,6 +131,9 @@ class ApiCall:
     #: ``main`` (the agent loop's own call) or Hermes' auxiliary task: ``compression``,
     #: ``title_generation``, ``vision``, ``web_extract``, ``session_search``, … (None: not known)
     task: str | None = TASK_MAIN
+    #: how many model calls this row stands for: None for one attempt; an imported row of
+    #: Hermes' per-session totals carries Hermes' ``api_call_count``
+    call_count: int | None = None
 
     @property
     def api_call_id(self) -> str:

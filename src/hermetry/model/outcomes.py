@@ -241,6 +241,12 @@ def session_outcome(end_reason: str | None, session_type: str | None, last_turn_
     return base
 
 
+def session_outcome_knowable(origin: str | None, session_type: str | None) -> bool:
+    """Whether a session's outcome says how it went. An imported one-run session is not: Hermes'
+    state.db keeps no failed turns, so its "completed" might have been a failed run."""
+    return not (origin == "backfill" and session_type in ONE_RUN_SESSION_TYPES)
+
+
 # ---------------------------------------------------------------------------------------------
 # What hermetry infers for what was left open: one vocabulary for every closer
 # ---------------------------------------------------------------------------------------------

@@ -408,7 +408,8 @@ _API_COLS = (
     "base_url", "api_mode", "response_model", "started_at_ms", "latency_ms", "ttft_ms", "streamed",
     "status", "finish_reason", "http_status", "retry_count", "error_type", "error_message",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-    "provider_cost_usd", "cost_usd", "cost_status", "cost_source", "pricing_version", "task", "origin",
+    "provider_cost_usd", "cost_usd", "cost_status", "cost_source", "pricing_version", "task", "call_count",
+    "origin",
 )
 _SQL_API = _upsert("api_calls", "api_call_id", _API_COLS, merge=_API_COLS[1:-1])
 
@@ -497,7 +498,7 @@ def _api_row(e: ApiCall) -> tuple[Any, ...]:
         None if e.streamed is None else int(e.streamed), e.status, e.finish_reason, e.http_status,
         e.retry_count, e.error_type, e.error_message, e.input_tokens, e.output_tokens,
         e.cache_read_tokens, e.cache_write_tokens, e.reasoning_tokens, e.provider_cost_usd,
-        e.cost_usd, e.cost_status, e.cost_source, e.pricing_version, e.task, e.origin,
+        e.cost_usd, e.cost_status, e.cost_source, e.pricing_version, e.task, e.call_count, e.origin,
     )
 
 

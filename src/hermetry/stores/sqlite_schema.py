@@ -175,7 +175,15 @@ UPDATE turns SET outcome_reason = 'reconciled:no_turn_end'
 UPDATE sessions SET end_reason = 'reconciled:no_session_end' WHERE end_reason LIKE 'reconciled:%';
 """
 
+#: Version 6: ``api_calls.call_count`` — how many model calls a row stands for. NULL for a live
+#: row (one attempt); for a row the import made from Hermes' per-session totals, Hermes' own
+#: ``api_call_count`` (NULL when Hermes had none: counted as one). The next import fills it in.
+SCHEMA_V6_CALL_COUNT = """
+ALTER TABLE api_calls ADD COLUMN call_count INTEGER;
+"""
+
 #: MIGRATIONS[n] upgrades schema version n to n + 1 (version 0 is an empty file).
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_BACKFILL, SCHEMA_V3_COST_HISTORY, SCHEMA_V4_OPEN_INDEXES, SCHEMA_V5_TRUTH]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_BACKFILL, SCHEMA_V3_COST_HISTORY, SCHEMA_V4_OPEN_INDEXES, SCHEMA_V5_TRUTH,
+                         SCHEMA_V6_CALL_COUNT]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -291,6 +291,9 @@ def report_renderable(report: dict[str, Any], *, tz: tzinfo | None = None) -> Gr
     outcomes.add_row("completion rate", rate(turns["completion_rate"]))
     outcomes.add_row("failure rate", rate(turns["failure_rate"]))
     parts.append(outcomes)
+    note = derived_note(report)
+    if note:
+        parts.append(Text(note, style="dim"))
     sessions = report.get("sessions")
     if sessions and sessions["count"]:
         parts.append(Text(f"Sessions started in the window: {count(sessions['count'])} ("
@@ -479,7 +482,8 @@ def sessions_renderable(result: dict[str, Any], *, tz: tzinfo | None = None) -> 
         extra = s.get("sessions_in_conversation", 1) - 1
         rolled = rolled or extra > 0
         grid.add_row(when_short(s.get("started_at_ms"), tz), s["session_id"] + (f" +{extra}" if extra else ""),
-                     s.get("source") or NA, s.get("outcome") or NA, count(s["turns"]), calls,
+                     s.get("source") or NA, (s.get("outcome") or NA) + (" (imported)" if s.get("derived") else ""),
+                     count(s["turns"]), calls,
                      count(s["tokens"]["total_tokens"]), cost_short(s["cost"]), duration(s.get("duration_ms")))
     parts: list[RenderableType] = [head, grid]
     parts.append(_legend(parts, *(("+N",) if rolled else ())))
@@ -571,7 +575,9 @@ class _Turn:
 def session_renderable(detail: dict[str, Any], *, tz: tzinfo | None = None) -> Group:
     s, lineage, totals = detail["session"], detail["lineage"], detail["totals"]
     head = Text.assemble(
-        ("hermetry show ", "bold"), (s["session_id"], "bold"), "\n",
+        ("hermetry show ", "bold"), (s["session_id"], "bold"),
+        (" — imported from Hermes' state.db: turn outcomes and times derived from its messages, no call "
+         "timed" if s.get("derived") else ""), "\n",
         f"{s.get('source') or NA} · {s.get('session_type') or NA} · {s.get('model') or NA} "
         f"({s.get('provider') or NA}) · profile {s.get('profile') or NA}\n",
         f"started {when(s.get('started_at_ms'), tz)} · ended {when(s.get('ended_at_ms'), tz)} · "
@@ -640,6 +646,18 @@ def _g(figure: str) -> str:
     return figure.replace(" ", _GLUE)
 
 
+def derived_note(report: dict[str, Any]) -> str | None:
+    """One line saying what came from an import (derived) and what the rates leave out."""
+    turns = (report.get("turns") or {}).get("derived") or {}
+    api = (report.get("api_calls") or {}).get("derived") or {}
+    tools = (report.get("tool_calls") or {}).get("derived") or {}
+    if not (turns.get("count") or api.get("calls") or tools.get("count")):
+        return None
+    return (f"derived (imported from Hermes' state.db): {plural(turns.get('count', 0), 'turn')}, "
+            f"{plural(api.get('calls', 0), 'API call')}, {plural(tools.get('count', 0), 'tool call')} — "
+            "their outcomes, API errors and tool statuses are unknown, so the rates leave them out")
+
+
 def chat_text(report: dict[str, Any], width: int = CHAT_WIDTH) -> str:
     """A compact, plain-text report for a chat message (Telegram, Discord, Slack, the CLI)."""
     import textwrap
@@ -664,6 +682,9 @@ def chat_text(report: dict[str, Any], width: int = CHAT_WIDTH) -> str:
                                   (cov["api_calls"], "API call"), (cov["tool_calls"], "tool call"))))
     add(f"completed: {_g(rate(turns['completion_rate']))}")
     add(f"failed: {_g(rate(turns['failure_rate']))}")
+    note = derived_note(report)
+    if note:
+        add(note)
     add(f"turn time p50/p95: {_g(duration(turns['wall_ms']['p50']))} / {_g(duration(turns['wall_ms']['p95']))}")
     add(f"API p50/p95: {_g(duration(api['latency_ms']['p50']))} / {_g(duration(api['latency_ms']['p95']))}")
     add(f"TTFT p50: {_g(duration(ttft['p50']))} ({_g(coverage(ttft))})")

@@ -31,7 +31,7 @@ from hermetry.stores.sqlite import StoreCorrupt, connect, migrate, write_events
 from hermetry.stores.sqlite_util import chunks, transaction
 
 #: Bumped when the mapping changes, so the next import rewrites every backfilled session.
-BACKFILL_VERSION = 2
+BACKFILL_VERSION = 3
 
 #: Sessions per store transaction.
 DEFAULT_BATCH = 1000

@@ -311,6 +311,7 @@ def _tokens(row: dict[str, Any]) -> dict[str, int | None]:
 def _api_call(
     request_id: str, session_id: str, started_ms: int, model: str | None, provider: str | None,
     base_url: str | None, tokens: dict[str, int | None], cost: Cost, task: str | None = TASK_MAIN,
+    calls: int | None = None,
 ) -> ApiCall:
     return ApiCall(
         api_request_id=request_id, attempt=0, session_id=session_id, turn_id=None,
@@ -321,6 +322,7 @@ def _api_call(
         reasoning_tokens=tokens["reasoning_tokens"], provider_cost_usd=cost.provider_cost_usd,
         cost_usd=cost.cost_usd, cost_status=cost.cost_status, cost_source=cost.cost_source,
         pricing_version=cost.pricing_version, origin="backfill", task=task,
+        call_count=calls if calls is not None and calls > 0 else None,  # unknown: counted as one
     )
 
 
@@ -394,7 +396,7 @@ def api_calls_for_session(
             out.append(_api_call(
                 ids.make(_route(u_model, u_provider)),
                 sid, first if first is not None else started_ms, u_model, u_provider,
-                _s(u.get("billing_base_url")) or base_url, utokens, cost,
+                _s(u.get("billing_base_url")) or base_url, utokens, cost, calls=_i(u.get("api_call_count")),
             ))
         rest = {k: (None if totals[k] is None else (totals[k] or 0) - sums[k]) for k in TOKEN_KINDS}
         rest_calls = None if calls is None else calls - sum(_i(u.get("api_call_count")) or 0 for u in main)
@@ -405,10 +407,11 @@ def api_calls_for_session(
         if any(v for v in rest.values()) or (rest_calls or 0) > 0 or (rest_est or 0) > 0 or (rest_act or 0) > 0:
             cost = cost_fields(rest_est, rest_act, status, source, pv)
             out.append(_api_call(ids.make(_route(model, None) + ":rest"), sid, started_ms, model, provider,
-                                 base_url, rest, cost))
+                                 base_url, rest, cost, calls=rest_calls))
     elif _any_usage(totals, calls, est, act):
         cost = cost_fields(est, act, status, source, pv)
-        out.append(_api_call(ids.make(_route(model, None)), sid, started_ms, model, provider, base_url, totals, cost))
+        out.append(_api_call(ids.make(_route(model, None)), sid, started_ms, model, provider, base_url, totals, cost,
+                             calls=calls))
 
     if include_auxiliary:
         for u in aux:
@@ -424,6 +427,7 @@ def api_calls_for_session(
                 ids.make(f"aux:{_s(u.get('task'))}:{_route(u_model, u_provider)}"),
                 sid, first if first is not None else started_ms, u_model, u_provider,
                 _s(u.get("billing_base_url")), utokens, cost, task=_s(u.get("task")),
+                calls=_i(u.get("api_call_count")),
             ))
     return out
 
