@@ -671,6 +671,7 @@ FIELD_MAP: tuple[tuple[str, str, str, str], ...] = (
     ("ApiCall", "pricing_version", "—", ""),
     ("ApiCall", "origin", f"`{H_ORIGIN}`", ""),
     ("ApiCall", "task", f"`{H_TASK}`", "auxiliary calls (compression, titles, …) when the source says"),
+    ("ApiCall", "call_count", "—", "NULL for a live attempt; set only on imported per-session totals"),
     ("ToolCall", "tool_call_id", f"`{TOOL_CALL_ID}`", ""),
     ("ToolCall", "session_id", f"`{H_SESSION_ID}`", ""),
     ("ToolCall", "turn_id", "parent span (the turn)", ""),
