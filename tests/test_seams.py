@@ -144,3 +144,70 @@ def test_register_wires_hooks_middleware_and_commands(monkeypatch: pytest.Monkey
         capture = plugin._capture
         if capture is not None:
             capture.recorder.close()
+
+
+# -- the read side: analytics ask the store through one query layer with a dialect seam ----------
+
+
+class _OtherDialect:
+    """A second dialect: the same figures through different SQL (and no planner hint)."""
+
+    name = "other"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def day_bucket(self, column_ms: str) -> str:
+        self.calls.append("day_bucket")
+        return f"CAST((({column_ms}) - (({column_ms}) % 86400000)) / 86400000 AS INTEGER)"
+
+    def index_hint(self, scanner: Any, table: Any) -> str:
+        self.calls.append(f"index_hint:{table.name}")
+        return ""
+
+
+class _Reader:
+    """A read connection of another store: speaks the query layer's SQL, has its own dialect."""
+
+    def __init__(self, conn: Any, dialect: _OtherDialect) -> None:
+        self._conn, self.dialect = conn, dialect
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        return self._conn.execute(sql, params)
+
+    def cursor(self) -> Any:
+        return self._conn.cursor()
+
+
+def test_analytics_use_the_store_s_dialect_and_answer_the_same(tmp_path: Path) -> None:
+    import json
+
+    from hermetry.analytics.query import SQLITE, Query, dialect_of
+    from hermetry.analytics.report import insights
+    from hermetry.stores.sqlite import connect
+    from hermetry.testing.history import DAY_MS, NOW_MS, synthetic_history
+
+    history = synthetic_history(seed=3, days=3, sessions_per_day=4)
+    db = history.record(tmp_path / "t.db")
+    query = Query(since_ms=NOW_MS - 3 * DAY_MS, until_ms=NOW_MS, group_by=("day", "model"),
+                  filters={"source": "cli"})
+    conn = connect(db, readonly=True)
+    try:
+        assert dialect_of(conn) is SQLITE
+        dialect = _OtherDialect()
+        other = insights(_Reader(conn, dialect), query)  # type: ignore[arg-type]
+        embedded = insights(conn, query)
+    finally:
+        conn.close()
+    assert "day_bucket" in dialect.calls and {"index_hint:turns", "index_hint:api_calls"} <= set(dialect.calls)
+    assert embedded["turns"]["count"] > 0
+    # equal to the last few bits: another plan may sum the same floats in another order
+    def rounded(x: Any) -> Any:
+        if isinstance(x, float):
+            return float(f"{x:.10g}")
+        if isinstance(x, dict):
+            return {k: rounded(v) for k, v in x.items()}
+        return [rounded(v) for v in x] if isinstance(x, list) else x
+
+    assert json.dumps(rounded(other), sort_keys=True, default=str) == json.dumps(rounded(embedded), sort_keys=True,
+                                                                                 default=str)

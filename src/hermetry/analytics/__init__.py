@@ -7,7 +7,8 @@ documents what each returns.
 """
 
 from hermetry.analytics.compare import compare
-from hermetry.analytics.report import Query, insights
+from hermetry.analytics.query import Query
+from hermetry.analytics.report import insights
 from hermetry.analytics.sessions import SessionNotFound, list_sessions, session_detail
 
 __all__ = ["Query", "SessionNotFound", "compare", "insights", "list_sessions", "session_detail"]

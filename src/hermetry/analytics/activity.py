@@ -36,13 +36,13 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
+from hermetry.analytics.query import SESSIONS, Query, Scanner
+
 #: Hermes' tools that load and edit skills (``agent/insights.py``: skill_view / skill_manage).
 SKILL_LOAD_TOOL, SKILL_EDIT_TOOL = "skill_view", "skill_manage"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 #: SQL: the synthetic API-call rows the import makes for Hermes' auxiliary calls.
 AUXILIARY_SQL = "(a.api_request_id LIKE 'backfill:%' AND a.api_request_id LIKE '%:aux:%')"
-
-_SESSION_COLUMNS = ("source", "model", "provider", "session_type", "profile", "host")
 
 
 def _zone(tz: tzinfo | None) -> tzinfo:
@@ -52,17 +52,12 @@ def _zone(tz: tzinfo | None) -> tzinfo:
     return zone if zone is not None else UTC
 
 
-def _where(since_ms: float, until_ms: float, filters: dict[str, str]) -> tuple[str, list[Any]]:
-    clauses = ["s.started_at_ms >= ?", "s.started_at_ms < ?"]
-    params: list[Any] = [since_ms, until_ms]
-    for key, value in sorted(filters.items()):
-        if key in _SESSION_COLUMNS:
-            clauses.append(f"s.{key} = ?")
-        else:
-            column = "tool_name" if key == "tool" else "toolset"
-            clauses.append(f"s.session_id IN (SELECT session_id FROM tool_calls WHERE {column} = ?)")
-        params.append(value)
-    return " AND ".join(clauses), params
+def _where(conn: sqlite3.Connection, since_ms: float, until_ms: float,
+           filters: dict[str, str]) -> tuple[str, list[Any]]:
+    """The sessions that started in the window, after the report's filters (the query layer's)."""
+    query = Query(since_ms=since_ms, until_ms=until_ms, filters=filters, group_by=())
+    _, where, params = Scanner(conn, query).scope(SESSIONS, hint=False)
+    return where, params
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
@@ -79,7 +74,7 @@ def activity(conn: sqlite3.Connection | None, since_ms: float, until_ms: float,
     zone = _zone(tz)
     if conn is None:
         return empty_activity(zone)
-    where, params = _where(since_ms, until_ms, filters or {})
+    where, params = _where(conn, since_ms, until_ms, filters or {})
     scope = f"SELECT s.session_id FROM sessions s WHERE {where}"
 
     def q(sql: str) -> list[tuple[Any, ...]]:

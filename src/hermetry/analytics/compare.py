@@ -29,17 +29,10 @@ import sqlite3
 from dataclasses import replace
 from typing import Any
 
-from hermetry.analytics.report import (
-    TURNS,
-    Db,
-    Query,
-    Scanner,
-    build_report,
-    collect,
-    iso,
-    open_db,
-)
+from hermetry.analytics.query import TURNS, Query, Scanner, iso
+from hermetry.analytics.report import build_report, collect
 from hermetry.analytics.stats import count_above, mann_whitney_u, percentile, two_proportion_test
+from hermetry.stores.reader import Db, open_db
 
 COMPARE_SCHEMA = "hermetry.compare.v1"
 ALPHA = 0.01

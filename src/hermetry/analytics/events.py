@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from hermetry.analytics.report import Db, open_db
+from hermetry.analytics.query import window_clause
 from hermetry.model.events import (
     ApiCall,
     Event,
@@ -28,6 +28,7 @@ from hermetry.model.events import (
     TurnEnded,
     TurnStarted,
 )
+from hermetry.stores.reader import Db, open_db
 
 BATCH = 2_000
 
@@ -49,14 +50,8 @@ def _rows(conn: sqlite3.Connection, sql: str, params: list[Any]) -> Iterator[sql
 
 
 def _window(column: str, since_ms: float | None, until_ms: float | None) -> tuple[str, list[Any]]:
-    clauses, params = [f"{column} IS NOT NULL"], []
-    if since_ms is not None:
-        clauses.append(f"{column} >= ?")
-        params.append(since_ms)
-    if until_ms is not None:
-        clauses.append(f"{column} < ?")
-        params.append(until_ms)
-    return " WHERE " + " AND ".join(clauses), params
+    where, params = window_clause(since_ms, until_ms, column, require=True)
+    return f" WHERE {where}", params
 
 
 def _build(cls: type, row: sqlite3.Row, names: set[str], **fixed: Any) -> Any:

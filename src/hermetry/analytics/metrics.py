@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass
 
 from hermetry.analytics.events import recorder_drops, stored_events
-from hermetry.analytics.report import Db
 from hermetry.model.events import Event
 from hermetry.sinks import genai
+from hermetry.stores.reader import Db
 
 
 @dataclass(frozen=True)

@@ -28,15 +28,27 @@ from __future__ import annotations
 
 import math
 import sqlite3
-import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
-from pathlib import Path
+from datetime import tzinfo
 from typing import Any
 
+from hermetry.analytics.query import (  # noqa: F401 - the query layer; re-exported for older imports
+    API_CALLS,
+    DIMENSIONS,
+    FILTERS,
+    SESSIONS,
+    TOOL_CALLS,
+    TOOL_DIMENSIONS,
+    TURNS,
+    Query,
+    Scanner,
+    Table,
+    applicable,
+    day_iso,
+    iso,
+)
 from hermetry.analytics.stats import histogram, rate, summarize
 from hermetry.model.kinds import TOKEN_KINDS
 from hermetry.model.outcomes import (
@@ -49,17 +61,11 @@ from hermetry.model.outcomes import (
     turn_outcome_class,
 )
 from hermetry.model.sessions import ancestors
-from hermetry.model.units import DAY_MS, DAY_S
-from hermetry.stores.sqlite import connect
+from hermetry.model.units import DAY_MS
+from hermetry.stores.reader import Db, open_db  # noqa: F401 - re-exported for older imports
 
 REPORT_SCHEMA = "hermetry.insights.v1"
 
-#: Dimensions a report can be broken down by.
-DIMENSIONS = ("source", "model", "provider", "toolset", "tool", "session_type", "profile", "host", "day")
-#: Dimensions a report can be filtered on.
-FILTERS = ("source", "model", "provider", "toolset", "tool", "session_type", "profile", "host")
-#: Dimensions that only classify tool calls.
-TOOL_DIMENSIONS = ("tool", "toolset")
 #: Bucket edges (ms) of the turn wall-time histogram; the last bucket is open-ended.
 WALL_MS_EDGES = (0, 1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 60_000, 120_000, 300_000, 600_000)
 
@@ -70,157 +76,6 @@ COUNT_LABELS = {
     "sessions_started": "sessions started",  # the session itself started in the window (outcome rates)
     "conversations": "conversations",  # root sessions of those with activity, children rolled up
 }
-
-Db = str | Path | sqlite3.Connection
-
-
-@dataclass(frozen=True)
-class Query:
-    """What to report on: a time window (epoch ms, ``since <= t < until``), filters, breakdowns."""
-
-    since_ms: float
-    until_ms: float
-    filters: dict[str, str] = field(default_factory=dict)
-    group_by: tuple[str, ...] = ("source", "model")
-
-    @classmethod
-    def last_days(cls, days: float, *, now_ms: float | None = None, **kw: Any) -> Query:
-        until = now_ms if now_ms is not None else time.time() * 1000
-        return cls(since_ms=until - days * DAY_MS, until_ms=until, **kw)
-
-    def check(self) -> None:
-        """Raise ValueError for an unknown breakdown or filter, or an empty window."""
-        for dim in self.group_by:
-            if dim not in DIMENSIONS:
-                raise ValueError(f"unknown breakdown {dim!r} (use one of {', '.join(DIMENSIONS)})")
-        for key in self.filters:
-            if key not in FILTERS:
-                raise ValueError(f"unknown filter {key!r} (use one of {', '.join(FILTERS)})")
-        if not self.until_ms > self.since_ms:
-            raise ValueError("the window is empty: --since must be before --until")
-
-
-def iso(ms: float | None) -> str | None:
-    """Epoch ms → ISO 8601 UTC (seconds), None stays None."""
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
-
-
-def day_iso(day_number: int) -> str:
-    """Days since the epoch (UTC) → ``YYYY-MM-DD``."""
-    return datetime.fromtimestamp(day_number * DAY_S, tz=UTC).date().isoformat()
-
-
-@contextmanager
-def open_db(db: Db) -> Iterator[sqlite3.Connection | None]:
-    """A read-only connection (None when the file does not exist yet: an empty history)."""
-    if isinstance(db, sqlite3.Connection):
-        yield db
-        return
-    if isinstance(db, str) and db.lower().startswith(("postgresql://", "postgres://")):
-        from hermetry.stores.postgres import open_reader  # the fleet's store (docs/fleet.md)
-
-        reader = open_reader(db)
-        try:
-            yield reader  # type: ignore[misc]  # speaks the same SQL (stores/postgres_schema.translate)
-        finally:
-            if reader is not None:
-                reader.close()
-        return
-    path = Path(db)
-    if not path.exists():
-        yield None
-        return
-    conn = connect(path, readonly=True)
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# Where each dimension lives, per table
-# ---------------------------------------------------------------------------------------------
-
-_SESSION_COLUMNS = {
-    "source": "s.source", "session_type": "s.session_type", "profile": "s.profile",
-    "model": "s.model", "provider": "s.provider", "host": "s.host",
-}
-
-
-@dataclass(frozen=True)
-class Table:
-    name: str
-    alias: str
-    columns: dict[str, str]
-
-    def column(self, dim: str) -> str | None:
-        """The SQL expression holding ``dim`` for this table's rows (None: not applicable)."""
-        if dim == "day":
-            return f"CAST({self.alias}.started_at_ms / {DAY_MS} AS INTEGER)"
-        return self.columns.get(dim)
-
-
-TURNS = Table("turns", "t", dict(_SESSION_COLUMNS))
-API_CALLS = Table("api_calls", "a", {**_SESSION_COLUMNS, "model": "a.model", "provider": "a.provider"})
-TOOL_CALLS = Table("tool_calls", "c", {**_SESSION_COLUMNS, "tool": "c.tool_name", "toolset": "c.toolset"})
-
-
-def applicable(table: Table, dims: Iterable[str]) -> list[str]:
-    return [d for d in dims if table.column(d) is not None]
-
-
-class Scanner:
-    """Builds the ``FROM``/``WHERE`` of a query over one table, for one connection and one query."""
-
-    def __init__(self, conn: sqlite3.Connection, q: Query) -> None:
-        self.conn, self.q = conn, q
-        self._hints: dict[str, str] = {}
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        """Plain tuples, whatever the connection's row factory (``sqlite3.Row`` is much slower)."""
-        cursor = self.conn.cursor()
-        cursor.row_factory = None
-        return cursor.execute(sql, params)
-
-    def scope(self, table: Table, dims: Sequence[str] = ()) -> tuple[str, str, list[Any]]:
-        """``(FROM …, WHERE …, params)`` for this table's rows in the window, after the filters."""
-        a, q = table.alias, self.q
-        clauses = [f"{a}.started_at_ms >= ?", f"{a}.started_at_ms < ?"]
-        params: list[Any] = [q.since_ms, q.until_ms]
-        join = False
-        for key, value in sorted(q.filters.items()):
-            column = table.column(key)
-            if column is None:  # a tool filter on turns or API calls: the turns that called that tool
-                tool_column = "tool_name" if key == "tool" else "toolset"
-                clauses.append(f"{a}.turn_id IN (SELECT turn_id FROM tool_calls WHERE {tool_column} = ?)")
-            else:
-                clauses.append(f"{column} = ?")
-                join = join or column.startswith("s.")
-            params.append(value)
-        join = join or any((table.column(d) or "").startswith("s.") for d in dims)
-        source = f"{table.name} {a}{self._index_hint(table)}"
-        if join:
-            source += f" LEFT JOIN sessions s ON s.session_id = {a}.session_id"
-        return source, " AND ".join(clauses), params
-
-    def _index_hint(self, table: Table) -> str:
-        """``NOT INDEXED`` when the window holds most of the table.
-
-        SQLite (without ANALYZE statistics) always walks the ``started_at_ms`` index for a
-        range, which is several times slower than a plain scan once the range covers most
-        rows. Counting the window in that index is cheap, so count and choose.
-        """
-        if table.name not in self._hints:
-            in_window, last_rowid = self.execute(
-                f"SELECT COUNT(*), (SELECT MAX(rowid) FROM {table.name}) FROM {table.name} "
-                "WHERE started_at_ms >= ? AND started_at_ms < ?",
-                (self.q.since_ms, self.q.until_ms),
-            ).fetchone()
-            self._hints[table.name] = " NOT INDEXED" if in_window * 3 > (last_rowid or 0) else ""
-        return self._hints[table.name]
-
 
 # ---------------------------------------------------------------------------------------------
 # Collecting: SQL aggregates per session, rolled up per slice (the window, or one breakdown key)
@@ -314,7 +169,7 @@ class Collected:
 
 def _rows(scan: Scanner, table: Table, dims: list[str], keys: list[str], aggregates: str) -> Iterator[tuple[Any, ...]]:
     source, where, params = scan.scope(table, dims)
-    group = ", ".join([table.column(d) or "" for d in dims] + keys)
+    group = ", ".join([scan.column(table, d) or "" for d in dims] + keys)
     sql = f"SELECT {group}, {aggregates} FROM {source} WHERE {where} GROUP BY {group}"
     yield from scan.execute(sql, params)
 
@@ -412,7 +267,7 @@ def _collect_values(scan: Scanner, table: Table, dims: list[str], measures: dict
     measured several times faster than SQLite's ``ORDER BY`` on a million rows.
     """
     source, where, params = scan.scope(table, dims)
-    keys = [table.column(d) or "" for d in dims]
+    keys = [scan.column(table, d) or "" for d in dims]
     captured = " OR ".join(f"({sql}) IS NOT NULL" for sql in measures.values())
     sql = f"SELECT {', '.join([*keys, *measures.values()])} FROM {source} WHERE {where} AND ({captured})"
     rows = scan.execute(sql, params).fetchall()
@@ -447,23 +302,15 @@ def _roots(conn: sqlite3.Connection) -> tuple[dict[str, str], dict[str, str | No
     return roots, lineage
 
 
-def _session_outcomes(conn: sqlite3.Connection, q: Query) -> tuple[Counter[str], Counter[str]]:
+def _session_outcomes(scan: Scanner) -> tuple[Counter[str], Counter[str]]:
     """Outcomes of the sessions that started in the window (NULL: still open → ``open``), and
     those of them whose outcome the source could not know (left out of the rates)."""
-    clauses = ["s.started_at_ms >= ?", "s.started_at_ms < ?"]
-    params: list[Any] = [q.since_ms, q.until_ms]
-    for key, value in sorted(q.filters.items()):
-        if key in _SESSION_COLUMNS:
-            clauses.append(f"{_SESSION_COLUMNS[key]} = ?")
-        else:
-            tool_column = "tool_name" if key == "tool" else "toolset"
-            clauses.append(f"s.session_id IN (SELECT session_id FROM tool_calls WHERE {tool_column} = ?)")
-        params.append(value)
-    sql = (f"SELECT s.outcome, s.origin, s.session_type, COUNT(*) FROM sessions s WHERE {' AND '.join(clauses)} "
+    source, where, params = scan.scope(SESSIONS, hint=False)
+    sql = (f"SELECT s.outcome, s.origin, s.session_type, COUNT(*) FROM {source} WHERE {where} "
            "GROUP BY s.outcome, s.origin, s.session_type")
     outcomes: Counter[str] = Counter()
     unrated: Counter[str] = Counter()
-    for outcome, origin, session_type, n in conn.execute(sql, params):
+    for outcome, origin, session_type, n in scan.execute(sql, params):
         outcomes[outcome or "open"] += n
         if not session_outcome_knowable(origin, session_type):
             unrated[outcome or "open"] += n
@@ -503,7 +350,7 @@ def collect(conn: sqlite3.Connection | None, q: Query) -> Collected:
                                                 "ttft_ms": "CASE WHEN a.status = 'ok' THEN a.ttft_ms END"}, slices)
     _collect_values(scan, TOOL_CALLS, tool_value_dims, {"tool_latency_ms": "c.latency_ms"}, slices)
     roots, lineage = _roots(conn)
-    outcomes, unrated = _session_outcomes(conn, q)
+    outcomes, unrated = _session_outcomes(scan)
     return Collected(q, slices, session_api, session_turns, roots, lineage, outcomes, _drops(conn), unrated)
 
 

@@ -16,25 +16,14 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from hermetry.analytics.report import (
-    DAY_MS,
-    TOOL_CALLS,
-    Db,
-    Query,
-    Scanner,
-    api_summary,
-    collect,
-    day_iso,
-    iso,
-    open_db,
-    tool_summary,
-    turn_summary,
-)
+from hermetry.analytics.query import TOOL_CALLS, Query, Scanner, day_iso, iso
+from hermetry.analytics.report import api_summary, collect, tool_summary, turn_summary
 from hermetry.analytics.stats import rate
+from hermetry.model.units import DAY_MS, HOUR_MS
+from hermetry.stores.reader import Db, open_db
 
 TOOL_DAILY_SCHEMA = "hermetry.tool_daily.v1"
 HOURLY_SCHEMA = "hermetry.hourly.v1"
-HOUR_MS = 3_600_000
 #: A longer window is drawn per day (``insights(group_by=("day",))``), not per hour.
 MAX_HOURLY_DAYS = 3
 
@@ -87,7 +76,7 @@ def tool_daily(db: Db, query: Query) -> dict[str, Any]:
         if conn is not None:
             scan = Scanner(conn, query)
             source, where, params = scan.scope(TOOL_CALLS, ["day"])
-            day = TOOL_CALLS.column("day")
+            day = scan.column(TOOL_CALLS, "day")
             sql = (f"SELECT c.tool_name, {day}, COUNT(*), SUM(CASE WHEN c.status = 'ok' THEN 0 ELSE 1 END) "
                    f"FROM {source} WHERE {where} GROUP BY c.tool_name, {day}")
             for name, day_number, n, failures in scan.execute(sql, params):

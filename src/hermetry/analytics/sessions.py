@@ -24,21 +24,20 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from hermetry.analytics.query import iso, window_sql
 from hermetry.analytics.report import (
     API_AGGREGATES,
-    TOKEN_KINDS,
-    Db,
     api_errors,
     cost_from_totals,
     fold_api_group,
-    iso,
-    open_db,
     sum_api_fields,
     tokens_from_totals,
     tool_counts,
     turn_rates,
 )
+from hermetry.model.kinds import TOKEN_KINDS
 from hermetry.model.sessions import ancestors as lineage_ancestors
+from hermetry.stores.reader import Db, open_db
 
 SESSIONS_SCHEMA = "hermetry.sessions.v1"
 SESSION_SCHEMA = "hermetry.session.v1"
@@ -202,7 +201,7 @@ def list_sessions(db: Db, since_ms: float, until_ms: float, *, limit: int = 20, 
     with open_db(db) as conn:
         if conn is None:
             return result
-        where = "started_at_ms >= ? AND started_at_ms < ?"
+        where = window_sql()
         if roll_up:
             where += (" AND (parent_session_id IS NULL"
                       " OR parent_session_id NOT IN (SELECT session_id FROM sessions))")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hermetry.analytics.query import window_sql
 from hermetry.cost.price_file import PricingConfig
 from hermetry.cost.pricing import price_api_call
 from hermetry.model.kinds import CostStatus
@@ -21,12 +22,12 @@ from hermetry.model.units import DAY_MS
 from hermetry.stores.sqlite import connect, migrate
 from hermetry.stores.sqlite_util import transaction
 
-_SELECT = """
+_SELECT = f"""
 SELECT api_call_id, provider, model, response_model, base_url, started_at_ms, input_tokens, output_tokens,
        cache_read_tokens, cache_write_tokens, reasoning_tokens, provider_cost_usd,
        cost_usd, cost_status, cost_source, pricing_version
 FROM api_calls
-WHERE status = 'ok' AND origin = 'live' AND COALESCE(cost_status, 'unknown') <> 'actual' AND started_at_ms >= ? AND started_at_ms < ?
+WHERE status = 'ok' AND origin = 'live' AND COALESCE(cost_status, 'unknown') <> 'actual' AND {window_sql()}
 """
 
 

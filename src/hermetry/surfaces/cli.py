@@ -183,7 +183,7 @@ def _iso(ms: float) -> str:
 
 
 def _filters(args: argparse.Namespace) -> dict[str, str]:
-    from hermetry.analytics.report import FILTERS
+    from hermetry.analytics.query import FILTERS
 
     return {k: v for k in FILTERS if (v := getattr(args, k, None))}
 
@@ -226,7 +226,7 @@ def _filter_hints(db: Path | str, filters: dict[str, str]) -> None:
 
 
 def _query(args: argparse.Namespace) -> Any:
-    from hermetry.analytics.report import Query
+    from hermetry.analytics.query import Query
 
     since, until = _window(args, default_days=7.0)
     assert since is not None and until is not None
@@ -276,7 +276,7 @@ def cmd_insights(args: argparse.Namespace) -> int:
 
 def compare_queries(args: argparse.Namespace) -> tuple[Any, Any]:
     """Baseline (A) and current (B) windows: by default the last ``--days`` and the ones before."""
-    from hermetry.analytics.report import Query
+    from hermetry.analytics.query import Query
 
     days = args.days
     b_until = _parse_time(args.b_until, "--b-until") if args.b_until else _now_ms()

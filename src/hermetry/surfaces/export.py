@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from hermetry.analytics.report import Db, open_db
+from hermetry.analytics.query import window_clause
+from hermetry.stores.reader import Db, open_db
 
 EXPORT_TABLES = ("api_calls", "tool_calls", "turns", "sessions")
 EXPORT_FORMATS = ("jsonl", "csv", "parquet")
@@ -34,15 +35,9 @@ class ExportWriteError(ExportError, OSError):
     """The output could not be written (disk full, read-only, …): an environment error."""
 
 
-def _scope(since_ms: float | None, until_ms: float | None) -> tuple[str, list[float]]:
-    clauses, params = [], []
-    if since_ms is not None:
-        clauses.append("started_at_ms >= ?")
-        params.append(since_ms)
-    if until_ms is not None:
-        clauses.append("started_at_ms < ?")
-        params.append(until_ms)
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+def _scope(since_ms: float | None, until_ms: float | None) -> tuple[str, list[Any]]:
+    where, params = window_clause(since_ms, until_ms)
+    return f" WHERE {where}", params
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> list[tuple[str, str]]:

@@ -20,7 +20,7 @@ MARK_SYNTHETIC: Callable[[object], None] | None = None
 
 
 def slash_usage() -> str:
-    from hermetry.analytics.report import DIMENSIONS
+    from hermetry.analytics.query import DIMENSIONS
 
     return "/telemetry [days] [" + "|".join(DIMENSIONS) + "]"
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from hermetry.analytics.metrics import MetricSnapshot, metric_snapshot
-from hermetry.analytics.report import Db
 from hermetry.sinks import genai
+from hermetry.stores.reader import Db
 
 #: The provisionable Grafana dashboard (docs/grafana.md): ``hermetry metrics grafana`` prints it.
 GRAFANA_DASHBOARD = Path(__file__).parent / "grafana" / "hermetry.json"

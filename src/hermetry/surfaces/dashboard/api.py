@@ -111,13 +111,13 @@ def window(params: Params, now_ms: float | None = None) -> tuple[float, float]:
 
 
 def filters(params: Params) -> dict[str, str]:
-    from hermetry.analytics.report import FILTERS
+    from hermetry.analytics.query import FILTERS
 
     return {k: params[k] for k in FILTERS if params.get(k)}
 
 
 def query(params: Params, *, group_by: tuple[str, ...] = (), now_ms: float | None = None) -> Any:
-    from hermetry.analytics.report import Query
+    from hermetry.analytics.query import Query
 
     since, until = window(params, now_ms)
     by = tuple(d for d in params["by"].split(",") if d) if "by" in params else group_by  # by= : none
@@ -131,7 +131,7 @@ def query(params: Params, *, group_by: tuple[str, ...] = (), now_ms: float | Non
 
 def compare_queries(params: Params, now_ms: float | None = None) -> tuple[Any, Any]:
     """Baseline (a) and current (b) windows: by default the last ``days`` and the ``days`` before."""
-    from hermetry.analytics.report import Query
+    from hermetry.analytics.query import Query
 
     now = time.time() * 1000 if now_ms is None else now_ms
     days = _number(params, "days", DEFAULT_DAYS, low=1 / 1440, high=36_600)

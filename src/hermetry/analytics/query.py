@@ -1,0 +1,237 @@
+"""The one query layer every analytics job reads the store through.
+
+* :class:`Query` — what to report on: a time window (epoch ms, ``since <= t < until``), filters
+  and breakdowns (:data:`DIMENSIONS`, :data:`FILTERS`); every surface builds one and every
+  analytics call (insights, compare, sessions, series, export, reprice) takes one or its window.
+* :class:`Table` / :data:`TURNS`, :data:`API_CALLS`, :data:`TOOL_CALLS` — where each dimension
+  lives in each table.
+* :class:`Scanner` — the one window/filter SQL builder: ``scan.scope(table, dims)`` gives the
+  ``FROM … WHERE …`` (and parameters) of a table's rows in the window after the filters;
+  :func:`window_sql` is the bare window for jobs that have no filters (export, reprice).
+* :class:`Dialect` — the SQL dialect seam. Everything the builder writes is portable SQL
+  with ``?`` parameters except what a dialect says: the day bucket of a timestamp, and an
+  optional planner hint (SQLite's ``NOT INDEXED`` when the window holds most of a table).
+  :data:`SQLITE` is the embedded store's. A store whose read connection has a ``dialect``
+  attribute gets that one (:func:`dialect_of`).
+
+**Adding a store** (e.g. PostgreSQL): one module in ``stores/`` whose reader (what
+:func:`hermetry.stores.reader.open_db` yields for its URL) executes this SQL — translating
+``?`` parameters if its driver wants others — and carries ``dialect = <its Dialect>``:
+``day_bucket(column)`` returning the integer UTC day number of an epoch-ms column, and
+``index_hint(scanner, table)`` returning ``""`` when its planner needs no help. Nothing in
+analytics changes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from hermetry.model.units import DAY_MS, DAY_S
+
+#: Dimensions a report can be broken down by.
+DIMENSIONS = ("source", "model", "provider", "toolset", "tool", "session_type", "profile", "host", "day")
+#: Dimensions a report can be filtered on.
+FILTERS = ("source", "model", "provider", "toolset", "tool", "session_type", "profile", "host")
+#: Dimensions that only classify tool calls.
+TOOL_DIMENSIONS = ("tool", "toolset")
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to report on: a time window (epoch ms, ``since <= t < until``), filters, breakdowns."""
+
+    since_ms: float
+    until_ms: float
+    filters: dict[str, str] = field(default_factory=dict)
+    group_by: tuple[str, ...] = ("source", "model")
+
+    @classmethod
+    def last_days(cls, days: float, *, now_ms: float | None = None, **kw: Any) -> Query:
+        until = now_ms if now_ms is not None else time.time() * 1000
+        return cls(since_ms=until - days * DAY_MS, until_ms=until, **kw)
+
+    def check(self) -> None:
+        """Raise ValueError for an unknown breakdown or filter, or an empty window."""
+        for dim in self.group_by:
+            if dim not in DIMENSIONS:
+                raise ValueError(f"unknown breakdown {dim!r} (use one of {', '.join(DIMENSIONS)})")
+        for key in self.filters:
+            if key not in FILTERS:
+                raise ValueError(f"unknown filter {key!r} (use one of {', '.join(FILTERS)})")
+        if not self.until_ms > self.since_ms:
+            raise ValueError("the window is empty: --since must be before --until")
+
+
+
+def iso(ms: float | None) -> str | None:
+    """Epoch ms → ISO 8601 UTC (seconds), None stays None."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
+
+
+def day_iso(day_number: int) -> str:
+    """Days since the epoch (UTC) → ``YYYY-MM-DD``."""
+    return datetime.fromtimestamp(day_number * DAY_S, tz=UTC).date().isoformat()
+
+
+
+# ---------------------------------------------------------------------------------------------
+# The SQL dialect seam
+# ---------------------------------------------------------------------------------------------
+
+
+class Dialect(Protocol):
+    """What differs between the SQL of two stores, for the analytics' queries."""
+
+    name: str
+
+    def day_bucket(self, column_ms: str) -> str:
+        """An SQL expression: the UTC day number (days since the epoch) of an epoch-ms column."""
+        ...
+
+    def index_hint(self, scanner: Scanner, table: Table) -> str:
+        """Text to put after ``FROM table alias`` (a planner hint), or ``""``."""
+        ...
+
+
+class SQLiteDialect:
+    """The embedded store's dialect."""
+
+    name = "sqlite"
+
+    def day_bucket(self, column_ms: str) -> str:
+        return f"CAST({column_ms} / {DAY_MS} AS INTEGER)"
+
+    def index_hint(self, scanner: Scanner, table: Table) -> str:
+        """``NOT INDEXED`` when the window holds most of the table.
+
+        SQLite (without ANALYZE statistics) always walks the ``started_at_ms`` index for a
+        range, which is several times slower than a plain scan once the range covers most
+        rows. Counting the window in that index is cheap, so count and choose.
+        """
+        in_window, last_rowid = scanner.execute(
+            f"SELECT COUNT(*), (SELECT MAX(rowid) FROM {table.name}) FROM {table.name} "
+            "WHERE started_at_ms >= ? AND started_at_ms < ?",
+            (scanner.q.since_ms, scanner.q.until_ms),
+        ).fetchone()
+        return " NOT INDEXED" if in_window * 3 > (last_rowid or 0) else ""
+
+
+SQLITE = SQLiteDialect()
+
+
+def dialect_of(conn: Any) -> Dialect:
+    """The dialect of a read connection: its own ``dialect`` attribute, else SQLite's."""
+    dialect = getattr(conn, "dialect", None)
+    return dialect if dialect is not None else SQLITE
+
+
+def window_sql(alias: str | None = None, column: str = "started_at_ms") -> str:
+    """``col >= ? AND col < ?``: a row belongs to a window when it *started* in it."""
+    col = f"{alias}.{column}" if alias else column
+    return f"{col} >= ? AND {col} < ?"
+
+
+def window_clause(since_ms: float | None, until_ms: float | None, column: str = "started_at_ms",
+                  *, require: bool = False) -> tuple[str, list[Any]]:
+    """``(condition, params)`` of a window whose ends may be open (None): ``"1 = 1"`` when both
+    are; with ``require`` the column must also be known (``IS NOT NULL``)."""
+    clauses, params = ([f"{column} IS NOT NULL"] if require else []), []
+    if since_ms is not None:
+        clauses.append(f"{column} >= ?")
+        params.append(since_ms)
+    if until_ms is not None:
+        clauses.append(f"{column} < ?")
+        params.append(until_ms)
+    return (" AND ".join(clauses) or "1 = 1"), params
+
+
+# ---------------------------------------------------------------------------------------------
+# Where each dimension lives, per table, and the window/filter builder
+# ---------------------------------------------------------------------------------------------
+
+#: Where each session dimension lives (a turn's, a tool call's dimensions are its session's).
+SESSION_COLUMNS = {
+    "source": "s.source", "session_type": "s.session_type", "profile": "s.profile",
+    "model": "s.model", "provider": "s.provider", "host": "s.host",
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    alias: str
+    columns: dict[str, str]
+
+    def column(self, dim: str, dialect: Dialect | None = None) -> str | None:
+        """The SQL expression holding ``dim`` for this table's rows (None: not applicable)."""
+        if dim == "day":
+            return (dialect or SQLITE).day_bucket(f"{self.alias}.started_at_ms")
+        return self.columns.get(dim)
+
+
+SESSIONS = Table("sessions", "s", dict(SESSION_COLUMNS))
+TURNS = Table("turns", "t", dict(SESSION_COLUMNS))
+API_CALLS = Table("api_calls", "a", {**SESSION_COLUMNS, "model": "a.model", "provider": "a.provider"})
+TOOL_CALLS = Table("tool_calls", "c", {**SESSION_COLUMNS, "tool": "c.tool_name", "toolset": "c.toolset"})
+
+
+def applicable(table: Table, dims: Iterable[str]) -> list[str]:
+    """The dimensions of ``dims`` that classify this table's rows."""
+    return [d for d in dims if table.column(d) is not None]
+
+
+class Scanner:
+    """Builds the ``FROM``/``WHERE`` of a query over one table, for one connection and one query."""
+
+    def __init__(self, conn: sqlite3.Connection, q: Query) -> None:
+        self.conn, self.q = conn, q
+        self.dialect = dialect_of(conn)
+        self._hints: dict[str, str] = {}
+
+    def column(self, table: Table, dim: str) -> str | None:
+        """``table.column(dim)`` in this store's dialect."""
+        return table.column(dim, self.dialect)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Plain tuples, whatever the connection's row factory (``sqlite3.Row`` is much slower)."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql, params)
+
+    def scope(self, table: Table, dims: Sequence[str] = (), *, hint: bool = True) -> tuple[str, str, list[Any]]:
+        """``(FROM …, WHERE …, params)`` for this table's rows in the window, after the filters.
+
+        A ``tool``/``toolset`` filter on a table without that column keeps the rows of the turns
+        (for sessions: the sessions) that called that tool."""
+        a, q = table.alias, self.q
+        clauses = [window_sql(a)]
+        params: list[Any] = [q.since_ms, q.until_ms]
+        join = False
+        for key, value in sorted(q.filters.items()):
+            column = table.column(key, self.dialect)
+            if column is None:
+                tool_column = "tool_name" if key == "tool" else "toolset"
+                owner = "session_id" if table is SESSIONS else "turn_id"
+                clauses.append(f"{a}.{owner} IN (SELECT {owner} FROM tool_calls WHERE {tool_column} = ?)")
+            else:
+                clauses.append(f"{column} = ?")
+                join = join or column.startswith("s.")
+            params.append(value)
+        join = join or any((table.column(d, self.dialect) or "").startswith("s.") for d in dims)
+        source = f"{table.name} {a}{self._index_hint(table) if hint else ''}"
+        if join and table is not SESSIONS:
+            source += f" LEFT JOIN sessions s ON s.session_id = {a}.session_id"
+        return source, " AND ".join(clauses), params
+
+    def _index_hint(self, table: Table) -> str:
+        if table.name not in self._hints:
+            self._hints[table.name] = self.dialect.index_hint(self, table)
+        return self._hints[table.name]
+
