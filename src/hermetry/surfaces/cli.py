@@ -339,7 +339,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(detail)
     else:
-        print_session(detail, _console(), tz=_tz(args))
+        print_session(detail, _console(), tz=_tz(args), all_turns=args.all_turns)
     return 0
 
 
@@ -692,6 +692,9 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("show", help="one session: turns, a waterfall of where the time went, lineage, totals")
     p.add_argument("session", help="session id (a unique prefix is enough)")
+    p.add_argument("--all-turns", action="store_true",
+                   help="a waterfall for every turn (default: a table of all turns and the slowest five "
+                        "drawn, when there are more than 20)")
     _add_json(p, "hermetry.session.v1")
     _add_utc(p)
     p.set_defaults(hermetry_func=cmd_show)

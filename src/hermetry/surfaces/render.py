@@ -99,9 +99,17 @@ def _spaced(parts: list[RenderableType]) -> Group:
 
 def _legend(parts: list[RenderableType], *symbols: str) -> Text:
     """The legend of what ``parts`` print (their plain text is probed for each symbol)."""
-    sink = io.StringIO()
-    Console(width=400, file=sink, color_system=None).print(Group(*parts))
-    return Text(legend(sink.getvalue(), symbols), style="dim")
+    texts = []
+    for part in parts:
+        if isinstance(part, Grid):
+            texts.append(part.plain())
+        elif isinstance(part, Text):
+            texts.append(part.plain)
+        else:  # the small charts
+            sink = io.StringIO()
+            Console(width=400, file=sink, color_system=None).print(part)
+            texts.append(sink.getvalue())
+    return Text(legend("\n".join(texts), symbols), style="dim")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -572,7 +580,25 @@ class _Turn:
         yield grid
 
 
-def session_renderable(detail: dict[str, Any], *, tz: tzinfo | None = None) -> Group:
+#: A session with more turns than this lists them in one table and draws the slowest ones.
+WATERFALL_TURNS = 20
+SLOWEST_TURNS = 5
+
+
+def _turn_table(turns: list[dict[str, Any]]) -> Grid:
+    """One row per turn: where its time went, in figures."""
+    grid = Grid(f"Turns ({count(len(turns))})", [
+        Column("turn", key=True), Column("outcome", justify="left"), Column("wall"), Column("model"),
+        Column("tools"), Column("other"), Column("calls"), Column("tool calls", "tools#")], ruled=False)
+    for t in turns:
+        w = t["waterfall"]
+        grid.add_row(str(t["index"]), t["outcome"], duration(w["wall_ms"]), duration(w["model_ms"]),
+                     duration(w["tools_ms"]), duration(w["other_ms"]), count(len(t["api_calls"])),
+                     count(len(t["tool_calls"])))
+    return grid
+
+
+def session_renderable(detail: dict[str, Any], *, tz: tzinfo | None = None, all_turns: bool = False) -> Group:
     s, lineage, totals = detail["session"], detail["lineage"], detail["totals"]
     head = Text.assemble(
         ("hermetry show ", "bold"), (s["session_id"], "bold"),
@@ -619,7 +645,15 @@ def session_renderable(detail: dict[str, Any], *, tz: tzinfo | None = None) -> G
     if time["queue_wait_ms"]:
         summary.add_row("queue wait before turns", duration(time["queue_wait_ms"]), *blank)
     parts.append(summary)
-    parts.extend(_Turn(turn) for turn in detail["turns"])
+    turns = detail["turns"]
+    if all_turns or len(turns) <= WATERFALL_TURNS:
+        parts.extend(_Turn(turn) for turn in turns)
+    else:
+        parts.append(_turn_table(turns))
+        slowest = sorted(turns, key=lambda t: -(t["waterfall"]["wall_ms"] or -1))[:SLOWEST_TURNS]
+        parts.append(Text(f"The waterfalls of the {len(slowest)} slowest of {plural(len(turns), 'turn')} "
+                          f"(every turn: show --all-turns):", style="bold"))
+        parts.extend(_Turn(turn) for turn in sorted(slowest, key=lambda t: t["index"]))
     loose = detail["unattributed"]
     if loose["api_calls"] or loose["tool_calls"]:
         parts.append(Text(f"{plural(len(loose['api_calls']), 'API call')} and "
@@ -629,8 +663,9 @@ def session_renderable(detail: dict[str, Any], *, tz: tzinfo | None = None) -> G
     return _spaced(parts)
 
 
-def print_session(detail: dict[str, Any], console: Console | None = None, *, tz: tzinfo | None = None) -> None:
-    (console or _default_console()).print(session_renderable(detail, tz=tz))
+def print_session(detail: dict[str, Any], console: Console | None = None, *, tz: tzinfo | None = None,
+                  all_turns: bool = False) -> None:
+    (console or _default_console()).print(session_renderable(detail, tz=tz, all_turns=all_turns))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,8 +15,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.measure import Measurement
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -50,44 +52,61 @@ class Grid:
     stack_before_split: bool = False
     #: lines printed under the table whatever the layout
     notes: list[Cell] = field(default_factory=list)
+    _cell_widths: dict[int, int] = field(default_factory=dict, repr=False)
 
     def add_row(self, *cells: Cell) -> None:
         self.rows.append(list(cells))
+        self._cell_widths.clear()
+
+    def plain(self) -> str:
+        """Every title, header, cell and note as plain text (for the legend)."""
+        parts = [self.title or ""] + [c.header for c in self.columns]
+        parts += [_plain(cell) for row in self.rows for cell in row] + [_plain(n) for n in self.notes]
+        return "\n".join(parts)
 
     # -- layouts --------------------------------------------------------------------------------
 
-    def _table(self, cols: Sequence[int], *, short: bool, title: str | None = None) -> Table:
+    def _header(self, i: int, short: bool) -> str:
+        c = self.columns[i]
+        return (c.short or c.header) if short else c.header
+
+    def _width(self, i: int, short: bool) -> int:
+        """The widest cell of column ``i`` (its header included)."""
+        if i not in self._cell_widths:
+            self._cell_widths[i] = max((_len(_plain(row[i])) for row in self.rows), default=0)
+        return max(self._cell_widths[i], cell_len(self._header(i, short)))
+
+    def _slack(self, i: int, short: bool) -> int:
+        """What a prose column gives up by wrapping between words (at most down to 12 cells)."""
+        if not self.columns[i].wrap:
+            return 0
+        words = max((len(w) for row in self.rows for w in _plain(row[i]).split()), default=0)
+        return max(0, self._width(i, short) - max(words, 12, cell_len(self._header(i, short))))
+
+    def _fits(self, cols: Sequence[int], short: bool, width: int) -> bool:
+        """Fits when the table's natural width (rich's own arithmetic: cells, padding, rules),
+        less what its prose columns can give up by wrapping between words, is within ``width``."""
+        n = len(cols)
+        gaps = (3 * n - 3) if self.ruled else 2 * (n - 1)
+        natural = sum(self._width(i, short) for i in cols) + gaps
+        return natural - sum(self._slack(i, short) for i in cols) <= width
+
+    def _table(self, cols: Sequence[int], *, short: bool) -> RenderableType:
+        if not self.ruled:
+            return _Lines(self, cols, short)
         # the title is printed above the table (see _titled), where it can wrap at the full width
-        if self.ruled:
-            table = Table(show_edge=False, pad_edge=False)
-        else:
-            table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold underline")
+        table = Table(show_edge=False, pad_edge=False)
         for i in cols:
             c = self.columns[i]
-            table.add_column((c.short or c.header) if short else c.header, justify=c.justify,
-                             no_wrap=not c.wrap, overflow="fold")
+            table.add_column(self._header(i, short), justify=c.justify, no_wrap=not c.wrap, overflow="fold")
         for row in self.rows:
             table.add_row(*[row[i] for i in cols])
         return table
 
-    def _titled(self, table: Table, title: str | None) -> Iterator[RenderableType]:
+    def _titled(self, table: RenderableType, title: str | None) -> Iterator[RenderableType]:
         if title:
             yield Text(title, style="bold")
         yield table
-
-    def _fits(self, console: Console, options: ConsoleOptions, table: Table, width: int) -> bool:
-        """Fits when the table's natural width, less what its prose columns can give up by
-        wrapping between words, is within ``width``."""
-        natural = Measurement.get(console, options.update(width=10_000), table).maximum
-        slack = 0
-        for column in table.columns:
-            if column.no_wrap:
-                continue
-            cells = [c.plain if isinstance(c, Text) else str(c) for c in column.cells] + [str(column.header)]
-            longest = max(len(c) for c in cells)
-            word = max((len(w) for c in cells for w in c.split()), default=0)
-            slack += max(0, longest - max(word, 12))
-        return natural - slack <= width
 
     def _footnotes(self, cols: Sequence[int]) -> list[Text]:
         keys = [i for i, c in enumerate(self.columns) if c.key]
@@ -102,15 +121,15 @@ class Grid:
                 out.append(Text(f"{name}: {value}" if name else value, style="dim"))
         return out
 
-    def _split(self, console: Console, options: ConsoleOptions, cols: Sequence[int], width: int) -> list[Table] | None:
+    def _split(self, cols: Sequence[int], width: int) -> list[RenderableType] | None:
         keys = [i for i in cols if self.columns[i].key]
         rest = [i for i in cols if not self.columns[i].key]
         groups: list[list[int]] = []
         for i in rest:
-            if groups and self._fits(console, options, self._table(keys + groups[-1] + [i], short=True), width):
+            if groups and self._fits(keys + groups[-1] + [i], True, width):
                 groups[-1].append(i)
                 continue
-            if not self._fits(console, options, self._table(keys + [i], short=True), width):
+            if not self._fits(keys + [i], True, width):
                 return None
             groups.append([i])
         if len(groups) > 3:  # more than three parts reads worse than stacked rows
@@ -149,14 +168,13 @@ class Grid:
         if foot:
             attempts.append((kept, True))
         for cols, short in attempts:
-            table = self._table(cols, short=short)
-            if self._fits(console, options, table, width):
-                yield from self._titled(table, self.title)
+            if self._fits(cols, short, width):
+                yield from self._titled(self._table(cols, short=short), self.title)
                 if len(cols) < len(everything):
                     yield from self._footnotes(foot)
                 yield from self.notes
                 return
-        tables = None if self.stack_before_split else self._split(console, options, kept, width)
+        tables = None if self.stack_before_split else self._split(kept, width)
         if tables is not None:
             for n, table in enumerate(tables):
                 if n:
@@ -170,6 +188,63 @@ class Grid:
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement(1, options.max_width)
+
+
+class _Lines:
+    """A table without rules, laid out here as lines of text: a listing of ten thousand rows
+    renders in a fraction of what a rich Table needs to measure it."""
+
+    def __init__(self, grid: Grid, cols: Sequence[int], short: bool) -> None:
+        self.grid, self.cols, self.short = grid, list(cols), short
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        g, cols = self.grid, self.cols
+        widths = [g._width(i, self.short) for i in cols]
+        right = [g.columns[i].justify == "right" for i in cols]
+        last = len(cols) - 1
+
+        def styled(cells: Sequence[Cell], style: str = "") -> Text:
+            out = Text(style=style, no_wrap=True, overflow="ignore")
+            for n, (cell, w) in enumerate(zip(cells, widths, strict=True)):
+                text = cell if isinstance(cell, Text) else Text(str(cell))
+                pad = " " * (w - text.cell_len)
+                if right[n]:
+                    out.append(pad)
+                    out.append_text(text)
+                else:
+                    out.append_text(text)
+                    if n != last:
+                        out.append(pad)
+                if n != last:
+                    out.append("  ")
+            out.rstrip()
+            return out
+
+        yield styled([Text(g._header(i, self.short), style="bold underline") for i in cols])
+        newline = Segment.line()
+        for row in g.rows:
+            cells = [row[i] for i in cols]
+            if any(isinstance(c, Text) for c in cells):
+                yield styled(cells)
+                continue
+            # plain cells (almost every row of a long listing): strings and segments, no Text machinery
+            parts: list[str] = []
+            for n, (cell, w) in enumerate(zip(cells, widths, strict=True)):
+                value = str(cell)
+                pad = " " * (w - _len(value))
+                parts.append(pad + value if right[n] else (value + pad if n != last else value))
+            yield Segment("  ".join(parts).rstrip())
+            yield newline
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        n = len(self.cols)
+        w = sum(self.grid._width(i, self.short) for i in self.cols) + 2 * (n - 1)
+        return Measurement(w, w)
+
+
+def _len(text: str) -> int:
+    """Terminal cells of ``text`` (``len`` for ASCII, which is nearly every cell)."""
+    return len(text) if text.isascii() else cell_len(text)
 
 
 def _plain(cell: Cell) -> str:

@@ -97,12 +97,15 @@ def usd(value: float | None) -> str:
     """Dollars (``$12.40``, ``$0.00123``): sub-cent costs never print as ``$0.00``."""
     if value is None:
         return NA
-    try:
+    global _format_usd
+    if _format_usd is None:
         from hermetry.cost import format_usd
 
-        return format_usd(value)
-    except Exception:  # pragma: no cover - cost package absent
-        return f"${value:.6g}"
+        _format_usd = format_usd
+    return _format_usd(value)
+
+
+_format_usd: Any = None
 
 
 def cost_short(cost: dict[str, Any]) -> str:
