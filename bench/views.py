@@ -1,0 +1,185 @@
+"""8 · The long views: ``hermetry sessions`` over 10,000 conversations, ``hermetry show`` of the largest session.
+
+* ``sessions``: the 10,000-session Hermes ``state.db`` of the query benchmark
+  (``bench._fixtures.state_db``), imported with hermetry's importer, every conversation listed
+  (``--limit 100000``, the whole history).
+* ``show``: a history holding one long-lived gateway session of 2,000 turns (8,000 model calls,
+  8,000 tool calls) next to 2,000 ordinary ones, and ``show`` of that session.
+
+For each: the library call plus the text rendering at 120 columns, timed together in a fresh
+process (best of 3; ``python -m bench.views measure …``), and the whole CLI as a subprocess
+(interpreter start-up included). The baseline is the CLI's start-up alone, measured in the
+same run. The targets (issue 16) are for the view itself: ``sessions`` ≤ 0.5 s, ``show`` ≤ 0.2 s.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._common import (
+    CACHE,
+    Options,
+    child_env,
+    fmt_s,
+    log,
+    row,
+    run_child,
+    run_python_json,
+    tmpdir,
+)
+
+TARGET_SESSIONS_S = 0.5
+TARGET_SHOW_S = 0.2
+LONG_SESSION = "long-gateway-session"
+LONG_VERSION = 1
+
+
+def long_session_db() -> Path:
+    """One 2,000-turn session among 2,000 short ones (cached in bench/.cache)."""
+    from hermetry.stores.sqlite_schema import SCHEMA_VERSION
+
+    db = CACHE / f"long-session-v{LONG_VERSION}-s{SCHEMA_VERSION}.db"
+    if db.exists():
+        return db
+    from hermetry.model.events import (
+        ApiCall,
+        SessionEnded,
+        SessionStarted,
+        ToolCall,
+        TurnEnded,
+        TurnStarted,
+    )
+    from hermetry.stores.sqlite import connect, migrate, write_events
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = db.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    t = time.time() * 1000 - 5 * 86_400_000
+    events: list[Any] = []
+
+    def session(sid: str, turns: int, t: float) -> float:
+        events.append(SessionStarted(session_id=sid, started_at_ms=t, source="telegram", session_type="gateway",
+                                     model="m-bench", provider="p-bench"))
+        for k in range(turns):
+            tid = f"{sid}:t{k}"
+            events.append(TurnStarted(tid, sid, t))
+            for c in range(4):
+                events.append(ApiCall(f"{tid}:r{c}", 0, sid, tid, t + 10, 500.0 + (k * 7 + c) % 300, "ok",
+                                      model="m-bench", provider="p-bench", input_tokens=1200, output_tokens=80,
+                                      cost_usd=0.0048, cost_status="estimated"))
+                events.append(ToolCall(f"{tid}:c{c}", sid, tid, "terminal", t + 900, 100.0 + k % 50, "ok",
+                                       toolset="terminal"))
+                t += 1100
+            events.append(TurnEnded(tid, sid, t + 20, "completed"))
+            t += 2000
+        events.append(SessionEnded(sid, t + 50, "idle", "completed"))
+        return t
+
+    t = session(LONG_SESSION, 2000, t)
+    for n in range(2000):
+        t = session(f"short-{n:05d}", 1 + n % 3, t + 500)
+    conn = connect(tmp)
+    migrate(conn)
+    conn.execute("BEGIN")
+    write_events(conn, events)
+    conn.execute("COMMIT")
+    conn.close()
+    tmp.rename(db)
+    return db
+
+
+def measure(view: str, db: str, arg: str, reps: str) -> dict[str, Any]:
+    """In this fresh process: the library call and the rendering, best of ``reps``."""
+    from rich.console import Console
+
+    from hermetry.analytics.sessions import list_sessions, session_detail
+    from hermetry.surfaces.render import session_renderable, sessions_renderable
+
+    seconds, library, lines = [], [], 0
+    for _ in range(int(reps)):
+        t0 = time.perf_counter()
+        if view == "sessions":
+            result = list_sessions(db, 0, time.time() * 1000 + 86_400_000, limit=int(arg))
+            t1 = time.perf_counter()
+            renderable = sessions_renderable(result)
+            shown = len(result["sessions"])
+        else:
+            detail = session_detail(db, arg)
+            t1 = time.perf_counter()
+            renderable = session_renderable(detail)
+            shown = len(detail["turns"])
+        sink = io.StringIO()
+        Console(file=sink, width=120, color_system=None).print(renderable)
+        t2 = time.perf_counter()
+        seconds.append(t2 - t0)
+        library.append(t1 - t0)
+        lines = sink.getvalue().count("\n")
+    return {"seconds": seconds, "library_seconds": library, "shown": shown, "lines": lines}
+
+
+def _hermetry_bin() -> str:
+    candidate = Path(sys.executable).parent / "hermetry"
+    return str(candidate) if candidate.exists() else "hermetry"
+
+
+def _cli(argv: list[str], reps: int = 3) -> float:
+    runs = [run_child([_hermetry_bin(), *argv], env=child_env(COLUMNS="120"), timeout=600) for _ in range(reps)]
+    bad = [r for r in runs if r.returncode != 0]
+    if bad:
+        raise RuntimeError(f"hermetry {' '.join(argv)} failed: {bad[0].stderr[-2000:]}")
+    return min(r.wall_s for r in runs)
+
+
+def run(opts: Options) -> dict[str, Any]:
+    from bench._fixtures import state_db
+    from bench.query import imported_store
+
+    n_sessions = 1_000 if opts.quick else 10_000
+    root = tmpdir("views")
+    startup = min(run_child([_hermetry_bin(), "path"], env=child_env()).wall_s for _ in range(3))
+    state, _ = state_db(n_sessions)
+    store, skipped, _ = imported_store(state, root)
+    rows: list[dict[str, Any]] = []
+    raw: dict[str, Any] = {"cli_startup_s": startup}
+    if store is None:
+        rows.append(row("views", "`hermetry sessions`: every conversation", f"skipped: {skipped}", key="views.sessions"))
+    else:
+        out, _ = run_python_json(["-m", "bench.views", "measure", "sessions", str(store), "100000", "3"])
+        best = min(out["seconds"])
+        cli = _cli(["--db", str(store), "sessions", "--since", "2000-01-01", "--limit", "100000"])
+        raw["sessions"] = {**out, "cli_s": cli}
+        log(f"views: sessions of {out['shown']:,} conversations: {best:.3f} s (CLI {cli:.2f} s)")
+        rows.append(row(
+            "views", f"`hermetry sessions`: all {out['shown']:,} conversations of a {n_sessions:,}-session imported "
+                     "history (library + text at 120 columns)",
+            f"{fmt_s(best)} (library {fmt_s(min(out['library_seconds']))}) · CLI {fmt_s(cli)}",
+            baseline=f"CLI start-up alone {fmt_s(startup)}", target=f"≤ {TARGET_SESSIONS_S} s",
+            ok=best <= TARGET_SESSIONS_S, key="views.sessions"))
+    long_db = long_session_db()
+    out, _ = run_python_json(["-m", "bench.views", "measure", "show", str(long_db), LONG_SESSION, "3"])
+    best = min(out["seconds"])
+    cli = _cli(["--db", str(long_db), "show", LONG_SESSION])
+    raw["show"] = {**out, "cli_s": cli}
+    log(f"views: show of a {out['shown']:,}-turn session: {best:.3f} s (CLI {cli:.2f} s)")
+    rows.append(row(
+        "views", f"`hermetry show` of the largest session ({out['shown']:,} turns, 8,000 model calls, "
+                 "8,000 tool calls; library + text at 120 columns)",
+        f"{fmt_s(best)} (library {fmt_s(min(out['library_seconds']))}) · CLI {fmt_s(cli)}",
+        baseline=f"CLI start-up alone {fmt_s(startup)}", target=f"≤ {TARGET_SHOW_S} s", ok=best <= TARGET_SHOW_S,
+        key="views.show"))
+    notes = ["Before issue 16: listing 8,579 conversations took 5.4 s and `show` of a session this size 5.4 s "
+             "(rendering every turn's waterfall); `show` now lists every turn in one table and draws the five "
+             "slowest (`--all-turns` draws all)."]
+    return {"rows": rows, "notes": notes, "raw": raw}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "measure":
+        sys.stdout.write("\n" + json.dumps(measure(*sys.argv[2:6])) + "\n")
+        sys.exit(0)
+    sys.exit("usage: python -m bench.views measure sessions|show DB LIMIT|SESSION REPS (or: python -m bench --only views)")
