@@ -3,7 +3,8 @@
 Docs that cannot drift, as sqlite-utils and cog do it: every ```` ```console ```` block whose
 first line is ``$ hermetry …`` (optionally ``$ COLUMNS=80 hermetry …`` and ``| head -n N``) is
 run — in-process, through ``hermetry.surfaces.cli.main`` — and its output replaces the block's
-body; a ```` ```text ```` block after ``<!-- docs:chat DAYS DIMENSION -->`` gets the
+body (a transcript of several commands, like the errors section's, is left alone: its own test
+checks it); a ```` ```text ```` block after ``<!-- docs:chat DAYS DIMENSION -->`` gets the
 ``/telemetry DAYS DIMENSION`` chat text. ``tests/test_docs.py`` regenerates and fails when
 the file differs (``--check`` does the same here).
 
@@ -90,6 +91,8 @@ def _state_db(home: Path, t0: float) -> None:
     for sid, _, offset, turns in plan:
         conn.execute("UPDATE sessions SET started_at = ?, ended_at = ? WHERE id = ?",
                      (t0 + offset - 1, t0 + offset + 60 * turns, sid))
+        conn.execute("UPDATE session_model_usage SET first_seen = ?, last_seen = ? WHERE session_id = ?",
+                     (t0 + offset + 4, t0 + offset + 60 * turns, sid))
     conn.commit()
     conn.close()
 
@@ -167,8 +170,8 @@ def render_doc(text: str, root: Path = WORKDIR) -> str:
     with _environment(root):
         def block(m: re.Match[str]) -> str:
             cmd = m.group("cmd")
-            if not re.match(r"(?:[A-Z_]+=\S+ )*hermetry ", cmd):
-                return m.group(0)
+            if not re.match(r"(?:[A-Z_]+=\S+ )*hermetry ", cmd) or re.search(r"^\$ ", m.group("out"), re.M):
+                return m.group(0)  # not hermetry, or a transcript of several commands (checked where it is kept)
             return f"```console\n$ {cmd}\n{run_command(cmd)}```"
 
         text = BLOCK.sub(block, text)

@@ -168,9 +168,65 @@ SCENARIOS: list[tuple[str, Step]] = [
 ]
 
 
+def _hermes_env(home: Path) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HERMETRY_", "HERMES_"))}
+    env.update(HERMES_HOME=str(home), HERMES_DISABLE_LAZY_INSTALLS="1", NO_COLOR="1", COLUMNS="80")
+    return env
+
+
+def hermes_says(workdir: Path) -> tuple[list[tuple[str, dict[str, Any]]], str]:
+    """What Hermes itself reports about the demo's runs: its own insights engine
+    (``agent/insights.py``, what ``hermes insights`` prints) over each scenario's state.db,
+    and the real ``hermes insights --days 1`` text of the first one that has sessions."""
+    import subprocess
+
+    from hermetry.testing.hermes import hermes_executable
+
+    overviews: list[tuple[str, dict[str, Any]]] = []
+    text = ""
+    for home in sorted(p.parent for p in workdir.glob("*/state.db")):
+        out = subprocess.run([hermes_executable(), "insights", "--days", "1"], env=_hermes_env(home),
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        if not text and "Overview" in out.stdout:
+            text = f"$ HERMES_HOME={home.name} hermes insights --days 1\n" + out.stdout.strip("\n")
+        overviews.append((home.name, _overview(out.stdout)))
+    return overviews, text
+
+
+def _overview(text: str) -> dict[str, Any]:
+    """The overview figures of ``hermes insights``' text (``Sessions: 1  Messages: 4`` …)."""
+    figures: dict[str, Any] = {}
+    for label, value in re.findall(r"(Sessions|Messages|Tool calls|User messages|Total tokens):\s+([\d,]+)", text):
+        figures[label] = int(value.replace(",", ""))
+    return figures
+
+
+def _hermes_table(overviews: list[tuple[str, dict[str, Any]]]) -> Any:
+    from hermetry.surfaces.render_layout import Column, Grid
+    from hermetry.surfaces.text import NA, count
+
+    grid = Grid("What hermes insights says about each scenario's Hermes home (--days 1)",
+                [Column("home", key=True, justify="left"), Column("sessions"), Column("messages"),
+                 Column("user messages", "user"), Column("tool calls", "tools"), Column("total tokens", "tokens")])
+    for name, o in overviews:
+        grid.add_row(name, *(count(o[k]) if k in o else NA for k in
+                             ("Sessions", "Messages", "User messages", "Tool calls", "Total tokens")))
+    grid.notes.append("Each scenario ran in its own Hermes home, so Hermes reports them one by one, and only "
+                      "what its state.db keeps: no latency, no failure rates, no time to first token.")
+    return grid
+
+
 def run_demo(workdir: Path, *, console: Console | None = None) -> dict[str, Any]:
-    """Run every scenario in ``workdir`` (recreated) and return the insights report."""
-    console = console or Console()
+    """Run every scenario in ``workdir`` (recreated), show what ``hermes insights`` says about
+    them, then hermetry's answer to the four questions on one screen, then the full report."""
+    from rich.rule import Rule
+
+    from hermetry.surfaces.render import console as report_console
+    from hermetry.surfaces.render import summary_renderable
+
+    console = console or report_console()
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -183,9 +239,23 @@ def run_demo(workdir: Path, *, console: Console | None = None) -> dict[str, Any]
             except Exception as exc:  # a scenario that cannot run here is reported, not fatal
                 said = f"[red]could not run: {type(exc).__name__}: {exc}[/red]"
         last = (said.splitlines() or [""])[-1]
-        console.print(f"[bold]{title}[/bold] ({time.monotonic() - started:.1f}s): {last[:90]}")
-    report = insights(db, Query.last_days(1, group_by=("source", "session_type")))
+        console.print(f"[bold]{title}[/bold] ({time.monotonic() - started:.1f} s): {last[:90]}")
+
     console.print()
-    print_report(report, console)
-    console.print(f"Telemetry file: {db}\nExplore it: hermetry --db {db} insights --json")
+    console.print(Rule("Before: what Hermes says (hermes insights)"))
+    with console.status("hermes insights …"):
+        overviews, text = hermes_says(workdir)
+    console.print(_hermes_table(overviews))
+    if text:
+        console.print()
+        console.print(text, markup=False, highlight=False)
+
+    report = insights(db, Query.last_days(1, group_by=("source", "model")))
+    console.print()
+    console.print(Rule("After: hermetry, the four questions on one screen"))
+    console.print(summary_renderable(report))
+    console.print()
+    console.print(Rule("The full report: hermetry insights --days 1 --by source --by session_type"))
+    print_report(insights(db, Query.last_days(1, group_by=("source", "session_type"))), console)
+    console.print(f"Telemetry file: {db}\nExplore it: hermetry --db {db} sessions · show SESSION · insights --json")
     return report

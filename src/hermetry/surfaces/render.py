@@ -118,9 +118,10 @@ def _legend(parts: list[RenderableType], *symbols: str) -> Text:
 
 def empty_hint() -> Text:
     return Text.assemble(
-        ("Nothing recorded in this window yet.\n", "bold"),
-        "To record your agent's runs, enable the plugin:  hermes plugins enable hermetry --no-allow-tool-override\n",
-        "To bring in the history Hermes already has:      hermetry import",
+        ("Nothing recorded in this window yet.", "bold"), " To record your agent's runs, enable the plugin:\n",
+        ("  hermes plugins enable hermetry --no-allow-tool-override\n", "bold"),
+        "To bring in the history Hermes already has:\n",
+        ("  hermetry import", "bold"),
     )
 
 
@@ -321,17 +322,17 @@ def report_renderable(report: dict[str, Any], *, tz: tzinfo | None = None) -> Gr
         parts.append(histogram)
 
     tok = api["tokens"]
-    tokens = Grid("Tokens and cost", [Column("", key=True, justify="left"), Column("total", "", wrap=True)])
+    tokens = Grid("Tokens and cost", [Column("", key=True, justify="left"), Column("total", "")])
     for kind in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
                  "total_tokens"):
         label = "  of which reasoning" if kind == "reasoning_tokens" else kind.replace("_tokens", "").replace("_", " ")
         tokens.add_row(label, count(tok[kind]))
     tokens.add_row("usage captured", coverage(tok))
-    tokens.add_row("API errors", f"{count(api['errors'])} of {count(api['count'])}"
-                   + (f" ({', '.join(f'{k} {count(v)}' for k, v in api['error_types'].items())})"
-                      if api["errors"] else ""))
-    tokens.add_row("cost", cost_line(api["cost"]))
     tokens.add_row("cost captured", coverage(api["cost"]))
+    tokens.notes.append(Text.assemble(("cost: ", "bold"), cost_line(api["cost"])))
+    tokens.notes.append(Text.assemble(("API errors: ", "bold"), f"{count(api['errors'])} of {plural(api['count'], 'call')}"
+                                      + (f" ({', '.join(f'{k} {count(v)}' for k, v in api['error_types'].items())})"
+                                         if api["errors"] else "")))
     parts.append(tokens)
 
     conv = report.get("conversations")

@@ -813,7 +813,7 @@ def load_script(
 def main(argv: list[str] | None = None) -> int:
     """Serve a script from the command line until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(
-        prog="python -m hermetry.testing.scripted_server",
+        prog="python -m hermetry.testing",
         description="Scripted OpenAI-compatible model server (loopback only).",
     )
     parser.add_argument("--host", default="127.0.0.1")
