@@ -185,14 +185,15 @@ def hermes_says(workdir: Path) -> tuple[list[tuple[str, dict[str, Any]]], str]:
     from hermetry.testing.hermes import hermes_executable
 
     overviews: list[tuple[str, dict[str, Any]]] = []
-    text = ""
+    texts: dict[str, str] = {}
     for home in sorted(p.parent for p in workdir.glob("*/state.db")):
         out = subprocess.run([hermes_executable(), "insights", "--days", "1"], env=_hermes_env(home),
                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-        if not text and "Overview" in out.stdout:
-            text = f"$ HERMES_HOME={home.name} hermes insights --days 1\n" + out.stdout.strip("\n")
+        texts[home.name] = f"$ HERMES_HOME={home.name} hermes insights --days 1\n" + out.stdout.strip("\n")
         overviews.append((home.name, _overview(out.stdout)))
-    return overviews, text
+    # the full text of the busiest small home (tool calls, then messages): a representative page
+    shown = max(overviews, key=lambda o: (o[1].get("Tool calls", 0), -o[1].get("Messages", 0)), default=None)
+    return overviews, texts[shown[0]] if shown else ""
 
 
 def _overview(text: str) -> dict[str, Any]:

@@ -442,11 +442,11 @@ def cmd_import(args: argparse.Namespace) -> int:
         if r.error:
             out.print(f"{r.source_path}: {r.error}", style="red", markup=False)
             continue
-        out.print(f"{r.source_path}: {plural(r.sessions_seen, 'session')} ({count(r.sessions_new)} new, "
+        out.print(f"{r.source_path}\n  {plural(r.sessions_seen, 'session')}: {count(r.sessions_new)} new, "
                   f"{count(r.sessions_changed)} changed, {count(r.sessions_unchanged)} unchanged, "
-                  f"{count(r.sessions_live)} already captured live); {plural(r.turns, 'turn')}, "
+                  f"{count(r.sessions_live)} already captured live\n  imported {plural(r.turns, 'turn')}, "
                   f"{plural(r.api_calls, 'token row')}, {plural(r.tool_calls, 'tool call')} "
-                  f"in {duration(r.seconds * 1000)}", markup=False)
+                  f"in {duration(r.seconds * 1000)}", markup=False, highlight=False)
     return 1 if any(r.error for r in results) else 0
 
 

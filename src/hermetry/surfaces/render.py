@@ -396,16 +396,19 @@ def summary_renderable(report: dict[str, Any], dims: tuple[str, ...] = ("source"
         ("Tokens    ", "bold"), f"{count(tok['total_tokens'])} (input {count(tok['input_tokens'])}, cache "
         f"{count(tok['cache_read_tokens'])}, output {count(tok['output_tokens'])}; "
         f"{tok['coverage']['captured']}/{tok['coverage']['of']} calls)\n",
-        ("Cost      ", "bold"), f"{cost_line(api['cost'])} ({api['cost']['coverage']['captured']}/"
-        f"{api['cost']['coverage']['of']} calls priced)\n",
-        ("Outcomes  ", "bold"), f"completed {rate(turns['completion_rate'])}, failed {rate(turns['failure_rate'])}",
+        ("Cost      ", "bold"), f"{cost_line(api['cost'])}\n",
+        ("Outcomes  ", "bold"), f"completed {rate(turns['completion_rate'])}, failed {rate(turns['failure_rate'])}\n",
+        ("Turns     ", "bold"), ", ".join(f"{k.replace('_', ' ')} {count(v)}" for k, v in turns["by_outcome"].items()),
+        *((("\n"), ("Sessions  ", "bold"), ", ".join(f"{k.replace('_', ' ')} {count(v)}"
+                                                     for k, v in report["sessions"]["by_outcome"].items()))
+          if report.get("sessions", {}).get("count") else ()),
     )
     parts: list[RenderableType] = [head, lines]
     for dim in dims:
         rows = report["breakdowns"].get(dim)
         if not rows or dim in ("tool", "toolset"):
             continue
-        grid = Grid(f"By {dim.replace('_', ' ')} (rates of ended turns; time: turn wall time)", [
+        grid = Grid(None, [
             Column(dim.replace("_", " "), key=True, justify="left"), Column("turns"), Column("completed", "compl."),
             Column("failed"), Column("avg"), Column("p95"), Column("tokens"), Column("cost")])
         for row in rows:
@@ -414,8 +417,10 @@ def summary_renderable(report: dict[str, Any], dims: tuple[str, ...] = ("source"
                          percent(t["failure_rate"]["value"]), duration(t["wall_ms"]["avg"]),
                          duration(t["wall_ms"]["p95"]), count(a["tokens"]["total_tokens"]), cost_short(a["cost"]))
         parts.append(grid)
-    parts.append(_legend(parts))
-    return Group(*[p for i, part in enumerate(parts) for p in ((Text(""), part) if i > 1 else (part,))])
+    foot = _legend(parts)
+    foot.append(("" if not foot.plain else " · ") + "rates of ended turns; avg and p95 of turn wall time")
+    parts.append(foot)
+    return Group(*[p for i, part in enumerate(parts) for p in ((Text(""), part) if 1 < i < len(parts) - 1 else (part,))])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -132,7 +132,7 @@ def cost_line(cost: dict[str, Any]) -> str:
     text = " + ".join(parts)
     extras = []
     if calls.get("included"):
-        extras.append(f"{plural(calls['included'], 'call')} {INCLUDED} in a subscription")
+        extras.append(f"{plural(calls['included'], 'call')} {INCLUDED} (subscription)")
     if calls.get("unknown"):
         extras.append(f"{plural(calls['unknown'], 'call')} unpriced")
     if parts and calls.get("unknown"):
