@@ -60,8 +60,12 @@ def _where(conn: sqlite3.Connection, since_ms: float, until_ms: float,
     return where, params
 
 
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+def _has_backfill_state(conn: sqlite3.Connection) -> bool:
+    """Whether the store keeps the import's bookkeeping (a file older than schema v2 does not)."""
+    if not isinstance(conn, sqlite3.Connection):  # PostgreSQL: the schema always has it
+        return True
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'backfill_state'").fetchone() \
+        is not None
 
 
 def empty_activity(tz: tzinfo | None = None) -> dict[str, Any]:
@@ -88,7 +92,7 @@ def activity(conn: sqlite3.Connection | None, since_ms: float, until_ms: float,
     api: dict[str, tuple[int, int]] = {}
     tokens = {"total": 0, "auxiliary": 0}
     for sid, ok_main, io_main, total, aux in q(
-        f"SELECT a.session_id, SUM(a.status = 'ok' AND a.api_request_id NOT LIKE 'backfill:%'), "
+        "SELECT a.session_id, SUM(CASE WHEN a.status = 'ok' AND a.api_request_id NOT LIKE 'backfill:%' THEN 1 ELSE 0 END), "
         f"COALESCE(SUM(CASE WHEN NOT {AUXILIARY_SQL} THEN COALESCE(a.input_tokens, 0) + COALESCE(a.output_tokens, 0) END), 0), "
         "COALESCE(SUM(COALESCE(a.input_tokens, 0) + COALESCE(a.output_tokens, 0) + COALESCE(a.cache_read_tokens, 0) "
         "+ COALESCE(a.cache_write_tokens, 0)), 0), "
@@ -106,7 +110,7 @@ def activity(conn: sqlite3.Connection | None, since_ms: float, until_ms: float,
         tools_per_session[sid] += n
         tools[name] += n
     messages: dict[str, int] = {}
-    if _has_table(conn, "backfill_state"):
+    if _has_backfill_state(conn):
         messages = {sid: n for sid, n in q(
             f"SELECT session_id, message_count FROM backfill_state WHERE session_id IN ({scope}) "
             "AND message_count IS NOT NULL")}
