@@ -57,6 +57,7 @@ def build_fixtures(root: Path) -> None:
                       regime=lambda days_ago: Regime(latency_scale=1.6) if days_ago < 7 else Regime(),
                       ).record(root / "two-weeks.db")
     shutil.copy2(root / "telemetry.db", root / "scratch.db")  # for the commands that write (reprice, reconcile)
+    (root / "empty.db").touch()  # an empty telemetry file: an empty history
     _state_db(root / "hermes-home", NOW_MS / 1000 - 2 * DAY_MS / 1000)
 
 
