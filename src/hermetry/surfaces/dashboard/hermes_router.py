@@ -11,7 +11,7 @@ FastAPI runs them in its thread pool, off the event loop, since a report reads t
 from pathlib import Path
 from typing import Any
 
-from hermetry.surfaces.dashboard.api import ApiError, DashboardApi
+from hermetry.surfaces.dashboard.api import FIRST_VIEW, ApiError, DashboardApi
 
 
 def build_router(db: str | Path | None = None) -> Any:
@@ -22,6 +22,7 @@ def build_router(db: str | Path | None = None) -> Any:
     from hermetry import config
 
     api = DashboardApi(db if db is not None else config.store())
+    api.prepare(*FIRST_VIEW)  # while `hermes dashboard` starts, as `hermetry dashboard` does
     router = APIRouter()
 
     @router.get("/{endpoint}")

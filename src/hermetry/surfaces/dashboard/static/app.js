@@ -465,7 +465,13 @@
     var flat = ctx.params.get("flat") === "1";
     var tp = pick(ctx.params, WINDOW_KEYS.concat(["limit"]));
     if (!flat) tp.set("flat", "1");
-    p.appendChild(h("p", null, h("a", {href: hashFor("sessions", tp), text: flat ? "Roll up conversations" : "One row per session"})));
+    var more = null;
+    if ((result.sessions || []).length < result.count && result.limit < 500) {
+      var mp = pick(ctx.params, WINDOW_KEYS.concat(["flat"]));
+      mp.set("limit", String(Math.min(500, result.limit * 4)));
+      more = [" · ", h("a", {href: hashFor("sessions", mp), text: "Show the newest " + Math.min(500, result.limit * 4)})];
+    }
+    p.appendChild(h("p", null, h("a", {href: hashFor("sessions", tp), text: flat ? "Roll up conversations" : "One row per session"}), more));
     var search = h("input", {type: "search", id: "session-search", placeholder: "source, model, outcome, id…", "aria-describedby": "session-search-help"});
     p.appendChild(h("label", {"for": "session-search", text: "Show rows containing "}));
     p.appendChild(search);
