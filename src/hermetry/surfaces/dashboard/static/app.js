@@ -67,6 +67,7 @@
     if (a < 0.01) return "$" + v.toPrecision(3);  // sub-cent costs are never shown as $0.00
     return "$" + v.toFixed(a < 100 ? 4 : 2);
   }
+  function plural(n, one, many) { return fmtInt(n) + " " + (n === 1 ? one : (many || one + "s")); }
   function fmtPct(v) { return isNum(v) ? (v * 100).toFixed(1) + "%" : "—"; }
   function fmtRate(r) {
     if (!r || !isNum(r.value)) return "—";
@@ -265,10 +266,10 @@
     var turns = report.turns || {}, api = report.api_calls || {}, tools = report.tool_calls || {};
     var tokens = api.tokens || {}, cost = api.cost || {}, sessions = report.sessions || {};
     out.appendChild(h("p", {"class": "coverage"}, "Window " + report.window.since + " → " + report.window.until +
-      " · covers ", figure("coverage.sessions", cov.sessions, fmtInt(cov.sessions)), " sessions, ",
-      figure("coverage.turns", cov.turns, fmtInt(cov.turns)), " turns, ",
-      figure("coverage.api_calls", cov.api_calls, fmtInt(cov.api_calls)), " API calls, ",
-      figure("coverage.tool_calls", cov.tool_calls, fmtInt(cov.tool_calls)), " tool calls",
+      " · covers ", figure("coverage.sessions", cov.sessions, fmtInt(cov.sessions)), cov.sessions === 1 ? " session, " : " sessions, ",
+      figure("coverage.turns", cov.turns, fmtInt(cov.turns)), cov.turns === 1 ? " turn, " : " turns, ",
+      figure("coverage.api_calls", cov.api_calls, fmtInt(cov.api_calls)), cov.api_calls === 1 ? " API call, " : " API calls, ",
+      figure("coverage.tool_calls", cov.tool_calls, fmtInt(cov.tool_calls)), cov.tool_calls === 1 ? " tool call" : " tool calls",
       cov.events_dropped ? h("strong", {"class": "warn"}, " · " + fmtInt(cov.events_dropped) + " events dropped by the recorder (in no figure)") : null));
 
     out.appendChild(h("div", {"class": "cards"},
@@ -423,7 +424,7 @@
   function toolsView(ctx, report, daily) {
     var out = h("div", {"class": "view"});
     var tc = report.tool_calls || {};
-    var p = panel("Tools", fmtInt(tc.count) + " tool calls, " + fmtInt(tc.failures) + " failed (status not ok); latency captured for " + fmtCoverage(get(tc, "latency_ms.coverage")) + ".");
+    var p = panel("Tools", plural(tc.count, "tool call") + ", " + fmtInt(tc.failures) + " failed (status not ok); latency captured for " + fmtCoverage(get(tc, "latency_ms.coverage")) + ".");
     p.appendChild(table("Per tool", [
       {label: "tool", sort: function (t) { return keyText(t.tool_name); }, value: function (t) { return keyText(t.tool_name); }},
       {label: "toolset", sort: function (t) { return keyText(t.toolset); }, value: function (t) { return keyText(t.toolset); }},
@@ -460,7 +461,7 @@
 
   function sessionsView(ctx, result) {
     var out = h("div", {"class": "view"});
-    var p = panel("Sessions", fmtInt(result.count) + (result.rolled_up ? " conversations" : " sessions") + " started in the window; the newest " +
+    var p = panel("Sessions", (result.rolled_up ? plural(result.count, "conversation") : plural(result.count, "session")) + " started in the window; the newest " +
                   fmtInt((result.sessions || []).length) + " shown" + (result.rolled_up ? " (subagents and continuations rolled into their conversation)." : "."));
     var flat = ctx.params.get("flat") === "1";
     var tp = pick(ctx.params, WINDOW_KEYS.concat(["limit"]));
