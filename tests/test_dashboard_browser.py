@@ -6,7 +6,8 @@ number carries its raw value in ``data-value``) and compared with ``hermetry ins
 (``compare``/``sessions``/``show`` likewise) for the same window and filters, and token counts
 with the usage the scripted model sent. Every request the page makes outside 127.0.0.1 is
 aborted and counted; the tests require none. Screenshots at 1280 and 390 px go to
-``.pytest_cache/d/dashboard-screenshots/``. Under CI=true a missing Chromium fails.
+``.pytest_cache/d/dashboard-screenshots/`` (with ``-p no:cacheprovider``: a temporary folder).
+Under CI=true a missing Chromium fails.
 """
 
 from __future__ import annotations
@@ -141,9 +142,10 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def shots(request: pytest.FixtureRequest) -> Path:
-    folder = Path(request.config.cache.mkdir("dashboard-screenshots"))  # type: ignore[union-attr]
-    return folder
+def shots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """.pytest_cache/d/dashboard-screenshots/ (a temporary folder when the cache is off)."""
+    cache = getattr(request.config, "cache", None)
+    return Path(cache.mkdir("dashboard-screenshots")) if cache is not None else tmp_path_factory.mktemp("screenshots")
 
 
 class Page:
