@@ -164,18 +164,22 @@ def test_enabled_without_the_extra_says_one_clear_line() -> None:
 
 # -- a real Hermes run ----------------------------------------------------------------------------
 
-def _run(tmp_path: Path, endpoint: str) -> tuple[Any, HermesHome, float]:
+def _run(tmp_path: Path, endpoint: str, *, via_config: bool = False) -> tuple[Any, HermesHome, float]:
     with ScriptedServer(_script()) as srv:
-        home = HermesHome(tmp_path / "home", srv.base_url)
+        config = {"hermetry": {"otlp": {"enabled": True}}} if via_config else None
+        home = HermesHome(tmp_path / "home", srv.base_url, config=config)
+        env = _otlp_env(home, endpoint)
+        if via_config:
+            del env["HERMETRY_OTLP"]  # switched on by config.yaml alone
         started = time.monotonic()
-        result = home.oneshot(PROMPT, env=_otlp_env(home, endpoint))
+        result = home.oneshot(PROMPT, env=env)
         return result, home, time.monotonic() - started
 
 
 @pytest.mark.hermes
 def test_real_hermes_run_is_exported_with_the_genai_conventions(tmp_path: Path, db_rows: Any) -> None:
     with OTLPReceiver() as rx:
-        result, home, _ = _run(tmp_path, rx.endpoint)
+        result, home, _ = _run(tmp_path, rx.endpoint, via_config=True)
         assert result.returncode == 0, result.stderr
         assert ANSWER in result.stdout
         assert rx.wait_for(lambda r: any(s["name"] == "invoke_agent hermes" for s in r.spans())
@@ -298,3 +302,24 @@ def test_a_dead_or_slow_collector_changes_nothing_but_is_counted(tmp_path: Path,
     # the store has everything regardless
     assert len(db_rows(home.telemetry_db, "SELECT * FROM api_calls")) == 2
     assert db_rows(home.telemetry_db, "SELECT outcome FROM turns")[0]["outcome"] == "completed"
+
+
+def test_a_quiet_process_sends_its_cumulative_totals_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gateway with nothing to do still reports its totals every OTEL_METRIC_EXPORT_INTERVAL, so a
+    backend behind the collector does not mark its series stale; the value stays what it was."""
+    from hermetry.sinks.otlp import OTLPConfig, OTLPSink
+
+    with OTLPReceiver() as rx:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rx.endpoint)
+        monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "200")
+        sink = OTLPSink(OTLPConfig.from_env())
+        try:
+            sink.write([SessionStarted("s", T0, source="cli"), TurnStarted("t", "s", T0),
+                        TurnEnded("t", "s", T0 + 1000, "completed")])
+            assert rx.wait_for(lambda r: len([p for p in r.points() if p["metric"] == "hermetry.turns"]) >= 3)
+        finally:
+            sink.close()
+        turns = [p for p in rx.points() if p["metric"] == "hermetry.turns"]
+    assert {p["value"] for p in turns} == {1}
+    assert turns[0]["time_ns"] == (int(T0) + 1000) * 1_000_000  # the event's time first, then "still 1 now"
+    assert turns[-1]["time_ns"] > turns[0]["time_ns"] and {p["start_ns"] for p in turns} == {turns[0]["start_ns"]}

@@ -58,6 +58,9 @@ class OTLPConfig:
     cumulative: bool = True
     flush_timeout_s: float = FLUSH_TIMEOUT_S
     max_queued: int = MAX_QUEUED
+    #: cumulative series are sent again this often while nothing changes (``OTEL_METRIC_EXPORT_INTERVAL``,
+    #: ms, default 60 s), so a backend behind the collector does not mark a quiet gateway's series stale
+    export_interval_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, settings: Mapping[str, Any] | None = None) -> OTLPConfig:
@@ -80,7 +83,16 @@ class OTLPConfig:
             # every hermetry instrument is a synchronous counter or histogram: lowmemory = delta
             cumulative=temporality not in ("delta", "lowmemory"),
             flush_timeout_s=float(flush) if isinstance(flush, int | float) and flush >= 0 else FLUSH_TIMEOUT_S,
+            export_interval_s=_interval_s(env.get("OTEL_METRIC_EXPORT_INTERVAL")),
         )
+
+
+def _interval_s(raw: str | None) -> float:
+    try:
+        value = float(raw) / 1000 if raw else 60.0
+    except ValueError:
+        return 60.0
+    return value if value > 0 else 60.0
 
 
 def _span_exporter(protocol: str) -> Any:
@@ -319,11 +331,16 @@ class OTLPSink:
             metric_exporter = _metric_exporter(self.config.metrics_protocol)
         self._mapper = genai.GenAIMapper()
         self._aggregator = genai.Aggregator(cumulative=self.config.cumulative)
+        self._lock = threading.Lock()  # the aggregator: the writer thread and the heartbeat
         self._recorder_dropped = 0
+        self._last_points = time.monotonic()
+        self._stop = threading.Event()
         describe = getattr(span_exporter, "_endpoint", None) or getattr(metric_exporter, "_endpoint", None) or "OTLP"
         self._delivery = _Delivery(span_exporter if self.config.traces else None,
                                    metric_exporter if self.config.metrics else None,
                                    self.config.max_queued, str(describe))
+        if self.config.cumulative and self.config.metrics:
+            threading.Thread(target=self._heartbeat, name="hermetry-otlp-heartbeat", daemon=True).start()
 
     # -- the Sink protocol --
 
@@ -343,7 +360,9 @@ class OTLPSink:
         if spans and self.config.traces:
             self._delivery.put("spans", [self._sdk.span(r) for r in spans], len(spans), block=block)
         if points and self.config.metrics:
-            series = self._aggregator.add(points)
+            with self._lock:
+                series = self._aggregator.add(points)
+                self._last_points = time.monotonic()
             if series:
                 self._delivery.put("points", self._sdk.metrics(series, self.config.cumulative), len(series),
                                    block=block)
@@ -352,7 +371,23 @@ class OTLPSink:
         return self._delivery.flush(min(timeout_s, self.config.flush_timeout_s))
 
     def close(self) -> None:
+        self._stop.set()
         self._delivery.close(self.config.flush_timeout_s)
+
+    def _heartbeat(self) -> None:
+        """Send the cumulative totals again after ``export_interval_s`` without new points, stamped
+        now (a cumulative value holds until it changes)."""
+        interval = self.config.export_interval_s
+        while not self._stop.wait(interval):
+            with self._lock:
+                if time.monotonic() - self._last_points < interval:
+                    continue
+                series = self._aggregator.totals()
+                now = time.time_ns()
+                for s in series:
+                    s.time_ns = max(s.time_ns, now)
+            if series and not self._stop.is_set():
+                self._delivery.put("points", self._sdk.metrics(series, True), len(series))
 
     # -- the ledger --
 
