@@ -170,16 +170,6 @@ class SubagentLinked:
 
 
 @dataclass(slots=True)
-class SubagentFinished:
-    """A delegated child session returned to its parent."""
-
-    child_session_id: str
-    finished_at_ms: float
-    child_status: str | None
-    duration_ms: float | None
-
-
-@dataclass(slots=True)
 class CronRunFinished:
     """Hermes' cron scheduler recorded a job run's status (``last_status``: ``ok`` / ``error``).
 
@@ -201,6 +191,5 @@ Event = (
     | ApiCall
     | ToolCall
     | SubagentLinked
-    | SubagentFinished
     | CronRunFinished
 )

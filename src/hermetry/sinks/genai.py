@@ -691,10 +691,6 @@ FIELD_MAP: tuple[tuple[str, str, str, str], ...] = (
     ("SubagentLinked", "child_role", "—", ""),
 )
 FIELD_MAP += (
-    ("SubagentFinished", "child_session_id", "—", "the child's turns are spans under the parent turn"),
-    ("SubagentFinished", "finished_at_ms", "—", ""),
-    ("SubagentFinished", "child_status", "—", ""),
-    ("SubagentFinished", "duration_ms", "—", "the `execute_tool delegate_task` span has it"),
     ("SessionReopened", "session_id", "—", "a resumed session's later turns are exported as usual"),
     ("SessionReopened", "reopened_at_ms", "—", ""),
     ("SessionReopened", "origin", "—", ""),

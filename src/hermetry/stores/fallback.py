@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from hermetry.model import events as ev
 from hermetry.recorder.sink import SinkDisabled, SinkUnavailable
@@ -79,11 +79,8 @@ CREATE TABLE IF NOT EXISTS rejected (
 );
 """
 
-_EVENT_TYPES: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (ev.SessionStarted, ev.SessionEnded, ev.SessionReopened, ev.TurnStarted, ev.TurnEnded,
-                ev.ApiCall, ev.ToolCall, ev.SubagentLinked, ev.SubagentFinished)
-}
+#: every canonical event type, by name (from the model's own union, so none is forgotten)
+_EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in get_args(ev.Event)}
 
 
 def encode(events: Sequence[ev.Event]) -> str:
@@ -97,7 +94,9 @@ def _fields(e: Any) -> dict[str, Any]:
 def decode(payload: str) -> list[ev.Event]:
     out: list[ev.Event] = []
     for name, fields in json.loads(payload):
-        cls = _EVENT_TYPES[name]
+        cls = _EVENT_TYPES.get(name)
+        if cls is None:  # a type this hermetry no longer records
+            continue
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in fields.items() if k in known}
         if "supersedes" in kwargs and isinstance(kwargs["supersedes"], list):

@@ -29,7 +29,6 @@ from hermetry.model.events import (
     SessionEnded,
     SessionReopened,
     SessionStarted,
-    SubagentFinished,
     SubagentLinked,
     ToolCall,
     TurnEnded,
@@ -588,8 +587,6 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
             ex(_SQL_SESSION_REOPEN, (now, e.session_id))
         elif isinstance(e, SubagentLinked):
             ex(_SQL_SUBAGENT_LINK, (e.child_session_id, e.parent_session_id, e.parent_turn_id, e.linked_at_ms, now))
-        elif isinstance(e, SubagentFinished):
-            pass  # the child's own session and turns carry its outcome and timing
         else:  # pragma: no cover - a new event type without a writer is a bug
             raise TypeError(f"no writer for {type(e).__name__}")
     flush()

@@ -1,13 +1,14 @@
-"""Hermes lifecycle hooks → canonical events.
+"""Hermes lifecycle hooks → canonical events: the capture and its writer-thread normalizers.
 
-Two halves, on two threads:
+Two halves, on two threads, in two modules:
 
-* **Callbacks** (Hermes' thread, inline on its hot path): each picks the few keyword
-  arguments it needs into a tuple, appends it to the recorder's queue and returns. No
-  parsing, no I/O, no locks; any exception is swallowed here so it can never reach Hermes.
-  Prompt, response and tool-argument payloads are never picked.
-* **Normalizers** (the recorder's writer thread): turn those tuples into
-  :mod:`hermetry.model.events`, tolerating missing fields and wrong types.
+* **Callbacks** (:mod:`callbacks`; Hermes' thread, inline on its hot path): each picks the few
+  keyword arguments its record (:mod:`records`) names into a tuple, appends it to the
+  recorder's queue and returns. No parsing, no I/O, no locks; any exception is swallowed there
+  so it can never reach Hermes. Prompt, response and tool-argument payloads are never picked.
+* **Normalizers** (here; the recorder's writer thread): read each tuple back as its named
+  record and turn it into :mod:`hermetry.model.events`, tolerating missing fields and wrong
+  types.
 
 See ../shared/hermes-reference.md (hooks and their arguments, as seen in Hermes 0.19.0).
 """
@@ -30,7 +31,6 @@ from hermetry.model.events import (
     SessionEnded,
     SessionReopened,
     SessionStarted,
-    SubagentFinished,
     SubagentLinked,
     ToolCall,
     TurnEnded,
@@ -54,6 +54,29 @@ from hermetry.model.privacy import clean_error
 from hermetry.model.sessions import lineage_for, profile_for_home, session_type_for
 from hermetry.recorder.recorder import Recorder
 from hermetry.sources.hermes import stream_probe
+from hermetry.sources.hermes.callbacks import hook_callbacks, state_callbacks
+from hermetry.sources.hermes.records import (
+    ApiAbortedRecord,
+    ApiErrorRecord,
+    ApiOkRecord,
+    ArrivalRecord,
+    AuxErrorRecord,
+    AuxPostRecord,
+    AuxUsageRecord,
+    CronStatusRecord,
+    InterruptRecord,
+    MirrorCreateRecord,
+    MirrorEndRecord,
+    MirrorReopenRecord,
+    SessionFinalizeRecord,
+    SessionStartRecord,
+    SubagentStartRecord,
+    ToolRecord,
+    TurnEndRecord,
+    TurnStartRecord,
+    UnknownToolRecord,
+    view,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Small, forgiving converters (writer thread)
@@ -99,95 +122,13 @@ class HermesCapture:
     # -- registration ------------------------------------------------------------------------
 
     def callbacks(self, valid_hooks: Iterable[str] = ()) -> dict[str, Callable[..., None]]:
-        """Hook name → callback, ready for ``ctx.register_hook``. Hooks only newer Hermes offers
-        are included when ``valid_hooks`` (Hermes' ``VALID_HOOKS``) names them."""
-        submit = self.recorder.submit
-        now = time.time
+        """Hook name → callback, ready for ``ctx.register_hook`` (see :mod:`callbacks`)."""
+        return hook_callbacks(self, valid_hooks)
 
-        def make(normalize: Callable[[tuple[Any, ...]], Iterable[Event]], keys: tuple[str, ...]) -> Callable[..., None]:
-            def callback(**kw: Any) -> None:
-                try:
-                    submit((normalize, now(), *map(kw.get, keys)))
-                except Exception:
-                    pass
-
-            callback.__name__ = f"hermetry_{normalize.__name__}"
-            return callback
-
-        take_probe = stream_probe.take_probe
-        turn_start_norm, arrival_norm = self._turn_start, self._arrival
-
-        # These two keep only a hash of the message text (bounded work: its first 4 KiB), never
-        # the text, so a queue backed up behind a slow store holds no prompts.
-        def turn_start(**kw: Any) -> None:
-            try:
-                m = kw.get("user_message")
-                submit((turn_start_norm, now(), kw.get("session_id"), kw.get("task_id"), kw.get("turn_id"),
-                        kw.get("platform"), kw.get("sender_id"), hash(m[:4096]) if isinstance(m, str) else None))
-            except Exception:
-                pass
-
-        def arrival(**kw: Any) -> None:
-            try:
-                event = kw.get("event")
-                source = getattr(event, "source", None)
-                platform = getattr(source, "platform", None)
-                text = getattr(event, "text", None)
-                submit((arrival_norm, now(), getattr(platform, "value", platform), getattr(source, "user_id", None),
-                        getattr(event, "timestamp", None), hash(text[:4096]) if isinstance(text, str) else None))
-            except Exception:
-                pass
-
-        def make_api(normalize: Callable[[tuple[Any, ...]], Iterable[Event]], keys: tuple[str, ...]) -> Callable[..., None]:
-            def callback(**kw: Any) -> None:
-                try:
-                    submit((normalize, now(), take_probe(kw.get("api_request_id")), *map(kw.get, keys)))
-                except Exception:
-                    pass
-
-            callback.__name__ = f"hermetry_{normalize.__name__}"
-            return callback
-
-        tool_norm = self._tool
-
-        def tool(**kw: Any) -> None:
-            try:
-                name = kw.get("tool_name")
-                submit((tool_norm, now(), *map(kw.get, _TOOL_KEYS),
-                        _exit_code(kw.get("result")) if name == "terminal" else None))
-            except Exception:
-                pass
-
-        offered = set(valid_hooks)
-        newer: dict[str, Callable[..., None]] = {}
-        if "post_auxiliary_call" in offered:
-            self.aux_hooks = True
-            newer["post_auxiliary_call"] = make(self._aux_post_hook, _AUX_POST_KEYS)
-        session_start_cb = make(self._session_start, ("session_id", "model", "platform"))
-        install_if_loaded = stream_probe.install_if_loaded
-
-        def session_start(**kw: Any) -> None:
-            session_start_cb(**kw)
-            try:
-                install_if_loaded()  # one flag check once done
-            except Exception:
-                pass
-
-        return newer | {
-            "on_session_start": session_start,
-            "pre_llm_call": turn_start,
-            "pre_gateway_dispatch": arrival,
-            "on_session_end": make(self._turn_end, ("session_id", "turn_id", "completed", "interrupted", "failed",
-                                                    "turn_exit_reason")),
-            "post_api_request": make_api(self._api_ok, _API_OK_KEYS),
-            "api_request_error": make_api(self._api_error, _API_ERROR_KEYS),
-            "post_tool_call": tool,
-            "on_session_finalize": make(self._session_finalize, ("session_id", "reason")),
-            "subagent_start": make(
-                self._subagent_start, ("parent_session_id", "parent_turn_id", "child_session_id", "child_role")
-            ),
-            "subagent_stop": make(self._subagent_stop, ("child_session_id", "child_status", "duration_ms")),
-        }
+    @staticmethod
+    def exit_code(result: Any) -> int | None:
+        """A terminal tool's exit code from its result (agent thread; see :func:`_exit_code`)."""
+        return _exit_code(result)
 
     # -- normalizers (writer thread) ---------------------------------------------------------
 
@@ -207,11 +148,19 @@ class HermesCapture:
         )
 
     def _session_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, session_id, model, platform = item
+        r = view(SessionStartRecord, item)
+        t, session_id, model, platform = r.t, r.session_id, r.model, r.platform
         return self._session_started(t, session_id, platform, model)
 
     def _turn_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, session_id, task_id, turn_id, platform, sender_id, message_hash = item
+        r = view(TurnStartRecord, item)
+        t = r.t
+        session_id = r.session_id
+        task_id = r.task_id
+        turn_id = r.turn_id
+        platform = r.platform
+        sender_id = r.sender_id
+        message_hash = r.message_hash
         sid, tid = _id(session_id), _id(turn_id)
         if not sid or not tid:
             return ()
@@ -225,7 +174,12 @@ class HermesCapture:
 
     def _arrival(self, item: tuple[Any, ...]) -> Iterable[Event]:
         """pre_gateway_dispatch: remember when a message reached Hermes (nothing stored yet)."""
-        _, t, platform, user_id, stamp, text_hash = item
+        r = view(ArrivalRecord, item)
+        t = r.t
+        platform = r.platform
+        user_id = r.user_id
+        stamp = r.stamp
+        text_hash = r.text_hash
         platform, sender = _str(platform), _id(user_id)
         if not platform or not sender:
             return ()
@@ -272,12 +226,19 @@ class HermesCapture:
         return arrived
 
     def _turn_end(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, session_id, turn_id, completed, interrupted, failed, exit_reason = item
+        r = view(TurnEndRecord, item)
+        t = r.t
+        session_id = r.session_id
+        turn_id = r.turn_id
+        completed = r.completed
+        interrupted = r.interrupted
+        failed = r.failed
+        turn_exit_reason = r.turn_exit_reason
         sid, tid = _id(session_id), _id(turn_id)
         if not sid or not tid:
             return ()
         reason: str | None = None
-        exit_text = _str(exit_reason)  # newer Hermes says why a turn ended; 0.19.0 does not
+        exit_text = _str(turn_exit_reason)  # newer Hermes says why a turn ended; 0.19.0 does not
         named = turn_outcome_for_exit_reason(exit_text) if exit_text else None
         label = self.interrupt_reasons.pop(sid, None) if interrupted is True else None
         if failed is True:
@@ -328,9 +289,24 @@ class HermesCapture:
         )
 
     def _api_ok(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        (_, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode,
-         api_duration, started_at, finish_reason, response_model, usage, first_delta_at, ended_at,
-         first_chunk_at) = item
+        r = view(ApiOkRecord, item)
+        t = r.t
+        probe = r.probe
+        session_id = r.session_id
+        turn_id = r.turn_id
+        api_request_id = r.api_request_id
+        model = r.model
+        provider = r.provider
+        base_url = r.base_url
+        api_mode = r.api_mode
+        api_duration = r.api_duration
+        started_at = r.started_at
+        finish_reason = r.finish_reason
+        response_model = r.response_model
+        usage = r.usage
+        first_delta_at = r.first_delta_at
+        ended_at = r.ended_at
+        first_chunk_at = r.first_chunk_at
         if _get(probe, "synthetic"):
             return ()  # answered by hermetry itself (/telemetry), not by a model
         start = _float(_get(probe, "start")) or _float(started_at)
@@ -349,8 +325,23 @@ class HermesCapture:
         return (call,) if call else ()
 
     def _api_error(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        (_, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode,
-         api_duration, started_at, status_code, retry_count, reason, error, ended_at) = item
+        r = view(ApiErrorRecord, item)
+        t = r.t
+        probe = r.probe
+        session_id = r.session_id
+        turn_id = r.turn_id
+        api_request_id = r.api_request_id
+        model = r.model
+        provider = r.provider
+        base_url = r.base_url
+        api_mode = r.api_mode
+        api_duration = r.api_duration
+        started_at = r.started_at
+        status_code = r.status_code
+        retry_count = r.retry_count
+        reason = r.reason
+        error = r.error
+        ended_at = r.ended_at
         # (a failed attempt may still have been billed: the probe's provider cost is kept)
         call = self._api_call(
             t=t, probe=probe, session_id=session_id, turn_id=turn_id, api_request_id=api_request_id,
@@ -366,7 +357,8 @@ class HermesCapture:
         self.recorder.submit((self._interrupt_noted, time.time(), session_id, interrupt_label(message)))
 
     def _interrupt_noted(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, _t, session_id, label = item
+        r = view(InterruptRecord, item)
+        session_id, label = r.session_id, r.label
         sid = _id(session_id)
         if sid:
             self.interrupt_reasons[sid] = label
@@ -382,7 +374,16 @@ class HermesCapture:
                               get("api_mode")))
 
     def _api_aborted(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode = item
+        r = view(ApiAbortedRecord, item)
+        t = r.t
+        probe = r.probe
+        session_id = r.session_id
+        turn_id = r.turn_id
+        api_request_id = r.api_request_id
+        model = r.model
+        provider = r.provider
+        base_url = r.base_url
+        api_mode = r.api_mode
         call = self._api_call(
             t=t, probe=probe, session_id=session_id, turn_id=turn_id, api_request_id=api_request_id,
             model=model, provider=provider, base_url=base_url, api_mode=api_mode, status="interrupted",
@@ -391,8 +392,18 @@ class HermesCapture:
         return (call,) if call else ()
 
     def _tool(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        (_, t, session_id, turn_id, tool_call_id, api_request_id, tool_name, duration_ms, status,
-         error_type, error_message, exit_code) = item
+        r = view(ToolRecord, item)
+        t = r.t
+        session_id = r.session_id
+        turn_id = r.turn_id
+        tool_call_id = r.tool_call_id
+        api_request_id = r.api_request_id
+        tool_name = r.tool_name
+        duration_ms = r.duration_ms
+        status = r.status
+        error_type = r.error_type
+        error_message = r.error_message
+        exit_code = r.exit_code
         sid, name = _id(session_id), _str(tool_name)
         if not sid or not name:
             return ()
@@ -428,7 +439,8 @@ class HermesCapture:
         self.recorder.submit((self._unknown_tool, time.time(), context, name if isinstance(name, str) else None))
 
     def _unknown_tool(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, context, name = item
+        r = view(UnknownToolRecord, item)
+        t, context, name = r.t, r.context, r.name
         get = context.get if isinstance(context, dict) else (lambda _k: None)
         sid = _id(get("session_id"))
         if not sid:
@@ -453,7 +465,13 @@ class HermesCapture:
                               context))
 
     def _aux_usage(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, session_id, task, fields, timing, context = item
+        r = view(AuxUsageRecord, item)
+        t = r.t
+        session_id = r.session_id
+        task = r.task
+        fields = r.fields
+        timing = r.timing
+        context = r.context
         get = fields.get
         call = self._aux_call(
             t, session_id, _str(task) or "auxiliary", timing, context, status="ok",
@@ -484,7 +502,14 @@ class HermesCapture:
                               stream_probe.last_call_context()))
 
     def _aux_error(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, session_id, timing, error_type, http_status, message, context = item
+        r = view(AuxErrorRecord, item)
+        t = r.t
+        session_id = r.session_id
+        timing = r.timing
+        error_type = r.error_type
+        http_status = r.http_status
+        message = r.message
+        context = r.context
         call = self._aux_call(t, session_id, "auxiliary", timing, context, status="error",
                               model=_str(_get(timing, "model")), error_type=_str(error_type),
                               http_status=_int(http_status), error_message=clean_error(message))
@@ -492,8 +517,22 @@ class HermesCapture:
 
     def _aux_post_hook(self, item: tuple[Any, ...]) -> Iterable[Event]:
         """Newer Hermes' ``post_auxiliary_call`` (one per physical attempt)."""
-        (_, t, session_id, turn_id, task, aux_task, model, provider, base_url, usage, api_duration, started_at,
-         ended_at, status, error, first_chunk_at) = item
+        r = view(AuxPostRecord, item)
+        t = r.t
+        session_id = r.session_id
+        turn_id = r.turn_id
+        task = r.task
+        aux_task = r.aux_task
+        model = r.model
+        provider = r.provider
+        base_url = r.base_url
+        usage = r.usage
+        api_duration = r.api_duration
+        started_at = r.started_at
+        ended_at = r.ended_at
+        status = r.status
+        error = r.error
+        first_chunk_at = r.first_chunk_at
         start, end, duration = _float(started_at), _float(ended_at), _float(api_duration)
         if start is None and end is not None and duration is not None:
             start = end - duration
@@ -534,27 +573,25 @@ class HermesCapture:
     # -- Hermes' own session records (see state_mirror.py) -------------------------------------
 
     def state_callbacks(self) -> tuple[Callable[..., None], Callable[..., None], Callable[..., None]]:
-        """(on_create, on_end, on_reopen) for :func:`state_mirror.install`."""
-        submit = self.recorder.submit
-
-        def on_create(*args: Any) -> None:
-            submit((self._mirror_create, *args))
-
-        def on_end(*args: Any) -> None:
-            submit((self._mirror_end, *args))
-            self.recorder.nudge()
-
-        def on_reopen(*args: Any) -> None:
-            submit((self._mirror_reopen, *args))
-
-        return on_create, on_end, on_reopen
+        """(on_create, on_end, on_reopen) for :func:`state_mirror.install` (see :mod:`callbacks`)."""
+        return state_callbacks(self)
 
     def _mirror_create(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, session_id, source, model, parent_session_id, profile = item
+        r = view(MirrorCreateRecord, item)
+        t = r.t
+        session_id = r.session_id
+        source = r.source
+        model = r.model
+        parent_session_id = r.parent_session_id
+        profile = r.profile
         return self._session_started(t, session_id, source, model, profile, parent_session_id)
 
     def _mirror_end(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, session_id, end_reason, supersedes = item
+        r = view(MirrorEndRecord, item)
+        t = r.t
+        session_id = r.session_id
+        end_reason = r.end_reason
+        supersedes = r.supersedes
         sid = _id(session_id)
         if not sid:
             return ()
@@ -574,7 +611,8 @@ class HermesCapture:
         self.recorder.nudge()
 
     def _cron_status(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, job_id, success = item
+        r = view(CronStatusRecord, item)
+        t, job_id, success = r.t, r.job_id, r.success
         job = _id(job_id)
         if not job or not isinstance(success, bool):
             return ()
@@ -582,7 +620,8 @@ class HermesCapture:
                                 status=RUN_STATUS_OK if success else RUN_STATUS_ERROR),)
 
     def _session_finalize(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, session_id, reason = item
+        r = view(SessionFinalizeRecord, item)
+        t, session_id, reason = r.t, r.session_id, r.reason
         sid = _id(session_id)
         if not sid:
             return ()
@@ -591,25 +630,24 @@ class HermesCapture:
                              outcome=session_outcome_for_end_reason(raw)),)
 
     def _mirror_reopen(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, session_id = item
+        r = view(MirrorReopenRecord, item)
+        t, session_id = r.t, r.session_id
         sid = _id(session_id)
         return (SessionReopened(session_id=sid, reopened_at_ms=t * 1000),) if sid else ()
 
     def _subagent_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, parent_sid, parent_tid, child_sid, role = item
-        child, parent = _id(child_sid), _id(parent_sid)
+        r = view(SubagentStartRecord, item)
+        t = r.t
+        parent_session_id = r.parent_session_id
+        parent_turn_id = r.parent_turn_id
+        child_session_id = r.child_session_id
+        child_role = r.child_role
+        child, parent = _id(child_session_id), _id(parent_session_id)
         if not child or not parent:
             return ()
-        return (SubagentLinked(child_session_id=child, parent_session_id=parent, parent_turn_id=_id(parent_tid),
-                               linked_at_ms=t * 1000, child_role=_str(role)),)
+        return (SubagentLinked(child_session_id=child, parent_session_id=parent, parent_turn_id=_id(parent_turn_id),
+                               linked_at_ms=t * 1000, child_role=_str(child_role)),)
 
-    def _subagent_stop(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        _, t, child_sid, status, duration_ms = item
-        child = _id(child_sid)
-        if not child:
-            return ()
-        return (SubagentFinished(child_session_id=child, finished_at_ms=t * 1000, child_status=_str(status),
-                                 duration_ms=_float(duration_ms)),)
 
 
 #: ``error_type`` of a terminal call hermetry marks failed from its exit code.
