@@ -228,3 +228,24 @@ def test_utc_and_local_times_name_their_zone(small: Path, capsys: pytest.Capture
     assert "IST" in local and "UTC" in utc
     first = list_sessions(small, NOW_MS - 3 * DAY_MS, NOW_MS)["sessions"][0]
     assert first["started_at"][11:16] in utc  # UTC wall clock
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_import_output_at_every_width(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch, width: int) -> None:
+    monkeypatch.setenv("HERMES_HOME", str(tmp_path / "hh"))
+    monkeypatch.setenv("COLUMNS", str(width))
+    (tmp_path / "hh").mkdir()
+    from hermes_state import SessionDB
+
+    db = SessionDB(tmp_path / "hh" / "state.db")
+    for n in range(3):
+        db.create_session(f"s{n}", "cli", model="m")
+        db.append_message(f"s{n}", "user", "q")
+        db.append_message(f"s{n}", "assistant", "a")
+        db.update_token_counts(f"s{n}", input_tokens=10, output_tokens=2, model="m", api_call_count=1)
+    db.close()
+    code = cli.main(["--db", str(tmp_path / "t.db"), "import", "--hermes-home", str(tmp_path / "hh")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    check(out, width, ["3 sessions: 3 new", plural(3, "turn"), plural(3, "token row")])

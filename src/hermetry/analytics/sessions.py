@@ -27,6 +27,7 @@ from typing import Any
 from hermetry.analytics.query import iso, window_sql
 from hermetry.analytics.report import (
     API_AGGREGATES,
+    API_FIELDS,
     api_errors,
     cost_from_totals,
     fold_api_group,
@@ -65,9 +66,14 @@ def _rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> lis
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i:i + _CHUNK]
+#: Ids per ``IN (…)`` list on the listing path: one query per table for most listings (SQLite
+#: allows 32,766 parameters since 3.32, PostgreSQL 65,535) instead of one per 500 sessions.
+_LISTING_CHUNK = 10_000
+
+
+def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
 
 
 def _session_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -116,8 +122,8 @@ def _per_session(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dict[s
               "derived_tools": 0}
         for sid in session_ids
     }
-    for chunk in _chunks(list(session_ids)):
-        marks = ", ".join("?" for _ in chunk)
+    for chunk in _chunks(list(session_ids), _LISTING_CHUNK):
+        marks = ", ".join("?" * len(chunk))
         for sid, outcome, origin, n in _execute(
             conn, f"SELECT session_id, outcome, origin, COUNT(*) FROM turns WHERE session_id IN ({marks}) "
                   "GROUP BY 1, 2, 3", chunk
@@ -142,22 +148,33 @@ def _per_session(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dict[s
     return out
 
 
+def _sum_api(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """``sum_api_fields``, without the summing for one group of calls (the same numbers:
+    ``math.fsum`` of one float is that float)."""
+    if len(rows) != 1:
+        return sum_api_fields(rows)
+    return {name: float(v) if name.endswith("_usd") else v for name, v in zip(API_FIELDS, rows[0], strict=True)}
+
+
 def _totals(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Totals over one or more sessions' parts (every API call once)."""
-    turns: Counter[str] = Counter()
-    derived_turns: Counter[str] = Counter()
-    errors: Counter[str] = Counter()
-    tools: Counter[str] = Counter()
-    derived_tools = 0
-    api: list[tuple[Any, ...]] = []
-    for part in parts:
-        turns.update(part["turns"])
-        derived_turns.update(part["derived_turns"])
-        errors.update(part["errors"])
-        tools.update(part["tools"])
-        derived_tools += part["derived_tools"]
-        api.extend(part["api"])
-    t = sum_api_fields(api)
+    parts = list(parts)
+    if len(parts) == 1:  # most rows of a listing: the session's own counters, nothing to merge
+        one = parts[0]
+        turns, derived_turns, errors, tools = one["turns"], one["derived_turns"], one["errors"], one["tools"]
+        derived_tools, api = one["derived_tools"], one["api"]
+    else:
+        turns, derived_turns, errors, tools = Counter(), Counter(), Counter(), Counter()
+        derived_tools = 0
+        api = []
+        for part in parts:
+            turns.update(part["turns"])
+            derived_turns.update(part["derived_turns"])
+            errors.update(part["errors"])
+            tools.update(part["tools"])
+            derived_tools += part["derived_tools"]
+            api.extend(part["api"])
+    t = _sum_api(api)
     tool_calls = sum(tools.values())
     tool_failures, tools_known = tool_counts(tools)
     completion, _failure = turn_rates(turns, derived_turns)
@@ -214,9 +231,10 @@ def list_sessions(db: Db, since_ms: float, until_ms: float, *, limit: int = 20, 
                    for r in listed}
         everyone = sorted({sid for sids in members.values() for sid in sids})
         parts = _per_session(conn, everyone)
-        info: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(everyone):
-            marks = ", ".join("?" for _ in chunk)
+        info: dict[str, dict[str, Any]] = {r["session_id"]: r for r in listed}
+        rest = [sid for sid in everyone if sid not in info]  # rolled-in sessions the listing did not fetch
+        for chunk in _chunks(rest, _LISTING_CHUNK):
+            marks = ", ".join("?" * len(chunk))
             for row in _rows(conn, f"SELECT * FROM sessions WHERE session_id IN ({marks})", chunk):
                 info[row["session_id"]] = row
     for row in listed:
