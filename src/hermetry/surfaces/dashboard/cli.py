@@ -47,9 +47,10 @@ def run_dashboard(args: argparse.Namespace, db: Path | str, usage_error: type[Ex
 
     try:
         server = DashboardServer(db, host=args.host, port=args.port, refresh_s=args.refresh)
-    except OSError as exc:
-        raise usage_error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
-                          "(another --port, or --port 0 for a free one)") from exc
+    except OSError as exc:  # the environment, not the command line: exit status 1 (docs/cli.md)
+        print(f"hermetry: cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
+              "(another --port, or --port 0 for a free one)", file=sys.stderr)
+        return 1
     print(f"hermetry dashboard: {server.url}", flush=True)
     print(f"reading {server.api.shown_db()}" + ("" if server.api.exists() else " (no telemetry recorded yet)"),
           flush=True)
