@@ -390,3 +390,17 @@ def test_install_and_remove_the_tab_from_the_command_line(tmp_path: Path, monkey
     assert not (tmp_path / "home" / "plugins" / "hermetry").exists()
     assert main(["dashboard", "--remove-hermes-tab"]) == 0
     assert "no Telemetry tab installed" in capsys.readouterr().out
+
+
+def test_a_port_in_use_is_one_line_and_exit_status_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from hermetry.surfaces.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["--db", str(tmp_path / "t.db"), "dashboard", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"hermetry: cannot listen on 127.0.0.1:{port}") and err.count("\n") == 1
