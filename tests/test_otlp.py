@@ -323,3 +323,29 @@ def test_a_quiet_process_sends_its_cumulative_totals_again(monkeypatch: pytest.M
     assert {p["value"] for p in turns} == {1}
     assert turns[0]["time_ns"] == (int(T0) + 1000) * 1_000_000  # the event's time first, then "still 1 now"
     assert turns[-1]["time_ns"] > turns[0]["time_ns"] and {p["start_ns"] for p in turns} == {turns[0]["start_ns"]}
+
+
+def test_what_a_failing_collector_missed_is_reported_when_it_is_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hermetry.sinks.otlp import OTLPConfig, OTLPSink
+
+    with OTLPReceiver(mode="hang") as rx:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rx.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+        sink = OTLPSink(OTLPConfig.from_env())
+        try:
+            sink.write([SessionStarted("s", T0, source="cli"), TurnStarted("t", "s", T0),
+                        TurnEnded("t", "s", T0 + 1000, "completed")])
+            assert not sink.flush(0.2)  # the collector does not answer: written off, counted
+            missed = sink.undelivered
+            assert missed >= 1
+            rx.mode = "ok"
+            deadline = time.monotonic() + 30
+            while sink._delivery.inflight is not None:  # the hung request times out (1 s)
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            sink.write([TurnStarted("t2", "s", T0 + 2000), TurnEnded("t2", "s", T0 + 3000, "completed")])
+            assert rx.wait_for(lambda r: any(p["metric"] == "hermetry.recorder.dropped" for p in r.points()))
+        finally:
+            sink.close()
+        drops = [p for p in rx.points() if p["metric"] == "hermetry.recorder.dropped"]
+    assert drops[-1]["attributes"] == {"hermetry.sink": "otlp"} and drops[-1]["value"] == missed

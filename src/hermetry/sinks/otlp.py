@@ -333,6 +333,7 @@ class OTLPSink:
         self._aggregator = genai.Aggregator(cumulative=self.config.cumulative)
         self._lock = threading.Lock()  # the aggregator: the writer thread and the heartbeat
         self._recorder_dropped = 0
+        self._reported_undelivered = 0
         self._last_points = time.monotonic()
         self._stop = threading.Event()
         describe = getattr(span_exporter, "_endpoint", None) or getattr(metric_exporter, "_endpoint", None) or "OTLP"
@@ -351,6 +352,11 @@ class OTLPSink:
             points.append(genai.Measurement(genai.DROPPED, dropped - self._recorder_dropped,
                                             ((genai.H_SINK, "recorder"),), time.time_ns()))
             self._recorder_dropped = dropped
+        own = self.undelivered
+        if own > self._reported_undelivered:  # our own drops, for when the collector is back
+            points.append(genai.Measurement(genai.DROPPED, own - self._reported_undelivered,
+                                            ((genai.H_SINK, self.name),), time.time_ns()))
+            self._reported_undelivered = own
         self.send(spans, points)
         return len(events)
 
