@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +45,39 @@ SITECUSTOMIZE = textwrap.dedent(
             if name.startswith(("_api", "_turn", "_session", "_tool", "_mirror", "_subagent")):
                 setattr(hooks.HermesCapture, name, _boom)
         store.SQLiteStore.write = _boom
+    elif fault == "sdk_internals_raise":
+        # everything of hermetry's behind the OpenAI SDK create wrapper and the stream iterator
+        # wrapper (outside Hermes' plugin isolation) raises
+        import hermetry.sources.hermes.stream_probe as probe
+
+        class _RaisingDict(dict):
+            def get(self, *a, **k):
+                raise RuntimeError("injected hermetry fault")
+
+            def __bool__(self):
+                raise RuntimeError("injected hermetry fault")
+
+        class _Raising:
+            def __getattr__(self, name):
+                raise RuntimeError("injected hermetry fault")
+
+        for name in ("_observe", "_chunk_has_payload", "_usage_cost", "_timed", "ON_AUX_ERROR"):
+            setattr(probe, name, _boom)
+        probe._INFLIGHT = _RaisingDict()
+        probe.AUX_TIMING = _Raising()
+    elif fault == "exit_internals_raise":
+        # what the os._exit wrapper calls raises (even a BaseException)
+        import hermetry.recorder.recorder as recorder
+
+        def _exit_boom(*args, **kwargs):
+            raise SystemExit("injected hermetry fault")
+
+        recorder.Recorder.flush_at_exit = _exit_boom
+        recorder.Recorder.flush = _exit_boom
+    elif fault == "interrupt_internals_raise":
+        import hermetry.sources.hermes.hooks as hooks
+        hooks.HermesCapture.on_interrupt = _boom
+        hooks.HermesCapture.on_api_aborted = _boom
     elif fault == "register_raises":
         import hermetry.plugin as plugin
         plugin.get_capture = _boom
@@ -109,7 +143,8 @@ def _same_as_baseline(baseline, result, home: HermesHome) -> None:
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("fault", ["hooks_raise", "writer_raises", "register_raises"])
+@pytest.mark.parametrize("fault", ["hooks_raise", "writer_raises", "register_raises", "sdk_internals_raise",
+                                   "exit_internals_raise"])
 def test_exceptions_inside_hermetry_do_not_change_the_run(tmp_path: Path, baseline, fault: str) -> None:
     result, home = _run(tmp_path, fault, fault=fault)
     _same_as_baseline(baseline, result, home)
@@ -138,3 +173,46 @@ def test_locked_telemetry_file_does_not_change_the_run(tmp_path: Path, baseline)
     sqlite3.connect(db).close()
     result, home = _run(tmp_path, "locked-run", db=db, hold_lock=True)
     _same_as_baseline(baseline, result, home)
+
+
+def _interrupted_run(tmp_path: Path, name: str, *, plugin: bool, fault: str = "") -> dict[str, Any]:
+    """Start an API-server run whose model call hangs, stop it, and return what Hermes says."""
+    import time
+
+    from hermetry.testing.hermes import Gateway
+
+    hooks_dir = tmp_path / "sitecustomize"
+    hooks_dir.mkdir(exist_ok=True)
+    (hooks_dir / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    with ScriptedServer([ScriptedReply(content="never", hang=True)]) as srv:
+        home = HermesHome(tmp_path / name, srv.base_url, plugin=plugin)
+        with Gateway(home, extra_env={"PYTHONPATH": str(hooks_dir), "HERMETRY_TEST_FAULT": fault}) as gw:
+            run_id = gw.start_run("do something slow")
+            deadline = time.monotonic() + 60
+            while not srv.requests or not any(r.path.endswith("/chat/completions") for r in srv.requests):
+                assert time.monotonic() < deadline, "the run never reached the model"
+                time.sleep(0.1)
+            stopped = gw.stop_run(run_id)
+            status: dict[str, Any] = {}
+            while time.monotonic() < deadline:
+                status = gw.get_run(run_id)
+                if status.get("status") not in ("queued", "running", "in_progress", "stopping", None):
+                    break
+                time.sleep(0.2)
+            return {"stopped": {k: v for k, v in stopped.items() if k not in ("run_id", "id")},
+                    "status": status.get("status"), "error": status.get("error")}
+
+
+def test_an_interrupt_is_exactly_the_same_when_hermetrys_interrupt_wrapper_breaks(tmp_path: Path) -> None:
+    """The interrupt wrapper wraps Hermes' own AIAgent.interrupt: with everything behind it
+    raising, the stop request answers and the run ends exactly as without hermetry."""
+    without = _interrupted_run(tmp_path, "no-plugin", plugin=False)
+    working = _interrupted_run(tmp_path, "working", plugin=True)
+    broken = _interrupted_run(tmp_path, "broken", plugin=True, fault="interrupt_internals_raise")
+    assert without["status"] == "cancelled", without
+    assert working == without and broken == without
+    # the wrapper was in the path: working, it recorded why the turn ended
+    conn = sqlite3.connect(f"{(tmp_path / 'working' / 'hermetry' / 'telemetry.db').as_uri()}?mode=ro", uri=True)
+    reasons = [r[0] for r in conn.execute("SELECT outcome_reason FROM turns")]
+    conn.close()
+    assert reasons == ["Stop requested via API"]

@@ -229,6 +229,17 @@ class Gateway:
                          headers={"Authorization": f"Bearer {self.API_KEY}"})
         return str(out.get("run_id") or out.get("id"))
 
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """GET /v1/runs/RUN — the run's status (``running``, ``completed``, ``cancelled``, …)."""
+        import json
+        import urllib.request
+
+        req = urllib.request.Request(f"http://127.0.0.1:{self.api_port}/v1/runs/{run_id}",
+                                     headers={"Authorization": f"Bearer {self.API_KEY}"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            data: dict[str, Any] = json.loads(resp.read())
+        return data
+
     def stop_run(self, run_id: str) -> dict[str, Any]:
         """POST /v1/runs/RUN/stop — Hermes interrupts the run ("Stop requested via API")."""
         return self._post(f"http://127.0.0.1:{self.api_port}/v1/runs/{run_id}/stop", {},
