@@ -176,3 +176,65 @@ def test_any_text_fits_the_limit(text: str, limit: int) -> None:
     if out is not None:
         assert len(out) <= limit
         assert "\n" not in out
+
+
+# -- properties: passwords with any punctuation, bearer tokens, provider and AWS keys ----------
+
+_PUNCT_PASSWORD = st.text(
+    st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc")), min_size=1, max_size=40
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_PUNCT_PASSWORD.filter(lambda p: p[0] not in "\"'"), st.sampled_from(["password", "PASSWORD", "db_password",
+                                                                         "passwd", "pwd", "client_secret"]),
+       st.sampled_from(["=", ": ", " = "]))
+def test_a_bare_password_with_any_punctuation_goes_entirely(password: str, key: str, sep: str) -> None:
+    """``, ; ' " &`` and the rest: an unquoted value is redacted up to the next space."""
+    out = redact(f"login failed: {key}{sep}{password} for user bob")
+    assert out == f"login failed: {key}{sep}[REDACTED] for user bob"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40),
+       st.sampled_from(["json", "repr"]))
+def test_a_quoted_password_goes_entirely_whatever_it_holds(password: str, form: str) -> None:
+    """Quoted values (JSON, Python reprs) with escaped quotes, commas, ampersands, spaces."""
+    import json
+
+    text = json.dumps({"user": "bob", "password": password}) if form == "json" else repr({"user": "bob",
+                                                                                          "password": password})
+    out = clean_error(f"bad payload {text}", limit=10_000)
+    assert out is not None
+    expected_json = '{"user": "bob", "password": "[REDACTED]"}'
+    if form == "json":
+        assert out == " ".join(f"bad payload {expected_json}".split())
+    else:
+        head = "bad payload {'user': 'bob', 'password': "
+        assert out.startswith(head) and out[len(head):] in ("'[REDACTED]'}", '"[REDACTED]"}'), out
+
+
+_TOKEN68 = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~+/"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(_TOKEN68, min_size=8, max_size=80).map(lambda t: t + "=="), st.sampled_from(
+    ["Authorization: Bearer {}", "authorization: bearer {}", "BEARER {}", '{{"Authorization": "Bearer {}"}}',
+     "Proxy-Authorization: Basic {}"]))
+def test_bearer_and_basic_credentials_never_survive(token: str, template: str) -> None:
+    out = clean_error(template.format(token), limit=10_000)
+    assert out is not None and token not in out and token[:8] not in out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.text(_ALNUM + "-_", min_size=20, max_size=60).map(lambda s: "sk-" + s),
+    st.text(_ALNUM + "-_", min_size=20, max_size=60).map(lambda s: "sk-proj-" + s),
+    st.text(_ALNUM, min_size=20, max_size=60).map(lambda s: "sk-ant-api03-" + s),
+    st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", min_size=16, max_size=16).map(lambda s: "AKIA" + s),
+    st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", min_size=16, max_size=16).map(lambda s: "ASIA" + s),
+), _surrounding, _surrounding)
+def test_provider_and_aws_keys_never_survive_anywhere_in_the_text(key: str, before: str, after: str) -> None:
+    assume(key not in before and key not in after)
+    out = clean_error(f"{before} {key} {after}", limit=10_000)
+    assert out is not None and key not in out
