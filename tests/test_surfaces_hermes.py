@@ -18,6 +18,7 @@ import json
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,11 +112,9 @@ def test_slash_telemetry_in_the_hermes_cli(tmp_path: Path) -> None:
 
 
 @pytest.mark.hermes
-def test_slash_telemetry_through_a_messaging_gateway(tmp_path: Path) -> None:
-    """The webhook platform delivers replies to Hermes' log ('deliver: log'), first 200 characters."""
-    _, db = recent_history(tmp_path)
+def _webhook_telemetry(tmp_path: Path, name: str, db: Path, config: dict[str, Any] | None = None) -> tuple[str, int]:
     with ScriptedServer([]) as srv:
-        home = HermesHome(tmp_path / "home", srv.base_url)
+        home = HermesHome(tmp_path / name, srv.base_url, config=config)
         with Gateway(home, api_server=False, webhook=True, extra_env={"HERMETRY_DB": str(db)}) as gw:
             gw.webhook("/telemetry 7", request_id=str(uuid.uuid4()))
             deadline = time.monotonic() + 60
@@ -125,8 +124,21 @@ def test_slash_telemetry_through_a_messaging_gateway(tmp_path: Path) -> None:
                 logs = "".join(p.read_text(errors="replace") for p in (home.root / "logs").glob("*.log")) \
                     + gw.log_path.read_text(errors="replace")
         model_requests = [r for r in srv.requests if r.path.endswith("/chat/completions")]
-    assert model_requests == []
-    response = logs[logs.index("[webhook] Response for"):]
+    return logs[logs.index("[webhook] Response for"):], len(model_requests)
+
+
+def test_slash_telemetry_through_a_messaging_gateway(tmp_path: Path) -> None:
+    """The webhook platform delivers replies to Hermes' log ('deliver: log'), first 200 characters.
+    A messaging gateway answers /telemetry only to those the operator allows (default: nobody
+    but the platform's admins); allowed, it is the report."""
+    _, db = recent_history(tmp_path)
+    denied, model_calls = _webhook_telemetry(tmp_path, "default", db)
+    assert model_calls == 0
+    assert "/telemetry is not enabled for you here" in denied and "report" not in denied.lower()
+    assert expected_text(db, 7, ("source",)).splitlines()[1] not in denied
+    response, model_calls = _webhook_telemetry(tmp_path, "allowed", db,
+                                               {"hermetry": {"telemetry_command": {"allow": ["webhook:*"]}}})
+    assert model_calls == 0
     first_lines = expected_text(db, 7, ("source",)).splitlines()[:2]
     for line in first_lines:
         assert line in response, (line, response[:400])

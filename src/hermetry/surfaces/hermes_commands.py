@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 #: Set by the composition root (hermetry.plugin): tells the capture that a model request was
@@ -135,6 +136,80 @@ def _one_shot_process() -> bool:
     return one_shot_kind(sys.argv[1:]) is not None
 
 
+# -- who may see telemetry ---------------------------------------------------------------------
+#
+# /telemetry shows the whole deployment's usage and spend. In the CLI and through the local API
+# server (whose clients hold its key) the operator is the one asking. On a messaging gateway
+# anyone who can message the bot could ask, so there it answers only:
+#
+# * users listed in ``hermetry: {telemetry_command: {allow: [...]}}`` — ``"USER_ID"``,
+#   ``"PLATFORM:USER_ID"``, ``"PLATFORM:*"`` or ``"*"`` (everyone);
+# * the platform's admins when the operator set Hermes' own ``allow_admin_from`` (Hermes'
+#   slash-command access control, gateway/slash_access.py), or everyone Hermes lets run
+#   ``/telemetry`` when it is listed in that platform's ``user_allowed_commands``.
+#
+# Everyone else gets one line saying it is not enabled for them. Who is asking comes from
+# Hermes' ``pre_gateway_dispatch`` hook, which runs in the same task just before the command.
+
+_SENDER: ContextVar[tuple[Any, Any] | None] = ContextVar("hermetry_telemetry_sender", default=None)
+_GATEWAY_SEEN = False
+
+
+def remember_sender(event: Any = None, gateway: Any = None, **_: Any) -> None:
+    """``pre_gateway_dispatch`` hook: note who sent the message this task is handling."""
+    global _GATEWAY_SEEN
+    try:
+        _GATEWAY_SEEN = True
+        _SENDER.set((getattr(event, "source", None), getattr(gateway, "config", None)))
+    except Exception:
+        pass
+
+
+def _platform_name(source: Any) -> str:
+    platform = getattr(source, "platform", None)
+    return str(getattr(platform, "value", platform) or "unknown")
+
+
+def telemetry_denied() -> str | None:
+    """None when the one asking may see telemetry here, else the line to answer with."""
+    try:
+        sender = _SENDER.get()
+        if sender is None:
+            if _GATEWAY_SEEN:  # a gateway, but this message's sender is unknown: not shown
+                return "hermetry: /telemetry is not enabled here (the sender is unknown)"
+            return None  # the CLI: the operator's own terminal
+        source, gateway_config = sender
+        platform, user = _platform_name(source), str(getattr(source, "user_id", None) or "")
+        from hermetry import config
+
+        section = config.hermetry_settings().get("telemetry_command")
+        allow = section.get("allow") if isinstance(section, dict) else None
+        if isinstance(allow, str):
+            allow = [allow]
+        allowed = {str(a).strip() for a in allow} if isinstance(allow, list) else set()
+        if allowed & {"*", f"{platform}:*"} or (user and allowed & {user, f"{platform}:{user}"}):
+            return None
+        try:
+            from gateway.slash_access import policy_for_source
+
+            policy = policy_for_source(gateway_config, source)
+            if policy.enabled and (policy.is_admin(user) or "telemetry" in policy.user_allowed_commands):
+                return None
+        except Exception:
+            pass
+        return (f"hermetry: /telemetry is not enabled for you here (your id: {platform}:{user or '?'}; "
+                "the operator can allow it in config.yaml, hermetry: {telemetry_command: {allow: [...]}}, "
+                "or list you in the platform's allow_admin_from)")
+    except Exception:
+        return "hermetry: /telemetry is not enabled here"
+
+
+def slash_telemetry_command(raw_args: str = "") -> str:
+    """The ``/telemetry`` slash command: the report, for those allowed to see it."""
+    denied = telemetry_denied()
+    return denied if denied is not None else slash_telemetry(raw_args)
+
+
 def register(ctx: Any, *, mark_synthetic: Callable[[object], None] | None = None) -> None:
     """Register ``hermes telemetry``, ``/telemetry`` and the API server's ``/telemetry``."""
     global MARK_SYNTHETIC
@@ -148,9 +223,10 @@ def register(ctx: Any, *, mark_synthetic: Callable[[object], None] | None = None
         _dispatch,
         description="Telemetry and analytics for Hermes, recorded by the hermetry plugin.",
     )
+    ctx.register_hook("pre_gateway_dispatch", remember_sender)
     ctx.register_command(
         "telemetry",
-        slash_telemetry,
+        slash_telemetry_command,
         description="hermetry: how long, how many tokens, how much money, how often it completes",
         args_hint="[days] [breakdown]",
     )
