@@ -7,20 +7,22 @@ exception.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 _INT64_MAX = 2**63 - 1
 
 
 def as_float(v: Any) -> float | None:
-    """A finite-or-infinite number; None for missing, bools, non-numbers and NaN."""
+    """A finite number; None for missing, bools, non-numbers, NaN and infinities (no duration,
+    count or timestamp is infinite: an ``inf`` from outside is garbage, and SQLite would keep it)."""
     if v is None or isinstance(v, bool):
         return None
     try:
         f = float(v)
     except (TypeError, ValueError, OverflowError):
         return None
-    return f if f == f else None  # NaN is not a measurement
+    return f if math.isfinite(f) else None
 
 
 def as_str(v: Any, strip: bool = False) -> str | None:

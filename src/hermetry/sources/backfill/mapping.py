@@ -17,6 +17,7 @@ rather than reads carries a marker:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,8 +73,14 @@ _i = as_int
 _f = as_float
 
 
+#: Past year 9999 a timestamp is garbage (and would not fit SQLite's 64-bit integers as ms).
+_MAX_MS = 253_402_300_800_000
+
+
 def _ms(seconds: float | None) -> int | None:
-    return None if seconds is None else int(round(seconds * 1000.0))
+    if seconds is None or not math.isfinite(seconds) or abs(seconds * 1000.0) > _MAX_MS:
+        return None
+    return int(round(seconds * 1000.0))
 
 
 # ---------------------------------------------------------------------------------------------
