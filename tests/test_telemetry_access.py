@@ -99,5 +99,9 @@ def test_the_api_server_keeps_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hermes_commands, "_GATEWAY_SEEN", True)
     answer = hermes_commands.api_server_slash_middleware(
         request={"messages": [{"role": "user", "content": "/telemetry 7"}], "model": "m"},
-        next_call=lambda: pytest.fail("the model was called"), platform="api_server", api_request_id="r1")
+        next_call=lambda: pytest.fail("the model was called"), platform="api_server",
+        api_request_id="test-telemetry-access")
     assert "no telemetry file at" in answer.choices[0].message.content
+    from hermetry.sources.hermes import stream_probe
+
+    stream_probe.take_probe("test-telemetry-access")  # leave no mark behind for other tests
