@@ -178,3 +178,17 @@ def test_cli_with_the_fleet_store_down_says_so_in_one_line(monkeypatch: pytest.M
 def test_an_empty_database_is_an_empty_history(pg_url: str) -> None:
     report = insights(pg_url, Query.last_days(7))
     assert report["api_calls"]["count"] == 0 and report["sessions"]["count"] == 0
+
+
+def test_commands_that_need_a_file_refuse_a_postgresql_store_clearly(monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """With the store in PostgreSQL, reprice/reconcile/metrics never quietly use a local file."""
+    from hermetry.surfaces.cli import main
+
+    monkeypatch.setenv("HERMETRY_DB", "postgresql://u:pw@127.0.0.1:1/x")
+    assert main(["path"]) == 0
+    assert capsys.readouterr().out.strip() == "postgresql://u:***@127.0.0.1:1/x"
+    for argv in (["reconcile"], ["metrics", "show"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "the store is PostgreSQL" in err and "pw@" not in err, argv

@@ -114,7 +114,17 @@ def _now_ms() -> float:
 
 
 def _db(args: argparse.Namespace) -> Path:
-    return Path(args.db).expanduser() if getattr(args, "db", None) else config.db_path()
+    """The telemetry *file* a command works on (import, reprice, reconcile, metrics, export --otlp)."""
+    given = getattr(args, "db", None)
+    if given and not given.lower().startswith(("postgresql://", "postgres://")):
+        return Path(given).expanduser()
+    url = given or config.store_url()
+    if url:  # never quietly fall back to a local file the operator is not using
+        from hermetry.stores.postgres import redact_url
+
+        raise UsageError(f"this command works on a telemetry file, and the store is PostgreSQL "
+                         f"({redact_url(url)}); pass --db FILE (docs/fleet.md)")
+    return config.db_path()
 
 
 def _store(args: argparse.Namespace) -> Path | str:
@@ -507,6 +517,15 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_path(args: argparse.Namespace) -> int:
+    """``hermetry path``: the store in use — a file, or a PostgreSQL URL (without its password)."""
+    from hermetry.stores.postgres import redact_url
+
+    store = _store(args)
+    print(redact_url(store) if isinstance(store, str) else store)
+    return 0
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     """``hermetry sync``: forward what this host spooled while PostgreSQL was unreachable."""
     from hermetry.stores.fallback import spool_status, sync
@@ -758,8 +777,8 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     msub.add_parser("grafana", help="print the Grafana dashboard JSON (provisionable; docs/grafana.md)")
     p.set_defaults(hermetry_func=cmd_metrics)
 
-    p = sub.add_parser("path", help="print the telemetry file in use")
-    p.set_defaults(hermetry_func=lambda a: print(_db(a)) or 0)
+    p = sub.add_parser("path", help="print the telemetry file (or PostgreSQL store) in use")
+    p.set_defaults(hermetry_func=cmd_path)
 
 
 def describe_error(exc: BaseException) -> str:
