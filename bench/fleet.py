@@ -170,6 +170,58 @@ def _expected(n_calls: int) -> dict[str, int]:
     return {k: v * PROCESSES for k, v in per_proc.items()}
 
 
+def _copy_to_postgres(path: Path, url: str) -> None:
+    """The rows of a SQLite telemetry file into an empty PostgreSQL store (COPY; for the query bench)."""
+    from hermetry.stores.postgres import connect, migrate
+
+    conn = connect(url, host="bench")
+    migrate(conn)
+    lite = sqlite3.connect(path)
+    try:
+        for table in ("sessions", "turns", "api_calls", "tool_calls", "recorder_runs"):
+            cols = [r[1] for r in lite.execute(f"PRAGMA table_xinfo({table})") if r[6] == 0]  # not generated
+            with conn.raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+                for r in lite.execute(f"SELECT {', '.join(cols)} FROM {table}"):
+                    copy.write_row(r)
+        conn.raw.execute("VACUUM ANALYZE")
+    finally:
+        lite.close()
+        conn.close()
+
+
+def _best_of(n: int, fn: Any) -> float:
+    best = float("inf")
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _query(pg: Any, opts: Options) -> list[dict[str, Any]]:
+    """``insights()`` over the whole history, the same rows in SQLite and in PostgreSQL."""
+    from bench._fixtures import history_db
+    from hermetry.analytics.report import Query, insights
+
+    rows = []
+    for n in ((100_000,) if opts.quick else (100_000, 1_000_000)):
+        path, meta = history_db(n)
+        url = pg.create_database(f"q{n}")
+        log(f"fleet: copying a {n:,}-call history into PostgreSQL")
+        _copy_to_postgres(path, url)
+        q = Query(since_ms=0.0, until_ms=time.time() * 1000 + 86_400_000, group_by=("source", "model"))
+        lite_s = _best_of(3, lambda: insights(path, q))  # noqa: B023
+        pg_s = _best_of(3, lambda: insights(url, q))  # noqa: B023
+        same = insights(path, q)["api_calls"]["count"] == insights(url, q)["api_calls"]["count"] == n
+        log(f"fleet: insights over {n:,} calls: SQLite {lite_s:.2f} s, PostgreSQL {pg_s:.2f} s, same count {same}")
+        rows.append(row("fleet", f"insights() over {n:,} recorded model calls (whole history) on PostgreSQL, best of 3",
+                        f"{pg_s:.2f} s", baseline=f"the same rows in SQLite {lite_s:.2f} s",
+                        ratio=f"{pg_s / lite_s:.2f}× SQLite", target="≤ 1 s at 1M" if n == 1_000_000 else "",
+                        ok=(pg_s <= 1.0 and same) if n == 1_000_000 else (None if same else False),
+                        key=f"fleet_query_{n}", pg_s=pg_s, sqlite_s=lite_s))
+    return rows
+
+
 def run(opts: Options) -> dict[str, Any]:
     from hermetry.testing.postgres import PostgresServer
 
@@ -196,6 +248,7 @@ def run(opts: Options) -> dict[str, Any]:
         spooled = _run("fleet", url2, root, n_calls)
         spooled_exact = _pg_counts(url2) == expected
         log(f"fleet: postgres spooled {spooled['eps']:,.0f} events/s, exact {spooled_exact}")
+        query_rows = _query(pg, opts)
 
     calls = expected["api_calls"]
     per_call_pg, per_call_lite = pg_bytes / calls, lite_bytes / calls
@@ -219,6 +272,7 @@ def run(opts: Options) -> dict[str, Any]:
             sqlite_bytes_per_call=per_call_lite,
             fleet_gb_per_day=per_call_pg * fleet_calls_per_day / 1e9),
     ]
+    rows += query_rows
     notes = [f"SQLite exact: {lite_exact}; 1,000 hosts × 40 model calls/s = {fleet_calls_per_day:,} calls/day "
              f"≈ {per_call_pg * fleet_calls_per_day / 1e12:.2f} TB/day of raw rows in PostgreSQL"]
     return {"rows": rows, "notes": notes}
