@@ -777,7 +777,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     msub.add_parser("grafana", help="print the Grafana dashboard JSON (provisionable; docs/grafana.md)")
     p.set_defaults(hermetry_func=cmd_metrics)
 
-    p = sub.add_parser("path", help="print the telemetry file (or PostgreSQL store) in use")
+    p = sub.add_parser("path", help="print the telemetry file in use")
     p.set_defaults(hermetry_func=cmd_path)
 
 
