@@ -23,11 +23,6 @@ Origin = Literal["live", "backfill"]
 #: ``ApiCall.task`` of the agent loop's own model calls (auxiliary calls carry Hermes' task name).
 TASK_MAIN = "main"
 
-#: Version of the canonical model. Bumped whenever a field is added, renamed or redefined;
-#: the stores migrate forward to it.
-MODEL_VERSION = 2
-
-
 @dataclass(slots=True)
 class SessionStarted:
     """A Hermes session (one conversation id) began."""

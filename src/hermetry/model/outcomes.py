@@ -113,6 +113,9 @@ END_REASON_OUTCOME: dict[str, SessionOutcome] = {
     "on_session_finalize:session_expired": SessionOutcome.EXPIRED,
 }
 
+#: Prefix of an ``end_reason`` only the ``on_session_finalize`` hook reported (see above).
+FINALIZE_PREFIX = "on_session_finalize:"
+
 
 def session_outcome_for_end_reason(end_reason: str | None) -> SessionOutcome:
     """Classify Hermes' raw ``end_reason``. ``None`` (still open) is handled by the caller."""

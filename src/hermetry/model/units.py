@@ -5,6 +5,7 @@ from __future__ import annotations
 
 #: Milliseconds in a second, an hour and a (UTC, 24-hour) day.
 SECOND_MS = 1000
+MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 #: Seconds in a day (for ``datetime.fromtimestamp(day_number * DAY_S)``).

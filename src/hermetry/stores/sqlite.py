@@ -35,9 +35,11 @@ from hermetry.model.events import (
     TurnStarted,
 )
 from hermetry.model.outcomes import (
+    FINALIZE_PREFIX,
     ONE_RUN_SESSION_TYPES,
     REASON_LAST_CALL_FAILED,
     REASON_NO_TURN_END,
+    RECONCILED_PREFIX,
     TurnOutcome,
     session_outcome,
 )
@@ -362,8 +364,8 @@ _TAKE_END = (
     " OR (excluded.origin = 'live' AND sessions.origin <> 'live')"
     " OR instr(',' || ? || ',', ',' || sessions.end_reason || ',') > 0"
     # an end only a hook reported, or one the reconciler inferred, gives way to Hermes' own
-    " OR (sessions.end_reason LIKE 'on_session_finalize:%' AND excluded.end_reason NOT LIKE 'on_session_finalize:%')"
-    " OR (sessions.end_reason LIKE 'reconciled:%' AND excluded.origin = 'live')"
+    f" OR (sessions.end_reason LIKE '{FINALIZE_PREFIX}%' AND excluded.end_reason NOT LIKE '{FINALIZE_PREFIX}%')"
+    f" OR (sessions.end_reason LIKE '{RECONCILED_PREFIX}%' AND excluded.origin = 'live')"
 )
 _SQL_SESSION_END = (
     "INSERT INTO sessions (session_id, ended_at_ms, end_reason, outcome, origin, updated_at_ms) "
@@ -376,7 +378,7 @@ _SQL_SESSION_END = (
 )
 _SQL_SESSION_UNRECONCILE = (
     "UPDATE sessions SET ended_at_ms = NULL, end_reason = NULL, outcome = NULL, updated_at_ms = ? "
-    "WHERE session_id = ? AND end_reason LIKE 'reconciled:%'"
+    f"WHERE session_id = ? AND end_reason LIKE '{RECONCILED_PREFIX}%'"
 )
 _SQL_SESSION_REOPEN = (
     "UPDATE sessions SET ended_at_ms = NULL, end_reason = NULL, outcome = NULL, updated_at_ms = ? "
@@ -389,7 +391,7 @@ _SQL_TURN_START = _upsert("turns", "turn_id", _TURN_COLS, merge=("session_id", "
 # is only a stand-in for a turn whose end had not been reported (yet) when its session ended.
 _TAKE_TURN_END = (
     "turns.outcome IS NULL OR (excluded.origin = 'live' AND (turns.origin <> 'live' "
-    "OR turns.outcome_reason LIKE 'reconciled:%'))"
+    f"OR turns.outcome_reason LIKE '{RECONCILED_PREFIX}%'))"
 )
 _SQL_TURN_END = (
     "INSERT INTO turns (turn_id, session_id, ended_at_ms, outcome, outcome_reason, origin) "

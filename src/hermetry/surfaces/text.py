@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from hermetry.model.units import DAY_MS, HOUR_MS, MINUTE_MS
+
 #: A value that was not captured (JSON ``null``). Never ``0``.
 NA = "—"
 #: After a known cost: some billable calls could not be priced, so the known cost is a lower bound.
@@ -33,7 +35,7 @@ SYMBOLS: dict[str, str] = {
     "█▓░": "model calls, tool calls, Hermes' own work",
 }
 
-_MINUTE, _HOUR, _DAY = 60_000.0, 3_600_000.0, 86_400_000.0
+_MINUTE, _HOUR, _DAY = float(MINUTE_MS), float(HOUR_MS), float(DAY_MS)
 
 
 def duration(ms: float | None) -> str:

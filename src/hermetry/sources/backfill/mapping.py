@@ -437,9 +437,3 @@ def api_calls_for_session(
                 calls=_i(u.get("api_call_count")),
             ))
     return out
-
-
-def is_auxiliary(call: ApiCall) -> bool:
-    """A synthetic row for Hermes' auxiliary calls (kept out of the session's own totals)."""
-    return call.api_request_id.startswith(ID_PREFIX) and ":aux:" in call.api_request_id
-

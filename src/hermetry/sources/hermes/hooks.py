@@ -37,6 +37,7 @@ from hermetry.model.events import (
     TurnStarted,
 )
 from hermetry.model.outcomes import (
+    FINALIZE_PREFIX,
     RUN_STATUS_ERROR,
     RUN_STATUS_OK,
     TOOL_ERROR,
@@ -154,13 +155,8 @@ class HermesCapture:
 
     def _turn_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
         r = view(TurnStartRecord, item)
-        t = r.t
-        session_id = r.session_id
-        task_id = r.task_id
-        turn_id = r.turn_id
-        platform = r.platform
-        sender_id = r.sender_id
-        message_hash = r.message_hash
+        (t, session_id, task_id, turn_id, platform, sender_id, message_hash) = (
+            r.t, r.session_id, r.task_id, r.turn_id, r.platform, r.sender_id, r.message_hash)
         sid, tid = _id(session_id), _id(turn_id)
         if not sid or not tid:
             return ()
@@ -175,11 +171,8 @@ class HermesCapture:
     def _arrival(self, item: tuple[Any, ...]) -> Iterable[Event]:
         """pre_gateway_dispatch: remember when a message reached Hermes (nothing stored yet)."""
         r = view(ArrivalRecord, item)
-        t = r.t
-        platform = r.platform
-        user_id = r.user_id
-        stamp = r.stamp
-        text_hash = r.text_hash
+        (t, platform, user_id, stamp, text_hash) = (
+            r.t, r.platform, r.user_id, r.stamp, r.text_hash)
         platform, sender = _str(platform), _id(user_id)
         if not platform or not sender:
             return ()
@@ -227,13 +220,8 @@ class HermesCapture:
 
     def _turn_end(self, item: tuple[Any, ...]) -> Iterable[Event]:
         r = view(TurnEndRecord, item)
-        t = r.t
-        session_id = r.session_id
-        turn_id = r.turn_id
-        completed = r.completed
-        interrupted = r.interrupted
-        failed = r.failed
-        turn_exit_reason = r.turn_exit_reason
+        (t, session_id, turn_id, completed, interrupted, failed, turn_exit_reason) = (
+            r.t, r.session_id, r.turn_id, r.completed, r.interrupted, r.failed, r.turn_exit_reason)
         sid, tid = _id(session_id), _id(turn_id)
         if not sid or not tid:
             return ()
@@ -270,53 +258,35 @@ class HermesCapture:
             attempts.pop(api_request_id, None)
         return n
 
-    def _api_call(self, *, t: float, probe: Any, session_id: Any, turn_id: Any, api_request_id: Any,
-                  model: Any, provider: Any, base_url: Any, api_mode: Any, status: str,
-                  started_at: Any = None, ended_at: Any = None, api_duration: Any = None,
-                  **fields: Any) -> ApiCall | None:
-        """One attempt of a model call, from whichever hook (or the middleware) saw it end."""
-        rid, sid = _id(api_request_id), _id(session_id)
+    def _api_call(self, r: Any, *, status: str, started_at: Any = None, ended_at: Any = None,
+                  api_duration: Any = None, **fields: Any) -> ApiCall | None:
+        """One attempt of a model call, from whichever hook (or the middleware) saw it end: ``r``
+        is its record (ApiOkRecord, ApiErrorRecord or ApiAbortedRecord, which share these fields)."""
+        rid, sid = _id(r.api_request_id), _id(r.session_id)
         if not rid or not sid:
             return None
+        probe = r.probe
         attempt = self._attempt(rid, failed=status != "ok")
-        started_ms, latency_ms = _attempt_timing(probe, attempt, started_at, ended_at, api_duration, t)
+        started_ms, latency_ms = _attempt_timing(probe, attempt, started_at, ended_at, api_duration, r.t)
         fields.setdefault("ttft_ms", _probe_ttft(probe))
         return ApiCall(
-            api_request_id=rid, attempt=attempt, session_id=sid, turn_id=_id(turn_id),
-            started_at_ms=started_ms, latency_ms=latency_ms, status=status, model=_str(model),
-            provider=_str(provider), base_url=_redact_url(_str(base_url)), api_mode=_str(api_mode),
+            api_request_id=rid, attempt=attempt, session_id=sid, turn_id=_id(r.turn_id),
+            started_at_ms=started_ms, latency_ms=latency_ms, status=status, model=_str(r.model),
+            provider=_str(r.provider), base_url=_redact_url(_str(r.base_url)), api_mode=_str(r.api_mode),
             streamed=_get(probe, "streamed"), provider_cost_usd=_float(_get(probe, "cost")), **fields,
         )
 
     def _api_ok(self, item: tuple[Any, ...]) -> Iterable[Event]:
         r = view(ApiOkRecord, item)
-        t = r.t
-        probe = r.probe
-        session_id = r.session_id
-        turn_id = r.turn_id
-        api_request_id = r.api_request_id
-        model = r.model
-        provider = r.provider
-        base_url = r.base_url
-        api_mode = r.api_mode
-        api_duration = r.api_duration
-        started_at = r.started_at
-        finish_reason = r.finish_reason
-        response_model = r.response_model
-        usage = r.usage
-        first_delta_at = r.first_delta_at
-        ended_at = r.ended_at
-        first_chunk_at = r.first_chunk_at
+        probe, usage = r.probe, r.usage
         if _get(probe, "synthetic"):
             return ()  # answered by hermetry itself (/telemetry), not by a model
-        start = _float(_get(probe, "start")) or _float(started_at)
+        start = _float(_get(probe, "start")) or _float(r.started_at)
+        first = r.first_chunk_at if r.first_chunk_at is not None else r.first_delta_at
         call = self._api_call(
-            t=t, probe=probe, session_id=session_id, turn_id=turn_id, api_request_id=api_request_id,
-            model=model, provider=provider, base_url=base_url, api_mode=api_mode, status="ok",
-            started_at=started_at, ended_at=ended_at, api_duration=api_duration,
-            ttft_ms=_probe_ttft(probe) or (_hook_ttft(start, first_chunk_at if first_chunk_at is not None
-                                                      else first_delta_at) if start is not None else None),
-            response_model=_str(response_model), finish_reason=_str(finish_reason),
+            r, status="ok", started_at=r.started_at, ended_at=r.ended_at, api_duration=r.api_duration,
+            ttft_ms=_probe_ttft(probe) or (_hook_ttft(start, first) if start is not None else None),
+            response_model=_str(r.response_model), finish_reason=_str(r.finish_reason),
             input_tokens=_int(_get(usage, "input_tokens")), output_tokens=_int(_get(usage, "output_tokens")),
             cache_read_tokens=_int(_get(usage, "cache_read_tokens")),
             cache_write_tokens=_int(_get(usage, "cache_write_tokens")),
@@ -326,29 +296,12 @@ class HermesCapture:
 
     def _api_error(self, item: tuple[Any, ...]) -> Iterable[Event]:
         r = view(ApiErrorRecord, item)
-        t = r.t
-        probe = r.probe
-        session_id = r.session_id
-        turn_id = r.turn_id
-        api_request_id = r.api_request_id
-        model = r.model
-        provider = r.provider
-        base_url = r.base_url
-        api_mode = r.api_mode
-        api_duration = r.api_duration
-        started_at = r.started_at
-        status_code = r.status_code
-        retry_count = r.retry_count
-        reason = r.reason
         error = r.error
-        ended_at = r.ended_at
         # (a failed attempt may still have been billed: the probe's provider cost is kept)
         call = self._api_call(
-            t=t, probe=probe, session_id=session_id, turn_id=turn_id, api_request_id=api_request_id,
-            model=model, provider=provider, base_url=base_url, api_mode=api_mode, status="error",
-            started_at=started_at, ended_at=ended_at, api_duration=api_duration,
-            http_status=_int(status_code), retry_count=_int(retry_count),
-            error_type=_str(_get(error, "type")) or _str(reason), error_message=clean_error(_get(error, "message")),
+            r, status="error", started_at=r.started_at, ended_at=r.ended_at, api_duration=r.api_duration,
+            http_status=_int(r.status_code), retry_count=_int(r.retry_count),
+            error_type=_str(_get(error, "type")) or _str(r.reason), error_message=clean_error(_get(error, "message")),
         )
         return (call,) if call else ()
 
@@ -375,35 +328,15 @@ class HermesCapture:
 
     def _api_aborted(self, item: tuple[Any, ...]) -> Iterable[Event]:
         r = view(ApiAbortedRecord, item)
-        t = r.t
-        probe = r.probe
-        session_id = r.session_id
-        turn_id = r.turn_id
-        api_request_id = r.api_request_id
-        model = r.model
-        provider = r.provider
-        base_url = r.base_url
-        api_mode = r.api_mode
-        call = self._api_call(
-            t=t, probe=probe, session_id=session_id, turn_id=turn_id, api_request_id=api_request_id,
-            model=model, provider=provider, base_url=base_url, api_mode=api_mode, status="interrupted",
-            ended_at=t, error_type="interrupted",
-        )
+        call = self._api_call(r, status="interrupted", ended_at=r.t, error_type="interrupted")
         return (call,) if call else ()
 
     def _tool(self, item: tuple[Any, ...]) -> Iterable[Event]:
         r = view(ToolRecord, item)
-        t = r.t
-        session_id = r.session_id
-        turn_id = r.turn_id
-        tool_call_id = r.tool_call_id
-        api_request_id = r.api_request_id
-        tool_name = r.tool_name
-        duration_ms = r.duration_ms
-        status = r.status
-        error_type = r.error_type
-        error_message = r.error_message
-        exit_code = r.exit_code
+        (t, session_id, turn_id, tool_call_id, api_request_id, tool_name, duration_ms, status, error_type,
+         error_message, exit_code) = (
+            r.t, r.session_id, r.turn_id, r.tool_call_id, r.api_request_id, r.tool_name, r.duration_ms,
+            r.status, r.error_type, r.error_message, r.exit_code)
         sid, name = _id(session_id), _str(tool_name)
         if not sid or not name:
             return ()
@@ -466,12 +399,8 @@ class HermesCapture:
 
     def _aux_usage(self, item: tuple[Any, ...]) -> Iterable[Event]:
         r = view(AuxUsageRecord, item)
-        t = r.t
-        session_id = r.session_id
-        task = r.task
-        fields = r.fields
-        timing = r.timing
-        context = r.context
+        (t, session_id, task, fields, timing, context) = (
+            r.t, r.session_id, r.task, r.fields, r.timing, r.context)
         get = fields.get
         call = self._aux_call(
             t, session_id, _str(task) or "auxiliary", timing, context, status="ok",
@@ -503,13 +432,8 @@ class HermesCapture:
 
     def _aux_error(self, item: tuple[Any, ...]) -> Iterable[Event]:
         r = view(AuxErrorRecord, item)
-        t = r.t
-        session_id = r.session_id
-        timing = r.timing
-        error_type = r.error_type
-        http_status = r.http_status
-        message = r.message
-        context = r.context
+        (t, session_id, timing, error_type, http_status, message, context) = (
+            r.t, r.session_id, r.timing, r.error_type, r.http_status, r.message, r.context)
         call = self._aux_call(t, session_id, "auxiliary", timing, context, status="error",
                               model=_str(_get(timing, "model")), error_type=_str(error_type),
                               http_status=_int(http_status), error_message=clean_error(message))
@@ -518,21 +442,10 @@ class HermesCapture:
     def _aux_post_hook(self, item: tuple[Any, ...]) -> Iterable[Event]:
         """Newer Hermes' ``post_auxiliary_call`` (one per physical attempt)."""
         r = view(AuxPostRecord, item)
-        t = r.t
-        session_id = r.session_id
-        turn_id = r.turn_id
-        task = r.task
-        aux_task = r.aux_task
-        model = r.model
-        provider = r.provider
-        base_url = r.base_url
-        usage = r.usage
-        api_duration = r.api_duration
-        started_at = r.started_at
-        ended_at = r.ended_at
-        status = r.status
-        error = r.error
-        first_chunk_at = r.first_chunk_at
+        (t, session_id, turn_id, task, aux_task, model, provider, base_url, usage, api_duration, started_at,
+         ended_at, status, error, first_chunk_at) = (
+            r.t, r.session_id, r.turn_id, r.task, r.aux_task, r.model, r.provider, r.base_url, r.usage,
+            r.api_duration, r.started_at, r.ended_at, r.status, r.error, r.first_chunk_at)
         start, end, duration = _float(started_at), _float(ended_at), _float(api_duration)
         if start is None and end is not None and duration is not None:
             start = end - duration
@@ -578,20 +491,14 @@ class HermesCapture:
 
     def _mirror_create(self, item: tuple[Any, ...]) -> Iterable[Event]:
         r = view(MirrorCreateRecord, item)
-        t = r.t
-        session_id = r.session_id
-        source = r.source
-        model = r.model
-        parent_session_id = r.parent_session_id
-        profile = r.profile
+        (t, session_id, source, model, parent_session_id, profile) = (
+            r.t, r.session_id, r.source, r.model, r.parent_session_id, r.profile)
         return self._session_started(t, session_id, source, model, profile, parent_session_id)
 
     def _mirror_end(self, item: tuple[Any, ...]) -> Iterable[Event]:
         r = view(MirrorEndRecord, item)
-        t = r.t
-        session_id = r.session_id
-        end_reason = r.end_reason
-        supersedes = r.supersedes
+        (t, session_id, end_reason, supersedes) = (
+            r.t, r.session_id, r.end_reason, r.supersedes)
         sid = _id(session_id)
         if not sid:
             return ()
@@ -625,7 +532,7 @@ class HermesCapture:
         sid = _id(session_id)
         if not sid:
             return ()
-        raw = f"on_session_finalize:{_str(reason) or 'unknown'}"
+        raw = f"{FINALIZE_PREFIX}{_str(reason) or 'unknown'}"
         return (SessionEnded(session_id=sid, ended_at_ms=t * 1000, end_reason=raw,
                              outcome=session_outcome_for_end_reason(raw)),)
 
@@ -637,11 +544,8 @@ class HermesCapture:
 
     def _subagent_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
         r = view(SubagentStartRecord, item)
-        t = r.t
-        parent_session_id = r.parent_session_id
-        parent_turn_id = r.parent_turn_id
-        child_session_id = r.child_session_id
-        child_role = r.child_role
+        (t, parent_session_id, parent_turn_id, child_session_id, child_role) = (
+            r.t, r.parent_session_id, r.parent_turn_id, r.child_session_id, r.child_role)
         child, parent = _id(child_session_id), _id(parent_session_id)
         if not child or not parent:
             return ()

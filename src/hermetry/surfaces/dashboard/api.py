@@ -44,8 +44,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hermetry.model.units import DAY_MS
+
 VERSION_SCHEMA = "hermetry.dashboard_version.v1"
-DAY_MS = 86_400_000
 DEFAULT_DAYS = 7.0
 MAX_SESSIONS = 500
 #: How often the browser asks ``version`` (seconds).
