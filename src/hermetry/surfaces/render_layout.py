@@ -53,10 +53,12 @@ class Grid:
     #: lines printed under the table whatever the layout
     notes: list[Cell] = field(default_factory=list)
     _cell_widths: dict[int, int] = field(default_factory=dict, repr=False)
+    _cell_lens: list[list[int]] | None = field(default=None, repr=False)
 
     def add_row(self, *cells: Cell) -> None:
         self.rows.append(list(cells))
         self._cell_widths.clear()
+        self._cell_lens = None
 
     def plain(self) -> str:
         """Every title, header, cell and note as plain text (for the legend)."""
@@ -70,10 +72,16 @@ class Grid:
         c = self.columns[i]
         return (c.short or c.header) if short else c.header
 
+    def _lengths(self) -> list[list[int]]:
+        """Every cell's width in terminal cells, measured once."""
+        if self._cell_lens is None or len(self._cell_lens) != len(self.rows):
+            self._cell_lens = [[_len(_plain(c)) for c in row] for row in self.rows]
+        return self._cell_lens
+
     def _width(self, i: int, short: bool) -> int:
         """The widest cell of column ``i`` (its header included)."""
         if i not in self._cell_widths:
-            self._cell_widths[i] = max((_len(_plain(row[i])) for row in self.rows), default=0)
+            self._cell_widths[i] = max((lens[i] for lens in self._lengths()), default=0)
         return max(self._cell_widths[i], cell_len(self._header(i, short)))
 
     def _slack(self, i: int, short: bool) -> int:
@@ -221,20 +229,22 @@ class _Lines:
             return out
 
         yield styled([Text(g._header(i, self.short), style="bold underline") for i in cols])
-        newline = Segment.line()
-        for row in g.rows:
+        lengths = g._lengths()
+        plain: list[Segment] = []  # a plain row is one segment ending in a newline: no Text machinery
+        for row, lens in zip(g.rows, lengths, strict=True):
             cells = [row[i] for i in cols]
             if any(isinstance(c, Text) for c in cells):
+                yield from plain
+                plain = []
                 yield styled(cells)
                 continue
-            # plain cells (almost every row of a long listing): strings and segments, no Text machinery
             parts: list[str] = []
-            for n, (cell, w) in enumerate(zip(cells, widths, strict=True)):
-                value = str(cell)
-                pad = " " * (w - _len(value))
+            for n, i in enumerate(cols):
+                value = str(row[i])
+                pad = " " * (widths[n] - lens[i])
                 parts.append(pad + value if right[n] else (value + pad if n != last else value))
-            yield Segment("  ".join(parts).rstrip())
-            yield newline
+            plain.append(Segment("  ".join(parts).rstrip() + "\n"))
+        yield from plain
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         n = len(self.cols)
