@@ -426,6 +426,13 @@ def test_compare_marks_what_compare_json_says(recorded: Recorded, dashboard: Das
     rows = page.row_values("compare")
     for m in expected["metrics"]:
         assert rows[m["metric"]]["baseline"] == m["baseline"] and rows[m["metric"]]["current"] == m["current"]
+    summary = page.page.inner_text("main [data-summary]")
+    if expected["regressions"]:
+        assert summary.startswith("Significant regressions")
+    elif all(m["verdict"] == "insufficient data" for m in expected["metrics"]):
+        assert summary.startswith("Not enough data to tell")  # never "no regression" when nothing was tested
+    else:
+        assert summary.startswith("No significant regression")
     sides = page.row_values("compare-windows")
     for path in ("turns.count", "turn_wall_ms.p95", "api_latency_ms.p95", "cost.known_usd"):
         assert sides[path]["baseline." + path] == get(expected["baseline"], path), path

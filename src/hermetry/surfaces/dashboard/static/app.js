@@ -593,8 +593,11 @@
       b.since + " → " + b.until + " (" + fmtInt(get(b, "coverage.turns")) + " turns). A change is a regression only when it is significant (α = " +
       get(c, "method.alpha") + ") and large enough to matter; fewer than " + get(c, "method.min_samples") + " samples: insufficient data."));
     var regs = c.regressions || [];
-    out.appendChild(h("p", {"class": regs.length ? "warn" : "ok", role: "status"},
-      regs.length ? "Significant regressions: " + regs.map(label).join(", ") : "No significant regression."));
+    var tested = (c.metrics || []).filter(function (m) { return m.verdict !== "insufficient data"; });
+    out.appendChild(h("p", {"class": regs.length ? "warn" : tested.length ? "ok" : "muted", role: "status", "data-summary": "1"},
+      regs.length ? "Significant regressions: " + regs.map(label).join(", ") :
+      tested.length ? "No significant regression" + (tested.length < (c.metrics || []).length ? " (some metrics had too little data to test)." : ".") :
+      "Not enough data to tell: every metric needs " + get(c, "method.min_samples") + " samples in each window."));
     var sides = [["turns", "turns.count", fmtInt], ["completion rate", "turns.completion_rate.value", fmtPct],
                  ["failure rate", "turns.failure_rate.value", fmtPct], ["turn wall p95", "turn_wall_ms.p95", fmtMs],
                  ["model call latency p95", "api_latency_ms.p95", fmtMs], ["TTFT p95", "ttft_ms.p95", fmtMs],
