@@ -80,11 +80,31 @@ def _psycopg() -> Any:
     return psycopg
 
 
+class PostgresDialect:
+    """The analytics' SQL dialect for this store (:class:`hermetry.analytics.query.Dialect`)."""
+
+    name = "postgres"
+
+    def day_bucket(self, column_ms: str) -> str:
+        from hermetry.model.units import DAY_MS
+
+        return f"CAST(FLOOR({column_ms} / {DAY_MS}) AS BIGINT)"  # a CAST alone would round
+
+    def index_hint(self, scanner: Any, table: Any) -> str:
+        return ""  # PostgreSQL's planner has statistics (ANALYZE): no hint, no counting query
+
+
+POSTGRES = PostgresDialect()
+
+
 class PgConnection:
     """A psycopg connection that speaks the embedded store's SQL (see ``postgres_schema.translate``).
 
     Autocommit: transactions are explicit (``BEGIN`` … ``COMMIT``), as with the embedded store.
+    ``dialect`` tells the analytics' query builder what this store writes differently.
     """
+
+    dialect = POSTGRES
 
     def __init__(self, conn: Any) -> None:
         self.raw = conn
