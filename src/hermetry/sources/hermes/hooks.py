@@ -76,7 +76,7 @@ from hermetry.sources.hermes.records import (
     TurnEndRecord,
     TurnStartRecord,
     UnknownToolRecord,
-    view,
+    picker,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -149,14 +149,11 @@ class HermesCapture:
         )
 
     def _session_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(SessionStartRecord, item)
-        t, session_id, model, platform = r.t, r.session_id, r.model, r.platform
+        (t, session_id, model, platform) = _PICK_SESSION_START(item)
         return self._session_started(t, session_id, platform, model)
 
     def _turn_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(TurnStartRecord, item)
-        (t, session_id, task_id, turn_id, platform, sender_id, message_hash) = (
-            r.t, r.session_id, r.task_id, r.turn_id, r.platform, r.sender_id, r.message_hash)
+        (t, session_id, task_id, turn_id, platform, sender_id, message_hash) = _PICK_TURN_START(item)
         sid, tid = _id(session_id), _id(turn_id)
         if not sid or not tid:
             return ()
@@ -170,9 +167,7 @@ class HermesCapture:
 
     def _arrival(self, item: tuple[Any, ...]) -> Iterable[Event]:
         """pre_gateway_dispatch: remember when a message reached Hermes (nothing stored yet)."""
-        r = view(ArrivalRecord, item)
-        (t, platform, user_id, stamp, text_hash) = (
-            r.t, r.platform, r.user_id, r.stamp, r.text_hash)
+        (t, platform, user_id, stamp, text_hash) = _PICK_ARRIVAL(item)
         platform, sender = _str(platform), _id(user_id)
         if not platform or not sender:
             return ()
@@ -219,9 +214,7 @@ class HermesCapture:
         return arrived
 
     def _turn_end(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(TurnEndRecord, item)
-        (t, session_id, turn_id, completed, interrupted, failed, turn_exit_reason) = (
-            r.t, r.session_id, r.turn_id, r.completed, r.interrupted, r.failed, r.turn_exit_reason)
+        (t, session_id, turn_id, completed, interrupted, failed, turn_exit_reason) = _PICK_TURN_END(item)
         sid, tid = _id(session_id), _id(turn_id)
         if not sid or not tid:
             return ()
@@ -258,35 +251,36 @@ class HermesCapture:
             attempts.pop(api_request_id, None)
         return n
 
-    def _api_call(self, r: Any, *, status: str, started_at: Any = None, ended_at: Any = None,
-                  api_duration: Any = None, **fields: Any) -> ApiCall | None:
-        """One attempt of a model call, from whichever hook (or the middleware) saw it end: ``r``
-        is its record (ApiOkRecord, ApiErrorRecord or ApiAbortedRecord, which share these fields)."""
-        rid, sid = _id(r.api_request_id), _id(r.session_id)
+    def _api_call(self, *, t: float, probe: Any, session_id: Any, turn_id: Any, api_request_id: Any,
+                  model: Any, provider: Any, base_url: Any, api_mode: Any, status: str,
+                  started_at: Any = None, ended_at: Any = None, api_duration: Any = None,
+                  **fields: Any) -> ApiCall | None:
+        """One attempt of a model call, from whichever hook (or the middleware) saw it end."""
+        rid, sid = _id(api_request_id), _id(session_id)
         if not rid or not sid:
             return None
-        probe = r.probe
         attempt = self._attempt(rid, failed=status != "ok")
-        started_ms, latency_ms = _attempt_timing(probe, attempt, started_at, ended_at, api_duration, r.t)
+        started_ms, latency_ms = _attempt_timing(probe, attempt, started_at, ended_at, api_duration, t)
         fields.setdefault("ttft_ms", _probe_ttft(probe))
         return ApiCall(
-            api_request_id=rid, attempt=attempt, session_id=sid, turn_id=_id(r.turn_id),
-            started_at_ms=started_ms, latency_ms=latency_ms, status=status, model=_str(r.model),
-            provider=_str(r.provider), base_url=_redact_url(_str(r.base_url)), api_mode=_str(r.api_mode),
+            api_request_id=rid, attempt=attempt, session_id=sid, turn_id=_id(turn_id),
+            started_at_ms=started_ms, latency_ms=latency_ms, status=status, model=_str(model),
+            provider=_str(provider), base_url=_redact_url(_str(base_url)), api_mode=_str(api_mode),
             streamed=_get(probe, "streamed"), provider_cost_usd=_float(_get(probe, "cost")), **fields,
         )
 
     def _api_ok(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(ApiOkRecord, item)
-        probe, usage = r.probe, r.usage
+        (t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode, api_duration, started_at, finish_reason, response_model, usage, first_delta_at, ended_at, first_chunk_at) = _PICK_API_OK(item)
         if _get(probe, "synthetic"):
             return ()  # answered by hermetry itself (/telemetry), not by a model
-        start = _float(_get(probe, "start")) or _float(r.started_at)
-        first = r.first_chunk_at if r.first_chunk_at is not None else r.first_delta_at
+        start = _float(_get(probe, "start")) or _float(started_at)
         call = self._api_call(
-            r, status="ok", started_at=r.started_at, ended_at=r.ended_at, api_duration=r.api_duration,
-            ttft_ms=_probe_ttft(probe) or (_hook_ttft(start, first) if start is not None else None),
-            response_model=_str(r.response_model), finish_reason=_str(r.finish_reason),
+            t=t, probe=probe, session_id=session_id, turn_id=turn_id, api_request_id=api_request_id,
+            model=model, provider=provider, base_url=base_url, api_mode=api_mode, status="ok",
+            started_at=started_at, ended_at=ended_at, api_duration=api_duration,
+            ttft_ms=_probe_ttft(probe) or (_hook_ttft(start, first_chunk_at if first_chunk_at is not None
+                                                      else first_delta_at) if start is not None else None),
+            response_model=_str(response_model), finish_reason=_str(finish_reason),
             input_tokens=_int(_get(usage, "input_tokens")), output_tokens=_int(_get(usage, "output_tokens")),
             cache_read_tokens=_int(_get(usage, "cache_read_tokens")),
             cache_write_tokens=_int(_get(usage, "cache_write_tokens")),
@@ -295,13 +289,14 @@ class HermesCapture:
         return (call,) if call else ()
 
     def _api_error(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(ApiErrorRecord, item)
-        error = r.error
+        (t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode, api_duration, started_at, status_code, retry_count, reason, error, ended_at) = _PICK_API_ERROR(item)
         # (a failed attempt may still have been billed: the probe's provider cost is kept)
         call = self._api_call(
-            r, status="error", started_at=r.started_at, ended_at=r.ended_at, api_duration=r.api_duration,
-            http_status=_int(r.status_code), retry_count=_int(r.retry_count),
-            error_type=_str(_get(error, "type")) or _str(r.reason), error_message=clean_error(_get(error, "message")),
+            t=t, probe=probe, session_id=session_id, turn_id=turn_id, api_request_id=api_request_id,
+            model=model, provider=provider, base_url=base_url, api_mode=api_mode, status="error",
+            started_at=started_at, ended_at=ended_at, api_duration=api_duration,
+            http_status=_int(status_code), retry_count=_int(retry_count),
+            error_type=_str(_get(error, "type")) or _str(reason), error_message=clean_error(_get(error, "message")),
         )
         return (call,) if call else ()
 
@@ -310,8 +305,7 @@ class HermesCapture:
         self.recorder.submit((self._interrupt_noted, time.time(), session_id, interrupt_label(message)))
 
     def _interrupt_noted(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(InterruptRecord, item)
-        session_id, label = r.session_id, r.label
+        (session_id, label) = _PICK_INTERRUPT(item)
         sid = _id(session_id)
         if sid:
             self.interrupt_reasons[sid] = label
@@ -327,16 +321,16 @@ class HermesCapture:
                               get("api_mode")))
 
     def _api_aborted(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(ApiAbortedRecord, item)
-        call = self._api_call(r, status="interrupted", ended_at=r.t, error_type="interrupted")
+        (t, probe, session_id, turn_id, api_request_id, model, provider, base_url, api_mode) = _PICK_API_ABORTED(item)
+        call = self._api_call(
+            t=t, probe=probe, session_id=session_id, turn_id=turn_id, api_request_id=api_request_id,
+            model=model, provider=provider, base_url=base_url, api_mode=api_mode, status="interrupted",
+            ended_at=t, error_type="interrupted",
+        )
         return (call,) if call else ()
 
     def _tool(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(ToolRecord, item)
-        (t, session_id, turn_id, tool_call_id, api_request_id, tool_name, duration_ms, status, error_type,
-         error_message, exit_code) = (
-            r.t, r.session_id, r.turn_id, r.tool_call_id, r.api_request_id, r.tool_name, r.duration_ms,
-            r.status, r.error_type, r.error_message, r.exit_code)
+        (t, session_id, turn_id, tool_call_id, api_request_id, tool_name, duration_ms, status, error_type, error_message, exit_code) = _PICK_TOOL(item)
         sid, name = _id(session_id), _str(tool_name)
         if not sid or not name:
             return ()
@@ -372,8 +366,7 @@ class HermesCapture:
         self.recorder.submit((self._unknown_tool, time.time(), context, name if isinstance(name, str) else None))
 
     def _unknown_tool(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(UnknownToolRecord, item)
-        t, context, name = r.t, r.context, r.name
+        (t, context, name) = _PICK_UNKNOWN_TOOL(item)
         get = context.get if isinstance(context, dict) else (lambda _k: None)
         sid = _id(get("session_id"))
         if not sid:
@@ -398,9 +391,7 @@ class HermesCapture:
                               context))
 
     def _aux_usage(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(AuxUsageRecord, item)
-        (t, session_id, task, fields, timing, context) = (
-            r.t, r.session_id, r.task, r.fields, r.timing, r.context)
+        (t, session_id, task, fields, timing, context) = _PICK_AUX_USAGE(item)
         get = fields.get
         call = self._aux_call(
             t, session_id, _str(task) or "auxiliary", timing, context, status="ok",
@@ -431,9 +422,7 @@ class HermesCapture:
                               stream_probe.last_call_context()))
 
     def _aux_error(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(AuxErrorRecord, item)
-        (t, session_id, timing, error_type, http_status, message, context) = (
-            r.t, r.session_id, r.timing, r.error_type, r.http_status, r.message, r.context)
+        (t, session_id, timing, error_type, http_status, message, context) = _PICK_AUX_ERROR(item)
         call = self._aux_call(t, session_id, "auxiliary", timing, context, status="error",
                               model=_str(_get(timing, "model")), error_type=_str(error_type),
                               http_status=_int(http_status), error_message=clean_error(message))
@@ -441,11 +430,7 @@ class HermesCapture:
 
     def _aux_post_hook(self, item: tuple[Any, ...]) -> Iterable[Event]:
         """Newer Hermes' ``post_auxiliary_call`` (one per physical attempt)."""
-        r = view(AuxPostRecord, item)
-        (t, session_id, turn_id, task, aux_task, model, provider, base_url, usage, api_duration, started_at,
-         ended_at, status, error, first_chunk_at) = (
-            r.t, r.session_id, r.turn_id, r.task, r.aux_task, r.model, r.provider, r.base_url, r.usage,
-            r.api_duration, r.started_at, r.ended_at, r.status, r.error, r.first_chunk_at)
+        (t, session_id, turn_id, task, aux_task, model, provider, base_url, usage, api_duration, started_at, ended_at, status, error, first_chunk_at) = _PICK_AUX_POST(item)
         start, end, duration = _float(started_at), _float(ended_at), _float(api_duration)
         if start is None and end is not None and duration is not None:
             start = end - duration
@@ -490,15 +475,11 @@ class HermesCapture:
         return state_callbacks(self)
 
     def _mirror_create(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(MirrorCreateRecord, item)
-        (t, session_id, source, model, parent_session_id, profile) = (
-            r.t, r.session_id, r.source, r.model, r.parent_session_id, r.profile)
+        (t, session_id, source, model, parent_session_id, profile) = _PICK_MIRROR_CREATE(item)
         return self._session_started(t, session_id, source, model, profile, parent_session_id)
 
     def _mirror_end(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(MirrorEndRecord, item)
-        (t, session_id, end_reason, supersedes) = (
-            r.t, r.session_id, r.end_reason, r.supersedes)
+        (t, session_id, end_reason, supersedes) = _PICK_MIRROR_END(item)
         sid = _id(session_id)
         if not sid:
             return ()
@@ -518,8 +499,7 @@ class HermesCapture:
         self.recorder.nudge()
 
     def _cron_status(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(CronStatusRecord, item)
-        t, job_id, success = r.t, r.job_id, r.success
+        (t, job_id, success) = _PICK_CRON_STATUS(item)
         job = _id(job_id)
         if not job or not isinstance(success, bool):
             return ()
@@ -527,8 +507,7 @@ class HermesCapture:
                                 status=RUN_STATUS_OK if success else RUN_STATUS_ERROR),)
 
     def _session_finalize(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(SessionFinalizeRecord, item)
-        t, session_id, reason = r.t, r.session_id, r.reason
+        (t, session_id, reason) = _PICK_SESSION_FINALIZE(item)
         sid = _id(session_id)
         if not sid:
             return ()
@@ -537,15 +516,12 @@ class HermesCapture:
                              outcome=session_outcome_for_end_reason(raw)),)
 
     def _mirror_reopen(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(MirrorReopenRecord, item)
-        t, session_id = r.t, r.session_id
+        (t, session_id) = _PICK_MIRROR_REOPEN(item)
         sid = _id(session_id)
         return (SessionReopened(session_id=sid, reopened_at_ms=t * 1000),) if sid else ()
 
     def _subagent_start(self, item: tuple[Any, ...]) -> Iterable[Event]:
-        r = view(SubagentStartRecord, item)
-        (t, parent_session_id, parent_turn_id, child_session_id, child_role) = (
-            r.t, r.parent_session_id, r.parent_turn_id, r.child_session_id, r.child_role)
+        (t, parent_session_id, parent_turn_id, child_session_id, child_role) = _PICK_SUBAGENT_START(item)
         child, parent = _id(child_session_id), _id(parent_session_id)
         if not child or not parent:
             return ()
@@ -557,6 +533,41 @@ class HermesCapture:
 #: ``error_type`` of a terminal call hermetry marks failed from its exit code.
 NONZERO_EXIT = "nonzero_exit"
 
+
+
+#: Each normalizer reads its queued tuple by field name (resolved here, once, against its record):
+#: one C-level call, no copy, and a reordered record cannot shift a field.
+_PICK_API_OK = picker(ApiOkRecord, "t", "probe", "session_id", "turn_id", "api_request_id", "model",
+    "provider", "base_url", "api_mode", "api_duration", "started_at", "finish_reason", "response_model",
+    "usage", "first_delta_at", "ended_at", "first_chunk_at")
+_PICK_API_ERROR = picker(ApiErrorRecord, "t", "probe", "session_id", "turn_id", "api_request_id", "model",
+    "provider", "base_url", "api_mode", "api_duration", "started_at", "status_code", "retry_count", "reason",
+    "error", "ended_at")
+_PICK_API_ABORTED = picker(ApiAbortedRecord, "t", "probe", "session_id", "turn_id", "api_request_id",
+    "model", "provider", "base_url", "api_mode")
+_PICK_SESSION_START = picker(SessionStartRecord, "t", "session_id", "model", "platform")
+_PICK_TURN_START = picker(TurnStartRecord, "t", "session_id", "task_id", "turn_id", "platform", "sender_id",
+    "message_hash")
+_PICK_ARRIVAL = picker(ArrivalRecord, "t", "platform", "user_id", "stamp", "text_hash")
+_PICK_TURN_END = picker(TurnEndRecord, "t", "session_id", "turn_id", "completed", "interrupted", "failed",
+    "turn_exit_reason")
+_PICK_INTERRUPT = picker(InterruptRecord, "session_id", "label")
+_PICK_TOOL = picker(ToolRecord, "t", "session_id", "turn_id", "tool_call_id", "api_request_id", "tool_name",
+    "duration_ms", "status", "error_type", "error_message", "exit_code")
+_PICK_UNKNOWN_TOOL = picker(UnknownToolRecord, "t", "context", "name")
+_PICK_AUX_USAGE = picker(AuxUsageRecord, "t", "session_id", "task", "fields", "timing", "context")
+_PICK_AUX_ERROR = picker(AuxErrorRecord, "t", "session_id", "timing", "error_type", "http_status", "message",
+    "context")
+_PICK_AUX_POST = picker(AuxPostRecord, "t", "session_id", "turn_id", "task", "aux_task", "model", "provider",
+    "base_url", "usage", "api_duration", "started_at", "ended_at", "status", "error", "first_chunk_at")
+_PICK_MIRROR_CREATE = picker(MirrorCreateRecord, "t", "session_id", "source", "model", "parent_session_id",
+    "profile")
+_PICK_MIRROR_END = picker(MirrorEndRecord, "t", "session_id", "end_reason", "supersedes")
+_PICK_CRON_STATUS = picker(CronStatusRecord, "t", "job_id", "success")
+_PICK_SESSION_FINALIZE = picker(SessionFinalizeRecord, "t", "session_id", "reason")
+_PICK_MIRROR_REOPEN = picker(MirrorReopenRecord, "t", "session_id")
+_PICK_SUBAGENT_START = picker(SubagentStartRecord, "t", "parent_session_id", "parent_turn_id",
+    "child_session_id", "child_role")
 
 def _exit_code(result: Any) -> int | None:
     """A terminal result's non-zero ``exit_code`` that Hermes gave no benign meaning (hook thread:

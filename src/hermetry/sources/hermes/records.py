@@ -3,23 +3,33 @@
 The agent-thread callbacks (:mod:`callbacks`) build a plain tuple in a record's field order —
 its first two fields are always the writer-thread normalizer and the time, then the hook's
 keyword arguments under their Hermes names (:func:`hook_keys`) — and the writer-thread
-normalizers (:mod:`hooks`) read it back *by name* through :data:`view`. The field order is
-defined once, here: reordering a record reorders both sides, never shifts a field.
+normalizers (:mod:`hooks`) read it back *by name*: :func:`picker` resolves the names they want
+against the record once, at import, into one C-level ``itemgetter`` (no copy, no Python call per
+field). The field order is defined once, here: reordering a record reorders both sides, never
+shifts a field; a misspelt name fails at import.
 
 Why plain tuples on the agent's thread: building a ``NamedTuple`` instance costs a Python-level
-``__new__`` call (~2× a tuple literal); the writer pays for the named view instead (one C-level
-``tuple.__new__``), off the agent's thread.
+``__new__`` call (~2× a tuple literal). :data:`view` gives the whole record (tests, debugging).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any, NamedTuple, TypeVar
 
 R = TypeVar("R", bound=tuple[Any, ...])
 
 #: ``view(Record, item)``: the queued tuple as that record (a C-level copy, no Python call).
 view: Callable[[type[R], tuple[Any, ...]], R] = tuple.__new__
+
+
+def picker(record: type[tuple[Any, ...]], *names: str) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """``picker(Record, "t", "session_id")(item)`` → ``(item.t, item.session_id)``, by name."""
+    if len(names) < 2:
+        raise ValueError("pick at least two fields (one would not come back as a tuple)")
+    fields: tuple[str, ...] = record._fields  # type: ignore[attr-defined]
+    return itemgetter(*(fields.index(n) for n in names))
 
 
 def hook_keys(record: type[tuple[Any, ...]], *computed: str) -> tuple[str, ...]:
