@@ -24,9 +24,9 @@ Which skill a call loaded is a tool argument, which hermetry never stores, so pe
 are not available (``distinct_skills: null``).
 
 Token totals differ from Hermes' per-platform table because hermetry also counts the auxiliary
-model calls Hermes makes (compression summaries, titles, vision) where it knows them — the
-import brings them in from ``session_model_usage``; 0.19.0 has no hook that shows them live.
-``tokens_vs_hermes`` gives both numbers.
+model calls Hermes makes (compression summaries, titles, vision; ``api_calls.task`` other than
+``main``): recorded live, and imported from ``session_model_usage``. ``tokens_vs_hermes`` gives
+both numbers; messages and "most tokens" count the agent loop's own calls only, as Hermes does.
 """
 
 from __future__ import annotations
@@ -37,12 +37,14 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from hermetry.analytics.query import SESSIONS, Query, Scanner
+from hermetry.model.events import TASK_MAIN
 
 #: Hermes' tools that load and edit skills (``agent/insights.py``: skill_view / skill_manage).
 SKILL_LOAD_TOOL, SKILL_EDIT_TOOL = "skill_view", "skill_manage"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-#: SQL: the synthetic API-call rows the import makes for Hermes' auxiliary calls.
-AUXILIARY_SQL = "(a.api_request_id LIKE 'backfill:%' AND a.api_request_id LIKE '%:aux:%')"
+#: SQL: an auxiliary model call (compression, titles, vision, …), live or imported: any task but
+#: the agent loop's own (``api_calls.task``; NULL only in rows written before schema v5).
+AUXILIARY_SQL = f"(COALESCE(a.task, '{TASK_MAIN}') <> '{TASK_MAIN}')"
 
 
 def _zone(tz: tzinfo | None) -> tzinfo:
@@ -92,7 +94,8 @@ def activity(conn: sqlite3.Connection | None, since_ms: float, until_ms: float,
     api: dict[str, tuple[int, int]] = {}
     tokens = {"total": 0, "auxiliary": 0}
     for sid, ok_main, io_main, total, aux in q(
-        "SELECT a.session_id, SUM(CASE WHEN a.status = 'ok' AND a.api_request_id NOT LIKE 'backfill:%' THEN 1 ELSE 0 END), "
+        "SELECT a.session_id, SUM(CASE WHEN a.status = 'ok' AND a.api_request_id NOT LIKE 'backfill:%' "
+        f"AND NOT {AUXILIARY_SQL} THEN 1 ELSE 0 END), "
         f"COALESCE(SUM(CASE WHEN NOT {AUXILIARY_SQL} THEN COALESCE(a.input_tokens, 0) + COALESCE(a.output_tokens, 0) END), 0), "
         "COALESCE(SUM(COALESCE(a.input_tokens, 0) + COALESCE(a.output_tokens, 0) + COALESCE(a.cache_read_tokens, 0) "
         "+ COALESCE(a.cache_write_tokens, 0)), 0), "
