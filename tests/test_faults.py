@@ -151,3 +151,30 @@ def test_a_file_hermetry_cannot_use_is_one_line_under_hermes_z(
     assert record["events_dropped"] == per_run
     for path in DropLedger(db).paths[1:]:
         path.unlink(missing_ok=True)
+
+
+def test_a_gateway_says_it_once_in_hermes_log(tmp_path: Path) -> None:
+    """In a gateway, the line goes to Hermes' own log (agent.log, errors.log), once for many
+    requests, with one ``hermetry:`` prefix; the answers are unaffected."""
+    import time
+
+    from hermetry.testing.hermes import Gateway
+
+    db = tmp_path / "a-directory"
+    db.mkdir()
+    with ScriptedServer([ScriptedReply(content=f"answer {i}", usage=ScriptedUsage(10, 2)) for i in range(3)]) as srv:
+        home = HermesHome(tmp_path / "gw", srv.base_url)
+        with Gateway(home, extra_env={"HERMETRY_DB": str(db)}) as gw:
+            answers = [gw.chat([{"role": "user", "content": f"question {i}"}])["choices"][0]["message"]["content"]
+                       for i in range(3)]
+            deadline = time.monotonic() + 30
+            errors = home.root / "logs" / "errors.log"
+            while time.monotonic() < deadline and "telemetry is not recorded" not in (
+                    errors.read_text(errors="replace") if errors.exists() else ""):
+                time.sleep(0.2)
+    assert answers == ["answer 0", "answer 1", "answer 2"]
+    for name in ("agent.log", "errors.log"):
+        lines = [line for line in (home.root / "logs" / name).read_text(errors="replace").splitlines()
+                 if "telemetry is not recorded" in line]
+        assert len(lines) == 1, (name, lines)
+        assert "is a directory" in lines[0] and "hermetry: hermetry:" not in lines[0]
