@@ -40,7 +40,7 @@ def reprice(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Reprice stored calls in the window; returns counts of calls examined and changed."""
-    conn = connect(db)
+    conn = connect(db, create=False)  # repricing a file that does not exist creates nothing
     try:
         migrate(conn)
         until = until_ms if until_ms is not None else time.time() * 1000 + DAY_MS
