@@ -84,6 +84,8 @@ def test_random_hook_payloads_never_raise_and_store_nothing_mistyped(tmp_path: P
             calls["n"] += 1
 
     run()
+    # and one well-formed call, so the file exists whatever the generated payloads held
+    callbacks["on_session_start"](session_id="fuzz-anchor", model="m", platform="cli")
     deadline = 100
     while not recorder.flush(1.0) and deadline:
         deadline -= 1
