@@ -42,6 +42,7 @@ def metric_snapshot(db: Db) -> MetricSnapshot:
             events += len(batch)
             batch.clear()
     aggregator.add(mapper.map(batch)[1])
+    aggregator.add(mapper.finish()[1])
     events += len(batch)
     now_ns = time.time_ns()
     dropped = recorder_drops(db)

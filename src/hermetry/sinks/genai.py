@@ -33,15 +33,23 @@ from urllib.parse import urlsplit
 
 from hermetry.model.events import (
     ApiCall,
+    CronRunFinished,
     Event,
     SessionEnded,
+    SessionReopened,
     SessionStarted,
     SubagentLinked,
     ToolCall,
     TurnEnded,
     TurnStarted,
 )
-from hermetry.model.outcomes import SESSION_OUTCOME_CLASS, TURN_OUTCOME_CLASS
+from hermetry.model.outcomes import (
+    SESSION_OUTCOME_CLASS,
+    TURN_OUTCOME_CLASS,
+    reconciled_turn,
+    session_outcome,
+    session_outcome_for_end_reason,
+)
 from hermetry.model.privacy import clean_error
 
 SEMCONV_VERSION = "1.41.0"
@@ -270,6 +278,11 @@ class _Session:
     provider: str | None
     agent_version: str | None
     parent_turn_id: str | None
+    session_type: str | None = None
+    last_turn_id: str | None = None  # the latest turn by start (the one-run rule's "last turn")
+    last_turn_started_ms: float = float("-inf")
+    last_turn_outcome: str | None = None
+    open_turns: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -281,6 +294,9 @@ class _Turn:
     parent_span_id: int | None
     usage: dict[str, int] = field(default_factory=dict)
     provider: str | None = None  # of its first model call, when the session did not say
+    last_call_status: str | None = None  # of its latest model call (by start), for reconciled_turn
+    last_call_started_ms: float = float("-inf")
+    last_call_end_ms: float | None = None  # the latest end of any of its model calls
 
 
 def _ns(ms: float) -> int:
@@ -311,6 +327,12 @@ class GenAIMapper:
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._turns: OrderedDict[str, _Turn] = OrderedDict()
         self._turn_trace: OrderedDict[str, tuple[str, int]] = OrderedDict()  # ended turns, for late children
+        # sessions already counted in hermetry.sessions (a session is counted once, however many
+        # SessionEnded events live capture sends for it: state.db, the finalize hook, a reset)
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        # cron sessions ended but not yet counted: their outcome waits for Hermes' job status
+        # (CronRunFinished comes after SessionEnded); counted when it arrives, or at finish()
+        self._pending_cron: OrderedDict[str, tuple[SessionEnded, _Session | None]] = OrderedDict()
 
     # -- state --
 
@@ -341,13 +363,17 @@ class GenAIMapper:
             elif isinstance(event, ToolCall):
                 self._tool_call(event, spans, points)
             elif isinstance(event, TurnStarted):
-                self._turn_started(event, points)
+                self._turn_started(event, spans, points)
             elif isinstance(event, TurnEnded):
                 self._turn_ended(event, spans, points)
             elif isinstance(event, SessionStarted):
                 self._session_started(event)
             elif isinstance(event, SessionEnded):
-                self._session_ended(event, points)
+                self._session_ended(event, spans, points)
+            elif isinstance(event, CronRunFinished):
+                self._cron_finished(event, points)
+            elif isinstance(event, SessionReopened):
+                pass  # counted once already; its later turns are exported as usual
             elif isinstance(event, SubagentLinked):
                 known = self._sessions.get(event.child_session_id)
                 parent = self._sessions.get(event.parent_session_id)
@@ -366,18 +392,45 @@ class GenAIMapper:
             root = e.session_id
         version = e.runtime_version.split()[-1] if e.runtime_version else None
         known = self._sessions.get(e.session_id)
-        self._remember(self._sessions, e.session_id, _Session(
+        new = _Session(
             root=known.root if known and not e.parent_session_id else root,
             source=e.source, model=e.model, provider=e.provider, agent_version=version,
-            parent_turn_id=e.parent_turn_id or (known.parent_turn_id if known else None)))
+            parent_turn_id=e.parent_turn_id or (known.parent_turn_id if known else None),
+            session_type=e.session_type or (known.session_type if known else None))
+        if known is not None:
+            new.last_turn_id, new.last_turn_started_ms = known.last_turn_id, known.last_turn_started_ms
+            new.last_turn_outcome, new.open_turns = known.last_turn_outcome, known.open_turns
+        self._remember(self._sessions, e.session_id, new)
 
     def _common(self, session_id: str) -> dict[str, Any]:
         s = self._session(session_id)
         return {CONVERSATION_ID: s.root if s else session_id, H_SESSION_ID: session_id,
                 H_SOURCE: s.source if s else None}
 
-    def _turn_started(self, e: TurnStarted, points: list[Measurement]) -> None:
+    def _close_open_turns(self, session_id: str, at_ms: float, spans: list[SpanRecord], points: list[Measurement],
+                          keep: str | None = None) -> None:
+        """Close the session's turns left open, as the store does (``model.outcomes.reconciled_turn``):
+        Hermes 0.19.0 reports no end for a turn whose model call failed after its retries."""
+        s = self._session(session_id)
+        if s is None or not s.open_turns:
+            return
+        for turn_id in [t for t in s.open_turns if t != keep]:
+            turn = self._turns.get(turn_id)
+            if turn is None:
+                continue  # ended, or forgotten (bounded memory)
+            outcome, reason = reconciled_turn(turn.last_call_status)
+            ended = turn.last_call_end_ms if turn.last_call_end_ms is not None else at_ms
+            self._turn_ended(TurnEnded(turn_id, session_id, ended, outcome.value, reason), spans, points)
+        s.open_turns = [t for t in s.open_turns if t == keep]
+
+    def _turn_started(self, e: TurnStarted, spans: list[SpanRecord], points: list[Measurement]) -> None:
+        self._close_open_turns(e.session_id, e.started_at_ms, spans, points, keep=e.turn_id)
         s = self._session(e.session_id)
+        if s is not None:
+            if e.turn_id not in s.open_turns:
+                s.open_turns.append(e.turn_id)
+            if e.started_at_ms >= s.last_turn_started_ms:
+                s.last_turn_id, s.last_turn_started_ms, s.last_turn_outcome = e.turn_id, e.started_at_ms, None
         if e.queue_wait_ms is not None:
             points.append(Measurement(QUEUE_WAIT, e.queue_wait_ms / 1000,
                                       _key({H_SOURCE: s.source if s else None}), _ns(e.started_at_ms)))
@@ -390,6 +443,11 @@ class GenAIMapper:
     def _turn_ended(self, e: TurnEnded, spans: list[SpanRecord], points: list[Measurement]) -> None:
         turn = self._turns.pop(e.turn_id, None)
         s = self._session(e.session_id)
+        if s is not None:
+            if e.turn_id in s.open_turns:
+                s.open_turns.remove(e.turn_id)
+            if s.last_turn_id == e.turn_id or s.last_turn_id is None:
+                s.last_turn_id, s.last_turn_outcome = e.turn_id, e.outcome
         klass = str(TURN_OUTCOME_CLASS.get(e.outcome, "neutral"))
         source = s.source if s else None
         at = _ns(e.ended_at_ms)
@@ -450,6 +508,10 @@ class GenAIMapper:
         if e.turn_id and e.turn_id in self._turns:
             open_turn = self._turns[e.turn_id]
             open_turn.provider = open_turn.provider or e.provider
+            if e.started_at_ms >= open_turn.last_call_started_ms:
+                open_turn.last_call_started_ms, open_turn.last_call_status = e.started_at_ms, e.status
+            end_ms = e.started_at_ms + (e.latency_ms or 0.0)
+            open_turn.last_call_end_ms = max(open_turn.last_call_end_ms or end_ms, end_ms)
             acc = open_turn.usage
             for k, v in usage.items():
                 if v is not None:
@@ -525,11 +587,47 @@ class GenAIMapper:
             parent_span_id=parent, start_ns=start, end_ns=max(start, end), attributes=_attrs(attrs),
             error=(clean_error(e.error_message) or error_type) if error_type else None))
 
-    def _session_ended(self, e: SessionEnded, points: list[Measurement]) -> None:
+    def _session_ended(self, e: SessionEnded, spans: list[SpanRecord], points: list[Measurement]) -> None:
+        self._close_open_turns(e.session_id, e.ended_at_ms, spans, points)
+        if e.session_id in self._ended or e.session_id in self._pending_cron:
+            return  # counted once: the first end wins, as in the store
         s = self._session(e.session_id)
-        klass = str(SESSION_OUTCOME_CLASS.get(e.outcome, "neutral"))
-        points.append(Measurement(SESSIONS, 1, _key({H_SESSION_OUTCOME: e.outcome, H_OUTCOME_CLASS: klass,
+        if s is not None and s.session_type == "cron":
+            self._remember(self._pending_cron, e.session_id, (e, s))
+            return
+        self._count_session(e, s, None, points)
+
+    def _count_session(self, e: SessionEnded, s: _Session | None, run_status: str | None,
+                       points: list[Measurement]) -> None:
+        self._remember(self._ended, e.session_id, None)
+        # the store's one rule (model.outcomes.session_outcome), from what this process saw; an
+        # outcome that is not its end reason's was ruled already (events read back from the store)
+        outcome = session_outcome(e.end_reason, s.session_type if s else None,
+                                  s.last_turn_outcome if s else None, run_status)
+        ruled = e.outcome != session_outcome_for_end_reason(e.end_reason).value
+        value = e.outcome if ruled or outcome is None else outcome.value
+        klass = str(SESSION_OUTCOME_CLASS.get(value, "neutral"))
+        points.append(Measurement(SESSIONS, 1, _key({H_SESSION_OUTCOME: value, H_OUTCOME_CLASS: klass,
                                                       H_SOURCE: s.source if s else None}), _ns(e.ended_at_ms)))
+
+    def _cron_finished(self, e: CronRunFinished, points: list[Measurement]) -> None:
+        # the job's latest cron session (Hermes names it cron_<job_id>_<time>), as the store does
+        prefix = f"cron_{e.job_id}_"
+        match = [sid for sid in self._pending_cron if sid.startswith(prefix)]
+        if not match:
+            return
+        sid = max(match)
+        ended, s = self._pending_cron.pop(sid)
+        self._count_session(ended, s, e.status, points)
+
+    def finish(self) -> tuple[list[SpanRecord], list[Measurement]]:
+        """What is still held back at the end of a process or a replay: cron sessions whose job
+        status never arrived are counted by their end reason and last turn."""
+        points: list[Measurement] = []
+        while self._pending_cron:
+            _, (ended, s) = self._pending_cron.popitem(last=False)
+            self._count_session(ended, s, None, points)
+        return [], points
 
 
 # -- aggregation --------------------------------------------------------------------------------

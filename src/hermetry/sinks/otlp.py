@@ -377,6 +377,11 @@ class OTLPSink:
         return self._delivery.flush(min(timeout_s, self.config.flush_timeout_s))
 
     def close(self) -> None:
+        try:
+            spans, points = self._mapper.finish()  # what the mapper still held back (cron sessions)
+            self.send(spans, points)
+        except Exception:  # noqa: BLE001 - closing must never fail the run
+            pass
         self._stop.set()
         self._delivery.close(self.config.flush_timeout_s)
 
@@ -458,6 +463,8 @@ def replay(events: Iterable[Event], sink: OTLPSink, *, flush_timeout_s: float = 
             progress(n)
     if window:
         ship()
+    spans, points = mapper.finish()
+    sink.send(spans, points, block=True)
     sink._delivery.flush(flush_timeout_s)
     s = sink.stats()
     return ReplayResult(n, s["delivered_spans"], s["delivered_points"], s["dropped_spans"], s["dropped_points"],
