@@ -39,6 +39,7 @@ from hermetry.analytics.report import (
 from hermetry.model.kinds import TOKEN_KINDS
 from hermetry.model.sessions import ancestors as lineage_ancestors
 from hermetry.stores.reader import Db, open_db
+from hermetry.stores.sqlite_util import chunks
 
 SESSIONS_SCHEMA = "hermetry.sessions.v1"
 SESSION_SCHEMA = "hermetry.session.v1"
@@ -69,11 +70,6 @@ def _rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> lis
 #: Ids per ``IN (…)`` list on the listing path: one query per table for most listings (SQLite
 #: allows 32,766 parameters since 3.32, PostgreSQL 65,535) instead of one per 500 sessions.
 _LISTING_CHUNK = 10_000
-
-
-def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
 
 
 def _session_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +118,7 @@ def _per_session(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dict[s
               "derived_tools": 0}
         for sid in session_ids
     }
-    for chunk in _chunks(list(session_ids), _LISTING_CHUNK):
+    for chunk in chunks(list(session_ids), _LISTING_CHUNK):
         marks = ", ".join("?" * len(chunk))
         for sid, outcome, origin, n in _execute(
             conn, f"SELECT session_id, outcome, origin, COUNT(*) FROM turns WHERE session_id IN ({marks}) "
@@ -233,7 +229,7 @@ def list_sessions(db: Db, since_ms: float, until_ms: float, *, limit: int = 20, 
         parts = _per_session(conn, everyone)
         info: dict[str, dict[str, Any]] = {r["session_id"]: r for r in listed}
         rest = [sid for sid in everyone if sid not in info]  # rolled-in sessions the listing did not fetch
-        for chunk in _chunks(rest, _LISTING_CHUNK):
+        for chunk in chunks(rest, _LISTING_CHUNK):
             marks = ", ".join("?" * len(chunk))
             for row in _rows(conn, f"SELECT * FROM sessions WHERE session_id IN ({marks})", chunk):
                 info[row["session_id"]] = row
@@ -353,7 +349,7 @@ def session_detail(db: Db, session_id: str) -> dict[str, Any]:
         conversation = _descendants(children, root)
         related = sorted(set(ancestors) | set(children.get(sid, ())))
         info: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(related):
+        for chunk in chunks(related, _CHUNK):
             marks = ", ".join("?" for _ in chunk)
             for r in _rows(conn, f"SELECT * FROM sessions WHERE session_id IN ({marks})", chunk):
                 info[r["session_id"]] = r

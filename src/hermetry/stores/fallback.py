@@ -43,6 +43,7 @@ from typing import Any, get_args
 
 from hermetry.model import events as ev
 from hermetry.recorder.sink import SinkDisabled, SinkUnavailable
+from hermetry.stores.sqlite_util import transaction
 
 log = logging.getLogger("hermetry")
 
@@ -206,17 +207,12 @@ class Spool:
         row = conn.execute("SELECT attempts FROM batches WHERE seq = ?", (seq,)).fetchone()
         attempts = int(row[0]) if row else 0
         if attempts >= MAX_ATTEMPTS:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(conn):
                 conn.execute(
                     "INSERT INTO rejected (seq, batch_id, spooled_at_ms, events, payload, run, error, rejected_at_ms) "
                     "SELECT seq, batch_id, spooled_at_ms, events, payload, run, last_error, ? FROM batches WHERE seq = ?",
                     (time.time() * 1000, seq))
                 conn.execute("DELETE FROM batches WHERE seq = ?", (seq,))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             log.warning("hermetry: a spooled batch was refused %d times by PostgreSQL and set aside in %s "
                         "(table rejected): %s", attempts, self.path, error)
         return attempts

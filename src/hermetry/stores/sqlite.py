@@ -704,15 +704,12 @@ def adopt_drop_ledger(conn: sqlite3.Connection, path: str | os.PathLike[str]) ->
         ledger.done(claimed)
         return 0
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        for r in records:
-            conn.execute(_SQL_ADOPT_RUN, (
-                r["run_id"], r.get("host"), r.get("pid"), r.get("started_at_ms"), r.get("at_ms"),
-                int(r.get("events_written") or 0), int(r.get("events_dropped") or 0), r.get("hermetry_version")))
-        conn.execute("COMMIT")
+        with transaction(conn):
+            for r in records:
+                conn.execute(_SQL_ADOPT_RUN, (
+                    r["run_id"], r.get("host"), r.get("pid"), r.get("started_at_ms"), r.get("at_ms"),
+                    int(r.get("events_written") or 0), int(r.get("events_dropped") or 0), r.get("hermetry_version")))
     except (sqlite3.Error, TypeError, ValueError):
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
         ledger.give_back(claimed)
         return 0
     ledger.done(claimed)

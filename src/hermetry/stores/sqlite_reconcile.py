@@ -25,6 +25,7 @@ import time
 
 from hermetry.model.outcomes import REASON_NO_SESSION_END, RECONCILED_PREFIX, SessionOutcome
 from hermetry.stores.sqlite import _apply_session_rule, _close_open_turns_sql
+from hermetry.stores.sqlite_util import transaction
 
 #: Default grace period: longer than any turn Hermes lets run (gateway timeout 30 min by default).
 DEFAULT_GRACE_S = 6 * 3600
@@ -59,15 +60,10 @@ WHERE session_id = ?
 def reconcile(conn: sqlite3.Connection, *, grace_s: float = DEFAULT_GRACE_S, now_ms: float | None = None) -> dict[str, int]:
     """Close turns and sessions idle for longer than ``grace_s``. Returns how many of each."""
     cutoff = (time.time() * 1000 if now_ms is None else now_ms) - grace_s * 1000
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         turns = conn.execute(_CLOSE_STALE_TURNS, (cutoff,)).rowcount
         stale = [sid for (sid,) in conn.execute(_STALE_SESSIONS, (cutoff,)).fetchall()]
         conn.executemany(_CLOSE_SESSION, [(sid,) for sid in stale])
         _apply_session_rule(conn, stale)
         sessions = len(stale)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return {"turns_closed": turns, "sessions_closed": sessions}
