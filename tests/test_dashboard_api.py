@@ -22,7 +22,7 @@ import pytest
 
 from hermetry.analytics.report import DAY_MS, Query, insights
 from hermetry.analytics.series import hourly, tool_daily
-from hermetry.model.events import SessionStarted, TurnEnded, TurnStarted
+from hermetry.model.events import SessionStarted, ToolCall, TurnEnded, TurnStarted
 from hermetry.surfaces.dashboard.api import ApiError, DashboardApi
 from hermetry.surfaces.dashboard.hermes_tab import MARKER, install_hermes_tab, remove_hermes_tab
 from hermetry.surfaces.dashboard.server import DashboardServer, static_dir
@@ -93,6 +93,75 @@ def test_tool_daily_counts_every_injected_call(recorded: tuple[History, Path], f
                 assert d["failure_rate"]["value"] is None
         assert t["calls"] == sum(n for (name, _), n in calls.items() if name == t["tool_name"])
     assert [t["calls"] for t in result["tools"]] == sorted((t["calls"] for t in result["tools"]), reverse=True)
+
+
+def _record(db: Path, events: list[Any]) -> Path:
+    from hermetry.recorder.recorder import Recorder
+    from hermetry.stores.sqlite import SQLiteStore
+
+    recorder = Recorder(lambda: SQLiteStore(db), register_atexit=False, flush_interval_s=0.01)
+    for event in events:
+        recorder.record(event)
+    recorder.close(timeout=30)
+    assert not recorder.stats().dropped
+    return db
+
+
+def test_tool_daily_unknown_status_is_neither_ok_nor_failed(tmp_path: Path) -> None:
+    """Live statuses: ``unknown`` is left out of the rate (coverage), ``blocked`` and
+    ``unknown_tool`` are failures (docs/telemetry-model.md), as in insights."""
+    day0 = (int(NOW_MS // DAY_MS) - 3) * DAY_MS
+    statuses = {0: ["ok", "ok", "error", "unknown", "unknown"],  # 1 failed of 3 known, 2 unknown
+                1: ["unknown", "unknown"],  # no known status: no rate, not 100 %
+                2: ["blocked", "unknown_tool", "ok", "ok"]}  # 2 failed of 4
+    events: list[Any] = [SessionStarted("s1", day0 + 1000, source="cli")]
+    for d, day_statuses in statuses.items():
+        for i, status in enumerate(day_statuses):
+            events.append(ToolCall(f"c{d}-{i}", "s1", None, "terminal", day0 + d * DAY_MS + 3_600_000 + i, 10.0, status))
+    db = _record(tmp_path / "telemetry.db", events)
+    query = Query(since_ms=day0, until_ms=day0 + 3 * DAY_MS, filters={}, group_by=())
+    (tool,) = tool_daily(db, query)["tools"]
+    got = [(d["calls"], d["failures"], d["status_coverage"], d["failure_rate"]["value"]) for d in tool["days"]]
+    assert got == [(5, 1, {"captured": 3, "of": 5}, pytest.approx(1 / 3)),
+                   (2, 0, {"captured": 0, "of": 2}, None),
+                   (4, 2, {"captured": 4, "of": 4}, pytest.approx(2 / 4))]
+    assert (tool["calls"], tool["failures"], tool["status_coverage"]) == (11, 3, {"captured": 7, "of": 11})
+    assert tool["by_status"] == {"blocked": 1, "error": 1, "ok": 4, "unknown": 4, "unknown_tool": 1}
+    (report,) = insights(db, query)["tools"]  # the same definition as the report's
+    assert (report["calls"], report["failures"], report["failure_rate"]["value"]) == (11, 3, pytest.approx(3 / 7))
+
+
+def test_tool_daily_of_an_imported_history_is_not_all_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Imported tool calls (state.db, written by Hermes' own SessionDB) have no status: the
+    heatmap shows them as unknown, never as 100 % failed."""
+    from hermetry.sources.backfill import import_state_db
+
+    monkeypatch.setenv("HERMES_HOME", str(tmp_path / "hermes"))
+    (tmp_path / "hermes").mkdir()
+    from hermes_state import SessionDB
+
+    state = SessionDB(tmp_path / "hermes" / "state.db")
+    t0 = (int(NOW_MS // DAY_MS) - 1) * DAY_MS / 1000 + 3600  # seconds, yesterday 01:00 UTC
+    state.create_session("imp-1", "cli", model="m")
+    state.append_message("imp-1", "user", "hi", timestamp=t0)
+    calls = [{"id": f"tc{i}", "type": "function", "function": {"name": name, "arguments": "{}"}}
+             for i, name in enumerate(["terminal", "terminal", "terminal", "read_file"])]
+    state.append_message("imp-1", "assistant", None, tool_calls=calls, timestamp=t0 + 1)
+    for i, c in enumerate(calls):
+        state.append_message("imp-1", "tool", "out", tool_call_id=c["id"], tool_name=c["function"]["name"], timestamp=t0 + 2 + i)
+    state.append_message("imp-1", "assistant", "done", timestamp=t0 + 10)
+    state.close()
+    db = tmp_path / "telemetry.db"
+    import_state_db(tmp_path / "hermes" / "state.db", db)
+    query = Query(since_ms=NOW_MS - 3 * DAY_MS, until_ms=NOW_MS + 1, filters={}, group_by=())
+    tools = {t["tool_name"]: t for t in tool_daily(db, query)["tools"]}
+    assert {n: (t["calls"], t["failures"], t["failure_rate"]["value"], t["status_coverage"]) for n, t in tools.items()} == {
+        "terminal": (3, 0, None, {"captured": 0, "of": 3}), "read_file": (1, 0, None, {"captured": 0, "of": 1})}
+    for t in tools.values():
+        assert all(d["failures"] == 0 and d["failure_rate"]["value"] is None for d in t["days"])
+    report = {t["tool_name"]: t for t in insights(db, query)["tools"]}
+    assert {n: (t["calls"], t["failures"], t["failure_rate"]["value"]) for n, t in report.items()} == {
+        "terminal": (3, 0, None), "read_file": (1, 0, None)}
 
 
 def test_hourly_gives_each_hour_the_report_of_that_hour(recorded: tuple[History, Path]) -> None:
@@ -404,3 +473,16 @@ def test_a_port_in_use_is_one_line_and_exit_status_1(tmp_path: Path, capsys: pyt
         assert main(["--db", str(tmp_path / "t.db"), "dashboard", "--port", str(port)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"hermetry: cannot listen on 127.0.0.1:{port}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("value, ci", [("true", True), ("True", True), ("1", True), ("YES", True), ("", False),
+                                       ("0", False), ("false", False)])
+def test_a_missing_engine_fails_under_ci_and_skips_otherwise(monkeypatch: pytest.MonkeyPatch, value: str,
+                                                               ci: bool) -> None:
+    """The one helper every engine-backed test (PostgreSQL, Prometheus, Chromium) calls."""
+    from conftest import engine_missing
+
+    monkeypatch.setenv("CI", value)
+    expected = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(expected, match="chromium is not installed"):
+        engine_missing("chromium is not installed")

@@ -6,9 +6,11 @@
 ``insights()`` already gives every figure *per day* (``group_by=("day",)``: distributions,
 tokens, cost and rates for each day) and *per tool* (``tools``), but not both at once. The
 dashboard's failure heatmap needs the cross product, so it lives here, with the report's own
-definitions: a tool call belongs to the day it started in, a failure is a call whose status is
-not ``ok``, and the window and filters are applied exactly as ``insights()`` applies them (the
-report's :class:`~hermetry.analytics.report.Scanner`).
+definitions: a tool call belongs to the day it started in, a failure is what
+:func:`hermetry.model.outcomes.tool_failed` calls one (via ``report.tool_counts``: an ``unknown``
+status — e.g. every imported call — is neither ok nor failed, and the rate is over the calls
+whose status is known, with that coverage), and the window and filters are applied exactly as
+``insights()`` applies them (the report's :class:`~hermetry.analytics.report.Scanner`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections import defaultdict
 from typing import Any
 
 from hermetry.analytics.query import TOOL_CALLS, Query, Scanner, day_iso, iso
-from hermetry.analytics.report import api_summary, collect, tool_summary, turn_summary
+from hermetry.analytics.report import api_summary, collect, tool_counts, tool_summary, turn_summary
 from hermetry.analytics.stats import rate
 from hermetry.model.units import DAY_MS, HOUR_MS
 from hermetry.stores.reader import Db, open_db
@@ -64,31 +66,43 @@ def tool_daily(db: Db, query: Query) -> dict[str, Any]:
     """Per tool (most used first) and per UTC day of the window: calls, failures, failure rate.
 
     ``{"schema", "window", "filters", "days": [YYYY-MM-DD, …], "tools": [{"tool_name",
-    "calls", "failures", "days": [{"day", "calls", "failures", "failure_rate"}, …]}, …]}`` —
-    one entry per day of the window for every tool (a day without calls has zeros and a
-    ``null`` rate).
+    "calls", "failures", "failure_rate", "status_coverage", "by_status", "days": [{"day",
+    "calls", "failures", "failure_rate", "status_coverage"}, …]}, …]}`` — one entry per day of
+    the window for every tool (a day without calls has zeros and a ``null`` rate). The rate is
+    ``failures / calls with a known status`` (``status_coverage = {"captured", "of"}``), so a
+    day of imported calls (status ``unknown``) has a ``null`` rate, not 100 %.
     """
     query.check()
     first, last = int(query.since_ms // DAY_MS), int((query.until_ms - 1) // DAY_MS)
     day_numbers = list(range(first, last + 1))
-    counts: dict[str | None, dict[int, list[int]]] = defaultdict(dict)
+    # tool -> day -> status -> calls
+    counts: dict[str | None, dict[int, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
     with open_db(db) as conn:
         if conn is not None:
             scan = Scanner(conn, query)
             source, where, params = scan.scope(TOOL_CALLS, ["day"])
             day = scan.column(TOOL_CALLS, "day")
-            sql = (f"SELECT c.tool_name, {day}, COUNT(*), SUM(CASE WHEN c.status = 'ok' THEN 0 ELSE 1 END) "
-                   f"FROM {source} WHERE {where} GROUP BY c.tool_name, {day}")
-            for name, day_number, n, failures in scan.execute(sql, params):
-                counts[name][int(day_number)] = [int(n), int(failures)]
+            sql = (f"SELECT c.tool_name, {day}, c.status, COUNT(*) "
+                   f"FROM {source} WHERE {where} GROUP BY c.tool_name, {day}, c.status")
+            for name, day_number, status, n in scan.execute(sql, params):
+                by_status = counts[name][int(day_number)]
+                key = str(status) if status else "unknown"
+                by_status[key] = by_status.get(key, 0) + int(n)
+
+    def figures(by_status: dict[str, int]) -> dict[str, Any]:
+        n = sum(by_status.values())
+        failures, known = tool_counts(by_status)
+        return {"calls": n, "failures": failures, "failure_rate": rate(failures, known),
+                "status_coverage": {"captured": known, "of": n}}
+
     tools: list[dict[str, Any]] = []
     for name, by_day in counts.items():
-        days: list[dict[str, Any]] = []
-        for d in day_numbers:
-            n, failures = by_day.get(d, (0, 0))
-            days.append({"day": day_iso(d), "calls": n, "failures": failures, "failure_rate": rate(failures, n)})
-        tools.append({"tool_name": name, "calls": sum(v[0] for v in by_day.values()),
-                      "failures": sum(v[1] for v in by_day.values()), "days": days})
+        days = [{"day": day_iso(d), **figures(by_day.get(d, {}))} for d in day_numbers]
+        total: dict[str, int] = defaultdict(int)
+        for by_status in by_day.values():
+            for status, n in by_status.items():
+                total[status] += n
+        tools.append({"tool_name": name, **figures(total), "by_status": dict(sorted(total.items())), "days": days})
     tools.sort(key=lambda t: (-t["calls"], str(t["tool_name"])))
     return {
         "schema": TOOL_DAILY_SCHEMA,

@@ -432,7 +432,7 @@
     ].concat(distCols("latency ", "latency_ms")), report.tools || [], {sortable: true, sortBy: 2, id: "tools", rowKey: function (t) { return t.tool_name; }}));
     out.appendChild(p);
 
-    var hp = panel("Failures over time", "Each cell: failed / all calls of that tool that day (UTC); darker = higher failure rate.");
+    var hp = panel("Failures over time", "Each cell: failed / calls with a known status of that tool that day (UTC); darker = higher failure rate; ? = status unknown (e.g. imported calls), not counted as failed.");
     var days = daily.days || [];
     var grid = h("table", {"class": "heatmap", "data-table": "heatmap"});
     grid.appendChild(h("caption", {text: "Tool failures per day"}));
@@ -445,10 +445,15 @@
       t.days.forEach(function (d) {
         var r = get(d, "failure_rate.value");
         var shade = isNum(r) ? Math.round(r * 100) : null;
+        var known = get(d, "status_coverage.captured");
+        if (!isNum(known)) known = d.calls;
+        var unknown = d.calls - known;
         tr.appendChild(h("td", {"class": "cell" + (d.calls ? "" : " empty"), "data-day": d.day, "data-calls": d.calls, "data-failures": d.failures,
+                                "data-known": known,
                                 style: shade === null ? null : "background-color:rgba(179,38,30," + (0.08 + 0.92 * r).toFixed(3) + ");color:" + (r > 0.5 ? "#fff" : "#111"),
-                                title: d.day + ": " + d.failures + " failed of " + d.calls + (isNum(r) ? " (" + fmtPct(r) + ")" : "")},
-                           d.calls ? d.failures + "/" + d.calls : "·"));
+                                title: d.day + ": " + d.failures + " failed of " + known + " with a known status" + (isNum(r) ? " (" + fmtPct(r) + ")" : "") +
+                                       (unknown ? "; " + unknown + " of " + d.calls + " status unknown" : "")},
+                           !d.calls ? "·" : known ? d.failures + "/" + known + (unknown ? " ?" + unknown : "") : "?" + unknown));
       });
       body.appendChild(tr);
     });
