@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from hermetry.testing.query import rows
+
+
+def under_ci() -> bool:
+    """True when the ``CI`` environment variable says so (``1``/``true``/``yes``, any case)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def engine_missing(message: str) -> NoReturn:
+    """An engine a test needs (PostgreSQL, Prometheus, Chromium, Playwright) is not there:
+    skip locally, FAIL under CI — a CI run never goes green by skipping what it must test."""
+    if under_ci():
+        pytest.fail(f"required under CI: {message}")
+    pytest.skip(message)
 
 
 @pytest.fixture
@@ -30,8 +44,6 @@ def _isolate_hermes_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Any]:
-    import os
-
     from hermetry.testing.postgres import EngineMissing, PostgresServer
 
     try:
@@ -39,9 +51,7 @@ def pg_server() -> Iterator[Any]:
 
         server = PostgresServer()
     except (ImportError, EngineMissing) as exc:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"PostgreSQL is required under CI: {exc}")
-        pytest.skip(f"PostgreSQL not available: {exc}")
+        engine_missing(f"PostgreSQL not available: {exc}")
     with server:
         yield server
 

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import pytest
 
+from conftest import engine_missing
 from hermetry.analytics.report import Query
 from hermetry.analytics.series import hourly
 from hermetry.surfaces.dashboard.hermes_tab import install_hermes_tab
@@ -54,10 +55,7 @@ TOOL_FINAL = ScriptedUsage(1700, 12, cached_tokens=1400)
 BETA = ScriptedUsage(500, 7)
 
 
-def fail_or_skip(message: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+fail_or_skip = engine_missing  # skip locally, fail under CI (tests/conftest.py)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ slack). Every PromQL query in the shipped Grafana dashboard must run and return 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sqlite3
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from conftest import engine_missing
 from hermetry.sinks import genai
 from hermetry.surfaces.metrics import GRAFANA_DASHBOARD, exposition
 from hermetry.testing import ScriptedReply, ScriptedServer, ScriptedToolCall, ScriptedUsage
@@ -54,9 +54,7 @@ def _cost(u: ScriptedUsage) -> float:
 def prometheus_binary() -> str:
     found = shutil.which("prometheus")
     if found is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("prometheus is required under CI (tools/install-engines.sh installs it)")
-        pytest.skip("prometheus is not installed (apt-get install prometheus)")
+        engine_missing("prometheus is not installed (tools/install-engines.sh installs it)")
     return found
 
 
