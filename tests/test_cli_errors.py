@@ -145,9 +145,11 @@ def test_a_future_schema_is_read_with_one_warning_and_never_written(telemetry: P
     assert path.read_bytes() == content
 
 
-def test_an_older_schema_is_read_without_being_upgraded(telemetry: Path, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from hermetry.stores.sqlite_schema import MIGRATIONS
+def test_an_older_schema_is_upgraded_in_place_and_read(telemetry: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A writable older file is migrated (as the recorder would); tests/test_dashboard_older_schema.py
+    covers every older version and a file the reader cannot write (read from a copy, unchanged)."""
+    from hermetry.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
     path = tmp_path / "v1.db"
     conn = sqlite3.connect(path, isolation_level=None)
@@ -156,10 +158,11 @@ def test_an_older_schema_is_read_without_being_upgraded(telemetry: Path, tmp_pat
     conn.execute("INSERT INTO sessions (session_id, source, started_at_ms, origin) VALUES ('old', 'cli', ?, 'live')",
                  (NOW_MS - DAY_MS,))
     conn.close()
-    content = path.read_bytes()
     code, out, err = inproc(capsys, "--db", str(path), "sessions", *SINCE, "--json")
     assert code == 0 and err == "" and [s["session_id"] for s in json.loads(out)["sessions"]] == ["old"]
-    assert path.read_bytes() == content
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
 
 
 # -- read-only media and a full disk (real tmpfs mounts) ---------------------------------------

@@ -148,15 +148,15 @@ def connect(path: str | os.PathLike[str], *, readonly: bool = False, create: boo
 
     A reader gets a connection it can query at the current schema, or one of the store errors
     (``StoreMissing``, ``NotAStore``, ``StoreCorrupt``, ``StoreUnavailable``) with a ``hint``:
-    an empty file reads as an empty history, an older schema is upgraded in memory (the file is
-    never written), a newer one is read with one warning, and a file on read-only media is
+    an empty file reads as an empty history, an older schema is upgraded in place when the file
+    can be written (else through a copy in memory, the file untouched), a newer one is read with one warning, and a file on read-only media is
     opened immutable. A writer with ``create=False`` refuses a path that does not exist.
     """
     p = Path(path)
     if p.is_dir():
         raise _not_a_file(p)
     if readonly:
-        return _connect_readonly(p)
+        return _connect_readonly(p, upgrade_file=True)
     if not create and not p.exists():
         raise StoreMissing(p)
     try:
@@ -211,7 +211,26 @@ def _peek_tables(uri: str) -> set[str] | None:
         return None  # a torn read while another process checkpoints, or not SQLite: look properly
 
 
-def _connect_readonly(p: Path, *, warn: bool = True) -> sqlite3.Connection:
+def _upgrade_in_place(p: Path) -> bool:
+    """Bring an older, writable file to the current schema, as the recorder does at its next
+    write (``migrate``: one transaction, safe against other processes); False when it cannot
+    be written now (read-only, locked, full disk), and the caller reads an upgraded copy."""
+    if _read_only_media(p) or not os.access(p, os.R_OK | os.W_OK):
+        return False
+    try:
+        conn = connect(p)
+    except (StoreUnavailable, StoreCorrupt, sqlite3.Error):
+        return False
+    try:
+        migrate(conn)
+        return True
+    except (StoreUnavailable, StoreCorrupt, sqlite3.Error):
+        return False
+    finally:
+        conn.close()
+
+
+def _connect_readonly(p: Path, *, warn: bool = True, upgrade_file: bool = False) -> sqlite3.Connection:
     if not p.exists():
         raise StoreMissing(p)
     uri = p.resolve().as_uri()
@@ -250,7 +269,12 @@ def _connect_readonly(p: Path, *, warn: bool = True) -> sqlite3.Connection:
                   f"({SCHEMA_VERSION}); reading it anyway, newer fields are not shown "
                   f"(upgrade hermetry: pip install -U hermetry)")
     elif version < SCHEMA_VERSION:
-        # an older file: upgrade a copy in memory, never the file (readers do not write)
+        # An older file: a writable one is upgraded in place (what the recorder does at the next
+        # Hermes run; a report then reads the file, not a copy of it in memory); one that cannot
+        # be written (read-only media, no permission, locked) is read through an upgraded copy.
+        if upgrade_file and _upgrade_in_place(p):
+            conn.close()
+            return _connect_readonly(p, warn=warn)
         mem = _in_memory_store(migrated=False)
         conn.backup(mem)
         conn.close()
