@@ -285,3 +285,33 @@ def test_gateway_title_generation_is_recorded(tmp_path: Path, db_rows) -> None:
     assert tasks == ["main", "title_generation"]
     report = home.insights("--days", "1")
     assert report["api_calls"]["tokens"]["coverage"] == {"captured": 2, "of": 2}
+
+
+def test_every_tool_call_the_model_asked_for_has_a_row(tmp_path: Path, db_rows) -> None:
+    """A tool that does not exist (Hermes runs nothing, fires no hook) and a terminal command that
+    exits 7 (Hermes says ok): each has a row whose status says what happened."""
+    script = [
+        ScriptedReply(content=None, tool_calls=[ScriptedToolCall("no_such_tool", {"x": 1})], usage=ScriptedUsage(300, 9)),
+        ScriptedReply(content=None, tool_calls=[ScriptedToolCall("terminal", {"command": "exit 7"})],
+                      usage=ScriptedUsage(400, 9)),
+        ScriptedReply(content="It exited 7.", usage=ScriptedUsage(500, 5)),
+    ]
+    with ScriptedServer(script) as srv:
+        home = HermesHome(tmp_path / "home", srv.base_url)
+        result = home.oneshot("Run the tools")
+        served = list(srv.served)
+    assert result.returncode == 0, result.stderr
+    assert [s.script_index for s in served] == [0, 1, 2]
+    db = home.telemetry_db
+    calls = db_rows(db, "SELECT api_request_id FROM api_calls ORDER BY started_at_ms")
+    tools = db_rows(db, "SELECT * FROM tool_calls ORDER BY started_at_ms")
+    assert [(t["tool_name"], t["status"], t["error_type"]) for t in tools] == [
+        ("no_such_tool", "unknown_tool", "unknown_tool"),
+        ("terminal", "error", "nonzero_exit"),
+    ]
+    assert tools[1]["error_message"] == "exit code 7" and tools[1]["toolset"] == "terminal"
+    # each row belongs to the model call that asked for it
+    assert [t["api_request_id"] for t in tools] == [calls[0]["api_request_id"], calls[1]["api_request_id"]]
+    report = home.insights("--days", "1")
+    assert report["tool_calls"]["by_status"] == {"error": 1, "unknown_tool": 1}
+    assert report["tool_calls"]["failure_rate"]["value"] == 1.0

@@ -44,8 +44,19 @@ GARBAGE: list[dict[str, Any]] = [
 ]
 
 
-@pytest.mark.parametrize("payload", GARBAGE)
-def test_every_callback_tolerates_missing_and_wrong_types(capture: Any, payload: dict[str, Any]) -> None:
+#: What each GARBAGE payload may leave in the store (rows per table): nothing without an id; the
+#: third payload's only id is the int 123, which every session callback may record as "123".
+GARBAGE_ROWS: list[dict[str, list[dict[str, Any]]]] = [
+    {"sessions": [], "turns": [], "api_calls": [], "tool_calls": []},
+    {"sessions": [], "turns": [], "api_calls": [], "tool_calls": []},
+    {"sessions": [{"session_id": "123", "end_reason": "42"}], "turns": [],
+     "api_calls": [{"session_id": "123", "task": "42", "input_tokens": None, "status": "ok"}], "tool_calls": []},
+]
+
+
+@pytest.mark.parametrize(("payload", "expected"), list(zip(GARBAGE, GARBAGE_ROWS, strict=True)))
+def test_every_callback_tolerates_missing_and_wrong_types(capture: Any, payload: dict[str, Any],
+                                                          expected: dict[str, list[dict[str, Any]]]) -> None:
     for name, callback in capture.callbacks().items():
         assert callback(**payload) is None, name
     on_create, on_end, on_reopen = capture.state_callbacks()
@@ -53,13 +64,20 @@ def test_every_callback_tolerates_missing_and_wrong_types(capture: Any, payload:
     on_create(time.time(), sid, reason, payload.get("usage"), payload.get("error"), reason)
     on_end(time.time(), sid, reason, payload.get("usage"))
     on_reopen(time.time(), payload.get("turn_id"))
+    capture.on_aux_usage(sid, reason, payload)
+    capture.on_cron_status(payload.get("status_code"), payload.get("completed"))
     assert capture.recorder.flush(5)
     # nothing that lacks an id was invented; whatever has ids was stored without crashing the writer
     stats = capture.recorder.stats()
     assert (stats.last_error, stats.dropped) == (None, 0)  # no normalizer raised
-    for name in ("sessions", "turns", "api_calls", "tool_calls"):
-        for row in table(capture.db, name) if capture.db.exists() else []:
-            assert row["session_id"] == "123", row  # only the int id is an id; lists and dicts are not
+    for name, want in expected.items():
+        got = table(capture.db, name) if capture.db.exists() else []
+        assert [{k: row[k] for k in (want[0] if want else {})} for row in got] == want, name
+    if expected["sessions"]:
+        # state.db's end (Hermes' raw 42, verbatim) replaced the one only a hook reported, and nothing
+        # is invented around it
+        (row,) = table(capture.db, "sessions")
+        assert row["outcome"] == "unknown" and row["model"] is None
 
 
 def test_wrong_types_become_not_captured_not_zero(capture: Any) -> None:

@@ -26,8 +26,9 @@ def as_float(v: Any) -> float | None:
 
 
 def as_str(v: Any, strip: bool = False) -> str | None:
-    """Text (anything else as its ``str``); None for missing and empty (blank too, with ``strip``)."""
-    if v is None:
+    """Text (a scalar as its ``str``); None for missing and empty (blank too, with ``strip``), and
+    for a container, whose repr is no model name, source or reason."""
+    if v is None or isinstance(v, list | dict | tuple | set | frozenset):
         return None
     s = v if isinstance(v, str) else str(v)
     if strip:
