@@ -329,8 +329,16 @@ def report_renderable(report: dict[str, Any], *, tz: tzinfo | None = None) -> Gr
         tokens.add_row(label, count(tok[kind]))
     tokens.add_row("usage captured", coverage(tok))
     tokens.add_row("cost captured", coverage(api["cost"]))
+    tasks = api.get("by_task") or {}
+    if set(tasks) - {"main"}:  # auxiliary model calls: compression summaries, titles, vision, …
+        tokens.notes.append(Text.assemble(("calls by task: ", "bold"), ", ".join(
+            f"{task} {count(t['count'])} ({count(t['tokens']['total_tokens'])} tokens)" for task, t in tasks.items())))
+    if api.get("interrupted"):
+        tokens.notes.append(Text.assemble(("interrupted calls: ", "bold"), count(api["interrupted"]),
+                                          " (stopped by a person or a timeout; not errors)"))
     tokens.notes.append(Text.assemble(("cost: ", "bold"), cost_line(api["cost"])))
-    tokens.notes.append(Text.assemble(("API errors: ", "bold"), f"{count(api['errors'])} of {plural(api['count'], 'call')}"
+    tokens.notes.append(Text.assemble(("API errors: ", "bold"), f"{count(api['errors'])} of "
+                                      f"{plural(api['error_rate']['n'], 'call')} that could fail"
                                       + (f" ({', '.join(f'{k} {count(v)}' for k, v in api['error_types'].items())})"
                                          if api["errors"] else "")))
     parts.append(tokens)
