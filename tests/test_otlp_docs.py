@@ -94,8 +94,8 @@ def _panels() -> str:
     lines = ["| panel | PromQL |", "|---|---|"]
     for p in dash["panels"]:
         for t in p["targets"]:
-            assert "|" not in t["expr"]  # it would split the table's cell
-            lines.append(f"| {p['title']} | `{t['expr']}` |")
+            expr = t["expr"].replace("|", "\\|")  # a bare | would split the table's cell (GFM: \| in code)
+            lines.append(f"| {p['title']} | `{expr}` |")
     return "\n".join(lines)
 
 

@@ -137,3 +137,22 @@ def test_real_one_shot_whose_model_fails_is_exported_errored(tmp_path: Path, db_
     db = home.telemetry_db
     assert [r["outcome"] for r in db_rows(db, "SELECT outcome FROM sessions")] == ["errored"]
     assert [r["outcome"] for r in db_rows(db, "SELECT outcome FROM turns")] == ["errored"]
+
+
+def test_grafana_tool_failures_count_known_failure_statuses_only() -> None:
+    """The panel's status filter is exactly model.outcomes.tool_failed's failures (unknown is no failure)."""
+    import json
+    import re
+
+    from hermetry.model import outcomes
+    from hermetry.surfaces.metrics import GRAFANA_DASHBOARD
+
+    statuses = [outcomes.TOOL_OK, outcomes.TOOL_ERROR, outcomes.TOOL_BLOCKED, outcomes.TOOL_UNKNOWN_TOOL,
+                outcomes.TOOL_UNKNOWN]
+    failures = sorted(s for s in statuses if outcomes.tool_failed(s) is True)
+    panel = next(p for p in json.loads(GRAFANA_DASHBOARD.read_text())["panels"]
+                 if p.get("title") == "Tool failures by tool")
+    expr = panel["targets"][0]["expr"]
+    match = re.search(r'hermetry_tool_status=~"([^"]+)"', expr)
+    assert match and sorted(match.group(1).split("|")) == failures
+    assert "!=" not in expr.split(" or ")[0]

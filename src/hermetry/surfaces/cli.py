@@ -606,6 +606,15 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return run_dashboard(args, _store(args), UsageError)
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     """``hermetry metrics serve|show``: the Prometheus view of the telemetry file (docs/prometheus.md)."""
     from hermetry.surfaces import metrics
@@ -617,12 +626,18 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         if args.metrics_command == "grafana":
             sys.stdout.write(metrics.GRAFANA_DASHBOARD.read_text(encoding="utf-8"))
             return 0
+        if not 0 <= args.port <= 65535:
+            raise UsageError(f"--port {args.port}: use 0..65535")
         server = metrics.MetricsServer(str(_db(args)), host=args.host, port=args.port)
     except metrics.MetricsUnavailable as exc:
         raise UsageError(str(exc)) from exc
-    except OSError as exc:
-        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+    except OSError as exc:  # the environment, not the command line: exit status 1 (docs/cli.md)
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+                           "another --port, or --port 0 for a free one") from exc
     print(f"serving {server.url} from {_db(args)} (Ctrl-C to stop)", flush=True)
+    if not _loopback(args.host):
+        print(f"hermetry: warning: listening on {args.host}: anyone who can reach it sees models, hosts and "
+              "spend per source (no token); put it behind a firewall or a proxy", file=sys.stderr, flush=True)
     import signal
     import threading
 

@@ -12,6 +12,8 @@ Listens on 127.0.0.1 unless told otherwise. Needs ``pip install 'hermetry[promet
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +26,12 @@ from hermetry.stores.reader import Db
 
 #: The provisionable Grafana dashboard (docs/grafana.md): ``hermetry metrics grafana`` prints it.
 GRAFANA_DASHBOARD = Path(__file__).parent / "grafana" / "hermetry.json"
+
+log = logging.getLogger(__name__)
+
+#: A fresh pass starts no sooner than this many times the last pass took after it (docs/prometheus.md):
+#: the endpoint spends at most ~1/(1+BACKOFF) of one core folding the history, however big it is.
+BACKOFF = 4.0
 
 DEFAULT_PORT = 9464  # the port OpenTelemetry's Prometheus exporter uses by default
 MISSING = "the Prometheus endpoint needs prometheus-client: pip install 'hermetry[prometheus]'"
@@ -46,8 +54,10 @@ class TelemetryCollector:
 
     The first scrape computes the series; later scrapes are answered at once from the last
     snapshot while a background thread computes a fresh one (at most one at a time, at most every
-    ``min_interval_s``) — so a scrape never waits for a large history to be folded again, and the
-    figures lag the file by about one computation (docs/prometheus.md has the measured cost)."""
+    ``min_interval_s`` and at most every :data:`BACKOFF` × the last pass's duration) — so a scrape
+    never waits for a large history to be folded again, and the figures lag the file by about one
+    computation (docs/prometheus.md has the measured cost). A pass that fails (the file became
+    unreadable) logs one line and the last good snapshot keeps being served."""
 
     def __init__(self, db: Db, *, min_interval_s: float = 1.0) -> None:
         self.db = db
@@ -55,11 +65,13 @@ class TelemetryCollector:
         self._lock = threading.Lock()
         self._cached: tuple[float, MetricSnapshot] | None = None
         self._refreshing = False
+        self.failing: str | None = None  # the last pass's error, said once until a pass succeeds
 
     def snapshot(self) -> MetricSnapshot:
         with self._lock:
             cached = self._cached
-            if cached is not None and (self._refreshing or time.monotonic() - cached[0] < self.min_interval_s):
+            wait = max(self.min_interval_s, BACKOFF * cached[1].compute_ms / 1000) if cached is not None else 0.0
+            if cached is not None and (self._refreshing or time.monotonic() - cached[0] < wait):
                 return cached[1]
             if cached is not None:
                 self._refreshing = True
@@ -75,6 +87,16 @@ class TelemetryCollector:
             fresh = metric_snapshot(self.db)
             with self._lock:
                 self._cached = (time.monotonic(), fresh)
+                self.failing = None
+        except Exception as exc:  # noqa: BLE001 - one line, the last good snapshot stays served
+            message = f"{type(exc).__name__}: {exc}"
+            if message != self.failing:
+                print(f"hermetry metrics: reading {self.db} failed ({message}); serving the last good figures",
+                      file=sys.stderr, flush=True)
+            with self._lock:
+                self.failing = message
+                assert self._cached is not None
+                self._cached = (time.monotonic(), self._cached[1])  # retry after the usual wait
         finally:
             self._refreshing = False
 
@@ -140,6 +162,7 @@ class MetricsServer:
             raise MetricsUnavailable(f"{db.split('://')[0]} stores are not served yet: point --db at a SQLite file")
         self.registry = client.CollectorRegistry(auto_describe=False)
         self.collector = TelemetryCollector(Path(db) if isinstance(db, str) else db)
+        self.collector.snapshot()  # a broken file is said at start (StoreError), not per scrape
         self.registry.register(self.collector)
         self._server, self._thread = client.start_http_server(port, addr=host, registry=self.registry)
         self.host = host
