@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import time
 import uuid
@@ -38,14 +39,52 @@ def fallback_paths(db_path: str | os.PathLike[str]) -> list[Path]:
     except OSError:
         key = str(p.absolute())
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return [p.with_name(p.name + SUFFIX), _shared_folder() / f"{digest}{SUFFIX}"]
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _private_dir(folder: Path) -> None:
+    """Create the shared-temp fallback folder, or check an existing one is ours alone.
+
+    ``$TMPDIR/hermetry-<uid>`` has a predictable name in a folder every local user can write:
+    a folder (or a link) someone else put there is refused, so a ledger line never lands in a
+    file another user chose.
+    """
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    st = os.lstat(folder)
+    uid = os.getuid() if hasattr(os, "getuid") else st.st_uid
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or stat.S_IMODE(st.st_mode) & 0o077:
+        raise PermissionError(1, "not a private folder of this user (owner, mode or a link)", str(folder))
+
+
+def _shared_folder() -> Path:
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    return [p.with_name(p.name + SUFFIX), Path(tempfile.gettempdir()) / f"hermetry-{uid}" / f"{digest}{SUFFIX}"]
+    return Path(tempfile.gettempdir()) / f"hermetry-{uid}"
+
+
+def _trusted(path: Path) -> bool:
+    """A ledger file that may be read: beside the telemetry file, or in our private temp folder."""
+    if path.parent != _shared_folder():
+        return True
+    try:
+        if not path.parent.exists():
+            return False
+        _private_dir(path.parent)
+        return not path.is_symlink()
+    except OSError:
+        return False
 
 
 def _append(path: Path, line: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.parent == _shared_folder():
+        _private_dir(path.parent)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     existed = path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o600)
     try:
         data = line.encode()
         if os.write(fd, data) != len(data):
@@ -82,6 +121,8 @@ class DropLedger:
         """The lines not adopted yet (the latest line of each run)."""
         latest: dict[str, dict[str, Any]] = {}
         for path in self.paths:
+            if not _trusted(path):
+                continue
             for record in _read(path):
                 run_id = str(record.get("run_id"))
                 if run_id not in latest or record.get("at_ms", 0) >= latest[run_id].get("at_ms", 0):
@@ -95,7 +136,7 @@ class DropLedger:
         """
         claimed: list[tuple[Path, Path]] = []
         for path in self.paths:
-            if not path.exists():
+            if not path.exists() or not _trusted(path):
                 continue
             target = path.with_name(f"{path.name}.adopting-{uuid.uuid4().hex[:8]}")
             try:
@@ -130,7 +171,9 @@ class DropLedger:
 
 def _read(path: Path) -> list[dict[str, Any]]:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
+            text = f.read().decode("utf-8", errors="replace")
     except OSError:
         return []
     records = []
