@@ -68,7 +68,10 @@ def test_slash_command_is_the_chat_view_of_insights(tmp_path: Path, monkeypatch:
 def test_slash_command_answers_bad_arguments_with_its_usage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HERMETRY_DB", str(tmp_path / "none.db"))
     assert slash_telemetry("colour").endswith(slash_usage())
-    assert "more than 0" in slash_telemetry("0")
+    assert "above 0" in slash_telemetry("0") and slash_telemetry("0").endswith(slash_usage())
+    for raw in ("inf", "1e400", "nan", "-1", "36501"):  # the CLI's --days rule, never an OverflowError
+        text = slash_telemetry(raw)
+        assert text.startswith("hermetry: days: expected a number of days") and text.endswith(slash_usage()), raw
     # no file yet: said as every reading command says it (nothing is created)
     assert slash_telemetry("7").startswith(f"hermetry: no telemetry file at {tmp_path / 'none.db'}")
     assert not (tmp_path / "none.db").exists()

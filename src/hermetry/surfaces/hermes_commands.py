@@ -11,7 +11,8 @@ so enabling the plugin adds nothing to Hermes' start-up beyond the capture itsel
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from typing import Any
 
@@ -53,12 +54,16 @@ def slash_telemetry(raw_args: str = "") -> str:
         for token in (raw_args or "").split():
             token = token.strip().lower()
             try:
-                days = float(token.rstrip("d"))
+                float(token.rstrip("d"))
             except ValueError:
                 pass
-            else:
-                if not days > 0:
-                    return f"days must be more than 0. Usage: {slash_usage()}"
+            else:  # a number: the CLI's --days rule (finite, above 0, at most MAX_DAYS)
+                from hermetry.surfaces.cli import _days_type
+
+                try:
+                    days = _days_type(token)
+                except argparse.ArgumentTypeError as exc:
+                    return f"hermetry: days: {exc}. Usage: {slash_usage()}"
                 continue
             if token in DIMENSIONS:
                 group_by = (token,)
@@ -204,10 +209,45 @@ def telemetry_denied() -> str | None:
         return "hermetry: /telemetry is not enabled here"
 
 
-def slash_telemetry_command(raw_args: str = "") -> str:
-    """The ``/telemetry`` slash command: the report, for those allowed to see it."""
+#: At most one report is computed at a time for the slash command (a gateway's users could ask
+#: together; each report reads the whole window).
+_REPORT_LOCK = threading.Lock()
+BUSY = "hermetry: a /telemetry report is being computed right now; ask again in a moment"
+
+
+def _report_once(raw_args: str) -> str:
+    if not _REPORT_LOCK.acquire(blocking=False):
+        return BUSY
+    try:
+        return slash_telemetry(raw_args)
+    finally:
+        _REPORT_LOCK.release()
+
+
+async def _report_in_thread(raw_args: str) -> str:
+    import asyncio
+
+    return await asyncio.to_thread(_report_once, raw_args)
+
+
+def slash_telemetry_command(raw_args: str = "") -> str | Coroutine[Any, Any, str]:
+    """The ``/telemetry`` slash command: the report, for those allowed to see it.
+
+    Called inside a running event loop (Hermes' gateway calls plugin commands from its async
+    dispatch and awaits a returned coroutine), it returns a coroutine that computes the report
+    in a worker thread, so the gateway's other messages are not held up; called from a plain
+    thread (the CLI), it answers directly. Who is asking is checked here, in the caller's task.
+    """
     denied = telemetry_denied()
-    return denied if denied is not None else slash_telemetry(raw_args)
+    if denied is not None:
+        return denied
+    try:
+        import asyncio
+
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _report_once(raw_args)
+    return _report_in_thread(raw_args)
 
 
 def register(ctx: Any, *, mark_synthetic: Callable[[object], None] | None = None) -> None:
