@@ -107,6 +107,8 @@ def test_plugin_prices_and_config_problems(home: Path, tmp_path: Path, monkeypat
     whats = " | ".join(p["what"] for p in r["problems"])
     assert code == 1 and r["plugin"]["enabled"] is False
     assert "Hermes does not load hermetry" in whats and "price file" in whats and "hermetry.colour" in whats
+    (load,) = [p for p in r["problems"] if p["what"].startswith("Hermes does not load")]
+    assert load["do"].endswith("hermes plugins enable hermetry --no-allow-tool-override")  # non-interactive
     assert r["prices"]["status"] == "error"
     monkeypatch.setenv("HERMES_SAFE_MODE", "1")
     assert "HERMES_SAFE_MODE" in diagnose()["plugin"]["why"]

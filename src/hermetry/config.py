@@ -52,10 +52,19 @@ SETTINGS: dict[str, tuple[type, ...]] = {
     "host": (str,),               # this machine's id in a fleet
     "sinks": (list, str),         # extra sinks / exporters to turn on
     "otlp": (dict,),              # the OTLP exporter's settings
-    "prometheus": (dict,),        # the Prometheus exporter's settings
-    "dashboard": (dict, bool),    # the dashboard tab
+    "prometheus": (dict,),        # not implemented: see NOT_IMPLEMENTED
+    "dashboard": (dict, bool),    # not implemented: see NOT_IMPLEMENTED
     "commands": (bool,),          # register `hermes telemetry` and /telemetry
 }
+#: Keys (and ``sinks:`` names) the operator may expect but nothing reads yet: each gets one
+#: "not implemented" warning saying what to use instead, never silence. A part that implements
+#: one removes it here.
+NOT_IMPLEMENTED: dict[str, str] = {
+    "prometheus": "Prometheus metrics are served by `hermetry metrics serve` (docs/prometheus.md)",
+    "dashboard": "the dashboard is started with `hermetry dashboard` (docs/dashboard.md)",
+}
+#: The names ``hermetry.sinks`` turns on.
+SINK_NAMES = ("otlp",)
 #: The keys of ``hermetry.telemetry_command``.
 TELEMETRY_COMMAND_SETTINGS: dict[str, tuple[type, ...]] = {"allow": (list, str)}
 
@@ -82,6 +91,18 @@ def check_settings(section: Any) -> list[str]:
         elif value is not None and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
             problems.append(f"config key hermetry.{key} must be {_type_names(types)}, not "
                             f"{type(value).__name__} {value!r:.40}; it is ignored")
+        elif key in NOT_IMPLEMENTED:
+            problems.append(f"config key hermetry.{key} is not implemented: it is ignored "
+                            f"({NOT_IMPLEMENTED[key]})")
+        elif key == "sinks" and value is not None:
+            for name in [value] if isinstance(value, str) else list(value) if isinstance(value, list) else []:
+                label = str(name).strip().lower() if isinstance(name, str) else None
+                if label in NOT_IMPLEMENTED:
+                    problems.append(f"hermetry.sinks: {label} is not implemented: it is ignored "
+                                    f"({NOT_IMPLEMENTED[label]})")
+                elif label not in SINK_NAMES:
+                    problems.append(f"hermetry.sinks: unknown sink {name!r:.40} is ignored "
+                                    f"(known: {', '.join(SINK_NAMES)})")
         elif key == "telemetry_command" and isinstance(value, dict):
             for sub, subvalue in value.items():
                 subtypes = TELEMETRY_COMMAND_SETTINGS.get(str(sub))

@@ -446,7 +446,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 1 if any(r.error for r in results) else 0
     from hermetry.surfaces.text import count, duration, plural
 
-    Console(stderr=True).print(f"telemetry file: {db}", highlight=False, soft_wrap=True, markup=False)
+    if any(not r.error for r in results) and db.exists():  # where it wrote: only once it has
+        Console(stderr=True).print(f"telemetry file: {db}", highlight=False, soft_wrap=True, markup=False)
     out = _console()
     for r in results:
         if r.error:

@@ -150,8 +150,9 @@ def _diagnose(db: str | os.PathLike[str] | None) -> dict[str, Any]:
                          "do": "fix the folder's permissions or space, or point HERMETRY_DB elsewhere"})
     if not plugin["enabled"]:
         problems.append({"what": f"Hermes does not load hermetry ({plugin['why']})",
-                         "do": "hermes plugins enable hermetry" if plugin["installed"]
-                         else "pip install hermetry into Hermes' environment, then hermes plugins enable hermetry"})
+                         "do": "hermes plugins enable hermetry --no-allow-tool-override" if plugin["installed"]
+                         else ("pip install hermetry into Hermes' environment, then "
+                               "hermes plugins enable hermetry --no-allow-tool-override")})
     if drops["not_yet_in_file"]:
         n = sum(int(r.get("events_dropped") or 0) for r in drops["not_yet_in_file"])
         problems.append({"what": f"{n:,} dropped events are counted in {drops['fallback_files']} but not in the "
