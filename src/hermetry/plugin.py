@@ -141,8 +141,9 @@ def register(ctx: Any) -> None:
         capture = get_capture(settings)
         for hook, callback in capture.callbacks(_valid_hooks()).items():
             ctx.register_hook(hook, callback)
-        # The OpenAI SDK wrapper and the interrupt wrapper are set up on the first model call
-        # (the middleware's first run), so enabling hermetry imports nothing of Hermes' early.
+        # The OpenAI SDK wrapper is set up on the first model call (the middleware's first run), the
+        # interrupt wrapper by the first hook that finds run_agent loaded (callbacks.wrap_interrupt)
+        # or then, so enabling hermetry imports nothing of Hermes' early.
         stream_probe.ON_ABORT = capture.on_api_aborted
         stream_probe.ON_AUX_ERROR = capture.on_aux_error
 

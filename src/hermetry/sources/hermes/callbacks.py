@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from hermetry.sources.hermes import records as rec
-from hermetry.sources.hermes import stream_probe
+from hermetry.sources.hermes import stream_probe, wrappers
 
 if TYPE_CHECKING:
     from hermetry.sources.hermes.hooks import HermesCapture
@@ -63,6 +63,7 @@ def hook_callbacks(capture: HermesCapture, valid_hooks: Iterable[str] = ()) -> d
                     kw.get("platform"), kw.get("sender_id"), hash(m[:4096]) if isinstance(m, str) else None))
         except Exception:
             pass
+        wrap_interrupt()
 
     def arrival(**kw: Any) -> None:  # ArrivalRecord
         try:
@@ -74,6 +75,7 @@ def hook_callbacks(capture: HermesCapture, valid_hooks: Iterable[str] = ()) -> d
                     getattr(event, "timestamp", None), hash(text[:4096]) if isinstance(text, str) else None))
         except Exception:
             pass
+        wrap_interrupt()
 
     def tool(**kw: Any) -> None:  # ToolRecord
         try:
@@ -84,6 +86,13 @@ def hook_callbacks(capture: HermesCapture, valid_hooks: Iterable[str] = ()) -> d
 
     session_start_cb = make(capture._session_start, rec.SessionStartRecord)
     install_if_loaded = stream_probe.install_if_loaded
+    on_interrupt = capture.on_interrupt
+
+    def wrap_interrupt() -> None:  # one flag check once done; never imports Hermes itself
+        try:
+            wrappers.wrap_interrupt_if_loaded(on_interrupt)
+        except Exception:
+            pass
 
     def session_start(**kw: Any) -> None:
         session_start_cb(**kw)
@@ -91,6 +100,7 @@ def hook_callbacks(capture: HermesCapture, valid_hooks: Iterable[str] = ()) -> d
             install_if_loaded()  # one flag check once done
         except Exception:
             pass
+        wrap_interrupt()
 
     newer: dict[str, Callback] = {}
     if "post_auxiliary_call" in set(valid_hooks):

@@ -41,6 +41,28 @@ def wrap_interrupt(on_interrupt: Callable[[Any, Any], None]) -> None:
     cls.interrupt = interrupt
 
 
+_interrupt_wrapped = False
+
+
+def wrap_interrupt_if_loaded(on_interrupt: Callable[[Any, Any], None]) -> None:
+    """:func:`wrap_interrupt` once Hermes has imported ``run_agent`` (never imports it itself).
+
+    Called from the session-start, turn-start and gateway-dispatch hooks, so a timeout that strikes
+    before the process's first model call still says why; once installed, one flag check.
+    """
+    global _interrupt_wrapped
+    if _interrupt_wrapped:
+        return
+    import sys
+
+    run_agent = sys.modules.get("run_agent")
+    if run_agent is None:
+        return
+    wrap_interrupt(on_interrupt)
+    original = getattr(getattr(run_agent, "AIAgent", None), "interrupt", None)
+    _interrupt_wrapped = bool(getattr(original, "__hermetry_wrapped__", False))
+
+
 def flush_before_hard_exit(flush: Callable[[float], Any], timeout_s: float = HARD_EXIT_FLUSH_S) -> None:
     """Call ``flush(timeout_s)`` before ``os._exit`` ends the process."""
     original = os._exit
