@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from hermetry.analytics.report import DIMENSIONS, Query, insights
-from hermetry.model.events import ApiCall, SessionStarted, ToolCall
+from hermetry.model.events import ApiCall, SessionStarted, ToolCall, TurnEnded, TurnStarted
 from hermetry.testing.history import (
     DAY_MS,
     NOW_MS,
@@ -140,8 +140,9 @@ def check_turns(actual: dict[str, Any], t: Truth) -> None:
     assert actual["count"] == len(t.turns)
     assert actual["open"] == len(t.turns) - len(ended)
     assert actual["by_outcome"] == dict(sorted(by_outcome.items()))
-    assert_rate(actual["completion_rate"], sum(1 for x in ended if x.outcome == "completed"), len(ended))
-    assert_rate(actual["failure_rate"], sum(1 for x in ended if x.outcome in FAILURE_OUTCOMES), len(ended))
+    known = [x for x in ended if x.outcome != "unknown"]
+    assert_rate(actual["completion_rate"], sum(1 for x in known if x.outcome == "completed"), len(known))
+    assert_rate(actual["failure_rate"], sum(1 for x in known if x.outcome in FAILURE_OUTCOMES), len(known))
     assert_distribution(actual["wall_ms"], [x.wall_ms for x in ended])
     assert_distribution(actual["queue_wait_ms"], [x.queue_wait_ms for x in t.turns])
     assert sum(actual["wall_ms_histogram"]["counts"]) == len(ended)
@@ -178,7 +179,8 @@ def check_api(actual: dict[str, Any], t: Truth) -> None:
     for c in errors:
         error_types[c.error_type or "unknown"] += 1
     assert actual["error_types"] == dict(sorted(error_types.items()))
-    assert_distribution(actual["latency_ms"], [c.latency_ms for c in t.calls])
+    # latency of the attempts that ended on their own: an interrupted attempt's duration is censored
+    assert_distribution(actual["latency_ms"], [c.latency_ms for c in t.calls if c.status in ("ok", "error")])
     assert_distribution(actual["ttft_ms"], [c.ttft_ms for c in ok])
     assert actual["ttft_ms"]["session_coverage"] == {
         "captured": len({c.session_id for c in ok if c.ttft_ms is not None}), "of": len({c.session_id for c in ok})}
@@ -497,6 +499,8 @@ def test_interrupts_unknown_tool_statuses_and_auxiliary_calls(tmp_path: Path) ->
         ToolCall("c3", "s", None, "terminal", t0, None, "unknown"),
         ToolCall("c4", "s", None, "terminal", t0, None, "unknown"),
         ToolCall("c5", "s", None, "made_up", t0, 0.0, "unknown_tool"),
+        *(e for i, outcome in enumerate(("completed", "errored", "unknown"))
+          for e in (TurnStarted(f"t{i}", "s", t0 + i), TurnEnded(f"t{i}", "s", t0 + i + 10, outcome))),
     ]
     recorder = Recorder(lambda: SQLiteStore(db), register_atexit=False)
     for e in events:
@@ -507,6 +511,14 @@ def test_interrupts_unknown_tool_statuses_and_auxiliary_calls(tmp_path: Path) ->
     assert (api["count"], api["errors"], api["interrupted"]) == (5, 1, 1)
     assert (api["error_rate"]["successes"], api["error_rate"]["n"]) == (1, 4)  # of the calls that ran to an end
     assert api["error_types"] == {"InternalServerError": 1}
+    # latency over the attempts that ended on their own (ok or error); the stopped one's 900 ms is
+    # only how long until it was stopped, counted in `interrupted`
+    assert_distribution(api["latency_ms"], [100.0, 50.0, 300.0, 80.0])
+    # rates over the turns whose outcome is known; the unknown end is covered, not counted
+    turns = report["turns"]
+    assert_rate(turns["completion_rate"], 1, 2)
+    assert_rate(turns["failure_rate"], 1, 2)
+    assert turns["completion_rate"]["coverage"] == {"known": 2, "of": 3}
     assert list(api["by_task"]) == ["main", "compression", "title_generation"]
     assert {task: (v["count"], v["tokens"]["input_tokens"], v["tokens"]["output_tokens"])
             for task, v in api["by_task"].items()} == {

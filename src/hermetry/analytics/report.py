@@ -346,7 +346,10 @@ def collect(conn: sqlite3.Connection | None, q: Query) -> Collected:
     tool_value_dims = applicable(TOOL_CALLS, value_dims + ([] if "tool" in value_dims else ["tool"]))
     _collect_values(scan, TURNS, turn_dims, {"wall_ms": "CASE WHEN t.outcome IS NOT NULL THEN t.wall_ms END",
                                              "queue_wait_ms": "t.queue_wait_ms"}, slices)
-    _collect_values(scan, API_CALLS, api_dims, {"latency_ms": "a.latency_ms",
+    # latency: attempts that ended on their own (answered or failed); an interrupted attempt's duration
+    # is only how long until a person or a timeout stopped it (censored), counted on its own
+    _collect_values(scan, API_CALLS, api_dims, {"latency_ms": "CASE WHEN a.status IN ('ok', 'error') "
+                                                              "THEN a.latency_ms END",
                                                 "ttft_ms": "CASE WHEN a.status = 'ok' THEN a.ttft_ms END"}, slices)
     _collect_values(scan, TOOL_CALLS, tool_value_dims, {"tool_latency_ms": "c.latency_ms"}, slices)
     roots, lineage = _roots(conn)
@@ -363,15 +366,19 @@ def _sessions(s: Slice, captured: int, of: int) -> tuple[int, int]:
 
 
 def turn_rates(by_outcome: Counter[str], derived: Counter[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(completion rate, failure rate) over the ended turns whose outcome was reported.
+    """(completion rate, failure rate) over the ended turns whose outcome is known.
 
     Imported turns are left out: their outcome is derived from messages, which never say that a
-    turn failed or timed out, so a rate over them would claim what the data cannot know.
+    turn failed or timed out, so a rate over them would claim what the data cannot know. An
+    ``unknown`` outcome (an end was reported, not what kind) is neither completed nor failed: it is
+    left out of ``n`` too, and each rate says how many ended turns it covers (``coverage``).
     """
     live = by_outcome - derived
     ended = sum(n for o, n in live.items() if o != "open")
+    known = ended - live.get(TurnOutcome.UNKNOWN, 0)
     failures = sum(n for o, n in live.items() if o != "open" and turn_outcome_class(o) == OutcomeClass.FAILURE)
-    return rate(live.get(TurnOutcome.COMPLETED, 0), ended), rate(failures, ended)
+    coverage = {"coverage": {"known": known, "of": ended}}
+    return rate(live.get(TurnOutcome.COMPLETED, 0), known) | coverage, rate(failures, known) | coverage
 
 
 def turn_summary(s: Slice) -> dict[str, Any]:
@@ -454,7 +461,8 @@ def api_summary(s: Slice) -> dict[str, Any]:
         "derived": {"calls": t["derived"], "in_error_rate": False},
         "error_types": dict(sorted(s.errors.items())),
         "by_task": by_task(s.api_by_task),
-        "latency_ms": summarize(s.values.get("latency_ms", []), t["calls"], _sessions(s, API_LATENCY, API_ROWS)),
+        "latency_ms": summarize(s.values.get("latency_ms", []), t["calls"] - t["interrupted"],
+                                _sessions(s, API_LATENCY, API_ROWS)),
         "ttft_ms": summarize(s.values.get("ttft_ms", []), t["ok"], _sessions(s, API_TTFT, API_OK)),
         "tokens": tokens,
         "cost": cost,
