@@ -568,6 +568,28 @@ def test_a_one_run_session_follows_its_last_turn(store: SQLiteStore, db: Path, s
     assert one(db, "SELECT end_reason, outcome FROM sessions") == {"end_reason": end_reason, "outcome": expected}
 
 
+@pytest.mark.parametrize(("turn_outcome", "expected"), [
+    ("completed", "completed"), ("errored", "errored"), ("timed_out", "timed_out"),
+    ("interrupted", "interrupted"),  # stopped via /v1/runs/…/stop: the run was stopped, not completed
+    ("abandoned", "abandoned"), ("unknown", "unknown"),
+])
+def test_an_api_server_run_follows_its_last_turn_without_an_end(store: SQLiteStore, db: Path, turn_outcome: str,
+                                                                 expected: str) -> None:
+    """Hermes 0.19.0 never ends an API-server session: its outcome follows its last ended turn."""
+    write(store, SessionStarted("s1", T0, session_type="api"), TurnStarted("t1", "s1", T0))
+    assert one(db, "SELECT outcome FROM sessions")["outcome"] is None  # the run is running
+    write(store, TurnEnded("t1", "s1", T0 + 10, turn_outcome))
+    assert one(db, "SELECT end_reason, outcome FROM sessions") == {"end_reason": None, "outcome": expected}
+    write(store, TurnStarted("t2", "s1", T0 + 20))  # the same session runs again: open while it does
+    assert one(db, "SELECT outcome FROM sessions")["outcome"] is None
+    write(store, TurnEnded("t2", "s1", T0 + 30, "completed"))
+    assert one(db, "SELECT outcome FROM sessions")["outcome"] == "completed"
+    # a conversation Hermes never ended is open whatever its turns did
+    write(store, SessionStarted("s2", T0, session_type="gateway"), TurnStarted("u1", "s2", T0),
+          TurnEnded("u1", "s2", T0 + 10, "errored"))
+    assert one(db, "SELECT outcome FROM sessions WHERE session_id = 's2'")["outcome"] is None
+
+
 def test_a_turn_end_after_the_session_end_still_counts(store: SQLiteStore, db: Path) -> None:
     write(store, SessionStarted("s1", T0, session_type="webhook"), TurnStarted("t1", "s1", T0),
           SessionEnded("s1", T0 + 50, "webhook_complete", "completed"))

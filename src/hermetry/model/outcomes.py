@@ -212,6 +212,17 @@ _TURN_FAILURE_SESSION = {
     TurnOutcome.ERRORED.value: SessionOutcome.ERRORED,
     TurnOutcome.TIMED_OUT.value: SessionOutcome.TIMED_OUT,
 }
+#: One-run session types Hermes 0.19.0 never ends (its API server keeps no session lifecycle: no
+#: end reason ever arrives). Their outcome follows their last ended turn without waiting for one.
+UNENDED_RUN_SESSION_TYPES = frozenset({"api"})
+#: A one-run session's last turn outcome → its session outcome, for runs Hermes never ends.
+_TURN_SESSION = {
+    TurnOutcome.COMPLETED.value: SessionOutcome.COMPLETED,
+    TurnOutcome.INTERRUPTED.value: SessionOutcome.INTERRUPTED,
+    TurnOutcome.TIMED_OUT.value: SessionOutcome.TIMED_OUT,
+    TurnOutcome.ERRORED.value: SessionOutcome.ERRORED,
+    TurnOutcome.ABANDONED.value: SessionOutcome.ABANDONED,
+}
 #: End-reason outcomes a failed run overrides (a run that "completed", or whose end is unknown).
 _OVERRIDABLE = frozenset({SessionOutcome.COMPLETED, SessionOutcome.UNKNOWN, SessionOutcome.ABANDONED})
 
@@ -229,9 +240,13 @@ def session_outcome(end_reason: str | None, session_type: str | None, last_turn_
     * a session of a :data:`ONE_RUN_SESSION_TYPES` type whose end says completed (or unknown, or
       abandoned) becomes ``errored``/``timed_out`` when its last turn did, and ``errored``
       when Hermes' own run status says the run failed (cron: ``last_status = error``);
-    * every other session keeps its end reason's outcome.
+    * every other session keeps its end reason's outcome;
+    * a session Hermes never ends (:data:`UNENDED_RUN_SESSION_TYPES`: the API server's) follows its
+      last turn while it has no end reason: None while that turn runs, else the turn's outcome.
     """
     if end_reason is None:
+        if session_type in UNENDED_RUN_SESSION_TYPES and last_turn_outcome:
+            return _TURN_SESSION.get(last_turn_outcome, SessionOutcome.UNKNOWN)
         return None
     base = session_outcome_for_end_reason(end_reason)
     if session_type not in ONE_RUN_SESSION_TYPES or base not in _OVERRIDABLE:

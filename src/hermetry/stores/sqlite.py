@@ -40,6 +40,7 @@ from hermetry.model.outcomes import (
     REASON_LAST_CALL_FAILED,
     REASON_NO_TURN_END,
     RECONCILED_PREFIX,
+    UNENDED_RUN_SESSION_TYPES,
     TurnOutcome,
     session_outcome,
 )
@@ -502,11 +503,13 @@ def _apply_session_rule(conn: sqlite3.Connection, session_ids: Iterable[str]) ->
         if row is None:
             continue
         end_reason, session_type, run_status, current, last_turn = row
-        if end_reason is None or session_type not in ONE_RUN_SESSION_TYPES:
+        unended = end_reason is None and session_type in UNENDED_RUN_SESSION_TYPES
+        if (end_reason is None and not unended) or session_type not in ONE_RUN_SESSION_TYPES:
             continue  # open, or a conversation: its end reason's outcome was written with it
         outcome = session_outcome(end_reason, session_type, last_turn, run_status)
-        if outcome is not None and outcome.value != current:
-            conn.execute("UPDATE sessions SET outcome = ? WHERE session_id = ?", (outcome.value, sid))
+        value = None if outcome is None else outcome.value
+        if value != current and (value is not None or unended):  # an unended run: open again while a turn runs
+            conn.execute("UPDATE sessions SET outcome = ? WHERE session_id = ?", (value, sid))
 
 
 def _session_start_row(e: SessionStarted, now: float) -> tuple[Any, ...]:

@@ -53,6 +53,8 @@ END_REASONS: dict[str, tuple[str | None, str]] = {
 #: a chat (cli) or gateway conversation (telegram) does not.
 ONE_RUN_SOURCES = ("cron", "api_server", "subagent")
 FAILED_TURN_SESSION_OUTCOME = {"errored": "errored", "timed_out": "timed_out"}
+#: Hermes never ends an API-server session: its outcome is its last turn's, whatever that was.
+UNENDED_SOURCES = ("api_server",)
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,9 @@ class _Builder:
         reason, outcome = END_REASONS[src]
         if src in ONE_RUN_SOURCES and reason is not None:
             outcome = FAILED_TURN_SESSION_OUTCOME.get(self._last_outcome or "", outcome)
-        if reason is not None or rnd.random() < 0.5:
+        if src in UNENDED_SOURCES and self._last_outcome:
+            outcome = self._last_outcome  # (the turn outcomes drawn here are session outcomes too)
+        if reason is not None or rnd.random() < 0.5 or src in UNENDED_SOURCES:
             self.events.append(SessionEnded(sid, t + 20, reason, outcome, origin=self.origin))
         return t + 20
 
