@@ -489,7 +489,7 @@ _SQL_CRON_STATUS = (
 )
 
 _SQL_SESSION_FOR_RULE = (
-    "SELECT s.end_reason, s.session_type, s.run_status, s.outcome, "
+    "SELECT s.end_reason, s.session_type, s.run_status, s.outcome, s.origin, "
     "(SELECT t.outcome FROM turns t WHERE t.session_id = s.session_id "
     " ORDER BY t.started_at_ms DESC, t.turn_id DESC LIMIT 1) "
     "FROM sessions s WHERE s.session_id = ?"
@@ -502,8 +502,9 @@ def _apply_session_rule(conn: sqlite3.Connection, session_ids: Iterable[str]) ->
         row = conn.execute(_SQL_SESSION_FOR_RULE, (sid,)).fetchone()
         if row is None:
             continue
-        end_reason, session_type, run_status, current, last_turn = row
-        unended = end_reason is None and session_type in UNENDED_RUN_SESSION_TYPES
+        end_reason, session_type, run_status, current, origin, last_turn = row
+        # (an imported one: its turns' outcomes are derived from messages, so it stays open)
+        unended = end_reason is None and session_type in UNENDED_RUN_SESSION_TYPES and origin == "live"
         if (end_reason is None and not unended) or session_type not in ONE_RUN_SESSION_TYPES:
             continue  # open, or a conversation: its end reason's outcome was written with it
         outcome = session_outcome(end_reason, session_type, last_turn, run_status)
