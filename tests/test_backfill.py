@@ -1005,6 +1005,7 @@ def test_imported_figures_say_what_they_are(history: History, SessionDB: Any, tm
     assert (api["by_task"]["main"]["count"], api["by_task"]["title_generation"]["count"]) == (main_calls, aux_calls)
     assert api["derived"] == {"calls": main_calls + aux_calls, "in_error_rate": False}
     assert api["error_rate"]["value"] is None and api["error_rate"]["n"] == 0  # state.db keeps no failures
+    assert api["errors"] is None and {t["errors"] for t in api["by_task"].values()} == {None}  # unknown, not 0
     assert api["latency_ms"]["coverage"] == {"captured": 0, "of": main_calls + aux_calls}
     tools = report["tool_calls"]
     assert tools["count"] == tools_imported and tools["by_status"] == {"unknown": tools_imported}
@@ -1035,5 +1036,18 @@ def test_imported_figures_say_what_they_are(history: History, SessionDB: Any, tm
         w = turn["waterfall"]
         assert w["derived"] is True and (w["model_ms"], w["tools_ms"], w["other_ms"]) == (None, None, None)
     assert detail["totals"]["tool_failures"] is None  # no imported tool call has a known status
+    assert detail["totals"]["api_errors"] is None  # nor any imported call's failure
+    import io
+
+    from rich.console import Console
+
+    from hermetry.surfaces.render import report_renderable
+
+    sink = io.StringIO()
+    Console(file=sink, width=80, color_system=None).print(report_renderable(report))
+    text = sink.getvalue()
+    wall_note = next(line for line in text.splitlines() if line.startswith("turn wall time: captured"))
+    assert wall_note.endswith(f", {turns_imported} derived")  # from message timestamps, not measured: said so
+    assert "API errors: — of" in text
     cli_calls = 3 + 1  # Hermes' api_call_count of cli-1, and its title-generation call
     assert detail["totals"]["derived"]["api_calls"] == detail["totals"]["api_calls"] == cli_calls

@@ -425,15 +425,24 @@ def tokens_from_totals(t: dict[str, Any]) -> dict[str, Any]:
     return tokens
 
 
-def api_errors(t: dict[str, Any]) -> int:
-    """Attempts the provider or the network failed: not the ones a person or a timeout interrupted."""
+def api_errors(t: dict[str, Any]) -> int | None:
+    """Attempts the provider or the network failed: not the ones a person or a timeout interrupted.
+
+    None (unknown, not zero) when every call that ran to an end is imported: Hermes' state.db
+    keeps no failed attempts, so imported history cannot say how many failed."""
+    if t["derived"] and not _could_fail(t):
+        return None
     return int(t["calls"] - t["ok"] - t["interrupted"])
+
+
+def _could_fail(t: dict[str, Any]) -> int:
+    return int(t["calls"] - t["interrupted"] - t["derived"])
 
 
 def api_error_rate(t: dict[str, Any]) -> dict[str, Any]:
     """Errors over the attempts that ran to an end and could have failed: interrupted attempts
     and imported calls (Hermes' state.db keeps no failed attempts) are left out."""
-    return rate(api_errors(t), int(t["calls"] - t["interrupted"] - t["derived"]))
+    return rate(api_errors(t) or 0, _could_fail(t))
 
 
 def by_task(groups: dict[str, list[tuple[Any, ...]]]) -> dict[str, dict[str, Any]]:

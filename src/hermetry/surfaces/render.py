@@ -310,7 +310,10 @@ def report_renderable(report: dict[str, Any], *, tz: tzinfo | None = None) -> Gr
 
     lat = Grid("Latency", [Column("", key=True, justify="left"), Column("avg"), Column("p50"), Column("p95"),
                            Column("p99"), Column("max"), Column("captured", justify="left", footnote=True)])
-    lat.add_row(*_dist_row("turn wall time", turns["wall_ms"], "turns"))
+    wall = _dist_row("turn wall time", turns["wall_ms"], "turns")
+    if turns.get("derived", {}).get("in_wall_ms"):  # imported: from message timestamps, not measured
+        wall[-1] += f", {count(turns['derived']['in_wall_ms'])} derived"
+    lat.add_row(*wall)
     lat.add_row(*_dist_row("API call", api["latency_ms"]))
     lat.add_row(*_dist_row("time to first token", api["ttft_ms"]))
     lat.add_row(*_dist_row("tool call", report["tool_calls"]["latency_ms"]))
