@@ -275,6 +275,12 @@ def test_each_way_a_run_ends_has_its_own_classification(matrix: dict[str, Any], 
     api_turns = _turns(db, "m-api")
     stopped = [t for t in api_turns if t["outcome"] == "interrupted"]
     assert len(stopped) == 1 and stopped[0]["outcome_reason"] == "Stop requested via API"
+    # Hermes 0.19.0 never ends an API-server session: each run's session follows its last ended turn
+    api_sessions = {s["session_id"]: s for s in _sessions(db, "m-api")}
+    assert (api_sessions[stopped[0]["session_id"]]["end_reason"],
+            api_sessions[stopped[0]["session_id"]]["outcome"]) == (None, "interrupted")
+    answered = [t for t in api_turns if t["outcome"] == "completed"]
+    assert answered and all(api_sessions[t["session_id"]]["outcome"] in ("completed", "compressed") for t in answered)
     # session reset: /new ends the first CLI session 'reset', /quit ends the second 'completed'
     chat = _sessions(db, "m-chat")
     assert [(s["end_reason"], s["outcome"]) for s in chat] == [("new_session", "reset"), ("cli_close", "completed")]
