@@ -156,3 +156,34 @@ def test_grafana_tool_failures_count_known_failure_statuses_only() -> None:
     match = re.search(r'hermetry_tool_status=~"([^"]+)"', expr)
     assert match and sorted(match.group(1).split("|")) == failures
     assert "!=" not in expr.split(" or ")[0]
+
+
+def test_an_imported_usage_row_counts_its_calls_and_stays_out_of_per_operation_histograms() -> None:
+    _, points = genai.GenAIMapper().map([
+        SessionStarted("s", T0, source="cli", session_type="cli", origin="backfill"),
+        ApiCall("imp", 0, "s", None, T0, None, "ok", input_tokens=9000, output_tokens=700, call_count=12,
+                origin="backfill"),
+        ApiCall("live", 0, "s", None, T0 + 1, 20.0, "ok", input_tokens=10, output_tokens=3, task="compression"),
+    ])
+    calls = sum(p.value for p in points if p.metric is genai.API_CALLS)
+    assert calls == 13  # the 12 calls the imported row stands for + 1 live attempt
+    usage = [p for p in points if p.metric is genai.TOKEN_USAGE]
+    assert sorted(p.value for p in usage) == [3, 10]  # only the live call's per-operation values
+    assert all(dict(p.attributes)[genai.H_TASK] == "compression" for p in usage)
+    tokens = {dict(p.attributes).get(genai.H_TASK) for p in points if p.metric is genai.TOKENS}
+    assert tokens == {"main", "compression"}  # hermetry.tokens can split auxiliary from main
+
+
+def test_derived_turns_are_labelled_and_left_out_of_rate_panels() -> None:
+    import json
+
+    from hermetry.surfaces.metrics import GRAFANA_DASHBOARD
+
+    _, points = genai.GenAIMapper().map([
+        TurnStarted("t", "s", T0, origin="backfill"), TurnEnded("t", "s", T0 + 5, "completed", origin="backfill")])
+    (turn,) = [p for p in points if p.metric is genai.TURNS]
+    assert dict(turn.attributes)[genai.H_ORIGIN] == "backfill"
+    exprs = [t["expr"] for p in json.loads(GRAFANA_DASHBOARD.read_text())["panels"] for t in p.get("targets", [])]
+    selectors = [e for e in exprs if "hermetry_turns_total{" in e]
+    assert selectors and all(e.count("hermetry_turns_total{") == e.count('hermetry_turns_total{hermetry_origin=""')
+                             for e in selectors)

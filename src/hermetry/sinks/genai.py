@@ -451,8 +451,10 @@ class GenAIMapper:
         klass = str(TURN_OUTCOME_CLASS.get(e.outcome, "neutral"))
         source = s.source if s else None
         at = _ns(e.ended_at_ms)
+        # derived (imported) turns carry hermetry.origin: rate panels leave them out (they cannot fail)
         points.append(Measurement(TURNS, 1, _key({H_TURN_OUTCOME: e.outcome, H_OUTCOME_CLASS: klass,
-                                                   H_SOURCE: source}), at))
+                                                   H_SOURCE: source,
+                                                   H_ORIGIN: e.origin if e.origin != "live" else None}), at))
         if turn is None:
             return  # its start was never seen (another process): counted, but no span without a start
         wall_s = max(0.0, (e.ended_at_ms - turn.started_at_ms) / 1000)
@@ -500,7 +502,8 @@ class GenAIMapper:
         at = _ns(e.started_at_ms + (e.latency_ms or 0.0))
         metric_attrs = {OPERATION_NAME: "chat", PROVIDER_NAME: provider, REQUEST_MODEL: model,
                         RESPONSE_MODEL: e.response_model, SERVER_ADDRESS: address,
-                        SERVER_PORT: port if address else None, ERROR_TYPE: error_type, H_SOURCE: source}
+                        SERVER_PORT: port if address else None, ERROR_TYPE: error_type, H_SOURCE: source,
+                        H_TASK: task}
         total_in = input_tokens_total(e)
         usage = {USAGE_INPUT: total_in, USAGE_CACHE_READ: e.cache_read_tokens,
                  USAGE_CACHE_CREATION: e.cache_write_tokens, USAGE_OUTPUT: e.output_tokens,
@@ -543,16 +546,19 @@ class GenAIMapper:
 
     def _api_points(self, e: ApiCall, points: list[Measurement], metric_attrs: dict[str, Any], total_in: int | None,
                     provider: str, model: str | None, source: str | None, task: str | None, at: int) -> None:
-        if e.latency_ms is not None:
+        # an imported usage row (call_count set) is a per-session total of call_count calls, not one
+        # operation: it stays out of the per-operation histograms and counts call_count calls
+        per_operation = e.call_count is None
+        if e.latency_ms is not None and per_operation:
             points.append(Measurement(OPERATION_DURATION, e.latency_ms / 1000, _key(metric_attrs), at))
         token_attrs = {k: v for k, v in metric_attrs.items() if k != ERROR_TYPE}
-        if total_in is not None:
+        if total_in is not None and per_operation:
             points.append(Measurement(TOKEN_USAGE, total_in, _key({**token_attrs, TOKEN_TYPE: "input"}), at))
-        if e.output_tokens is not None:
+        if e.output_tokens is not None and per_operation:
             points.append(Measurement(TOKEN_USAGE, e.output_tokens, _key({**token_attrs, TOKEN_TYPE: "output"}), at))
-        if e.ttft_ms is not None and e.streamed is not False:
+        if e.ttft_ms is not None and e.streamed is not False and per_operation:
             points.append(Measurement(TIME_TO_FIRST_CHUNK, e.ttft_ms / 1000, _key(token_attrs), at))
-        by_kind = {PROVIDER_NAME: provider, REQUEST_MODEL: model, H_SOURCE: source}
+        by_kind = {PROVIDER_NAME: provider, REQUEST_MODEL: model, H_SOURCE: source, H_TASK: task}
         for kind, n in (("input", e.input_tokens), ("cache_read", e.cache_read_tokens),
                         ("cache_write", e.cache_write_tokens), ("output", e.output_tokens)):
             if n:
@@ -562,7 +568,7 @@ class GenAIMapper:
         cost_status = e.cost_status or "unknown"
         calls = {PROVIDER_NAME: provider, REQUEST_MODEL: model, H_SOURCE: source, H_CALL_STATUS: e.status,
                  H_COST_STATUS: cost_status, H_TASK: task}
-        points.append(Measurement(API_CALLS, 1, _key(calls), at))
+        points.append(Measurement(API_CALLS, e.call_count if e.call_count is not None else 1, _key(calls), at))
         if e.cost_usd is not None:
             points.append(Measurement(COST, e.cost_usd, _key({PROVIDER_NAME: provider, REQUEST_MODEL: model,
                                                                H_SOURCE: source, H_COST_STATUS: cost_status}), at))
@@ -769,7 +775,7 @@ FIELD_MAP: tuple[tuple[str, str, str, str], ...] = (
     ("ApiCall", "pricing_version", "—", ""),
     ("ApiCall", "origin", f"`{H_ORIGIN}`", ""),
     ("ApiCall", "task", f"`{H_TASK}`", "auxiliary calls (compression, titles, …) when the source says"),
-    ("ApiCall", "call_count", "—", "NULL for a live attempt; set only on imported per-session totals"),
+    ("ApiCall", "call_count", f"`{API_CALLS.name}` adds it", "imported per-session totals: not in the per-operation histograms"),
     ("ToolCall", "tool_call_id", f"`{TOOL_CALL_ID}`", ""),
     ("ToolCall", "session_id", f"`{H_SESSION_ID}`", ""),
     ("ToolCall", "turn_id", "parent span (the turn)", ""),
