@@ -70,7 +70,7 @@ class StoreUnavailable(SinkUnavailable, sqlite3.OperationalError):
 class StoreMissing(StoreUnavailable):
     """No telemetry file at the path (a reading command, or a writer told not to create one)."""
 
-    hint = "nothing recorded yet: run `hermes plugins enable hermetry`, or `hermetry import`"
+    hint = "nothing recorded yet: run `hermes plugins enable hermetry --no-allow-tool-override`, or `hermetry import`"
 
     def __init__(self, path: Path) -> None:
         super().__init__(f"no telemetry file at {path}")
