@@ -39,6 +39,17 @@ def test_the_cli_path_answers_directly(db: Path) -> None:
     assert answer.startswith("hermetry, last 7 days")
 
 
+def test_the_cli_answers_directly_even_inside_its_own_event_loop(db: Path) -> None:
+    """prompt_toolkit runs a loop in the CLI: an answer deferred to a coroutine would be printed
+    after the next command (`/quit`) — the CLI must get the text itself."""
+
+    async def cli() -> Any:
+        return slash_telemetry_command("7")
+
+    answer = asyncio.run(cli())
+    assert isinstance(answer, str) and answer.startswith("hermetry, last 7 days")
+
+
 def test_in_a_running_loop_the_report_runs_in_a_worker_thread_and_the_loop_stays_responsive(
         db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_insights = report_module.insights
@@ -52,6 +63,9 @@ def test_in_a_running_loop_the_report_runs_in_a_worker_thread_and_the_loop_stays
         return real_insights(*args, **kwargs)
 
     monkeypatch.setattr(report_module, "insights", held_insights)
+    # a gateway process, and a sender the operator allows (the allow rules have their own tests)
+    monkeypatch.setattr(hermes_commands, "_GATEWAY_SEEN", True)
+    monkeypatch.setattr(hermes_commands, "telemetry_denied", lambda: None)
 
     async def gateway() -> tuple[str, str, int]:
         loop_thread = threading.get_ident()

@@ -235,12 +235,16 @@ def slash_telemetry_command(raw_args: str = "") -> str | Coroutine[Any, Any, str
 
     Called inside a running event loop (Hermes' gateway calls plugin commands from its async
     dispatch and awaits a returned coroutine), it returns a coroutine that computes the report
-    in a worker thread, so the gateway's other messages are not held up; called from a plain
-    thread (the CLI), it answers directly. Who is asking is checked here, in the caller's task.
+    in a worker thread, so the gateway's other messages are not held up; in the CLI (no
+    gateway dispatch seen in this process) it answers directly. Who is asking is checked here, in the caller's task.
     """
     denied = telemetry_denied()
     if denied is not None:
         return denied
+    if not _GATEWAY_SEEN:
+        # The CLI/TUI (prompt_toolkit runs a loop of its own): answer in place, so the answer is
+        # printed before the next command (`/quit`) is handled.
+        return _report_once(raw_args)
     try:
         import asyncio
 
