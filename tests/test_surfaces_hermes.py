@@ -15,6 +15,7 @@ With a real Hermes 0.19.0 (marked ``hermes``):
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -26,7 +27,7 @@ from hermetry.analytics.report import Query, insights
 from hermetry.surfaces.hermes_commands import slash_telemetry, slash_usage
 from hermetry.surfaces.render import chat_text
 from hermetry.testing import ScriptedReply, ScriptedServer
-from hermetry.testing.hermes import Gateway, HermesHome
+from hermetry.testing.hermes import Gateway, HermesHome, hermes_executable
 from hermetry.testing.history import DAY_MS, History, synthetic_history
 from hermetry.testing.query import rows
 
@@ -105,13 +106,30 @@ def test_slash_telemetry_in_the_hermes_cli(tmp_path: Path) -> None:
     _, db = recent_history(tmp_path)
     with ScriptedServer([]) as srv:
         home = HermesHome(tmp_path / "home", srv.base_url)
-        result = home.run("chat", input="/telemetry 7 model\n/quit\n", env=home.env(HERMETRY_DB=str(db)))
+        expected = expected_text(db, 7, ("model",))
+        # Hermes' CLI prints a command's answer through prompt_toolkit, after the fact: `/quit` is
+        # typed only once the answer is on the screen (piping both at once races Hermes' exit).
+        out_path = tmp_path / "chat.out"
+        with open(out_path, "w") as out:
+            proc = subprocess.Popen([hermes_executable(), "chat"], stdin=subprocess.PIPE, stdout=out,
+                                    stderr=subprocess.STDOUT, text=True, cwd=home.root,
+                                    env=home.env(HERMETRY_DB=str(db)))
+            assert proc.stdin is not None
+            proc.stdin.write("/telemetry 7 model\n")
+            proc.stdin.flush()
+            last = expected.splitlines()[-1]
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and last not in out_path.read_text(errors="replace"):
+                time.sleep(0.2)
+            proc.stdin.write("/quit\n")
+            proc.stdin.close()
+            returncode = proc.wait(timeout=120)
+        stdout = out_path.read_text(errors="replace")
         model_requests = [r for r in srv.requests if r.path.endswith("/chat/completions")]
-    assert result.returncode == 0, result.stderr
+    assert returncode == 0, stdout[-2000:]
     assert model_requests == []  # answered by the plugin, not the model
-    expected = expected_text(db, 7, ("model",))
     for line in expected.splitlines():
-        assert line in result.stdout, line
+        assert line in stdout, line
 
 
 @pytest.mark.hermes
