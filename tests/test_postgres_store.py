@@ -186,10 +186,15 @@ def test_concurrent_first_connections_migrate_once(pg_url: str) -> None:
         {"value": str(postgres_schema.SCHEMA_VERSION)}]
 
 
-def test_translate_keeps_parameter_order_and_literals() -> None:
-    t = postgres_schema.translate("SELECT ?, ?, instr(?3, 'a%?'), MIN(COALESCE(x, 0), ?)")
-    assert t.sql == "SELECT %s, %s, strpos(%s, 'a%%?'), LEAST(COALESCE(x, 0), %s)"
-    assert t.order == (0, 1, 2, 3)
-    assert t.params(("a", "b", "c", "d")) == ("a", "b", "c", "d")
-    numbered = postgres_schema.translate("VALUES (?, ?) WHERE a = ?3 OR b = ?3")
+def test_parameter_conversion_keeps_order_and_literals_and_rewrites_nothing_else() -> None:
+    from hermetry.stores.postgres import convert
+
+    c = convert("SELECT ?, ?, instr(?3, 'a%?'), MIN(COALESCE(x, 0), ?) WHERE y LIKE 'p%'")
+    # only the parameters change: SQLite-only SQL stays as written (and PostgreSQL would refuse it)
+    assert c.sql == "SELECT %s, %s, instr(%s, 'a%%?'), MIN(COALESCE(x, 0), %s) WHERE y LIKE 'p%%'"
+    assert c.order == (0, 1, 2, 3)
+    assert c.params(("a", "b", "c", "d")) == ("a", "b", "c", "d")
+    numbered = convert("VALUES (?, ?) WHERE a = ?3 OR b = ?3")
     assert numbered.order == (0, 1, 2, 2)
+    assert numbered.params(["x", "y", "z"]) == ("x", "y", "z", "z")
+    assert convert("SELECT 'a%' || 'b'").sql == "SELECT 'a%' || 'b'"  # no parameters: psycopg leaves % alone

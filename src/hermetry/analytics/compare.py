@@ -106,7 +106,7 @@ def session_turn_costs(conn: sqlite3.Connection | None, q: Query) -> tuple[list[
     source, where, params = scan.scope(TURNS)
     priced = "a.cost_status IN ('actual', 'estimated') AND a.cost_usd IS NOT NULL"
     sql = f"""SELECT t.session_id, COUNT(DISTINCT t.turn_id), SUM(CASE WHEN {priced} THEN a.cost_usd END),
-                     SUM(NOT ({priced}) AND COALESCE(a.cost_status, '') <> 'included')
+                     SUM(CASE WHEN NOT ({priced}) AND COALESCE(a.cost_status, '') <> 'included' THEN 1 ELSE 0 END)
               FROM {source} LEFT JOIN api_calls a ON a.turn_id = t.turn_id
                    AND (a.status = 'ok' OR a.cost_usd IS NOT NULL)
               WHERE {where}

@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from hermetry.analytics.query import window_clause
+from hermetry.analytics.query import dialect_of, window_clause
 from hermetry.model.events import (
     ApiCall,
     Event,
@@ -38,7 +38,7 @@ def _fields(cls: type) -> set[str]:
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
-    return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+    return {r[0] for r in conn.execute(dialect_of(conn).columns_sql(table))}
 
 
 def _rows(conn: sqlite3.Connection, sql: str, params: list[Any]) -> Iterator[sqlite3.Row]:
@@ -75,7 +75,7 @@ def stored_events(db: Db, *, since_ms: float | None = None, until_ms: float | No
 def _sessions(conn: sqlite3.Connection) -> Iterator[Event]:
     cols = _columns(conn, "sessions")
     names = _fields(SessionStarted) & cols
-    for row in _rows(conn, "SELECT * FROM sessions ORDER BY started_at_ms", []):
+    for row in _rows(conn, "SELECT * FROM sessions ORDER BY started_at_ms NULLS FIRST", []):
         if row["started_at_ms"] is not None:
             yield _build(SessionStarted, row, names)
 
@@ -95,15 +95,15 @@ def _streams(conn: sqlite3.Connection, since_ms: float | None,
     tool = _fields(ToolCall) & _columns(conn, "tool_calls")
     session_end = _fields(SessionEnded) & _columns(conn, "sessions")
     return [
-        stream("SELECT * FROM turns{where} ORDER BY {col}", "started_at_ms", 0,
+        stream("SELECT * FROM turns{where} ORDER BY {col} NULLS FIRST", "started_at_ms", 0,
                lambda r: _build(TurnStarted, r, turn_start)),
-        stream("SELECT * FROM api_calls{where} ORDER BY {col}", "started_at_ms", 1,
+        stream("SELECT * FROM api_calls{where} ORDER BY {col} NULLS FIRST", "started_at_ms", 1,
                lambda r: _build(ApiCall, r, api)),
-        stream("SELECT * FROM tool_calls{where} ORDER BY {col}", "started_at_ms", 1,
+        stream("SELECT * FROM tool_calls{where} ORDER BY {col} NULLS FIRST", "started_at_ms", 1,
                lambda r: _build(ToolCall, r, tool)),
-        stream("SELECT * FROM turns{where} AND outcome IS NOT NULL ORDER BY {col}", "ended_at_ms", 2,
+        stream("SELECT * FROM turns{where} AND outcome IS NOT NULL ORDER BY {col} NULLS FIRST", "ended_at_ms", 2,
                lambda r: _build(TurnEnded, r, turn_end)),
-        stream("SELECT * FROM sessions{where} AND outcome IS NOT NULL ORDER BY {col}", "ended_at_ms", 3,
+        stream("SELECT * FROM sessions{where} AND outcome IS NOT NULL ORDER BY {col} NULLS FIRST", "ended_at_ms", 3,
                lambda r: _build(SessionEnded, r, session_end - {"supersedes"})),
     ]
 

@@ -8,18 +8,33 @@
 * :class:`Scanner` — the one window/filter SQL builder: ``scan.scope(table, dims)`` gives the
   ``FROM … WHERE …`` (and parameters) of a table's rows in the window after the filters;
   :func:`window_sql` is the bare window for jobs that have no filters (export, reprice).
-* :class:`Dialect` — the SQL dialect seam. Everything the builder writes is portable SQL
-  with ``?`` parameters except what a dialect says: the day bucket of a timestamp, and an
-  optional planner hint (SQLite's ``NOT INDEXED`` when the window holds most of a table).
-  :data:`SQLITE` is the embedded store's. A store whose read connection has a ``dialect``
-  attribute gets that one (:func:`dialect_of`).
+* :class:`Dialect` — the SQL dialect seam (defined in :mod:`hermetry.stores.dialect`, where the
+  write path uses it too; re-exported here). Everything the analytics write is portable SQL
+  with ``?`` parameters — ``COALESCE``, ``CASE WHEN p THEN 1 ELSE 0 END`` inside ``SUM`` (never
+  ``SUM(predicate)``), ``NULLS FIRST``/``NULLS LAST`` on every ``ORDER BY`` term that may be NULL,
+  ``INSERT … ON CONFLICT … DO UPDATE/NOTHING`` — except what a dialect method says:
+
+  - ``d.least(a, b, …)`` / ``d.greatest(a, b, …)``: scalar min / max of never-NULL arguments;
+  - ``d.strpos(s, sub)``: 1-based position of ``sub`` in ``s``, 0 when absent;
+  - ``d.trunc_int(x)``: ``x`` as an integer, truncated toward zero;
+  - ``d.day_bucket(col_ms)``: the UTC day number of an epoch-ms column;
+  - ``d.begin(immediate=True)``: the statement opening a (write) transaction;
+  - ``d.has_table_sql()``: a query with one ``?`` (a table name), a row iff the table exists;
+  - ``d.columns_sql(table)``: ``(name, declared type)`` of the table's columns, in order;
+  - ``d.index_hint(scanner, table)``: text after ``FROM table alias`` (SQLite's
+    ``NOT INDEXED`` when the window holds most of the table), or ``""``.
+
+  ``d = scanner.dialect`` (or :func:`dialect_of` ``(conn)``); :data:`SQLITE` is the embedded
+  store's, ``hermetry.stores.postgres.POSTGRES`` the fleet store's. A statement that needs a
+  dialect method is built from it — once per dialect when it is a constant
+  (cached per ``dialect.name``, as stores/sqlite.py does) — and otherwise
+  written once for both.
 
 **Adding a store** (e.g. PostgreSQL): one module in ``stores/`` whose reader (what
-:func:`hermetry.stores.reader.open_db` yields for its URL) executes this SQL — translating
-``?`` parameters if its driver wants others — and carries ``dialect = <its Dialect>``:
-``day_bucket(column)`` returning the integer UTC day number of an epoch-ms column, and
-``index_hint(scanner, table)`` returning ``""`` when its planner needs no help. Nothing in
-analytics changes.
+:func:`hermetry.stores.reader.open_db` yields for its URL) executes this SQL — converting ``?``
+parameters if its driver wants others, and nothing else — and carries ``dialect = <its
+Dialect>`` implementing every method above. Nothing in analytics changes. tests/test_dialect.py
+runs each method on both real engines.
 """
 
 from __future__ import annotations
@@ -29,9 +44,13 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from hermetry.model.units import DAY_MS, DAY_S
+from hermetry.stores.dialect import SQLITE as SQLITE
+from hermetry.stores.dialect import Dialect as Dialect
+from hermetry.stores.dialect import SQLiteDialect as SQLiteDialect
+from hermetry.stores.dialect import dialect_of as dialect_of
 
 #: Dimensions a report can be broken down by.
 DIMENSIONS = ("source", "model", "provider", "toolset", "tool", "session_type", "profile", "host", "day")
@@ -86,50 +105,8 @@ def day_iso(day_number: int) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-class Dialect(Protocol):
-    """What differs between the SQL of two stores, for the analytics' queries."""
-
-    name: str
-
-    def day_bucket(self, column_ms: str) -> str:
-        """An SQL expression: the UTC day number (days since the epoch) of an epoch-ms column."""
-        ...
-
-    def index_hint(self, scanner: Scanner, table: Table) -> str:
-        """Text to put after ``FROM table alias`` (a planner hint), or ``""``."""
-        ...
-
-
-class SQLiteDialect:
-    """The embedded store's dialect."""
-
-    name = "sqlite"
-
-    def day_bucket(self, column_ms: str) -> str:
-        return f"CAST({column_ms} / {DAY_MS} AS INTEGER)"
-
-    def index_hint(self, scanner: Scanner, table: Table) -> str:
-        """``NOT INDEXED`` when the window holds most of the table.
-
-        SQLite (without ANALYZE statistics) always walks the ``started_at_ms`` index for a
-        range, which is several times slower than a plain scan once the range covers most
-        rows. Counting the window in that index is cheap, so count and choose.
-        """
-        in_window, last_rowid = scanner.execute(
-            f"SELECT COUNT(*), (SELECT MAX(rowid) FROM {table.name}) FROM {table.name} "
-            "WHERE started_at_ms >= ? AND started_at_ms < ?",
-            (scanner.q.since_ms, scanner.q.until_ms),
-        ).fetchone()
-        return " NOT INDEXED" if in_window * 3 > (last_rowid or 0) else ""
-
-
-SQLITE = SQLiteDialect()
-
-
-def dialect_of(conn: Any) -> Dialect:
-    """The dialect of a read connection: its own ``dialect`` attribute, else SQLite's."""
-    dialect = getattr(conn, "dialect", None)
-    return dialect if dialect is not None else SQLITE
+# One definition, in the stores' layer (the write path needs it too), imported above and
+# re-exported for the analytics: ``Dialect``, ``SQLiteDialect``, ``SQLITE``, ``dialect_of``.
 
 
 def window_sql(alias: str | None = None, column: str = "started_at_ms") -> str:

@@ -91,7 +91,7 @@ def _family(conn: sqlite3.Connection) -> tuple[dict[str, str], dict[str, list[st
     parents: dict[str, str] = {}
     children: dict[str, list[str]] = defaultdict(list)
     for sid, parent in _execute(
-        conn, "SELECT session_id, parent_session_id FROM sessions WHERE parent_session_id IS NOT NULL ORDER BY started_at_ms"
+        conn, "SELECT session_id, parent_session_id FROM sessions WHERE parent_session_id IS NOT NULL ORDER BY started_at_ms NULLS FIRST"
     ):
         parents[sid] = parent
         children[parent].append(sid)
@@ -220,7 +220,7 @@ def list_sessions(db: Db, since_ms: float, until_ms: float, *, limit: int = 20, 
                       " OR parent_session_id NOT IN (SELECT session_id FROM sessions))")
         params = (since_ms, until_ms)
         result["count"] = _execute(conn, f"SELECT COUNT(*) FROM sessions WHERE {where}", params).fetchone()[0]
-        listed = _rows(conn, f"SELECT * FROM sessions WHERE {where} ORDER BY started_at_ms DESC LIMIT ?",
+        listed = _rows(conn, f"SELECT * FROM sessions WHERE {where} ORDER BY started_at_ms DESC NULLS LAST LIMIT ?",
                        (*params, limit))
         _, children = _family(conn)
         members = {r["session_id"]: (_descendants(children, r["session_id"]) if roll_up else [r["session_id"]])
@@ -353,11 +353,11 @@ def session_detail(db: Db, session_id: str) -> dict[str, Any]:
             marks = ", ".join("?" for _ in chunk)
             for r in _rows(conn, f"SELECT * FROM sessions WHERE session_id IN ({marks})", chunk):
                 info[r["session_id"]] = r
-        turns = _rows(conn, "SELECT * FROM turns WHERE session_id = ? ORDER BY started_at_ms, turn_id", (sid,))
+        turns = _rows(conn, "SELECT * FROM turns WHERE session_id = ? ORDER BY started_at_ms NULLS FIRST, turn_id", (sid,))
         api = _rows(conn, f"SELECT {', '.join(_API_DETAIL)}, turn_id FROM api_calls WHERE session_id = ? "
-                          "ORDER BY started_at_ms, attempt", (sid,))
+                          "ORDER BY started_at_ms NULLS FIRST, attempt", (sid,))
         tools = _rows(conn, f"SELECT {', '.join(_TOOL_DETAIL)}, turn_id FROM tool_calls WHERE session_id = ? "
-                            "ORDER BY started_at_ms", (sid,))
+                            "ORDER BY started_at_ms NULLS FIRST", (sid,))
         parts = _per_session(conn, conversation)
 
     api_by_turn: dict[str | None, list[dict[str, Any]]] = defaultdict(list)

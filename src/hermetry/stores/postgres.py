@@ -4,9 +4,12 @@ Selected by a ``postgresql://`` URL in ``HERMETRY_DB`` or ``hermetry: {db_path: 
 (docs/fleet.md); needs the ``hermetry[postgres]`` extra (psycopg 3).
 
 * Same schema, same rules: the tables and migrations are the embedded store's
-  (:mod:`hermetry.stores.postgres_schema` translates them), and so are the write and merge rules —
-  :func:`hermetry.stores.sqlite.write_events` runs unchanged over :class:`PgConnection`, which
-  translates each statement once. A fact written twice (a retried batch, a second process, a
+  (:mod:`hermetry.stores.postgres_schema` maps their column types), and so are the write and
+  merge rules — :func:`hermetry.stores.sqlite.write_events` runs over :class:`PgConnection`: the
+  statements are portable SQL, those that differ are built with :data:`POSTGRES` (the
+  connection's ``dialect``, :mod:`hermetry.stores.dialect`), and the connection only converts
+  ``?`` parameters to psycopg's. tests/test_postgres_statements.py pins every write-path
+  statement, run on a real PostgreSQL. A fact written twice (a retried batch, a second process, a
   backfill) is stored once, with the same precedence (live over backfill, first end reason, …).
 * Every row carries its host: the connection sets ``hermetry.host``, the default of every
   table's ``host`` column.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from hermetry.model.events import Event
@@ -81,14 +85,38 @@ def _psycopg() -> Any:
 
 
 class PostgresDialect:
-    """The analytics' SQL dialect for this store (:class:`hermetry.analytics.query.Dialect`)."""
+    """This store's SQL dialect (:class:`hermetry.stores.dialect.Dialect`; the table there says
+    what each method stands for)."""
 
     name = "postgres"
+
+    def least(self, *exprs: str) -> str:
+        return f"LEAST({', '.join(exprs)})"
+
+    def greatest(self, *exprs: str) -> str:
+        return f"GREATEST({', '.join(exprs)})"
+
+    def strpos(self, haystack: str, needle: str) -> str:
+        return f"strpos({haystack}, {needle})"
+
+    def trunc_int(self, expr: str) -> str:
+        return f"CAST(TRUNC({expr}) AS BIGINT)"  # a CAST alone would round
 
     def day_bucket(self, column_ms: str) -> str:
         from hermetry.model.units import DAY_MS
 
-        return f"CAST(FLOOR({column_ms} / {DAY_MS}) AS BIGINT)"  # a CAST alone would round
+        return f"CAST(FLOOR({column_ms} / {DAY_MS}) AS BIGINT)"
+
+    def begin(self, immediate: bool = True) -> str:
+        return "BEGIN"  # row locks are taken as rows are written; there is no file lock to take early
+
+    def has_table_sql(self) -> str:
+        return ("SELECT 1 FROM information_schema.tables "
+                "WHERE table_schema = current_schema() AND table_name = ?")
+
+    def columns_sql(self, table: str) -> str:
+        return ("SELECT column_name, UPPER(data_type) FROM information_schema.columns "
+                f"WHERE table_schema = current_schema() AND table_name = '{table}' ORDER BY ordinal_position")
 
     def index_hint(self, scanner: Any, table: Any) -> str:
         return ""  # PostgreSQL's planner has statistics (ANALYZE): no hint, no counting query
@@ -97,11 +125,73 @@ class PostgresDialect:
 POSTGRES = PostgresDialect()
 
 
-class PgConnection:
-    """A psycopg connection that speaks the embedded store's SQL (see ``postgres_schema.translate``).
+@dataclass(frozen=True)
+class Converted:
+    """A statement with psycopg's ``%s`` parameters, and where they come from: ``order[i]`` is
+    the index in the ``?``-parameter tuple of the i-th ``%s`` (``?7`` used twice appears twice)."""
 
-    Autocommit: transactions are explicit (``BEGIN`` … ``COMMIT``), as with the embedded store.
-    ``dialect`` tells the analytics' query builder what this store writes differently.
+    sql: str
+    order: tuple[int, ...]
+
+    def params(self, values: Sequence[Any]) -> tuple[Any, ...] | None:
+        if not self.order:
+            return None
+        return tuple(values[i] for i in self.order)
+
+
+def _convert(sql: str) -> Converted:
+    """``?`` / ``?NNN`` → ``%s`` (and a literal ``%`` → ``%%``) outside string literals.
+
+    The only rewrite there is: the statements are portable SQL, and what differs between the
+    engines is a :class:`PostgresDialect` method the statement was built with."""
+    out, order, highest, i, quote = [], [], 0, 0, False
+    while i < len(sql):
+        ch = sql[i]
+        if quote:
+            out.append("%%" if ch == "%" else ch)
+            quote = ch != "'"
+            i += 1
+            continue
+        if ch == "'":
+            quote = True
+            out.append(ch)
+        elif ch == "%":
+            out.append("%%")
+        elif ch == "?":
+            j = i + 1
+            while j < len(sql) and sql[j].isdigit():
+                j += 1
+            number = int(sql[i + 1:j]) if j > i + 1 else highest + 1
+            highest = max(highest, number)
+            order.append(number - 1)
+            out.append("%s")
+            i = j
+            continue
+        else:
+            out.append(ch)
+        i += 1
+    text = "".join(out)
+    if not order:  # psycopg leaves a statement without parameters as it is
+        text = text.replace("%%", "%")
+    return Converted(text, tuple(order))
+
+
+_converted: dict[str, Converted] = {}
+
+
+def convert(sql: str) -> Converted:
+    """:func:`_convert`, cached (the write path's statements are a few constants)."""
+    done = _converted.get(sql)
+    if done is None:
+        done = _converted[sql] = _convert(sql)
+    return done
+
+
+class PgConnection:
+    """A psycopg connection that runs hermetry's portable SQL (``?`` parameters converted).
+
+    Autocommit: transactions are explicit (``dialect.begin()`` … ``COMMIT``), as with the
+    embedded store. ``dialect`` is what statements that differ are built with.
     """
 
     dialect = POSTGRES
@@ -110,13 +200,13 @@ class PgConnection:
         self.raw = conn
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        t = schema.translate(sql)
-        return self.raw.execute(t.sql, t.params(tuple(params)))
+        c = convert(sql)
+        return self.raw.execute(c.sql, c.params(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
-        t = schema.translate(sql)
+        c = convert(sql)
         cursor = self.raw.cursor()
-        cursor.executemany(t.sql, [t.params(tuple(r)) for r in rows])
+        cursor.executemany(c.sql, [c.params(r) for r in rows])
         return cursor
 
     def cursor(self) -> PgCursor:
@@ -288,7 +378,7 @@ def _reconcile_quietly(conn: PgConnection) -> None:
     from hermetry.stores.sqlite_reconcile import reconcile
 
     try:
-        reconcile(conn)  # type: ignore[arg-type]  # PgConnection speaks the same SQL
+        reconcile(conn)  # type: ignore[arg-type]  # PgConnection runs the same SQL
     except Exception as exc:
         try:
             conn.raw.execute("ROLLBACK")
@@ -318,7 +408,7 @@ def apply_batch(conn: PgConnection, events: Sequence[Event], run: Mapping[str, A
             pipeline.sync()
             if cur.rowcount == 0:
                 return 0
-        n = write_events(conn, events)  # type: ignore[arg-type]  # PgConnection speaks the same SQL
+        n = write_events(conn, events)  # type: ignore[arg-type]  # PgConnection runs the same SQL
         if run is not None:
             write_run(conn, dict(run), n)  # type: ignore[arg-type]
     return n

@@ -42,7 +42,7 @@ def open_db(db: Db) -> Iterator[sqlite3.Connection | None]:
 
         reader = open_reader(db)
         try:
-            yield reader  # type: ignore[misc]  # speaks the same SQL (stores/postgres_schema.translate)
+            yield reader  # type: ignore[misc]  # runs the same SQL (stores/dialect.py)
         finally:
             if reader is not None:
                 reader.close()

@@ -9,6 +9,10 @@ retried, never lost.
 Rows are merged by their natural ids (session, turn, API attempt, tool call), so the same
 fact arriving twice — from a second process, or from a backfill of Hermes' ``state.db`` — is
 stored once. Where a live capture and a backfill disagree, the live value wins.
+
+The statements are the PostgreSQL store's too (stores/postgres.py runs :func:`write_events` on
+its connection): portable SQL, and where the engines differ (scalar min/max, string position) a
+method of the connection's dialect (:mod:`hermetry.stores.dialect`), built once per dialect.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from hermetry.model.events import (
     ApiCall,
@@ -45,6 +49,7 @@ from hermetry.model.outcomes import (
     session_outcome,
 )
 from hermetry.recorder.sink import SinkDisabled, SinkUnavailable
+from hermetry.stores.dialect import SQLITE, Dialect, dialect_of
 from hermetry.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 from hermetry.stores.sqlite_util import is_corrupt, transaction
 
@@ -360,47 +365,80 @@ _SESSION_COLS = (
     "profile", "model", "provider", "runtime_version", "host", "started_at_ms", "origin",
     "updated_at_ms",
 )
-_SQL_SESSION_START = _upsert(
-    "sessions", "session_id", _SESSION_COLS,
-    merge=("parent_session_id", "parent_turn_id", "lineage", "source", "session_type", "profile",
-           "model", "provider", "runtime_version", "host"),
-    latest=("updated_at_ms",),
-).replace(
-    # the earliest start wins whoever reported it
-    "origin = CASE",
-    "started_at_ms = MIN(COALESCE(sessions.started_at_ms, excluded.started_at_ms), "
-    "COALESCE(excluded.started_at_ms, sessions.started_at_ms)), origin = CASE",
-    1,
-)
 
-_SQL_SESSION_ENSURE = (
-    "INSERT INTO sessions (session_id, started_at_ms, origin, updated_at_ms) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT(session_id) DO UPDATE SET "
-    "started_at_ms = MIN(COALESCE(sessions.started_at_ms, excluded.started_at_ms), excluded.started_at_ms)"
-)
+
+def _sql_session_start(d: Dialect) -> str:
+    return _upsert(
+        "sessions", "session_id", _SESSION_COLS,
+        merge=("parent_session_id", "parent_turn_id", "lineage", "source", "session_type", "profile",
+               "model", "provider", "runtime_version", "host"),
+        latest=("updated_at_ms",),
+    ).replace(
+        # the earliest start wins whoever reported it (both arguments are NULL only when both are)
+        "origin = CASE",
+        "started_at_ms = " + d.least("COALESCE(sessions.started_at_ms, excluded.started_at_ms)",
+                                     "COALESCE(excluded.started_at_ms, sessions.started_at_ms)")
+        + ", origin = CASE",
+        1,
+    )
+
+
+def _sql_session_ensure(d: Dialect) -> str:
+    # (excluded.started_at_ms is never NULL: the ensured session's first event has a time)
+    return (
+        "INSERT INTO sessions (session_id, started_at_ms, origin, updated_at_ms) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(session_id) DO UPDATE SET started_at_ms = "
+        + d.least("COALESCE(sessions.started_at_ms, excluded.started_at_ms)", "excluded.started_at_ms")
+    )
+
 _SQL_SESSION_ENSURE_MODEL = (
     "UPDATE sessions SET model = COALESCE(model, ?), provider = COALESCE(provider, ?) WHERE session_id = ?"
 )
 
 # The first end reason wins (as in Hermes' state.db), except that a live capture replaces a
 # backfilled end, and an end may name the earlier reasons it supersedes.
-_TAKE_END = (
-    "(sessions.ended_at_ms IS NULL AND sessions.end_reason IS NULL)"
-    " OR (excluded.origin = 'live' AND sessions.origin <> 'live')"
-    " OR instr(',' || ? || ',', ',' || sessions.end_reason || ',') > 0"
-    # an end only a hook reported, or one the reconciler inferred, gives way to Hermes' own
-    f" OR (sessions.end_reason LIKE '{FINALIZE_PREFIX}%' AND excluded.end_reason NOT LIKE '{FINALIZE_PREFIX}%')"
-    f" OR (sessions.end_reason LIKE '{RECONCILED_PREFIX}%' AND excluded.origin = 'live')"
-)
-_SQL_SESSION_END = (
-    "INSERT INTO sessions (session_id, ended_at_ms, end_reason, outcome, origin, updated_at_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(session_id) DO UPDATE SET "
-    + ", ".join(
-        f"{c} = CASE WHEN {_TAKE_END.replace('?', '?7')} THEN excluded.{c} ELSE sessions.{c} END"
-        for c in ("ended_at_ms", "end_reason", "outcome")
+def _take_end(d: Dialect) -> str:
+    """The condition under which an end replaces the stored one (``?7``: the reasons it supersedes)."""
+    return (
+        "(sessions.ended_at_ms IS NULL AND sessions.end_reason IS NULL)"
+        " OR (excluded.origin = 'live' AND sessions.origin <> 'live')"
+        " OR " + d.strpos("',' || ?7 || ','", "',' || sessions.end_reason || ','") + " > 0"
+        # an end only a hook reported, or one the reconciler inferred, gives way to Hermes' own
+        f" OR (sessions.end_reason LIKE '{FINALIZE_PREFIX}%' AND excluded.end_reason NOT LIKE '{FINALIZE_PREFIX}%')"
+        f" OR (sessions.end_reason LIKE '{RECONCILED_PREFIX}%' AND excluded.origin = 'live')"
     )
-    + ", updated_at_ms = excluded.updated_at_ms"
-)
+
+
+def _sql_session_end(d: Dialect) -> str:
+    return (
+        "INSERT INTO sessions (session_id, ended_at_ms, end_reason, outcome, origin, updated_at_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(session_id) DO UPDATE SET "
+        + ", ".join(
+            f"{c} = CASE WHEN {_take_end(d)} THEN excluded.{c} ELSE sessions.{c} END"
+            for c in ("ended_at_ms", "end_reason", "outcome")
+        )
+        + ", updated_at_ms = excluded.updated_at_ms"
+    )
+
+
+class _DialectSQL(NamedTuple):
+    """The write path's statements that differ between dialects."""
+
+    session_start: str
+    session_ensure: str
+    session_end: str
+
+
+_by_dialect: dict[str, _DialectSQL] = {}
+
+
+def _dialect_sql(d: Dialect) -> _DialectSQL:
+    """The statements for dialect ``d``, built once."""
+    done = _by_dialect.get(d.name)
+    if done is None:
+        done = _by_dialect[d.name] = _DialectSQL(_sql_session_start(d), _sql_session_ensure(d), _sql_session_end(d))
+    return done
+
 _SQL_SESSION_UNRECONCILE = (
     "UPDATE sessions SET ended_at_ms = NULL, end_reason = NULL, outcome = NULL, updated_at_ms = ? "
     f"WHERE session_id = ? AND end_reason LIKE '{RECONCILED_PREFIX}%'"
@@ -458,7 +496,7 @@ _SQL_SUBAGENT_LINK = (
 # call failed (its end is that call's end), otherwise abandoned (wall time unknown).
 _LAST_CALL_STATUS = (
     "(SELECT a.status FROM api_calls a WHERE a.turn_id = turns.turn_id "
-    "ORDER BY a.started_at_ms DESC, a.attempt DESC LIMIT 1)"
+    "ORDER BY a.started_at_ms DESC NULLS LAST, a.attempt DESC NULLS LAST LIMIT 1)"
 )
 
 
@@ -485,13 +523,13 @@ _SQL_CLOSE_OPEN_TURNS = _close_open_turns_sql(
 _SQL_CRON_STATUS = (
     "UPDATE sessions SET run_status = ?, updated_at_ms = ? WHERE session_id = ("
     "SELECT session_id FROM sessions WHERE source = 'cron' AND substr(session_id, 1, ?) = ? "
-    "AND started_at_ms <= ? ORDER BY started_at_ms DESC LIMIT 1) RETURNING session_id"
+    "AND started_at_ms <= ? ORDER BY started_at_ms DESC NULLS LAST LIMIT 1) RETURNING session_id"
 )
 
 _SQL_SESSION_FOR_RULE = (
     "SELECT s.end_reason, s.session_type, s.run_status, s.outcome, s.origin, "
     "(SELECT t.outcome FROM turns t WHERE t.session_id = s.session_id "
-    " ORDER BY t.started_at_ms DESC, t.turn_id DESC LIMIT 1) "
+    " ORDER BY t.started_at_ms DESC NULLS LAST, t.turn_id DESC LIMIT 1) "
     "FROM sessions s WHERE s.session_id = ?"
 )
 
@@ -548,6 +586,7 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
     now = time.time() * 1000
     n = 0
     ex = conn.execute
+    sql = _dialect_sql(dialect_of(conn))
     ensure: dict[str, list[Any]] = {}  # session_id -> [earliest started_at_ms, origin, model, provider]
     api_rows: list[tuple[Any, ...]] = []
     tool_rows: list[tuple[Any, ...]] = []
@@ -567,7 +606,7 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
 
     def flush() -> None:
         if ensure:
-            conn.executemany(_SQL_SESSION_ENSURE, [(sid, v[0], v[1], now) for sid, v in ensure.items()])
+            conn.executemany(sql.session_ensure, [(sid, v[0], v[1], now) for sid, v in ensure.items()])
             models = [(v[2], v[3], sid) for sid, v in ensure.items() if v[2] is not None or v[3] is not None]
             if models:
                 conn.executemany(_SQL_SESSION_ENSURE_MODEL, models)
@@ -591,7 +630,7 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
             continue
         flush()
         if isinstance(e, TurnStarted):
-            ex(_SQL_SESSION_ENSURE, (e.session_id, e.started_at_ms, e.origin, now))
+            ex(sql.session_ensure, (e.session_id, e.started_at_ms, e.origin, now))
             if e.origin == "live":  # a session the reconciler gave up on is alive after all
                 ex(_SQL_SESSION_UNRECONCILE, (now, e.session_id))
             ex(_SQL_TURN_START, (e.turn_id, e.session_id, e.task_id, e.started_at_ms, e.queue_wait_ms, e.origin))
@@ -602,10 +641,10 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
             ex(_SQL_TURN_END, (e.turn_id, e.session_id, e.ended_at_ms, e.outcome, e.outcome_reason, e.origin))
             ruled[e.session_id] = None
         elif isinstance(e, SessionStarted):
-            ex(_SQL_SESSION_START, _session_start_row(e, now))
+            ex(sql.session_start, _session_start_row(e, now))
         elif isinstance(e, SessionEnded):
             supersedes = ",".join(e.supersedes)
-            ex(_SQL_SESSION_END, (e.session_id, e.ended_at_ms, e.end_reason, e.outcome, e.origin, now, supersedes))
+            ex(sql.session_end, (e.session_id, e.ended_at_ms, e.end_reason, e.outcome, e.origin, now, supersedes))
             if e.origin == "live":
                 ex(_SQL_CLOSE_OPEN_TURNS, (e.ended_at_ms, e.session_id, ""))
             ruled[e.session_id] = None
@@ -714,9 +753,10 @@ _SQL_ADOPT_RUN = (
     # the run's own later flush knows better than an earlier fallback line
     "events_dropped = CASE WHEN recorder_runs.last_flush_at_ms IS NULL "
     "OR excluded.last_flush_at_ms >= recorder_runs.last_flush_at_ms "
-    "THEN MAX(recorder_runs.events_dropped, excluded.events_dropped) ELSE recorder_runs.events_dropped END, "
-    "last_flush_at_ms = MAX(COALESCE(recorder_runs.last_flush_at_ms, 0), excluded.last_flush_at_ms)"
-)
+    f"THEN {SQLITE.greatest('recorder_runs.events_dropped', 'excluded.events_dropped')} "
+    "ELSE recorder_runs.events_dropped END, last_flush_at_ms = "
+    + SQLITE.greatest("COALESCE(recorder_runs.last_flush_at_ms, 0)", "excluded.last_flush_at_ms")
+)  # (the drop ledger is the embedded store's: only SQLite runs this one)
 
 
 def adopt_drop_ledger(conn: sqlite3.Connection, path: str | os.PathLike[str]) -> int:
@@ -752,7 +792,7 @@ def _write_run(conn: sqlite3.Connection, run: Mapping[str, Any], written: int) -
     )
 
 
-#: The ledger write, shared with the PostgreSQL store (same statement, translated).
+#: The ledger write, shared with the PostgreSQL store (the same portable statement).
 write_run = _write_run
 # ---------------------------------------------------------------------------------------------
 # What a path holds (for `hermetry doctor` and the CLI's checks), without creating anything

@@ -24,21 +24,35 @@ import sqlite3
 import time
 
 from hermetry.model.outcomes import REASON_NO_SESSION_END, RECONCILED_PREFIX, SessionOutcome
+from hermetry.stores.dialect import Dialect, dialect_of
 from hermetry.stores.sqlite import _apply_session_rule, _close_open_turns_sql
 from hermetry.stores.sqlite_util import transaction
 
 #: Default grace period: longer than any turn Hermes lets run (gateway timeout 30 min by default).
 DEFAULT_GRACE_S = 6 * 3600
 
-_LAST_ACTIVITY = """
-    MAX(COALESCE(turns.started_at_ms, 0),
-        COALESCE((SELECT MAX(a.started_at_ms + COALESCE(a.latency_ms, 0)) FROM api_calls a WHERE a.turn_id = turns.turn_id), 0),
-        COALESCE((SELECT MAX(c.started_at_ms + COALESCE(c.latency_ms, 0)) FROM tool_calls c WHERE c.turn_id = turns.turn_id), 0))
-"""
 
-_CLOSE_STALE_TURNS = _close_open_turns_sql(
-    ended_at=_LAST_ACTIVITY, where=f"turns.outcome IS NULL AND {_LAST_ACTIVITY} < ?",
-)
+def _last_activity(d: Dialect) -> str:
+    """When an open turn was last seen doing something (its start, its calls' ends); 0 if never."""
+    return d.greatest(
+        "COALESCE(turns.started_at_ms, 0)",
+        "COALESCE((SELECT MAX(a.started_at_ms + COALESCE(a.latency_ms, 0)) FROM api_calls a "
+        "WHERE a.turn_id = turns.turn_id), 0)",
+        "COALESCE((SELECT MAX(c.started_at_ms + COALESCE(c.latency_ms, 0)) FROM tool_calls c "
+        "WHERE c.turn_id = turns.turn_id), 0)",
+    )
+
+
+_by_dialect: dict[str, str] = {}
+
+
+def _close_stale_turns(d: Dialect) -> str:
+    done = _by_dialect.get(d.name)
+    if done is None:
+        done = _by_dialect[d.name] = _close_open_turns_sql(
+            ended_at=_last_activity(d), where=f"turns.outcome IS NULL AND {_last_activity(d)} < ?")
+    return done
+
 
 _STALE_SESSIONS = f"""
 SELECT s.session_id FROM sessions s
@@ -61,7 +75,7 @@ def reconcile(conn: sqlite3.Connection, *, grace_s: float = DEFAULT_GRACE_S, now
     """Close turns and sessions idle for longer than ``grace_s``. Returns how many of each."""
     cutoff = (time.time() * 1000 if now_ms is None else now_ms) - grace_s * 1000
     with transaction(conn):
-        turns = conn.execute(_CLOSE_STALE_TURNS, (cutoff,)).rowcount
+        turns = conn.execute(_close_stale_turns(dialect_of(conn)), (cutoff,)).rowcount
         stale = [sid for (sid,) in conn.execute(_STALE_SESSIONS, (cutoff,)).fetchall()]
         conn.executemany(_CLOSE_SESSION, [(sid,) for sid in stale])
         _apply_session_rule(conn, stale)

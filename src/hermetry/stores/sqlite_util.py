@@ -8,6 +8,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
+from hermetry.stores.dialect import dialect_of
+
 T = TypeVar("T")
 
 #: SQLite's limit on bound parameters is 32766 since 3.32 (999 before): stay far below both.
@@ -15,15 +17,16 @@ IN_CHUNK = 500
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
-    """``with transaction(conn): …`` — BEGIN (IMMEDIATE: take the write lock now, so a busy file
-    fails here, before any work), COMMIT on success, ROLLBACK on any exception (re-raised)."""
-    conn.execute(f"BEGIN {mode}" if mode else "BEGIN")
+def transaction(conn: sqlite3.Connection, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+    """``with transaction(conn): …`` — BEGIN (``immediate``: take the write lock now, so a busy
+    file fails here, before any work), COMMIT on success, ROLLBACK on any exception (re-raised).
+    The BEGIN is the connection's dialect's (a PostgreSQL connection has no file lock to take)."""
+    conn.execute(dialect_of(conn).begin(immediate))
     try:
         yield conn
         conn.execute("COMMIT")
     except BaseException:
-        if conn.in_transaction:
+        if getattr(conn, "in_transaction", True):
             conn.execute("ROLLBACK")
         raise
 

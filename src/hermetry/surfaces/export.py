@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from hermetry.analytics.query import window_clause
+from hermetry.analytics.query import dialect_of, window_clause
 from hermetry.stores.reader import Db, open_db
 
 EXPORT_TABLES = ("api_calls", "tool_calls", "turns", "sessions")
@@ -42,14 +42,14 @@ def _scope(since_ms: float | None, until_ms: float | None) -> tuple[str, list[An
 
 def _columns(conn: sqlite3.Connection, table: str) -> list[tuple[str, str]]:
     """(name, declared type) of every column, generated ones (``turns.wall_ms``) included."""
-    return [(r[1], (r[2] or "").upper()) for r in conn.execute(f"PRAGMA table_xinfo({table})")]
+    return [(r[0], (r[1] or "").upper()) for r in conn.execute(dialect_of(conn).columns_sql(table))]
 
 
 def _batches(conn: sqlite3.Connection, table: str, columns: list[str], where: str,
              params: list[float]) -> Iterator[list[tuple[Any, ...]]]:
     cursor = conn.cursor()
     cursor.row_factory = None
-    cursor.execute(f"SELECT {', '.join(columns)} FROM {table}{where} ORDER BY started_at_ms", params)
+    cursor.execute(f"SELECT {', '.join(columns)} FROM {table}{where} ORDER BY started_at_ms NULLS FIRST", params)
     while batch := cursor.fetchmany(BATCH_ROWS):
         yield batch
 
