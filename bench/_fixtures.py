@@ -18,15 +18,19 @@ exactly the window it covers, however old it is.
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 import time
 from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from bench._common import CACHE, log
 
-HISTORY_VERSION = 1
+HISTORY_VERSION = 2
+#: The span of every generated history: a report over the last week covers all of it.
+WINDOW_DAYS = 6.5
 STATE_VERSION = 1
 
 SOURCES = (("cli", "interactive", 40), ("cli", "oneshot", 15), ("telegram", "gateway", 15),
@@ -72,7 +76,7 @@ def history_db(n_api_calls: int) -> tuple[Path, dict[str, Any]]:
     tmp = db.with_suffix(".tmp")
     for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
         p.unlink(missing_ok=True)
-    counts = _generate_history(tmp, n_api_calls, until_ms=time.time() * 1000)
+    counts = bulk_write(tmp, history_sessions(n_api_calls, until_ms=time.time() * 1000))
     tmp.rename(db)
     counts["generation_seconds"] = round(time.perf_counter() - t0, 1)
     counts["bytes"] = db.stat().st_size
@@ -81,7 +85,13 @@ def history_db(n_api_calls: int) -> tuple[Path, dict[str, Any]]:
     return db, counts
 
 
-def _generate_history(path: Path, n_api_calls: int, *, until_ms: float) -> dict[str, Any]:
+def history_sessions(n_api_calls: int, *, until_ms: float) -> Iterator[list[Any]]:
+    """The canonical events of a generated history, one session at a time (deterministic for a size).
+
+    Yields each session's events in the order a live recorder would write them; the first
+    item of every list is the ``SessionStarted``. :func:`bulk_write` turns them into rows, and
+    ``tests/test_bench_fixtures.py`` checks those rows against the store's own ``write_events``.
+    """
     from hermetry.model.events import (
         ApiCall,
         SessionEnded,
@@ -91,34 +101,21 @@ def _generate_history(path: Path, n_api_calls: int, *, until_ms: float) -> dict[
         TurnStarted,
     )
     from hermetry.model.outcomes import session_outcome_for_end_reason
-    from hermetry.stores.sqlite import connect, migrate, write_events
 
     rng = random.Random(n_api_calls)
-    since_ms = until_ms - 6.5 * 86_400_000
-    conn = connect(path)
-    migrate(conn)
-    conn.execute("PRAGMA cache_size=-200000")
-    events: list[Any] = []
-    n_calls = n_tools = n_turns = n_sessions = 0
-
-    def flush() -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        write_events(conn, events)
-        conn.execute("COMMIT")
-        events.clear()
-
+    since_ms = until_ms - WINDOW_DAYS * 86_400_000
+    day = time.strftime('%Y%m%d', time.gmtime(since_ms / 1000))
+    n_calls = s = 0
     while n_calls < n_api_calls:
-        s = n_sessions
-        n_sessions += 1
-        sid = f"{time.strftime('%Y%m%d', time.gmtime(since_ms / 1000))}_{s:08d}_{rng.getrandbits(24):06x}"
+        sid = f"{day}_{s:08d}_{rng.getrandbits(24):06x}"
+        s += 1
         source, session_type, _ = _pick(rng, SOURCES)
         model, provider, _ = _pick(rng, MODELS)
         t = rng.uniform(since_ms, until_ms - 3_600_000)
-        events.append(SessionStarted(session_id=sid, started_at_ms=t, source=source, session_type=session_type,
-                                     model=model, provider=provider, profile="default",
-                                     runtime_version="hermes-agent 0.19.0", host="bench"))
+        events: list[Any] = [SessionStarted(
+            session_id=sid, started_at_ms=t, source=source, session_type=session_type, model=model,
+            provider=provider, profile="default", runtime_version="hermes-agent 0.19.0", host="bench")]
         for k in range(rng.randint(1, 7)):
-            n_turns += 1
             turn = f"{sid}-t{k}"
             events.append(TurnStarted(turn_id=turn, session_id=sid, started_at_ms=t, task_id=sid))
             t += rng.uniform(50, 400)
@@ -149,7 +146,6 @@ def _generate_history(path: Path, n_api_calls: int, *, until_ms: float) -> dict[
                 t += latency
                 failed_turn = error
                 if a < calls - 1:
-                    n_tools += 1
                     tool_latency = rng.lognormvariate(5, 1.2)
                     ok = rng.random() > 0.04
                     events.append(ToolCall(
@@ -168,15 +164,117 @@ def _generate_history(path: Path, n_api_calls: int, *, until_ms: float) -> dict[
         if reason is not None:
             events.append(SessionEnded(session_id=sid, ended_at_ms=t, end_reason=reason,
                                        outcome=session_outcome_for_end_reason(reason)))
-        if len(events) >= 50_000:
+        yield events
+
+
+def session_rows(events: list[Any], now_ms: float) -> tuple[tuple[Any, ...], list[list[Any]], list[tuple[Any, ...]],
+                                                         list[tuple[Any, ...]]]:
+    """One generated session's final rows, as ``write_events`` would leave them (no upserts).
+
+    Valid for what :func:`history_sessions` generates only: one start, turns that each end
+    before the next starts, calls inside turns, at most one end. The API- and tool-call rows
+    are the store's own (``_api_row``/``_tool_row``); the session outcome follows the store's
+    one-run rule (``model.outcomes.session_outcome``).
+    """
+    from hermetry.model.events import ApiCall, SessionEnded, ToolCall, TurnEnded, TurnStarted
+    from hermetry.model.outcomes import ONE_RUN_SESSION_TYPES, UNENDED_RUN_SESSION_TYPES, session_outcome
+    from hermetry.stores.sqlite import _api_row, _session_start_row, _tool_row
+
+    start = events[0]
+    session = [*_session_start_row(start, now_ms), None, None, None, None]  # + ended_at_ms, end_reason, outcome, run_status
+    turns: list[list[Any]] = []
+    api: list[tuple[Any, ...]] = []
+    tools: list[tuple[Any, ...]] = []
+    for e in events[1:]:
+        if isinstance(e, ApiCall):
+            api.append(_api_row(e))
+        elif isinstance(e, ToolCall):
+            tools.append(_tool_row(e))
+        elif isinstance(e, TurnStarted):
+            turns.append([e.turn_id, e.session_id, e.task_id, e.started_at_ms, None, e.queue_wait_ms, None, None, e.origin])
+        elif isinstance(e, TurnEnded):
+            turns[-1][4], turns[-1][6], turns[-1][7] = e.ended_at_ms, e.outcome, e.outcome_reason
+        elif isinstance(e, SessionEnded):
+            session[-4:-1] = [e.ended_at_ms, e.end_reason, e.outcome]
+    end_reason, session_type = session[-3], start.session_type
+    unended = end_reason is None and session_type in UNENDED_RUN_SESSION_TYPES
+    if (end_reason is not None or unended) and session_type in ONE_RUN_SESSION_TYPES:
+        outcome = session_outcome(end_reason, session_type, turns[-1][6] if turns else None, None)
+        value = None if outcome is None else outcome.value
+        if value is not None or unended:
+            session[-2] = value
+    return tuple(session), turns, api, tools
+
+
+SESSION_COLUMNS = ("session_id", "parent_session_id", "parent_turn_id", "lineage", "source", "session_type",
+                   "profile", "model", "provider", "runtime_version", "host", "started_at_ms", "origin",
+                   "updated_at_ms", "ended_at_ms", "end_reason", "outcome", "run_status")
+TURN_COLUMNS = ("turn_id", "session_id", "task_id", "started_at_ms", "ended_at_ms", "queue_wait_ms", "outcome",
+                "outcome_reason", "origin")
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+
+
+def bulk_write(path: Path, sessions: Iterable[list[Any]], *, batch_calls: int = 200_000) -> dict[str, Any]:
+    """Write generated sessions into a new telemetry file at the current schema, fast.
+
+    The store's schema (``migrate``), then its secondary indexes dropped, plain ``executemany``
+    INSERTs of final rows (:func:`session_rows`) in transactions of ~``batch_calls`` API calls,
+    the indexes rebuilt once at the end, ``ANALYZE``. 10M API calls take minutes, not the hour
+    the per-event upserts of the write path would. Rollups (when the schema has them) are not
+    built here: see :func:`build_rollups`.
+    """
+    from hermetry.stores.sqlite import _API_COLS, _TOOL_COLS, connect, migrate
+
+    conn = connect(path)
+    migrate(conn)
+    conn.execute("PRAGMA cache_size=-400000")
+    conn.execute("PRAGMA synchronous=OFF")
+    indexes = [(name, sql) for name, sql in conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+        "AND tbl_name IN ('sessions', 'turns', 'api_calls', 'tool_calls')")]
+    for name, _ in indexes:
+        conn.execute(f"DROP INDEX {name}")
+    sql = {"sessions": _insert("sessions", SESSION_COLUMNS), "turns": _insert("turns", TURN_COLUMNS),
+           "api_calls": _insert("api_calls", _API_COLS), "tool_calls": _insert("tool_calls", _TOOL_COLS)}
+    buffers: dict[str, list[Any]] = {table: [] for table in sql}
+    counts = dict.fromkeys(("sessions", "turns", "api_calls", "tool_calls"), 0)
+    since_ms = until_ms = None
+    now_ms = time.time() * 1000
+
+    def flush() -> None:
+        conn.execute("BEGIN")
+        for table, rows in buffers.items():
+            conn.executemany(sql[table], rows)
+            counts[table] += len(rows)
+            rows.clear()
+        conn.execute("COMMIT")
+
+    pending = 0
+    for events in sessions:
+        session, turns, api, tools = session_rows(events, now_ms)
+        buffers["sessions"].append(session)
+        buffers["turns"].extend(turns)
+        buffers["api_calls"].extend(api)
+        buffers["tool_calls"].extend(tools)
+        pending += len(api)
+        if pending >= batch_calls:
             flush()
-    if events:
-        flush()
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            pending = 0
+    flush()
+    t0 = time.perf_counter()
+    for _, create in indexes:
+        conn.execute(create)
+    index_s = time.perf_counter() - t0
+    since_ms, until_ms = conn.execute("SELECT MIN(started_at_ms), MAX(COALESCE(ended_at_ms, started_at_ms)) "
+                                      "FROM sessions").fetchone()
     conn.execute("ANALYZE")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
-    return {"api_calls": n_calls, "tool_calls": n_tools, "turns": n_turns, "sessions": n_sessions,
-            "since_ms": since_ms, "until_ms": until_ms + 3_600_000, "written_with": "write_events"}
+    return {**counts, "since_ms": math.floor(since_ms or 0) - 1, "until_ms": math.ceil(until_ms or 0) + 3_600_000,
+            "index_seconds": round(index_s, 1), "written_with": "bulk INSERT of write_events' final rows"}
 
 
 # ---------------------------------------------------------------------------------------------
