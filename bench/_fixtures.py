@@ -22,8 +22,8 @@ import math
 import random
 import shutil
 import time
-from pathlib import Path
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from bench._common import CACHE, log
@@ -177,7 +177,11 @@ def session_rows(events: list[Any], now_ms: float) -> tuple[tuple[Any, ...], lis
     one-run rule (``model.outcomes.session_outcome``).
     """
     from hermetry.model.events import ApiCall, SessionEnded, ToolCall, TurnEnded, TurnStarted
-    from hermetry.model.outcomes import ONE_RUN_SESSION_TYPES, UNENDED_RUN_SESSION_TYPES, session_outcome
+    from hermetry.model.outcomes import (
+        ONE_RUN_SESSION_TYPES,
+        UNENDED_RUN_SESSION_TYPES,
+        session_outcome,
+    )
     from hermetry.stores.sqlite import _api_row, _session_start_row, _tool_row
 
     start = events[0]

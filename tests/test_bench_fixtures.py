@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._fixtures import bulk_write, history_sessions  # noqa: E402
+
 from hermetry.stores.sqlite import connect, migrate, write_events  # noqa: E402
 
 TABLES = {"sessions": "session_id", "turns": "turn_id", "api_calls": "api_call_id", "tool_calls": "tool_call_id"}

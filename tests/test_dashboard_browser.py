@@ -201,6 +201,12 @@ class Page:
             "trs => trs.map(tr => [tr.dataset.key, Array.from(tr.querySelectorAll('[data-metric]')).map(e => [e.dataset.metric, e.dataset.value])])")
         return {key: {m: json.loads(v) for m, v in figs} for key, figs in rows}
 
+    def methods(self) -> dict[str, tuple[str, str]]:
+        """Each percentile label on the page: what it labels → (data-method, its text)."""
+        found = self.page.eval_on_selector_all(
+            "main [data-method-for]", "els => els.map(e => [e.dataset.methodFor, e.dataset.method, e.textContent])")
+        return {key: (method, text) for key, method, text in found}
+
     def shot(self, folder: Path, name: str) -> Path:
         path = folder / f"{name}-{self.width}.png"
         self.page.screenshot(path=str(path), full_page=True)
@@ -250,6 +256,18 @@ SERIES_TABLES = (("series-tokens", "api_calls.tokens.total_tokens"), ("series-co
                  ("series-api_calls.ttft_ms", "api_calls.ttft_ms.p50"), ("series-turns.wall_ms", "turns.wall_ms.p99"))
 
 
+def expected_method(summaries: list[dict[str, Any] | None]) -> tuple[str, str] | None:
+    """The label the JSON's ``method`` / ``relative_error`` call for (None: the JSON says nothing)."""
+    seen = [d for d in summaries if d and d.get("count") and d.get("method")]
+    if not seen:
+        return None
+    approx = [d for d in seen if d["method"] != "exact"]
+    if not approx:
+        return ("exact", "exact")
+    bound = f"≤{max(d.get('relative_error') or 0 for d in approx) * 100:.2g} % rel. err"
+    return ("approximate", bound) if len(approx) == len(seen) else ("mixed", f"mixed: some {bound}, others exact")
+
+
 def ms(iso_text: str) -> float:
     return datetime.fromisoformat(iso_text).timestamp() * 1000
 
@@ -276,6 +294,10 @@ def test_overview_shows_what_insights_json_says(recorded: Recorded, dashboard: D
     # ground truth: the tokens the scripted model reported, each call once
     assert shown["api_calls.tokens.total_tokens"] == recorded.tokens()
     assert page.texts("main .cards")["turns.count"] == f"{expected['turns']['count']:,}"
+    # every percentile card says how its percentiles were computed, as the JSON says
+    labels = page.methods()
+    for path in ("turns.wall_ms", "api_calls.latency_ms", "api_calls.ttft_ms"):
+        assert labels.get(path) == expected_method([get(expected, path)]), path
     assert expected["turns"]["count"] == 4 and expected["api_calls"]["errors"] >= 1
     # a 2-day window is drawn per hour: the tables hold what analytics.series.hourly says for each hour
     hours = hourly(recorded.db, Query(ms(recorded.since), ms(recorded.until), {}, ()))["hours"]
@@ -352,11 +374,54 @@ def test_breakdowns_are_sortable_tables(recorded: Recorded, dashboard: Dashboard
     header = page.page.locator("[data-table='breakdown-model'] button[data-sort='API calls']")
     header.press("Enter")  # sorting works from the keyboard too
     assert list(page.row_values("breakdown-model")) == order[::-1]
+    assert page.methods().get("breakdown:model") == expected_method(
+        [get(r, m) for r in expected.values() for m in ("turns.wall_ms", "api_calls.latency_ms", "api_calls.ttft_ms",
+                                                        "tool_calls.latency_ms")])
     page.shot(shots, "breakdowns")
     for dim in ("source", "provider", "session_type", "tool", "host"):
         page.open(f"#/breakdowns?{window(recorded, by=dim)}")
         keys = {str(r[dim]) if r[dim] is not None else "(none)" for r in recorded.insights("--by", dim)["breakdowns"][dim]}
         assert set(page.row_values(f"breakdown-{dim}")) == keys, dim
+
+
+def _state_method(node: Any, method: str) -> None:
+    """Give every percentile summary in an answer the ``method`` rollups give (in place)."""
+    if isinstance(node, dict):
+        if "p50" in node and "coverage" in node:
+            node["method"], node["relative_error"] = method, (0.01 if method == "approximate" else None)
+        for v in node.values():
+            _state_method(v, method)
+    elif isinstance(node, list):
+        for v in node:
+            _state_method(v, method)
+
+
+@pytest.mark.parametrize("method", ["approximate", "exact"])
+def test_percentile_labels_follow_the_json_method(recorded: Recorded, dashboard: DashboardServer, pages: Any,
+                                                  method: str) -> None:
+    """The labels come from the answer's ``method``, whichever path computed it: the same page
+    over answers that say ``approximate`` (as from rollups) and ``exact``."""
+    page = pages()
+    answers: dict[str, Any] = {}
+
+    def restate(route: Any) -> None:
+        response = route.fetch()
+        body = response.json()
+        _state_method(body, method)
+        answers[route.request.url] = body
+        route.fulfill(response=response, json=body)
+
+    page.context.route("**/api/insights*", restate)
+    page.open(f"{dashboard.url}#/overview?{window(recorded)}")
+    labels = page.methods()
+    want = ("approximate", "≤1 % rel. err") if method == "approximate" else ("exact", "exact")
+    for path in ("turns.wall_ms", "api_calls.latency_ms", "api_calls.ttft_ms", "series:api_calls.latency_ms"):
+        assert labels[path] == want, path
+    page.open(f"#/breakdowns?{window(recorded, by='model')}")
+    assert page.methods()["breakdown:model"] == want
+    page.open(f"#/tools?{window(recorded)}")
+    assert page.methods()["tools"] == want
+    assert answers
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -371,6 +436,7 @@ def test_tools_and_failure_heatmap(recorded: Recorded, dashboard: DashboardServe
         for metric in ("calls", "failures", "failure_rate.value", "latency_ms.p50", "latency_ms.p95"):
             assert row[metric] == get(expected[name], metric), (name, metric)
     assert rows["terminal"]["calls"] == 1  # the one tool call the script asked for
+    assert page.methods().get("tools") == expected_method([t["latency_ms"] for t in expected.values()])
     cells = page.page.eval_on_selector_all(
         "[data-table='heatmap'] tr[data-key='terminal'] td[data-calls]",
         "tds => tds.map(td => [td.dataset.day, +td.dataset.calls, +td.dataset.failures, td.textContent])")

@@ -271,7 +271,6 @@ def _tz(args: argparse.Namespace) -> Any:
 
 def cmd_insights(args: argparse.Namespace) -> int:
     from hermetry.analytics.report import insights
-    from hermetry.surfaces.render import print_report
 
     query = _query(args)
     db = _readable_db(args)
@@ -280,6 +279,8 @@ def cmd_insights(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report)
     else:
+        from hermetry.surfaces.render import print_report  # rich: not for --json (start-up time)
+
         print_report(report, _console(), tz=_tz(args))
     return 0
 

@@ -35,6 +35,9 @@ from hermetry.surfaces.text import (
     legend,
     number,
     percent,
+    percentile_mark,
+    percentile_method,
+    percentiles_titled,
     plural,
     rate,
     rate_short,
@@ -160,6 +163,10 @@ class _Daily:
             known = [v for v in series if v is not None]
             grid.add_row(label, sparkline(grouped(series, sum)), count(max(known)) if known else NA)
         by_day = {row["day"]: row for row in self.report["breakdowns"].get("day", [])}
+        method = percentile_method(s for row in by_day.values() for s in (row["turns"]["wall_ms"],
+                                                                         row["api_calls"]["latency_ms"]))
+        if method:
+            grid.title = f"{title}; p95 {method}"
         if by_day:  # latency per day, when the report was broken down by day
             for label, pick in (("turn p95", lambda r: r["turns"]["wall_ms"]["p95"]),
                                 ("API p95", lambda r: r["api_calls"]["latency_ms"]["p95"])):
@@ -169,9 +176,9 @@ class _Daily:
         yield grid
 
 
-def _dist_row(name: str, d: dict[str, Any], noun: str = "calls") -> list[str]:
-    return [name, duration(d["avg"]), duration(d["p50"]), duration(d["p95"]), duration(d["p99"]),
-            duration(d["max"]), coverage(d, noun)]
+def _dist_row(name: str, d: dict[str, Any], noun: str = "calls", method: str = "") -> list[str]:
+    return [name + percentile_mark(d, method), duration(d["avg"]), duration(d["p50"]), duration(d["p95"]),
+            duration(d["p99"]), duration(d["max"]), coverage(d, noun)]
 
 
 def _edge_label(edges: list[float], i: int) -> str:
@@ -200,17 +207,24 @@ _BREAKDOWN_COLUMNS = (
 def _breakdown_table(dim: str, rows: list[dict[str, Any]]) -> Grid:
     label = dim.replace("_", " ")
     if dim in ("tool", "toolset"):
-        grid = Grid(f"By {label}", [Column(label, key=True, justify="left"), Column("calls"),
-                                    Column("failed"), Column("p50"), Column("p95")])
+        lat = [row["tool_calls"]["latency_ms"] for row in rows]
+        method = percentile_method(lat)
+        grid = Grid(percentiles_titled(f"By {label}", lat), [Column(label, key=True, justify="left"), Column("calls"),
+                                                            Column("failed"), Column("p50"), Column("p95")])
         for row in rows:
             t = row["tool_calls"]
-            grid.add_row(row[dim] or NA, count(t["count"]), rate_short(t["failure_rate"]),
-                         duration(t["latency_ms"]["p50"]), duration(t["latency_ms"]["p95"]))
+            grid.add_row((row[dim] or NA) + percentile_mark(t["latency_ms"], method), count(t["count"]),
+                         rate_short(t["failure_rate"]), duration(t["latency_ms"]["p50"]),
+                         duration(t["latency_ms"]["p95"]))
         return grid
-    grid = Grid(f"By {label}", [Column(label, key=True, justify="left"), *_BREAKDOWN_COLUMNS])
+    dists = [d for row in rows for d in (row["turns"]["wall_ms"], row["api_calls"]["latency_ms"],
+                                         row["api_calls"]["ttft_ms"])]
+    method = percentile_method(dists)
+    grid = Grid(percentiles_titled(f"By {label}", dists), [Column(label, key=True, justify="left"), *_BREAKDOWN_COLUMNS])
     for row in rows:
         t, a = row["turns"], row["api_calls"]
-        grid.add_row(row[dim] or NA, count(row["sessions"]), count(t["count"]), rate_short(t["completion_rate"]),
+        mark = max((percentile_mark(d, method) for d in (t["wall_ms"], a["latency_ms"], a["ttft_ms"])), key=len)
+        grid.add_row((row[dim] or NA) + mark, count(row["sessions"]), count(t["count"]), rate_short(t["completion_rate"]),
                      duration(t["wall_ms"]["p95"]), duration(a["latency_ms"]["p95"]), duration(a["ttft_ms"]["p50"]),
                      count(a["tokens"]["total_tokens"]), cost_short(a["cost"]))
     return grid
@@ -308,17 +322,21 @@ def report_renderable(report: dict[str, Any], *, tz: tzinfo | None = None) -> Gr
         parts.append(Text(f"Sessions started in the window: {count(sessions['count'])} ("
                           + ", ".join(f"{k} {count(v)}" for k, v in sessions["by_outcome"].items()) + ")"))
 
-    lat = Grid("Latency", [Column("", key=True, justify="left"), Column("avg"), Column("p50"), Column("p95"),
-                           Column("p99"), Column("max"), Column("captured", justify="left", footnote=True)])
-    wall = _dist_row("turn wall time", turns["wall_ms"], "turns")
+    dists = [turns["wall_ms"], api["latency_ms"], api["ttft_ms"], report["tool_calls"]["latency_ms"],
+             turns["queue_wait_ms"]]
+    method = percentile_method(dists)
+    lat = Grid(percentiles_titled("Latency", dists),
+               [Column("", key=True, justify="left"), Column("avg"), Column("p50"), Column("p95"),
+                Column("p99"), Column("max"), Column("captured", justify="left", footnote=True)])
+    wall = _dist_row("turn wall time", turns["wall_ms"], "turns", method)
     if turns.get("derived", {}).get("in_wall_ms"):  # imported: from message timestamps, not measured
         wall[-1] += f", {count(turns['derived']['in_wall_ms'])} derived"
     lat.add_row(*wall)
-    lat.add_row(*_dist_row("API call", api["latency_ms"]))
-    lat.add_row(*_dist_row("time to first token", api["ttft_ms"]))
-    lat.add_row(*_dist_row("tool call", report["tool_calls"]["latency_ms"]))
+    lat.add_row(*_dist_row("API call", api["latency_ms"], method=method))
+    lat.add_row(*_dist_row("time to first token", api["ttft_ms"], method=method))
+    lat.add_row(*_dist_row("tool call", report["tool_calls"]["latency_ms"], method=method))
     if turns["queue_wait_ms"]["count"]:
-        lat.add_row(*_dist_row("queue wait", turns["queue_wait_ms"], "turns"))
+        lat.add_row(*_dist_row("queue wait", turns["queue_wait_ms"], "turns", method))
     parts.append(lat)
     histogram = _histogram(turns["wall_ms_histogram"])
     if histogram is not None:
@@ -348,8 +366,12 @@ def report_renderable(report: dict[str, Any], *, tz: tzinfo | None = None) -> Gr
 
     conv = report.get("conversations")
     if conv and conv["count"]:
-        grid = Grid(f"Conversations: {count(conv['count'])} ({plural(conv['subagent_sessions'], 'subagent session')}"
-                    f" and {plural(conv['continuation_sessions'], 'continuation session')} rolled up)",
+        per_conversation = [conv.get(k) for k in ("turns_per_conversation", "api_calls_per_conversation",
+                                                 "tokens_per_conversation", "cost_usd_per_conversation")]
+        grid = Grid(percentiles_titled(f"Conversations: {count(conv['count'])} "
+                                       f"({plural(conv['subagent_sessions'], 'subagent session')} and "
+                                       f"{plural(conv['continuation_sessions'], 'continuation session')} rolled up)",
+                                       per_conversation),
                     [Column("per conversation", "", key=True, justify="left"), Column("avg"), Column("p50"),
                      Column("p95"), Column("max"), Column("captured", justify="left", footnote=True)])
         for key, label, fmt in (("turns_per_conversation", "turns", lambda v: number(v, 1)),
@@ -364,11 +386,14 @@ def report_renderable(report: dict[str, Any], *, tz: tzinfo | None = None) -> Gr
     if report["tools"]:
         share = {t["tool_name"]: t["share"] for t in (report.get("activity") or {}).get("tools", [])}
         total_calls = report["tool_calls"]["count"]
-        tools = Grid("Tools", [Column("tool", key=True, justify="left"), Column("toolset", justify="left"),
-                               Column("calls"), Column("share"), Column("failed"), Column("p50"), Column("p95")])
+        lats = [t["latency_ms"] for t in report["tools"]]
+        method = percentile_method(lats)
+        tools = Grid(percentiles_titled("Tools", lats, "p50/p95"),
+                     [Column("tool", key=True, justify="left"), Column("toolset", justify="left"),
+                      Column("calls"), Column("share"), Column("failed"), Column("p50"), Column("p95")])
         for t in report["tools"]:
             tool_share = t["calls"] / total_calls if total_calls else None
-            tools.add_row(t["tool_name"], t["toolset"] or NA, count(t["calls"]),
+            tools.add_row(t["tool_name"] + percentile_mark(t["latency_ms"], method), t["toolset"] or NA, count(t["calls"]),
                           percent(share.get(t["tool_name"], tool_share), 1), rate_short(t["failure_rate"]),
                           duration(t["latency_ms"]["p50"]), duration(t["latency_ms"]["p95"]))
         parts.append(tools)
@@ -429,7 +454,10 @@ def summary_renderable(report: dict[str, Any], dims: tuple[str, ...] = ("source"
                          duration(t["wall_ms"]["p95"]), count(a["tokens"]["total_tokens"]), cost_short(a["cost"]))
         parts.append(grid)
     foot = _legend(parts)
-    foot.append(("" if not foot.plain else " · ") + "rates of ended turns; avg and p95 of turn wall time")
+    method = percentile_method([wall, lat, *(row["turns"]["wall_ms"] for dim in dims
+                                            for row in report["breakdowns"].get(dim) or [] if row.get("turns"))])
+    foot.append(("" if not foot.plain else " · ") + "rates of ended turns; avg and p95 of turn wall time"
+                + (f"; p95 {method}" if method else ""))
     parts.append(foot)
     return Group(*[p for i, part in enumerate(parts) for p in ((Text(""), part) if 1 < i < len(parts) - 1 else (part,))])
 
@@ -737,6 +765,11 @@ def chat_text(report: dict[str, Any], width: int = CHAT_WIDTH) -> str:
     note = derived_note(report)
     if note:
         add(note)
+    method = percentile_method([turns["wall_ms"], api["latency_ms"], ttft]
+                               + [row["turns"]["wall_ms"] for rows in report["breakdowns"].values() for row in rows
+                                  if row.get("turns")])
+    if method:
+        add(f"percentiles: {_g(method) if not method.startswith('mixed') else method}")
     add(f"turn time p50/p95: {_g(duration(turns['wall_ms']['p50']))} / {_g(duration(turns['wall_ms']['p95']))}")
     add(f"API p50/p95: {_g(duration(api['latency_ms']['p50']))} / {_g(duration(api['latency_ms']['p95']))}")
     add(f"TTFT p50: {_g(duration(ttft['p50']))} ({_g(coverage(ttft))})")

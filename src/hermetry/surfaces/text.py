@@ -33,7 +33,14 @@ SYMBOLS: dict[str, str] = {
     "+N": "sessions rolled into the conversation",
     "▁▇": "per-day sparkline",
     "█▓░": "model calls, tool calls, Hermes' own work",
+    "≈": "approximate percentile (from hourly rollups, within the relative error stated)",
 }
+
+#: A percentile summary's ``method`` (docs/json.md): ``exact`` (from every stored value) or
+#: ``approximate`` (merged from the rollups' log-bucket sketches, within ``relative_error``).
+EXACT, APPROXIMATE = "exact", "approximate"
+#: What an approximate marker is, once per table: the JSON's relative error as a reader says it.
+APPROX_MARK = "≈"
 
 _MINUTE, _HOUR, _DAY = float(MINUTE_MS), float(HOUR_MS), float(DAY_MS)
 
@@ -154,6 +161,52 @@ def coverage(d: dict[str, Any], noun: str = "calls") -> str:
     return text
 
 
+def relative_error(e: float | None) -> str:
+    """``≤1 % rel. err`` for a relative error of 0.01 (``≤0.5 % rel. err`` for 0.005)."""
+    return "approximate" if e is None else f"≤{e * 100:.2g} % rel. err"
+
+
+def _methods(summaries: Iterable[dict[str, Any] | None]) -> list[tuple[str, float | None]]:
+    """(method, relative error) of each summary that has values and says how it was computed."""
+    out = []
+    for d in summaries:
+        if d and d.get("count") and d.get("method"):
+            out.append((str(d["method"]), d.get("relative_error")))
+    return out
+
+
+def percentile_method(summaries: Iterable[dict[str, Any] | None]) -> str:
+    """How the percentiles of a table were computed, said once: ``exact``, ``≤1 % rel. err``,
+    ``mixed: ≈ ≤1 % rel. err, others exact`` — or ``""`` when no summary says (an older report).
+
+    Summaries without values (nothing captured) say nothing either way and are left out.
+    """
+    methods = _methods(summaries)
+    if not methods:
+        return ""
+    approx = [e for m, e in methods if m != EXACT]
+    if not approx:
+        return EXACT
+    worst = max((e for e in approx if e is not None), default=None)
+    if len(approx) == len(methods):
+        return relative_error(worst)
+    return f"mixed: {APPROX_MARK} {relative_error(worst)}, others exact"
+
+
+def percentile_mark(d: dict[str, Any] | None, table_method: str) -> str:
+    """`` ≈`` after a figure whose percentiles are approximate, in a table that mixes methods."""
+    if not table_method.startswith("mixed") or not d or not d.get("count"):
+        return ""
+    return f" {APPROX_MARK}" if d.get("method") not in (None, EXACT) else ""
+
+
+def percentiles_titled(title: str, summaries: Iterable[dict[str, Any] | None], what: str = "percentiles") -> str:
+    """``Latency · percentiles exact`` / ``Latency · percentiles ≤1 % rel. err``: a table's title
+    that says once how its percentiles were computed (unchanged when no summary says)."""
+    method = percentile_method(summaries)
+    return f"{title} · {what} {method}" if method else title
+
+
 # ---------------------------------------------------------------------------------------------
 # Times: local with the zone by default, UTC on request
 # ---------------------------------------------------------------------------------------------
@@ -216,7 +269,7 @@ def legend(text: str, symbols: Iterable[str] = ()) -> str:
     wanted = set(symbols)
     used = []
     for sym, meaning in SYMBOLS.items():
-        probe = {"+N": None, "▁▇": None, "█▓░": None, "≥": "≥ ", "n=": "n="}.get(sym, sym)
+        probe = {"+N": None, "▁▇": None, "█▓░": None, "≥": "≥ ", "n=": "n=", "≈": " ≈"}.get(sym, sym)
         if sym in wanted or (probe is not None and probe in text):
             used.append(f"{sym} {meaning}")
     return ("Legend: " + " · ".join(used)) if used else ""

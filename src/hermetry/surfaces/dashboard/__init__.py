@@ -8,7 +8,22 @@
 docs/dashboard.md describes the views, the live refresh and its cost.
 """
 
-from hermetry.surfaces.dashboard.api import ApiError, DashboardApi
-from hermetry.surfaces.dashboard.server import DashboardServer, serve
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["ApiError", "DashboardApi", "DashboardServer", "serve"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: every ``hermetry`` command builds the dashboard's arguments
+    # (``cli.py``), and the server (http.server, the analytics) would add ~30 ms to each start-up.
+    if name in ("ApiError", "DashboardApi"):
+        from hermetry.surfaces.dashboard import api
+
+        return getattr(api, name)
+    if name in ("DashboardServer", "serve"):
+        from hermetry.surfaces.dashboard import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -255,8 +255,29 @@
     return s;
   }
 
-  function card(title, metric, raw, text, sub) {
-    return h("div", {"class": "card"}, h("div", {"class": "card-title", text: title}),
+  // How percentiles were computed, from the JSON's own "method" / "relative_error" on each summary
+  // (exact: every stored value; approximate: the rollups' sketches). Said once per panel or card.
+  function methodOf(summaries) {
+    var seen = summaries.filter(function (d) { return d && d.count && d.method; });
+    if (!seen.length) return null;
+    var approx = seen.filter(function (d) { return d.method !== "exact"; });
+    if (!approx.length) return {method: "exact", text: "exact"};
+    var err = Math.max.apply(null, approx.map(function (d) { return isNum(d.relative_error) ? d.relative_error : 0; }));
+    var bound = err ? "≤" + (+(err * 100).toPrecision(2)) + " % rel. err" : "approximate";
+    if (approx.length === seen.length) return {method: "approximate", text: bound};
+    return {method: "mixed", text: "mixed: some " + bound + ", others exact"};
+  }
+  function methodBadge(key, summaries) {
+    var m = methodOf(summaries);
+    if (!m) return null;
+    return h("span", {"class": "method", "data-method-for": key, "data-method": m.method,
+                      title: m.method === "exact" ? "percentiles computed from every stored value" :
+                        "percentiles merged from hourly rollups (log-bucket sketches), within the relative error shown"},
+             m.text);
+  }
+
+  function card(title, metric, raw, text, sub, badge) {
+    return h("div", {"class": "card"}, h("div", {"class": "card-title"}, title, badge ? [" ", badge] : null),
              h("div", {"class": "card-value"}, figure(metric, raw, text)), sub ? h("div", {"class": "card-sub"}, sub) : null);
   }
 
@@ -276,11 +297,11 @@
       card("Turns", "turns.count", turns.count, fmtInt(turns.count),
            ["completed ", figure("turns.completion_rate.value", get(turns, "completion_rate.value"), fmtRate(turns.completion_rate))]),
       card("Turn wall time p95", "turns.wall_ms.p95", get(turns, "wall_ms.p95"), fmtMs(get(turns, "wall_ms.p95")),
-           coverageLine("", turns.wall_ms, "ended turns").trim()),
+           coverageLine("", turns.wall_ms, "ended turns").trim(), methodBadge("turns.wall_ms", [turns.wall_ms])),
       card("Model call latency p95", "api_calls.latency_ms.p95", get(api, "latency_ms.p95"), fmtMs(get(api, "latency_ms.p95")),
-           fmtInt(api.count) + " calls, " + fmtInt(api.errors) + " errors"),
+           fmtInt(api.count) + " calls, " + fmtInt(api.errors) + " errors", methodBadge("api_calls.latency_ms", [api.latency_ms])),
       card("Time to first token p95", "api_calls.ttft_ms.p95", get(api, "ttft_ms.p95"), fmtMs(get(api, "ttft_ms.p95")),
-           coverageLine("", api.ttft_ms, "successful calls").trim()),
+           coverageLine("", api.ttft_ms, "successful calls").trim(), methodBadge("api_calls.ttft_ms", [api.ttft_ms])),
       card("Tokens", "api_calls.tokens.total_tokens", tokens.total_tokens, fmtInt(tokens.total_tokens),
            "usage reported by " + fmtCoverage(tokens.coverage) + " successful calls"),
       card("Cost (known)", "api_calls.cost.known_usd", cost.known_usd, fmtUsd(cost.known_usd),
@@ -303,7 +324,8 @@
      ["Turn wall time", "turns.wall_ms", "ended turns"]].forEach(function (spec) {
       var whole = get(report, spec[1]);
       var box = h("div", {"class": "subpanel", "data-panel": spec[1]});
-      box.appendChild(h("h3", {text: spec[0]}));
+      box.appendChild(h("h3", null, spec[0], " ", methodBadge("series:" + spec[1],
+        [whole].concat(days.map(function (d) { return get(d, spec[1]); })))));
       box.appendChild(h("p", {"class": "coverage", text: coverageLine(spec[0], whole, spec[2])}));
       box.appendChild(distSummary(spec[1], whole));
       lat.appendChild(box);
@@ -406,9 +428,13 @@
     }
     cols = cols.concat([num("tool calls", "tool_calls.count", fmtInt), rateCol("tool failures", "tool_calls.failure_rate"),
                         distCols("tool ", "tool_calls.latency_ms").slice(1, 2)[0]]);
-    out.appendChild(panel("By " + label(dim), toolDim ? "Tools classify tool calls only: no turn or API-call figures." :
+    var bp = panel("By " + label(dim), toolDim ? "Tools classify tool calls only: no turn or API-call figures." :
       "Turns and tool calls take their session's " + label(dim) + (dim === "model" || dim === "provider" ? "; API calls their own." : ".") +
-      " Click a column to sort.")).appendChild(
+      " Click a column to sort.");
+    var badge = methodBadge("breakdown:" + dim, rows.map(function (r) { return [get(r, "turns.wall_ms"), get(r, "api_calls.latency_ms"),
+      get(r, "api_calls.ttft_ms"), get(r, "tool_calls.latency_ms")]; }).reduce(function (a, b) { return a.concat(b); }, []));
+    if (badge) bp.querySelector("h2").append(" · percentiles ", badge);
+    out.appendChild(bp).appendChild(
       table("By " + label(dim), cols, rows, {sortable: true, id: "breakdown-" + dim, rowKey: function (r) { return r[dim]; }, sortBy: toolDim ? undefined : 2}));
     return out;
   }
@@ -425,6 +451,8 @@
     var out = h("div", {"class": "view"});
     var tc = report.tool_calls || {};
     var p = panel("Tools", plural(tc.count, "tool call") + ", " + fmtInt(tc.failures) + " failed (status not ok); latency captured for " + fmtCoverage(get(tc, "latency_ms.coverage")) + ".");
+    var toolBadge = methodBadge("tools", (report.tools || []).map(function (t) { return t.latency_ms; }));
+    if (toolBadge) p.querySelector("h2").append(" · latency percentiles ", toolBadge);
     p.appendChild(table("Per tool", [
       {label: "tool", sort: function (t) { return keyText(t.tool_name); }, value: function (t) { return keyText(t.tool_name); }},
       {label: "toolset", sort: function (t) { return keyText(t.toolset); }, value: function (t) { return keyText(t.toolset); }},
