@@ -173,7 +173,12 @@ def run_python_json(args: Sequence[str], *, env: dict[str, str] | None = None, t
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HERMETRY_", "HERMES_"))}
+    """The environment of a measured child: no HERMETRY_/HERMES_ settings of the caller, and
+    bytecode cached (in ``bench/.cache/pycache``) as an installed package has it — a session
+    that sets ``PYTHONDONTWRITEBYTECODE`` would otherwise make every start-up recompile hermetry."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HERMETRY_", "HERMES_")) and k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(CACHE / "pycache")
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
     env.update(extra)
     return env

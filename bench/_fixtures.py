@@ -64,25 +64,74 @@ def load_meta(db: Path) -> dict[str, Any] | None:
 
 
 def history_db(n_api_calls: int) -> tuple[Path, dict[str, Any]]:
+    """A telemetry file of ``n_api_calls`` generated API calls, at the current schema, rollups built.
+
+    Generated once (:func:`bulk_write`) and cached. A cached file written at an older schema is
+    upgraded as any user's file is (the store's ``migrate``), and its rollups rebuilt
+    (:func:`build_rollups`); the sidecar JSON records how long each step took.
+    """
+    CACHE.mkdir(parents=True, exist_ok=True)
+    found = sorted(CACHE.glob(f"history-{n_api_calls}-h{HISTORY_VERSION}-s*.db"))
+    db = found[-1] if found else CACHE / f"history-{n_api_calls}-h{HISTORY_VERSION}.db"
+    meta = load_meta(db)
+    if meta is None:
+        log(f"fixtures: generating a history of {n_api_calls:,} API calls → {db.name} (cached afterwards)")
+        t0 = time.perf_counter()
+        tmp = db.with_suffix(".tmp")
+        for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+            p.unlink(missing_ok=True)
+        meta = bulk_write(tmp, history_sessions(n_api_calls, until_ms=time.time() * 1000))
+        tmp.rename(db)
+        meta["generation_seconds"] = round(time.perf_counter() - t0, 1)
+        meta["bytes"] = db.stat().st_size
+        _meta_path(db).write_text(json.dumps(meta))
+        log(f"fixtures: {db.name}: {meta}")
+    if _upgrade(db, meta):
+        _meta_path(db).write_text(json.dumps(meta))
+    return db, meta
+
+
+def _upgrade(db: Path, meta: dict[str, Any]) -> bool:
+    """Bring a cached file to the current schema and build its rollups (once per schema version)."""
+    from hermetry.stores.sqlite import connect, migrate
     from hermetry.stores.sqlite_schema import SCHEMA_VERSION
 
-    CACHE.mkdir(parents=True, exist_ok=True)
-    db = CACHE / f"history-{n_api_calls}-h{HISTORY_VERSION}-s{SCHEMA_VERSION}.db"
-    meta = load_meta(db)
-    if meta is not None:
-        return db, meta
-    log(f"fixtures: generating a history of {n_api_calls:,} API calls → {db.name} (cached afterwards)")
+    if meta.get("schema_version") == SCHEMA_VERSION:
+        return False
+    conn = connect(db)
+    try:
+        t0 = time.perf_counter()
+        if migrate(conn):
+            log(f"fixtures: {db.name} migrated to schema v{SCHEMA_VERSION} in {time.perf_counter() - t0:.1f} s")
+        meta["migrate_seconds"] = round(time.perf_counter() - t0, 1)
+        built = build_rollups(conn)
+        if built is not None:
+            meta["rollup_build_seconds"] = round(built, 2)
+            log(f"fixtures: {db.name}: rollups built in {built:.1f} s")
+        meta["rollups_built"] = built is not None
+        meta["schema_version"] = SCHEMA_VERSION
+        meta["bytes"] = db.stat().st_size
+    finally:
+        conn.close()
+    return True
+
+
+def build_rollups(conn: Any) -> float | None:
+    """Build every rollup bucket of a store from its raw rows; seconds taken (None: no rollups).
+
+    Uses the store's own rollup maintenance (``hermetry.stores.rollups``) — exactly what
+    ``hermetry import`` and a reader's refresh run — once it exists.
+    """
+    try:
+        from hermetry.stores import rollups  # type: ignore[attr-defined]
+    except ImportError:
+        return None
     t0 = time.perf_counter()
-    tmp = db.with_suffix(".tmp")
-    for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
-        p.unlink(missing_ok=True)
-    counts = bulk_write(tmp, history_sessions(n_api_calls, until_ms=time.time() * 1000))
-    tmp.rename(db)
-    counts["generation_seconds"] = round(time.perf_counter() - t0, 1)
-    counts["bytes"] = db.stat().st_size
-    _meta_path(db).write_text(json.dumps(counts))
-    log(f"fixtures: {db.name}: {counts}")
-    return db, counts
+    rebuild = getattr(rollups, "rebuild_all", None) or getattr(rollups, "rebuild", None)
+    if rebuild is None:
+        return None
+    rebuild(conn)
+    return time.perf_counter() - t0
 
 
 def history_sessions(n_api_calls: int, *, until_ms: float) -> Iterator[list[Any]]:
@@ -383,3 +432,123 @@ def _generate_state(db: Path, n_sessions: int) -> dict[str, Any]:
     sdb.close()
     return {"sessions": n_sessions, "messages": n_messages, "tool_calls": n_tool_calls, "since_s": since,
             "until_s": now, "written_with": "hermes_state.SessionDB.import_sessions + update_token_counts"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The same histories in PostgreSQL
+# ---------------------------------------------------------------------------------------------
+
+PG_FIXTURE_VERSION = 1
+
+
+def cached_postgres() -> Any:
+    """A PostgreSQL server (Debian's binaries, as the tests start them) whose cluster lives in
+    ``bench/.cache/pg-v*/`` and is reused across runs: the 10M-call copy is made once.
+    Loopback only; ``trust`` authentication; fsync on, commits acknowledged before flushed."""
+    import contextlib
+
+    from hermetry.testing.postgres import PostgresServer
+
+    class CachedPostgres(PostgresServer):
+        def __init__(self) -> None:
+            super().__init__(durable=True)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = CACHE / f"pg-v{PG_FIXTURE_VERSION}"
+            self.data = self.dir / "data"
+            self.dir.mkdir(parents=True, exist_ok=True)
+            if self._as_root:
+                shutil.chown(self.dir, "postgres")
+            self._initialized = (self.data / "PG_VERSION").exists()
+            if (self.data / "postmaster.pid").exists():  # a run that was killed: the server may still be up
+                with contextlib.suppress(Exception):
+                    self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+        def destroy(self) -> None:  # keep the cluster: it is the cache
+            self.stop()
+
+    return CachedPostgres()
+
+
+def postgres_history(pg: Any, n_api_calls: int) -> tuple[str, dict[str, Any]]:
+    """The history of :func:`history_db` copied into a database of the cached cluster (once):
+    COPY of every row (secondary indexes dropped during the copy and rebuilt), then the store's
+    own ``migrate`` and rollup build. Returns (URL, meta incl. ``copy_seconds``)."""
+    import psycopg
+
+    db, meta = history_db(n_api_calls)
+    name = f"h{n_api_calls}_v{HISTORY_VERSION}"
+    sidecar = pg.dir / f"{name}.json"
+    url = pg.url(name)
+    if sidecar.exists():
+        pg_meta: dict[str, Any] = json.loads(sidecar.read_text())
+        if _upgrade_pg(url, pg_meta):
+            sidecar.write_text(json.dumps(pg_meta))
+        return url, pg_meta
+    with psycopg.connect(pg.url(), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    log(f"fixtures: copying the {n_api_calls:,}-call history into PostgreSQL ({name})")
+    t0 = time.perf_counter()
+    copy_sqlite_to_postgres(db, url)
+    pg_meta = {**meta, "copy_seconds": round(time.perf_counter() - t0, 1), "schema_version": None}
+    _upgrade_pg(url, pg_meta)
+    sidecar.write_text(json.dumps(pg_meta))
+    log(f"fixtures: {name}: {pg_meta}")
+    return url, pg_meta
+
+
+def _upgrade_pg(url: str, meta: dict[str, Any]) -> bool:
+    from hermetry.stores.postgres import connect, migrate
+    from hermetry.stores.sqlite_schema import SCHEMA_VERSION
+
+    if meta.get("schema_version") == SCHEMA_VERSION:
+        return False
+    conn = connect(url, host="bench")
+    try:
+        conn.raw.execute("SET statement_timeout = 0")
+        migrate(conn)
+        built = build_rollups(conn)
+        if built is not None:
+            meta["rollup_build_seconds"] = round(built, 2)
+            log(f"fixtures: PostgreSQL {url.rsplit('/', 1)[-1]}: rollups built in {built:.1f} s")
+        meta["rollups_built"] = built is not None
+        meta["schema_version"] = SCHEMA_VERSION
+    finally:
+        conn.close()
+    return True
+
+
+def copy_sqlite_to_postgres(path: Path, url: str) -> None:
+    """Every row of a SQLite telemetry file into an empty PostgreSQL store, with COPY."""
+    import sqlite3
+
+    from hermetry.stores.postgres import connect, migrate
+
+    conn = connect(url, host="bench")
+    migrate(conn)
+    raw = conn.raw
+    raw.execute("SET statement_timeout = 0")  # the store's per-statement limit is for its own small writes
+    raw.execute("SET maintenance_work_mem = '512MB'")
+    tables = ("sessions", "turns", "api_calls", "tool_calls", "recorder_runs")
+    indexes = raw.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = ANY(%s) "
+        "AND indexname NOT LIKE '%%_pkey'", (list(tables),)).fetchall()
+    for name, _ in indexes:
+        raw.execute(f'DROP INDEX "{name}"')
+    raw.commit()
+    lite = sqlite3.connect(path)
+    try:
+        for table in tables:
+            cols = [r[1] for r in lite.execute(f"PRAGMA table_xinfo({table})") if r[6] == 0]  # not generated
+            with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+                for r in lite.execute(f"SELECT {', '.join(cols)} FROM {table}"):
+                    copy.write_row(r)
+            raw.commit()
+        for _, create in indexes:
+            raw.execute(create)
+        raw.commit()
+        raw.autocommit = True
+        raw.execute("VACUUM ANALYZE")
+    finally:
+        lite.close()
+        conn.close()

@@ -89,19 +89,50 @@ def plugin_cost() -> dict[str, Any]:
     }
 
 
-def library_insights(db: str, since_ms: str, until_ms: str, reps: str = "1") -> dict[str, Any]:
-    """Time ``insights(db, Query(...))`` in a fresh process (imports excluded)."""
+def library_insights(db: str, since_ms: str, until_ms: str, reps: str = "1", exact: str = "0",
+                     group_by: str = "source,model") -> dict[str, Any]:
+    """Time ``insights(db, Query(...))`` in a fresh process (imports excluded).
+
+    ``exact="1"``: the exact path (every raw row), where the library offers the choice."""
     from hermetry.analytics.report import Query, insights
 
-    q = Query(since_ms=float(since_ms), until_ms=float(until_ms))
+    q = Query(since_ms=float(since_ms), until_ms=float(until_ms), group_by=tuple(filter(None, group_by.split(","))))
+    kwargs = exact_kwargs(exact == "1")
     rss0 = _rss_mb()
     times = []
     report: dict[str, Any] = {}
     for _ in range(int(reps)):
         t0 = time.perf_counter()
-        report = insights(db, q)
+        report = insights(db, q, **kwargs)
         times.append(time.perf_counter() - t0)
-    return {"seconds": times, "coverage": report.get("coverage"), "rss_before_mb": rss0, "peak_rss_mb": _rss_mb()}
+    return {"seconds": times, "coverage": report.get("coverage"), "method": report_method(report),
+            "rss_before_mb": rss0, "peak_rss_mb": _rss_mb(), "api_calls": (report.get("api_calls") or {}).get("count"),
+            "total_tokens": ((report.get("api_calls") or {}).get("tokens") or {}).get("total_tokens"),
+            "latency_ms": (report.get("api_calls") or {}).get("latency_ms")}
+
+
+def exact_kwargs(exact: bool) -> dict[str, Any]:
+    """How to ask ``insights()`` for the exact path ({} when it has no such choice)."""
+    import inspect
+
+    from hermetry.analytics.report import insights
+
+    params = inspect.signature(insights).parameters
+    if not exact:
+        return {}
+    for name in ("exact", "force_exact"):
+        if name in params:
+            return {name: True}
+    if "method" in params:
+        return {"method": "exact"}
+    return {}
+
+
+def report_method(report: dict[str, Any]) -> str | None:
+    """``exact`` / ``approximate`` as the report's model-call latency says (None: not stated)."""
+    lat = (report.get("api_calls") or {}).get("latency_ms") or {}
+    method = lat.get("method")
+    return None if method is None else str(method)
 
 
 def import_state_db(state_db: str, store: str) -> dict[str, Any]:

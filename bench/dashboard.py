@@ -11,7 +11,8 @@ covers all of it). Measured over loopback HTTP, as a browser would fetch it:
   opens the page at once waits at most);
 * **a view never asked before** — the same Overview with a filter: the analytics call itself;
 * **live refresh** — one ``/api/version`` poll (what every open page does every 5 s);
-* **in a browser** (Chromium, when installed): ``page.goto`` until the Overview is drawn.
+* **in a browser** (Chromium, when installed): ``page.goto`` until the Overview is drawn —
+  *cold* (opened the moment the server listens: nothing prepared or cached) and *warm*.
 
 Baseline, same run: ``hermetry insights --json`` for the same window (the CLI, cold).
 """
@@ -63,28 +64,45 @@ def _page_and_view(base: str, view: str) -> float:
     return time.perf_counter() - t0
 
 
-def _browser_first_view(url: str) -> float | None:
-    try:
+class _Browser:
+    """Chromium (the system's, as the tests drive it), one fresh page per view: no cache shared."""
+
+    def __init__(self) -> None:
         from playwright.sync_api import sync_playwright
-    except ImportError:
-        return None
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    if not os.path.exists(executable):
-        return None
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=[
+
+        executable = shutil.which("chromium") or "/usr/bin/chromium"
+        if not os.path.exists(executable):
+            raise FileNotFoundError(executable)
+        self._pw = sync_playwright().start()
+        self.browser = self._pw.chromium.launch(executable_path=executable, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+
+    def first_view(self, url: str) -> float:
+        """``page.goto`` until the Overview is drawn (cards and charts), in a new context."""
+        context = self.browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
         t0 = time.perf_counter()
         page.goto(url)
         page.wait_for_selector("main[data-loaded][aria-busy=false] .cards", timeout=600_000)
         seconds = time.perf_counter() - t0
-        browser.close()
-    return seconds
+        context.close()
+        return seconds
+
+    def close(self) -> None:
+        self.browser.close()
+        self._pw.stop()
 
 
-def measure(db: Path, meta: dict[str, Any]) -> dict[str, Any]:
+def _browser() -> _Browser | None:
+    try:
+        return _Browser()
+    except Exception as exc:  # no Playwright, no Chromium: the HTTP figures still stand
+        log(f"dashboard: no browser ({type(exc).__name__}: {exc}); HTTP figures only")
+        return None
+
+
+def measure(db: Path, meta: dict[str, Any], browser: _Browser | None) -> dict[str, Any]:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     t_start = time.perf_counter()
@@ -94,9 +112,16 @@ def measure(db: Path, meta: dict[str, Any]) -> dict[str, Any]:
         assert proc.stdout is not None
         proc.stdout.readline()  # "hermetry dashboard: URL" once it listens
         listening = time.perf_counter() - t_start
+        # cold: the page opened the moment the server listens (its first answer not prepared yet)
+        if browser is not None:
+            cold = browser.first_view(base + "/")
+        else:
+            cold = _page_and_view(base, FIRST_VIEW)
+        cold_total = time.perf_counter() - t_start
         while json.loads(_get(base + "/api/version"))["computing"]:
             time.sleep(0.05)
         ready = time.perf_counter() - t_start
+        warm_browser = min(browser.first_view(base + "/") for _ in range(3)) if browser is not None else None
         prepared = min(_page_and_view(base, FIRST_VIEW) for _ in range(5))
         polls = []
         for _ in range(200):
@@ -107,7 +132,6 @@ def measure(db: Path, meta: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         _get(base + FIRST_VIEW + "&source=cli")
         unseen = time.perf_counter() - t0
-        browser = _browser_first_view(base + "/")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -117,43 +141,55 @@ def measure(db: Path, meta: dict[str, Any]) -> dict[str, Any]:
     def iso(ms: float) -> str:
         return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
 
-    cli = min(run_child([_hermetry(), "--db", str(db), "insights", "--json", "--since", iso(since), "--until", iso(until),
-                         "--by", "day", "--by", "source", "--by", "model"], env=child_env(), timeout=900).wall_s
-              for _ in range(2))
-    return {"listening_s": listening, "ready_s": ready, "prepared_first_view_s": prepared,
+    cli_run = min((run_child([_hermetry(), "--db", str(db), "insights", "--json", "--since", iso(since), "--until",
+                              iso(until), "--by", "day", "--by", "source", "--by", "model"], env=child_env(), timeout=900)
+                   for _ in range(2)), key=lambda r: r.wall_s)
+    method = ((json.loads(cli_run.stdout).get("api_calls") or {}).get("latency_ms") or {}).get("method")
+    return {"listening_s": listening, "cold_first_view_s": cold, "cold_from_start_s": cold_total, "ready_s": ready,
+            "warm_browser_first_view_s": warm_browser, "prepared_first_view_s": prepared,
             "poll_median_s": polls[len(polls) // 2], "poll_p99_s": polls[int(len(polls) * 0.99)],
-            "unseen_view_s": unseen, "browser_first_view_s": browser, "cli_insights_s": cli}
+            "unseen_view_s": unseen, "cli_insights_s": cli_run.wall_s, "method": method,
+            "in_browser": browser is not None}
 
 
 def run(opts: Options) -> dict[str, Any]:
     sizes = [10_000, 100_000] if opts.quick else [100_000, 1_000_000]
     rows: list[dict[str, Any]] = []
     raw: dict[str, Any] = {}
-    for n in sizes:
-        db, meta = history_db(n)
-        log(f"dashboard: {n:,} API calls")
-        m = measure(db, meta)
-        raw[n] = m
-        log(f"dashboard: {n:,}: {m}")
-        is_target = n == 1_000_000
-        browser = m["browser_first_view_s"]
-        rows.append(row(
-            "dashboard", f"first view (Overview), {n:,} API calls: page + JSON over HTTP, answer prepared at start-up",
-            f"{fmt_s(m['prepared_first_view_s'])}" + (f" · in Chromium {fmt_s(browser)}" if browser else ""),
-            baseline=f"`hermetry insights --json` (same figures, cold) {fmt_s(m['cli_insights_s'])}",
-            ratio=f"{m['cli_insights_s'] / m['prepared_first_view_s']:.0f}× sooner",
-            target=f"≤ {TARGET_S:.0f} s at 1M" if is_target else "",
-            ok=(max(m["prepared_first_view_s"], browser or 0) <= TARGET_S) if is_target else None,
-            key=f"dashboard.first_view.{n}", **m,
-        ))
-        rows.append(row(
-            "dashboard", f"… opened right at start-up, or a view never asked before ({n:,} API calls)",
-            f"ready {fmt_s(m['ready_s'])} after start · unseen view {fmt_s(m['unseen_view_s'])}",
-            baseline=f"listening after {fmt_s(m['listening_s'])}",
-            target=f"≤ {TARGET_S:.0f} s at 1M" if is_target else "",
-            ok=(m["unseen_view_s"] <= TARGET_S) if is_target else None,
-            key=f"dashboard.cold.{n}",
-        ))
+    browser = _browser()
+    try:
+        for n in sizes:
+            db, meta = history_db(n)
+            log(f"dashboard: {n:,} API calls")
+            m = measure(db, meta, browser)
+            raw[n] = m
+            log(f"dashboard: {n:,}: {m}")
+            is_target = n == 1_000_000
+            where = "in Chromium, page.goto until the Overview is drawn" if m["in_browser"] else \
+                "page + JSON over HTTP (no browser here)"
+            warm = m["warm_browser_first_view_s"] if m["in_browser"] else m["prepared_first_view_s"]
+            rows.append(row(
+                "dashboard", f"first view (Overview, 7 days), {n:,} API calls, cold: opened the moment the server "
+                             f"listens ({where}); analytics path: {m['method'] or 'exact'}",
+                f"{fmt_s(m['cold_first_view_s'])} (process start → drawn {fmt_s(m['cold_from_start_s'])})",
+                baseline=f"`hermetry insights --json` (same figures, as a CLI) {fmt_s(m['cli_insights_s'])}",
+                ratio=f"listening after {fmt_s(m['listening_s'])}",
+                target=f"≤ {TARGET_S:.0f} s at 1M" if is_target else "",
+                ok=(m["cold_first_view_s"] <= TARGET_S) if is_target else None,
+                key=f"dashboard.cold.{n}", **m,
+            ))
+            rows.append(row(
+                "dashboard", f"… warm: the same page again, its answer kept ({n:,} API calls); and a view never "
+                             "asked before (a filter)",
+                f"{fmt_s(warm)} · unseen view {fmt_s(m['unseen_view_s'])}",
+                baseline=f"page + JSON over HTTP {fmt_s(m['prepared_first_view_s'])}",
+                target=f"≤ {TARGET_S:.0f} s at 1M" if is_target else "",
+                ok=(max(warm, m["unseen_view_s"]) <= TARGET_S) if is_target else None,
+                key=f"dashboard.warm.{n}",
+            ))
+    finally:
+        if browser is not None:
+            browser.close()
     last = raw[sizes[-1]]
     rows.append(row(
         "dashboard", "live refresh: one `/api/version` poll per open page every 5 s (two stat() calls)",
@@ -161,8 +197,7 @@ def run(opts: Options) -> dict[str, Any]:
         baseline="a recompute only after a write, at most one at a time, ≥ 4× its own duration apart",
         key="dashboard.poll",
     ))
-    notes = ["The first view's answer is the one `insights()` gives; the server computes it in the background "
-             "while it starts and after each write (serving the previous answer meanwhile), so only a question "
-             "never asked before waits for the analytics call. No rollups exist yet: that call is the query "
-             "benchmark's."]
+    notes = ["Cold: the server has just started (rollups built, nothing computed or cached yet) and the page is "
+             "opened at once; warm: opened again, the answer kept by the server (recomputed only after a write). "
+             "The Overview's figures are the ones `insights()` gives (the same JSON the CLI prints)."]
     return {"rows": rows, "notes": notes, "raw": {str(k): v for k, v in raw.items()}}

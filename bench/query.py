@@ -1,20 +1,33 @@
-"""4 · Query scale: ``hermetry insights --json`` over growing histories, and against ``hermes insights``.
+"""4 · Query scale: ``hermetry insights --json`` over 100k, 1M and 10M API calls, on SQLite and
+PostgreSQL, by the rollup path and the exact path — and against ``hermes insights``.
 
-* Histories of 10k, 100k and 1M recorded API calls (``bench._fixtures.history_db``: written
-  with the store's ``write_events`` in big transactions). For each: the CLI as a subprocess
-  (``hermetry insights --json --since … --until …``, the whole window; wall time includes
-  interpreter start-up; peak RSS from ``wait4``) and the library call ``insights(db, Query)``
-  timed alone in a fresh process (best of 3; the process's peak RSS).
+* Histories of 100k, 1M and 10M recorded API calls (``bench._fixtures.history_db``: bulk rows of
+  what ``write_events`` writes, 6.5 days, rollups built by the store's own code), and the same
+  rows in a real PostgreSQL (``postgres_history``: COPY into a cached cluster). Every report
+  covers the whole history, so the window holds 100k, 1M and 10M calls: the worst case.
+* For each: the library call ``insights(db, Query)`` in a fresh process (best of N; the
+  process's peak RSS), and the CLI as a subprocess (``hermetry --db … insights --json --since …
+  --until …``; interpreter start-up and imports included; peak RSS from ``wait4``). The
+  default path (rollups when the window is large, as a user gets it) and the exact path
+  (every raw row: ``--exact``), each as the JSON's ``method`` says it ran.
+* Growth: the exponent of time vs calls, 100k → 1M → 10M (0 = the cost follows the window's
+  length; 1 = it follows the rows).
+* Refresh: what keeping the rollups current costs — new rows written into a closed hour of the
+  1M history, the rollups of the hours they touched rebuilt (in a transaction, rolled back).
+* Start-up: ``hermetry insights --json`` on an empty file, next to ``python -c pass``.
 * Equal history: a 10,000-session Hermes ``state.db`` (``bench._fixtures.state_db``, built with
-  ``hermes_state.SessionDB``) imported with hermetry's backfill importer; then
-  ``hermes insights --days N`` on the state.db (Hermes' own report, as a subprocess) vs
-  ``hermetry insights --json`` on the imported file, both over the whole history.
+  ``hermes_state.SessionDB``) imported with hermetry's importer; ``hermes insights --days N`` on
+  the state.db vs ``hermetry insights --json`` on the imported file, both over everything.
+
+``BENCH_QUERY_SIZES=100000,1000000`` and ``BENCH_EXACT_MAX=1000000`` shorten a run (the exact path
+at 10M takes minutes and ~5 GB); ``BENCH_QUERY_POSTGRES=0`` leaves PostgreSQL out.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -35,7 +48,7 @@ from bench._common import (
 )
 from bench._fixtures import history_db, state_db
 
-TARGET_1M_S = 1.0
+TARGET_S = 1.0
 TARGET_VS_HERMES = 10.0
 
 
@@ -48,28 +61,51 @@ def _hermetry_bin() -> str:
     return str(candidate) if candidate.exists() else "hermetry"
 
 
-def cli_insights(db: Path, since_ms: float, until_ms: float, reps: int) -> dict[str, Any]:
+def _has_exact_flag() -> bool:
+    out = run_child([_hermetry_bin(), "insights", "--help"], env=child_env())
+    return "--exact" in out.stdout
+
+
+def cli_insights(db: Path | str, since_ms: float, until_ms: float, reps: int, *, exact: bool = False,
+                 flag: bool = False) -> dict[str, Any]:
     argv = [_hermetry_bin(), "--db", str(db), "insights", "--json", "--since", _iso(since_ms), "--until", _iso(until_ms)]
-    runs = [run_child(argv, env=child_env(), timeout=900) for _ in range(reps)]
+    if exact and flag:
+        argv.append("--exact")
+    runs = [run_child(argv, env=child_env(), timeout=1800) for _ in range(reps)]
     bad = [r for r in runs if r.returncode != 0]
     if bad:
         raise RuntimeError(f"hermetry insights failed: {bad[0].stderr[-2000:]}")
     best = min(runs, key=lambda r: r.wall_s)
+    report = json.loads(best.stdout)
+    method = ((report.get("api_calls") or {}).get("latency_ms") or {}).get("method")
     return {"seconds": [r.wall_s for r in runs], "best_s": best.wall_s, "peak_rss_mb": max(r.peak_rss_mb for r in runs),
-            "bytes_out": len(best.stdout)}
+            "bytes_out": len(best.stdout), "method": method, "api_calls": report["api_calls"]["count"]}
 
 
-def lib_insights(db: Path, since_ms: float, until_ms: float, reps: int) -> dict[str, Any]:
-    out, child = run_python_json(["-m", "bench._workers", "library-insights", str(db), str(since_ms), str(until_ms), str(reps)])
+def lib_insights(db: Path | str, since_ms: float, until_ms: float, reps: int, *, exact: bool = False) -> dict[str, Any]:
+    out, child = run_python_json(["-m", "bench._workers", "library-insights", str(db), str(since_ms), str(until_ms),
+                                  str(reps), "1" if exact else "0"], timeout=3600)
     out["best_s"] = min(out["seconds"])
     out["process_peak_rss_mb"] = child.peak_rss_mb
     return out
 
 
-def _startup() -> float:
-    """The CLI's fixed cost: `hermetry --help`-like start-up (best of 3)."""
-    argv = [_hermetry_bin(), "path"]
-    return min(run_child(argv, env=child_env()).wall_s for _ in range(3))
+def _startup() -> dict[str, float]:
+    """The CLI's fixed cost: ``insights --json`` on an empty file, and a bare interpreter (best of 5)."""
+    root = tmpdir("startup")
+    empty = root / "empty.db"
+    from hermetry.stores.sqlite import connect, migrate
+
+    conn = connect(empty)
+    migrate(conn)
+    conn.close()
+    env = child_env()
+    insights = min(run_child([_hermetry_bin(), "--db", str(empty), "insights", "--json"], env=env).wall_s
+                   for _ in range(5))
+    bare = min(run_child([sys.executable, "-c", "pass"], env=env).wall_s for _ in range(5))
+    imports = min(run_child([sys.executable, "-c", "import hermetry.surfaces.cli, hermetry.analytics.report"],
+                            env=env).wall_s for _ in range(5))
+    return {"insights_empty_s": insights, "python_s": bare, "imports_s": imports}
 
 
 def imported_store(state: Path, root: Path) -> tuple[Path | None, str | None, dict[str, Any] | None]:
@@ -107,47 +143,134 @@ def _seed_openrouter_cache(home: Path) -> None:
     (home / "cache" / "openrouter_model_metadata.json").write_text(json.dumps(entries))
 
 
+def _exponent(points: list[tuple[int, float]]) -> str:
+    """``^0.05, ^0.98``: the exponent of time vs calls between consecutive sizes."""
+    parts = []
+    for (n0, t0), (n1, t1) in zip(points, points[1:], strict=False):
+        if t0 > 0 and t1 > 0:
+            parts.append(f"{math.log(t1 / t0) / math.log(n1 / n0):.2f}")
+    return ("time ∝ calls^" + " then ^".join(parts)) if parts else ""
+
+
+def _sizes(opts: Options) -> list[int]:
+    env = os.environ.get("BENCH_QUERY_SIZES")
+    if env:
+        return [int(x) for x in env.split(",") if x.strip()]
+    return [10_000, 100_000] if opts.quick else [100_000, 1_000_000, 10_000_000]
+
+
+def _measure_store(label: str, target: Any, meta: dict[str, Any], n: int, *, exact_max: int, flag: bool,
+                   reps: int) -> dict[str, Any]:
+    since, until = meta["since_ms"], meta["until_ms"]
+    lib = lib_insights(target, since, until, reps)
+    cli = cli_insights(target, since, until, reps, flag=flag)
+    if lib.get("api_calls") != meta["api_calls"]:
+        log(f"query: warning: {label} report covers {lib.get('api_calls')} calls of {meta['api_calls']}")
+    out: dict[str, Any] = {"library": lib, "cli": cli}
+    if lib.get("method") == "approximate" and n <= exact_max:
+        exact_reps = 1 if n >= 10_000_000 else min(reps, 2)
+        out["exact_library"] = lib_insights(target, since, until, exact_reps, exact=True)
+        out["exact_cli"] = cli_insights(target, since, until, 1, exact=True, flag=flag) if n < 10_000_000 else None
+    log(f"query: {label} {n:,}: library {lib['best_s']:.3f} s ({lib.get('method')}), CLI {cli['best_s']:.3f} s"
+        + (f"; exact path {out['exact_library']['best_s']:.2f} s" if out.get("exact_library") else ""))
+    return out
+
+
+def _refresh(n: int) -> dict[str, Any] | None:
+    """Rollups kept current: rows written into one closed hour, that hour rebuilt (rolled back)."""
+    try:
+        out, _ = run_python_json(["-m", "bench._workers", "rollup-refresh", str(history_db(n)[0])], timeout=1800)
+    except RuntimeError as exc:
+        log(f"query: refresh not measured: {str(exc)[-300:]}")
+        return None
+    return None if out.get("skipped") else out
+
+
 def run(opts: Options) -> dict[str, Any]:
-    sizes = [10_000, 100_000] if opts.quick else [10_000, 100_000, 1_000_000]
+    sizes = _sizes(opts)
+    exact_max = int(os.environ.get("BENCH_EXACT_MAX", "10000000"))
+    with_pg = os.environ.get("BENCH_QUERY_POSTGRES", "1") != "0"
     n_sessions = 1_000 if opts.quick else 10_000
     root = tmpdir("query")
     rows: list[dict[str, Any]] = []
-    results: dict[str, Any] = {"sizes": {}}
+    results: dict[str, Any] = {"sqlite": {}, "postgres": {}}
     startup = _startup()
-    results["cli_startup_s"] = startup
+    results["startup"] = startup
+    flag = _has_exact_flag()
+    metas = {n: history_db(n)[1] for n in sizes}
     for n in sizes:
         db, meta = history_db(n)
-        reps = 3 if n < 1_000_000 else 2
-        log(f"query: {n:,} API calls ({meta['sessions']:,} sessions, {db.stat().st_size / 2**20:.0f} MB)")
-        lib = lib_insights(db, meta["since_ms"], meta["until_ms"], reps)
-        cli = cli_insights(db, meta["since_ms"], meta["until_ms"], reps)
-        cov = lib.get("coverage") or {}
-        if cov.get("api_calls") != meta["api_calls"]:
-            log(f"query: warning: report covers {cov.get('api_calls')} calls of {meta['api_calls']}")
-        results["sizes"][n] = {"meta": meta, "library": lib, "cli": cli}
-        log(f"query: {n:,}: library {lib['best_s']:.3f} s, CLI {cli['best_s']:.3f} s, "
-            f"peak RSS {cli['peak_rss_mb']:.0f} MB")
-    # growth: exponent of time vs size between the two largest sizes
-    ns = sorted(results["sizes"])
-    growth = ""
-    if len(ns) >= 2:
-        a, b = results["sizes"][ns[-2]]["library"]["best_s"], results["sizes"][ns[-1]]["library"]["best_s"]
-        growth = f"time ∝ size^{math.log(b / a) / math.log(ns[-1] / ns[-2]):.2f} ({ns[-2]:,} → {ns[-1]:,})"
-    for n in ns:
-        r = results["sizes"][n]
-        lib, cli, meta = r["library"], r["cli"], r["meta"]
-        is_target = n == 1_000_000
-        rows.append(row(
-            "query", f"`hermetry insights --json`, {n:,} API calls ({meta['sessions']:,} sessions, "
-                     f"{meta['turns']:,} turns, {meta['tool_calls']:,} tool calls)",
-            f"CLI {fmt_s(cli['best_s'])} · library {fmt_s(lib['best_s'])}",
-            baseline=f"CLI start-up alone {fmt_s(startup)}",
-            ratio=growth if n == ns[-1] else "",
-            target=f"≤ {TARGET_1M_S:.0f} s at 1M" if is_target else "",
-            ok=(cli["best_s"] <= TARGET_1M_S) if is_target else None,
-            memory=f"peak RSS {fmt_mb(cli['peak_rss_mb'])}",
-            key=f"query.{n}", cli=cli, library=lib,
-        ))
+        log(f"query: SQLite, {n:,} API calls ({meta['sessions']:,} sessions, {db.stat().st_size / 2**20:,.0f} MB)")
+        results["sqlite"][n] = _measure_store("SQLite", db, meta, n, exact_max=exact_max, flag=flag,
+                                              reps=3 if n < 10_000_000 else 2)
+    if with_pg:
+        from bench._fixtures import cached_postgres, postgres_history
+
+        with cached_postgres() as pg:
+            for n in sizes:
+                url, pg_meta = postgres_history(pg, n)
+                metas[n]["pg"] = {k: pg_meta.get(k) for k in ("copy_seconds", "rollup_build_seconds")}
+                log(f"query: PostgreSQL, {n:,} API calls")
+                results["postgres"][n] = _measure_store("PostgreSQL", url, pg_meta, n, exact_max=exact_max, flag=flag,
+                                                        reps=3 if n < 10_000_000 else 2)
+    results["metas"] = metas
+
+    for store, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+        measured = results[store]
+        if not measured:
+            continue
+        ns = sorted(measured)
+        default_points = [(n, measured[n]["library"]["best_s"]) for n in ns]
+        exact_points = [(n, measured[n]["exact_library"]["best_s"]) for n in ns if measured[n].get("exact_library")]
+        for n in ns:
+            r, meta = measured[n], metas[n]
+            lib, cli = r["library"], r["cli"]
+            method = lib.get("method") or "exact (no rollups in this build)"
+            ex = r.get("exact_library")
+            is_target = n >= 1_000_000
+            baseline = f"CLI start-up alone {fmt_s(startup['insights_empty_s'])}"
+            if ex:
+                baseline = f"exact path: library {fmt_s(ex['best_s'])}" + (
+                    f" · CLI {fmt_s(r['exact_cli']['best_s'])}" if r.get("exact_cli") else "") + " · " + baseline
+            rows.append(row(
+                "query", f"{label}: `insights --json` over {n:,} API calls ({meta['sessions']:,} sessions, "
+                         f"{meta['turns']:,} turns, {meta['tool_calls']:,} tool calls), whole window; path: {method}",
+                f"CLI {fmt_s(cli['best_s'])} · library {fmt_s(lib['best_s'])}",
+                baseline=baseline,
+                ratio=(f"{ex['best_s'] / lib['best_s']:.0f}× faster than exact" if ex else "")
+                      + ((" · " if ex else "") + _exponent(default_points) if n == ns[-1] and len(ns) > 1 else ""),
+                target=f"≤ {TARGET_S:.0f} s at 1M and 10M" if is_target else "",
+                ok=(cli["best_s"] <= TARGET_S) if is_target else None,
+                memory=f"peak RSS {fmt_mb(cli['peak_rss_mb'])}" + (f" (exact {fmt_mb(ex['process_peak_rss_mb'])})" if ex else ""),
+                key=f"query.{store}.{n}", cli=cli, library=lib, exact=ex,
+            ))
+        if len(exact_points) > 1:
+            rows.append(row("query", f"{label}: growth of the exact path (every raw row)", _exponent(exact_points),
+                            baseline="default path: " + _exponent(default_points),
+                            key=f"query.{store}.growth"))
+    build = [(n, metas[n].get("rollup_build_seconds"), (metas[n].get("pg") or {}).get("rollup_build_seconds"))
+             for n in sizes]
+    if any(b[1] for b in build):
+        rows.append(row("query", "rollups built from scratch (every hour of the history), once per fixture",
+                        " · ".join(f"{n:,}: {fmt_s(s)}" for n, s, _ in build if s) + " (SQLite)",
+                        baseline=" · ".join(f"{n:,}: {fmt_s(p)}" for n, _, p in build if p) + (" (PostgreSQL)" if any(
+                            b[2] for b in build) else ""),
+                        ratio=" · ".join(f"{n:,}: {metas[n]['generation_seconds']:.0f} s to generate the rows"
+                                         for n in sizes if metas[n].get("generation_seconds")),
+                        key="query.rollup_build"))
+    refresh = _refresh(1_000_000 if 1_000_000 in sizes else sizes[-1])
+    if refresh:
+        results["refresh"] = refresh
+        rows.append(row("query", f"rollups kept current: {refresh['calls']:,} new API calls "
+                                 f"({refresh['events']:,} events) written into a closed hour, then refreshed",
+                        f"refresh {fmt_s(refresh['refresh_s'])}", baseline=f"the write itself {fmt_s(refresh['write_s'])}",
+                        ratio=f"{refresh['buckets']:,} dirty bucket(s) rebuilt",
+                        key="query.refresh", **refresh))
+    rows.append(row("query", "CLI start-up: `hermetry insights --json` on an empty file",
+                    fmt_s(startup["insights_empty_s"]),
+                    baseline=f"`python -c pass` {fmt_s(startup['python_s'])} · importing the CLI and the report "
+                             f"{fmt_s(startup['imports_s'])}",
+                    key="query.startup"))
 
     # equal history: Hermes' state.db vs the same history imported
     state, smeta = state_db(n_sessions)
@@ -179,13 +302,14 @@ def run(opts: Options) -> dict[str, Any]:
                         target=f"≥ {TARGET_VS_HERMES:.0f}× faster", ok=None, key="query.vs_hermes", skipped=skipped))
     else:
         since_ms, until_ms = smeta["since_s"] * 1000 - 86_400_000, time.time() * 1000 + 3_600_000
-        cli = cli_insights(store, since_ms, until_ms, 3)
+        cli = cli_insights(store, since_ms, until_ms, 3, flag=flag)
         lib = lib_insights(store, since_ms, until_ms, 3)
         results["imported"] = {"cli": cli, "library": lib}
         speedup = h_best / cli["best_s"]
         rows.append(row(
             "query", f"equal history ({smeta['sessions']:,} sessions / {smeta['messages']:,} messages): "
-                     "`hermetry insights --json` on the imported file vs `hermes insights` on state.db",
+                     f"`hermetry insights --json` on the imported file vs `hermes insights` on state.db; "
+                     f"path: {lib.get('method') or 'exact'}",
             f"CLI {fmt_s(cli['best_s'])} · library {fmt_s(lib['best_s'])}",
             baseline=f"`hermes insights` {fmt_s(h_best)} (peak RSS {fmt_mb(h_rss)})",
             ratio=f"{speedup:.1f}× faster (CLI vs CLI)",
@@ -193,8 +317,13 @@ def run(opts: Options) -> dict[str, Any]:
             memory=f"peak RSS {fmt_mb(cli['peak_rss_mb'])}", key="query.vs_hermes",
         ))
     notes = [
-        "Histories are generated with the store's `write_events` in transactions of 50,000 events "
-        "(sessions of 1–7 turns, 1–4 API calls per turn, a tool call between consecutive API calls).",
+        "Histories: bulk INSERTs of exactly the rows the store's `write_events` leaves (checked row for row by "
+        "tests/test_bench_fixtures.py), 6.5 days, sessions of 1–7 turns, 1–4 API calls per turn, a tool call between "
+        "consecutive API calls; PostgreSQL: the same rows by COPY. Each report covers the whole history.",
         f"`hermes insights --days {days}` and `hermetry insights --since/--until` both cover the whole history.",
+        "Generation: " + ", ".join(f"{n:,} calls {metas[n].get('generation_seconds', 0):.0f} s"
+                                   + (f" (+ {metas[n]['pg']['copy_seconds']:.0f} s COPY into PostgreSQL)"
+                                      if (metas[n].get("pg") or {}).get("copy_seconds") else "")
+                                   for n in sizes if metas[n].get("generation_seconds") is not None),
     ]
-    return {"rows": rows, "notes": notes, "raw": results}
+    return {"rows": rows, "notes": notes, "raw": json.loads(json.dumps(results, default=str))}

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ApiError", "DashboardApi", "DashboardServer", "serve"]
+__all__ = ["DEFAULT_REFRESH_S", "ApiError", "DashboardApi", "DashboardServer", "serve"]
+
+#: How often an open page asks ``/api/version`` for new data (seconds); ``--refresh`` changes it.
+DEFAULT_REFRESH_S = 5.0
 
 
 def __getattr__(name: str) -> Any:

@@ -45,12 +45,11 @@ from pathlib import Path
 from typing import Any
 
 from hermetry.model.units import DAY_MS
+from hermetry.surfaces.dashboard import DEFAULT_REFRESH_S  # noqa: F401 - how often the browser asks ``version``
 
 VERSION_SCHEMA = "hermetry.dashboard_version.v1"
 DEFAULT_DAYS = 7.0
 MAX_SESSIONS = 500
-#: How often the browser asks ``version`` (seconds).
-DEFAULT_REFRESH_S = 5.0
 #: A kept answer over a window relative to now ("the last 7 days") is fresh this long (s).
 RELATIVE_FRESH_S = 30.0
 #: A kept answer is recomputed no sooner than this many times its last computation's duration.

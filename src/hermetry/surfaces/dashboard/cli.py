@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hermetry.surfaces.dashboard.api import DEFAULT_REFRESH_S
+from hermetry.surfaces.dashboard import DEFAULT_REFRESH_S
 
 
 def add_dashboard_arguments(p: argparse.ArgumentParser) -> None:
