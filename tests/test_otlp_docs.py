@@ -81,9 +81,10 @@ def _exposition(tmp: Path) -> str:
     from hermetry.testing.history import History
 
     db = History(now_ms=T0, events=example_events()).record(tmp / "example.db")
-    keep = ("hermetry_turns_total", "hermetry_cost_USD_total", "hermetry_tokens_total",
+    keep = ("hermetry_turns{", "hermetry_sessions{", "hermetry_cost_USD_total", "hermetry_tokens_total",
             "gen_ai_client_operation_duration_seconds_count", "gen_ai_client_operation_duration_seconds_sum",
-            "gen_ai_client_operation_duration_seconds_bucket{", "hermetry_recorder_dropped_total")
+            "gen_ai_client_operation_duration_seconds_bucket{", "hermetry_recorder_dropped_total",
+            "hermetry_store_up")
     lines = [line for line in exposition(db).splitlines()
              if line.startswith(keep) and ('le="' not in line or re.search(r'le="(0\.64|1\.28|2\.56|\+Inf)"', line))]
     return "```\n$ hermetry metrics show   # excerpt\n" + "\n".join(lines) + "\n```"

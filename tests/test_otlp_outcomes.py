@@ -184,6 +184,6 @@ def test_derived_turns_are_labelled_and_left_out_of_rate_panels() -> None:
     (turn,) = [p for p in points if p.metric is genai.TURNS]
     assert dict(turn.attributes)[genai.H_ORIGIN] == "backfill"
     exprs = [t["expr"] for p in json.loads(GRAFANA_DASHBOARD.read_text())["panels"] for t in p.get("targets", [])]
-    selectors = [e for e in exprs if "hermetry_turns_total{" in e]
-    assert selectors and all(e.count("hermetry_turns_total{") == e.count('hermetry_turns_total{hermetry_origin=""')
+    selectors = [e for e in exprs if "hermetry_turns{" in e]
+    assert selectors and all(e.count("hermetry_turns{") == e.count('hermetry_turns{hermetry_origin=""')
                              for e in selectors)

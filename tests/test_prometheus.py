@@ -182,10 +182,10 @@ pytestmark = pytest.mark.hermes
 
 def test_counters_equal_the_injected_truth(scraped: Prometheus) -> None:
     p = scraped
-    assert p.value("sum(hermetry_turns_total)") == 4
-    assert p.value('sum(hermetry_turns_total{hermetry_turn_outcome="completed"})') == 3
-    assert p.value('sum(hermetry_turns_total{hermetry_turn_outcome="errored", hermetry_outcome_class="failure"})') == 1
-    assert p.value('sum(hermetry_turns_total{hermetry_source="webhook"})') == 1
+    assert p.value("sum(hermetry_turns)") == 4
+    assert p.value('sum(hermetry_turns{hermetry_turn_outcome="completed"})') == 3
+    assert p.value('sum(hermetry_turns{hermetry_turn_outcome="errored", hermetry_outcome_class="failure"})') == 1
+    assert p.value('sum(hermetry_turns{hermetry_source="webhook"})') == 1
     assert p.value('sum(gen_ai_client_token_usage_sum{gen_ai_token_type="input"})') == sum(
         u.prompt_tokens for u in OK_USAGES)
     assert p.value('sum(gen_ai_client_token_usage_sum{gen_ai_token_type="output"})') == sum(
@@ -199,7 +199,7 @@ def test_counters_equal_the_injected_truth(scraped: Prometheus) -> None:
     assert p.value('sum(hermetry_cost_USD_total{hermetry_cost_status="estimated"})') == pytest.approx(
         sum(_cost(u) for u in OK_USAGES), rel=1e-9)
     assert p.value('sum(hermetry_tool_calls_total{gen_ai_tool_name="terminal", hermetry_tool_status="ok"})') == 1
-    assert p.value('sum(hermetry_sessions_total{hermetry_session_outcome="completed"})') >= 3
+    assert p.value('sum(hermetry_sessions{hermetry_session_outcome="completed"})') >= 3
     assert p.value("sum(hermetry_recorder_dropped_total)") == 0
 
 
@@ -230,10 +230,20 @@ def test_the_dashboard_is_provisionable() -> None:
     assert [i["name"] for i in dash["__inputs"]] == ["DS_PROMETHEUS"]
     assert {v["name"] for v in dash["templating"]["list"]} == {"model", "source", "provider"}
     exprs = _dashboard_queries()
-    assert all("[$__rate_interval]" in e or "[1d]" in e for e in exprs if "rate(" in e or "increase(" in e)
+    assert all("[$__rate_interval]" in e or "[1d]" in e for e in exprs
+               if "rate(" in e or "increase(" in e or "delta(" in e)
+    # counters are read with rate()/increase(), gauges (up-down counters) with delta(): never mixed up
+    kinds = {genai.prometheus_name(m): m.kind for m in genai.METRICS}
+    for e in exprs:
+        for name, kind in kinds.items():
+            if re.search(rf"(increase|rate)\({re.escape(name)}\{{", e):
+                assert kind != "updowncounter", e
+            if re.search(rf"delta\({re.escape(name)}\{{", e):
+                assert kind == "updowncounter", e
     titles = " | ".join(p["title"] for p in dash["panels"])
     for wanted in ("Model-call latency", "Time to first chunk", "Turn wall time", "Tokens by kind", "Cost per day",
-                   "Completion and failure rate by source", "Tool failures", "queue wait", "Recorder drops"):
+                   "Completion and failure rate by source", "Tool failures", "queue wait", "Recorder drops",
+                   "Telemetry file readable"):
         assert wanted in titles
 
 

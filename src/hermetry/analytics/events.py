@@ -118,3 +118,32 @@ def recorder_drops(db: Db) -> int:
         except sqlite3.Error:
             return 0
         return int(value or 0)
+
+
+def appended_calls(conn: sqlite3.Connection, table: str,
+                   after_rowid: int) -> Iterator[tuple[int, Any, str | None, str | None, str | None]]:
+    """The model calls (``api_calls``) or tool calls (``tool_calls``) stored after ``after_rowid``,
+    in rowid order: ``(rowid, event, session source, session model, session provider)`` — what the
+    Prometheus endpoint folds incrementally (analytics/metrics.py). These rows are written once
+    (whatever rewrites them — reprice, import — is detected there)."""
+    cls = ApiCall if table == "api_calls" else ToolCall
+    names = _fields(cls) & _columns(conn, table)
+    sql = (f"SELECT c.rowid AS h_rowid, c.*, s.source AS h_source, s.model AS h_model, s.provider AS h_provider "
+           f"FROM {table} c LEFT JOIN sessions s ON s.session_id = c.session_id "
+           "WHERE c.rowid > ? ORDER BY c.rowid")
+    for row in _rows(conn, sql, [after_rowid]):
+        yield row["h_rowid"], _build(cls, row, names), row["h_source"], row["h_model"], row["h_provider"]
+
+
+def exporter_drops(db: Db) -> dict[str, int]:
+    """What each exporter could not deliver, summed over every recording process's runs (the
+    ``exporter_runs`` ledger: events it refused + spans/points it could not send)."""
+    with open_db(db) as conn:
+        if conn is None:
+            return {}
+        try:
+            rows = conn.execute("SELECT exporter, COALESCE(SUM(events_dropped + undelivered), 0) "
+                                "FROM exporter_runs GROUP BY exporter ORDER BY exporter").fetchall()
+        except sqlite3.Error:
+            return {}  # an older file: no exporter ledger yet
+        return {str(name): int(n or 0) for name, n in rows}

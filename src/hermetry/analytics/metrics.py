@@ -1,52 +1,251 @@
 """Cumulative metric series computed from the telemetry file — what ``hermetry metrics`` serves.
 
-The series are exactly the OTLP exporter's (:mod:`hermetry.sinks.genai`: same instruments, same
-attributes, same buckets), folded over the whole recorded history. Because they are computed from
-the file every process writes, they are monotonic across processes and restarts: a short-lived
-``hermes -z`` adds its calls to the same counters a gateway does, and restarting the server loses
-nothing.
+The series are the OTLP exporter's (:mod:`hermetry.sinks.genai`: same instruments, attributes and
+buckets, built by the same per-row functions). Because they are computed from the file every
+process writes, they hold across processes and restarts: a short-lived ``hermes -z`` adds its calls
+to the same counters a gateway does, and restarting the server loses nothing.
+
+:class:`MetricFold` keeps them up to date **incrementally** (docs/prometheus.md has the measured
+cost of a pass):
+
+* model calls and tool calls — nearly all rows — are written once and never revised: each pass
+  folds only the rows past the last ``rowid`` it read, into cumulative counters and histograms;
+* turns and sessions are revised by the store (a turn closed as ``errored`` when the next starts,
+  a cron status arriving after the end, an API-server session open again while a turn runs, the
+  reconciler): their series are counted afresh each pass by a few small ``GROUP BY`` queries, so
+  they are always what the file says now — ``hermetry.turns`` and ``hermetry.sessions`` are up-down
+  counters (Prometheus gauges) for that reason;
+* what rewrites appended rows in place — ``hermetry reprice`` (it keeps the old costs in
+  ``cost_history``) and ``hermetry import`` (``backfill_state``) — or a replaced file makes the next
+  pass fold everything again, so the figures always equal a fold from scratch.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from hermetry.analytics.events import recorder_drops, stored_events
-from hermetry.model.events import Event
+from hermetry.analytics.events import appended_calls, exporter_drops, recorder_drops
 from hermetry.sinks import genai
-from hermetry.stores.reader import Db
+from hermetry.stores.reader import Db, open_db
+
+#: the append-only tables, folded by rowid high-water mark
+APPENDED = ("api_calls", "tool_calls")
 
 
 @dataclass(frozen=True)
 class MetricSnapshot:
-    """Every series at one moment, and how long computing them took."""
+    """Every series at one moment, and what computing them took."""
 
     series: tuple[genai.Series, ...]
     computed_at_ms: float
     compute_ms: float
+    #: appended rows (model and tool calls) read by this pass
     events: int
+    #: whether this pass folded the whole history (the first, or after a rewrite)
+    full: bool = True
+
+
+def _bucket_sql(value: str, boundaries: tuple[float, ...], lo: int = 0, hi: int | None = None) -> str:
+    """The histogram bucket index of ``value`` (``bisect_left``: buckets are (lower, upper]), as a
+    binary search of nested CASEs (about log2(n) comparisons a row, not n)."""
+    hi = len(boundaries) if hi is None else hi
+    if lo >= hi:
+        return str(lo)
+    mid = (lo + hi) // 2
+    return (f"(CASE WHEN {value} <= {boundaries[mid]!r} THEN {_bucket_sql(value, boundaries, lo, mid)} "
+            f"ELSE {_bucket_sql(value, boundaries, mid + 1, hi)} END)")
+
+
+def _ns(ms: float | None) -> int:
+    return int(round((ms or 0.0) * 1000)) * 1000
+
+
+def _histograms(metric: genai.MetricDef, rows: Iterable[tuple[Any, ...]],
+                attributes: Any) -> list[genai.Series]:
+    """Histogram series from ``(labels…, bucket, count, sum, min, max, first_ms, last_ms)`` rows."""
+    out: dict[tuple[tuple[str, Any], ...], genai.Series] = {}
+    for row in rows:
+        *labels, bucket, count, total, low, high, first, last = row
+        key = attributes(*labels)
+        s = out.get(key)
+        if s is None:
+            s = out[key] = genai.new_series(metric, key, _ns(first))
+        assert s.bucket_counts is not None
+        s.bucket_counts[int(bucket)] += int(count)
+        s.count += int(count)
+        s.sum += float(total)
+        s.min, s.max = min(s.min, float(low)), max(s.max, float(high))
+        s.start_ns, s.time_ns = min(s.start_ns, _ns(first)), max(s.time_ns, _ns(last))
+    return list(out.values())
+
+
+def _counts(metric: genai.MetricDef, rows: Iterable[tuple[Any, ...]], attributes: Any) -> list[genai.Series]:
+    """Sum series from ``(labels…, count, first_ms, last_ms)`` rows."""
+    out: dict[tuple[tuple[str, Any], ...], genai.Series] = {}
+    for row in rows:
+        *labels, count, first, last = row
+        key = attributes(*labels)
+        s = out.get(key)
+        if s is None:
+            s = out[key] = genai.new_series(metric, key, _ns(first))
+        s.count += int(count)
+        s.sum += int(count)
+        s.start_ns, s.time_ns = min(s.start_ns, _ns(first)), max(s.time_ns, _ns(last))
+    return list(out.values())
+
+
+#: one scan of the turns (joined once to their sessions) feeds all three turn series
+_TURNS = f"""
+SELECT outcome, source, origin,
+       CASE WHEN w IS NULL THEN -1 ELSE {_bucket_sql('w', genai.TURN_DURATION.boundaries)} END,
+       CASE WHEN q IS NULL THEN -1 ELSE {_bucket_sql('q', genai.QUEUE_WAIT.boundaries)} END,
+       COUNT(outcome), MIN(ended_at_ms), MAX(ended_at_ms),
+       COUNT(w), SUM(w), MIN(w), MAX(w),
+       COUNT(q), SUM(q), MIN(q), MAX(q), MIN(started_at_ms), MAX(started_at_ms)
+FROM (SELECT t.outcome, s.source, t.origin, t.ended_at_ms, t.started_at_ms,
+             CASE WHEN t.outcome IS NOT NULL THEN MAX(0.0, t.wall_ms / 1000.0) END AS w,
+             CASE WHEN t.started_at_ms IS NOT NULL THEN t.queue_wait_ms / 1000.0 END AS q
+      FROM turns t LEFT JOIN sessions s ON s.session_id = t.session_id
+      WHERE t.outcome IS NOT NULL OR t.queue_wait_ms IS NOT NULL)
+GROUP BY 1, 2, 3, 4, 5
+"""
+_SESSIONS = """
+SELECT outcome, source, COUNT(*), MIN(COALESCE(ended_at_ms, started_at_ms)), MAX(COALESCE(ended_at_ms, started_at_ms))
+FROM sessions WHERE outcome IS NOT NULL GROUP BY 1, 2
+"""
+
+
+def revisable_series(conn: sqlite3.Connection) -> list[genai.Series]:
+    """The series of what the store revises (turns, sessions): counted afresh, as the file says now."""
+    turns, durations, waits = [], [], []
+    for (outcome, source, origin, w_bucket, q_bucket, n, first_end, last_end, nw, sw, lw, hw, nq, sq, lq, hq,
+         first_start, last_start) in conn.execute(_TURNS):
+        if n:
+            turns.append((outcome, source, origin, n, first_end, last_end))
+        if nw:
+            durations.append((outcome, source, w_bucket, nw, sw, lw, hw, first_end, last_end))
+        if nq:
+            waits.append((source, q_bucket, nq, sq, lq, hq, first_start, last_start))
+    return [*_counts(genai.TURNS, turns, genai.turn_count_attributes),
+            *_histograms(genai.TURN_DURATION, durations, genai.turn_duration_attributes),
+            *_histograms(genai.QUEUE_WAIT, waits, genai.queue_wait_attributes),
+            *_counts(genai.SESSIONS, conn.execute(_SESSIONS), genai.session_attributes)]
+
+
+def drop_series(conn: sqlite3.Connection | None, now_ns: int) -> list[genai.Series]:
+    """``hermetry.recorder.dropped`` by sink: the recorders' own drops (always present — 0 is a
+    figure an operator wants to see) and each exporter's (persisted per recorder run)."""
+    counts = {"recorder": recorder_drops(conn) if conn is not None else 0}
+    if conn is not None:
+        for sink, n in exporter_drops(conn).items():
+            counts[sink] = counts.get(sink, 0) + n
+    out = []
+    for sink, n in counts.items():
+        s = genai.new_series(genai.DROPPED, ((genai.H_SINK, sink),), now_ns)
+        s.add(n, now_ns)
+        out.append(s)
+    return out
+
+
+def _generation(conn: sqlite3.Connection) -> tuple[Any, ...]:
+    """What changes when appended rows were rewritten in place (a reprice, an import)."""
+    out: list[Any] = []
+    for sql in ("SELECT MAX(rowid), MAX(replaced_at_ms) FROM cost_history",
+                "SELECT MAX(rowid), MAX(imported_at_ms), COUNT(*) FROM backfill_state"):
+        try:
+            out.append(tuple(conn.execute(sql).fetchone()))
+        except sqlite3.OperationalError:  # an older file without the table
+            out.append(None)
+    return tuple(out)
+
+
+def _max_rowid(conn: sqlite3.Connection, table: str) -> int:
+    try:
+        return int(conn.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+class MetricFold:
+    """The file's cumulative series, brought up to date by :meth:`update` (one pass at a time)."""
+
+    def __init__(self, db: Db, *, max_series: int = 100_000) -> None:
+        self.db = db
+        self.max_series = max_series
+        self._lock = threading.Lock()
+        # every turn/session series exposed so far: one whose count fell to nothing stays, at 0
+        # (a vanished series is "no data" to Prometheus, not 0: a share or an alert would break)
+        self._revisable_seen: dict[tuple[str, tuple[tuple[str, Any], ...]], genai.MetricDef] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._aggregator = genai.Aggregator(cumulative=True, max_series=self.max_series)
+        self._high_water = dict.fromkeys(APPENDED, 0)
+        self._generation: tuple[Any, ...] | None = None
+
+    def update(self) -> MetricSnapshot:
+        """Fold what was appended since the last pass; count turns and sessions afresh."""
+        with self._lock:
+            started = time.perf_counter()
+            full = False
+            events = 0
+            with open_db(self.db) as conn:
+                if conn is None:  # no file yet: an empty history
+                    self._reset()
+                    series = drop_series(None, time.time_ns())
+                    return MetricSnapshot(tuple(series), time.time() * 1000, (time.perf_counter() - started) * 1000,
+                                          0, True)
+                generation = _generation(conn)
+                rewound = any(_max_rowid(conn, t) < self._high_water[t] for t in APPENDED)
+                if generation != self._generation or rewound:
+                    self._reset()
+                    self._generation = generation
+                full = not any(self._high_water.values())
+                events = self._fold_appended(conn)
+                series = [*self._aggregator.totals(), *self._revisable(conn), *drop_series(conn, time.time_ns())]
+            return MetricSnapshot(tuple(series), time.time() * 1000, (time.perf_counter() - started) * 1000,
+                                  events, full)
+
+    def _revisable(self, conn: sqlite3.Connection) -> list[genai.Series]:
+        now = revisable_series(conn)
+        present = {(x.metric.name, x.attributes) for x in now}
+        at = time.time_ns()
+        gone = [genai.new_series(metric, key[1], at) for key, metric in self._revisable_seen.items()
+                if key not in present]
+        for x in now:
+            self._revisable_seen.setdefault((x.metric.name, x.attributes), x.metric)
+        return now + gone
+
+    def _fold_appended(self, conn: sqlite3.Connection) -> int:
+        n = 0
+        batch: list[genai.Measurement] = []
+        for table in APPENDED:
+            for rowid, event, source, model, provider in appended_calls(conn, table, self._high_water[table]):
+                if table == "api_calls":
+                    genai.api_call_points(event, source, genai.call_labels(event, model, provider), batch)
+                else:
+                    genai.tool_call_points(event, source, batch)
+                self._high_water[table] = rowid
+                n += 1
+                if len(batch) >= 5_000:
+                    self._aggregator.add(batch)
+                    batch.clear()
+        self._aggregator.add(batch)
+        return n
 
 
 def metric_snapshot(db: Db) -> MetricSnapshot:
-    """Fold the whole history of ``db`` into cumulative series (one pass, streamed)."""
-    started = time.perf_counter()
-    mapper = genai.GenAIMapper(spans=False)
-    aggregator = genai.Aggregator(cumulative=True, max_series=100_000)
-    batch: list[Event] = []
-    events = 0
-    for event in stored_events(db):
-        batch.append(event)
-        if len(batch) >= 5_000:
-            aggregator.add(mapper.map(batch)[1])
-            events += len(batch)
-            batch.clear()
-    aggregator.add(mapper.map(batch)[1])
-    aggregator.add(mapper.finish()[1])
-    events += len(batch)
-    now_ns = time.time_ns()
-    dropped = recorder_drops(db)
-    # recorder drops: always present (0 is a figure an operator wants to see)
-    aggregator.add([genai.Measurement(genai.DROPPED, dropped, ((genai.H_SINK, "recorder"),), now_ns)])
-    series = tuple(aggregator.totals())
-    return MetricSnapshot(series, time.time() * 1000, (time.perf_counter() - started) * 1000, events)
+    """Every series of ``db``, folded from scratch (what one pass of a fresh :class:`MetricFold` gives)."""
+    return MetricFold(db).update()
+
+
+def series_table(series: Iterable[genai.Series]) -> Iterator[tuple[str, tuple[tuple[str, Any], ...], Any]]:
+    """(metric, attributes, value) of each series, sorted — to compare two snapshots' figures."""
+    rows = [(s.metric.name, s.attributes, (s.count, s.sum, tuple(s.bucket_counts or ())))
+            for s in series]
+    yield from sorted(rows, key=lambda r: (r[0], repr(r[1])))

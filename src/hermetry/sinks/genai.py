@@ -46,6 +46,7 @@ from hermetry.model.events import (
 from hermetry.model.outcomes import (
     SESSION_OUTCOME_CLASS,
     TURN_OUTCOME_CLASS,
+    UNENDED_RUN_SESSION_TYPES,
     reconciled_turn,
     session_outcome,
     session_outcome_for_end_reason,
@@ -119,7 +120,9 @@ class MetricDef:
     """One instrument: its OpenTelemetry name, kind, unit and (histograms) bucket boundaries."""
 
     name: str
-    kind: str  # "histogram" | "counter"
+    #: "histogram" | "counter" (monotonic sum) | "updowncounter" (a non-monotonic sum: a count of what
+    #: the store says *now*, which a later reclassification can lower; Prometheus: a gauge)
+    kind: str
     unit: str
     description: str
     boundaries: tuple[float, ...] = ()
@@ -146,12 +149,16 @@ TOKEN_USAGE = MetricDef("gen_ai.client.token.usage", "histogram", "{token}",
 TIME_TO_FIRST_CHUNK = MetricDef("gen_ai.client.operation.time_to_first_chunk", "histogram", "s",
                                 "Time to receive the first chunk of a streamed response.",
                                 GENAI_DURATION_BUCKETS_S)
-TURNS = MetricDef("hermetry.turns", "counter", "{turn}", "Turns (user request → final answer) by outcome.")
+TURNS = MetricDef("hermetry.turns", "updowncounter", "{turn}",
+                  "Ended turns (user request → final answer) by their current outcome (a reclassified turn "
+                  "moves from one outcome to another).")
 TURN_DURATION = MetricDef("hermetry.turn.duration", "histogram", "s", "Wall time of a turn.",
                           AGENT_LATENCY_BUCKETS_S)
 QUEUE_WAIT = MetricDef("hermetry.turn.queue_wait", "histogram", "s",
                        "Time a gateway message waited before its turn began.", AGENT_LATENCY_BUCKETS_S)
-SESSIONS = MetricDef("hermetry.sessions", "counter", "{session}", "Ended sessions by outcome.")
+SESSIONS = MetricDef("hermetry.sessions", "updowncounter", "{session}",
+                     "Sessions with an outcome, by their current outcome (a reclassified or reopened session "
+                     "leaves its old outcome).")
 API_CALLS = MetricDef("hermetry.api_calls", "counter", "{call}", "Model-call attempts by status and cost status.")
 COST = MetricDef("hermetry.cost", "counter", "USD",
                  "Cost of model calls in US dollars, by cost status (calls of unknown cost add nothing).")
@@ -175,7 +182,7 @@ _UNIT_SUFFIX = {"s": "seconds", "ms": "milliseconds", "1": ""}
 def prometheus_name(metric: MetricDef) -> str:
     """The metric's Prometheus name after the standard OpenTelemetry translation (the rule of
     opentelemetry-exporter-prometheus: dots → underscores, the unit appended unless it is an
-    ``{annotation}``, ``_total`` for counters)."""
+    ``{annotation}``, ``_total`` for monotonic counters; an up-down counter is a gauge, no suffix)."""
     base = metric.name.replace(".", "_")
     unit = "" if metric.unit.startswith("{") else _UNIT_SUFFIX.get(metric.unit, metric.unit)
     if unit and not base.endswith("_" + unit):
@@ -313,6 +320,90 @@ def _key(d: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple([(k, v) for k, v in d.items() if v is not None])
 
 
+# -- the measurements of one row (the live mapper and the Prometheus fold share them) -------------
+
+#: (model, provider, server.address, server.port, error.type) of a model-call attempt
+CallLabels = tuple[str | None, str, str | None, int | None, str | None]
+
+
+def call_labels(e: ApiCall, session_model: str | None, session_provider: str | None) -> CallLabels:
+    """The labels of one model-call attempt (its own model and provider win over its session's)."""
+    model = e.model or session_model
+    provider = provider_name(e.provider or session_provider)
+    address, port = server_of(e.base_url)
+    error_type = None
+    if e.status == "interrupted":
+        error_type = "interrupted"
+    elif e.status != "ok":
+        error_type = e.error_type or (str(e.http_status) if e.http_status else "_OTHER")
+    return model, provider, address, port if address else None, error_type
+
+
+def api_call_points(e: ApiCall, source: str | None, labels: CallLabels, points: list[Measurement]) -> None:
+    """Every measurement one model-call attempt adds (``source``: its session's)."""
+    model, provider, address, port, error_type = labels
+    task = getattr(e, "task", None)
+    at = _ns(e.started_at_ms + (e.latency_ms or 0.0))
+    metric_attrs = {OPERATION_NAME: "chat", PROVIDER_NAME: provider, REQUEST_MODEL: model,
+                    RESPONSE_MODEL: e.response_model, SERVER_ADDRESS: address,
+                    SERVER_PORT: port, ERROR_TYPE: error_type, H_SOURCE: source, H_TASK: task}
+    total_in = input_tokens_total(e)
+    # an imported usage row (call_count set) is a per-session total of call_count calls, not one
+    # operation: it stays out of the per-operation histograms and counts call_count calls
+    per_operation = e.call_count is None
+    if e.latency_ms is not None and per_operation:
+        points.append(Measurement(OPERATION_DURATION, e.latency_ms / 1000, _key(metric_attrs), at))
+    token_attrs = {k: v for k, v in metric_attrs.items() if k != ERROR_TYPE}
+    if total_in is not None and per_operation:
+        points.append(Measurement(TOKEN_USAGE, total_in, _key({**token_attrs, TOKEN_TYPE: "input"}), at))
+    if e.output_tokens is not None and per_operation:
+        points.append(Measurement(TOKEN_USAGE, e.output_tokens, _key({**token_attrs, TOKEN_TYPE: "output"}), at))
+    if e.ttft_ms is not None and e.streamed is not False and per_operation:
+        points.append(Measurement(TIME_TO_FIRST_CHUNK, e.ttft_ms / 1000, _key(token_attrs), at))
+    by_kind = {PROVIDER_NAME: provider, REQUEST_MODEL: model, H_SOURCE: source, H_TASK: task}
+    for kind, n in (("input", e.input_tokens), ("cache_read", e.cache_read_tokens),
+                    ("cache_write", e.cache_write_tokens), ("output", e.output_tokens)):
+        if n:
+            points.append(Measurement(TOKENS, n, _key({**by_kind, H_TOKEN_KIND: kind}), at))
+    if e.reasoning_tokens:
+        points.append(Measurement(REASONING_TOKENS, e.reasoning_tokens, _key(by_kind), at))
+    cost_status = e.cost_status or "unknown"
+    calls = {PROVIDER_NAME: provider, REQUEST_MODEL: model, H_SOURCE: source, H_CALL_STATUS: e.status,
+             H_COST_STATUS: cost_status, H_TASK: task}
+    points.append(Measurement(API_CALLS, e.call_count if e.call_count is not None else 1, _key(calls), at))
+    if e.cost_usd is not None:
+        points.append(Measurement(COST, e.cost_usd, _key({PROVIDER_NAME: provider, REQUEST_MODEL: model,
+                                                           H_SOURCE: source, H_COST_STATUS: cost_status}), at))
+
+
+def tool_call_points(e: ToolCall, source: str | None, points: list[Measurement]) -> None:
+    """The measurement one tool call adds (``source``: its session's)."""
+    end = _ns(e.started_at_ms + (e.latency_ms or 0.0))
+    points.append(Measurement(TOOL_CALLS, 1, _key({TOOL_NAME: e.tool_name, H_TOOL_STATUS: e.status,
+                                                    H_SOURCE: source}), end))
+
+
+def turn_count_attributes(outcome: str, source: str | None, origin: str | None) -> tuple[tuple[str, Any], ...]:
+    """``hermetry.turns``' attributes. Derived (imported) turns carry ``hermetry.origin``: rate
+    panels leave them out (they cannot fail)."""
+    klass = str(TURN_OUTCOME_CLASS.get(outcome, "neutral"))
+    return _key({H_TURN_OUTCOME: outcome, H_OUTCOME_CLASS: klass, H_SOURCE: source,
+                 H_ORIGIN: origin if origin != "live" else None})
+
+
+def turn_duration_attributes(outcome: str, source: str | None) -> tuple[tuple[str, Any], ...]:
+    return _key({H_TURN_OUTCOME: outcome, H_SOURCE: source})
+
+
+def queue_wait_attributes(source: str | None) -> tuple[tuple[str, Any], ...]:
+    return _key({H_SOURCE: source})
+
+
+def session_attributes(outcome: str, source: str | None) -> tuple[tuple[str, Any], ...]:
+    klass = str(SESSION_OUTCOME_CLASS.get(outcome, "neutral"))
+    return _key({H_SESSION_OUTCOME: outcome, H_OUTCOME_CLASS: klass, H_SOURCE: source})
+
+
 class GenAIMapper:
     """Turns canonical events into :class:`SpanRecord` and :class:`Measurement` lists.
 
@@ -327,9 +418,15 @@ class GenAIMapper:
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._turns: OrderedDict[str, _Turn] = OrderedDict()
         self._turn_trace: OrderedDict[str, tuple[str, int]] = OrderedDict()  # ended turns, for late children
-        # sessions already counted in hermetry.sessions (a session is counted once, however many
-        # SessionEnded events live capture sends for it: state.db, the finalize hook, a reset)
+        # sessions whose end was seen (the first end wins, however many SessionEnded events live
+        # capture sends for it: state.db, the finalize hook, a reset)
         self._ended: OrderedDict[str, None] = OrderedDict()
+        # what each session adds to hermetry.sessions now (an up-down counter, the store's current
+        # count): its attributes, so a reopen or a new API-server turn takes it back
+        self._counted: OrderedDict[str, tuple[tuple[str, Any], ...]] = OrderedDict()
+        # turns this mapper closed itself (reconciled): their hermetry.turns attributes, so the
+        # turn's own end arriving later replaces that outcome, as in the store
+        self._reconciled: OrderedDict[str, tuple[tuple[str, Any], ...]] = OrderedDict()
         # cron sessions ended but not yet counted: their outcome waits for Hermes' job status
         # (CronRunFinished comes after SessionEnded); counted when it arrives, or at finish()
         self._pending_cron: OrderedDict[str, tuple[SessionEnded, _Session | None]] = OrderedDict()
@@ -373,7 +470,9 @@ class GenAIMapper:
             elif isinstance(event, CronRunFinished):
                 self._cron_finished(event, points)
             elif isinstance(event, SessionReopened):
-                pass  # counted once already; its later turns are exported as usual
+                # open again: it leaves its outcome (the store clears it); its later turns as usual
+                self._ended.pop(event.session_id, None)
+                self._set_session(event.session_id, None, _ns(event.reopened_at_ms), points)
             elif isinstance(event, SubagentLinked):
                 known = self._sessions.get(event.child_session_id)
                 parent = self._sessions.get(event.parent_session_id)
@@ -420,7 +519,8 @@ class GenAIMapper:
                 continue  # ended, or forgotten (bounded memory)
             outcome, reason = reconciled_turn(turn.last_call_status)
             ended = turn.last_call_end_ms if turn.last_call_end_ms is not None else at_ms
-            self._turn_ended(TurnEnded(turn_id, session_id, ended, outcome.value, reason), spans, points)
+            self._turn_ended(TurnEnded(turn_id, session_id, ended, outcome.value, reason), spans, points,
+                             reconciled=True)
         s.open_turns = [t for t in s.open_turns if t == keep]
 
     def _turn_started(self, e: TurnStarted, spans: list[SpanRecord], points: list[Measurement]) -> None:
@@ -431,34 +531,49 @@ class GenAIMapper:
                 s.open_turns.append(e.turn_id)
             if e.started_at_ms >= s.last_turn_started_ms:
                 s.last_turn_id, s.last_turn_started_ms, s.last_turn_outcome = e.turn_id, e.started_at_ms, None
+        if s is not None and s.session_type in UNENDED_RUN_SESSION_TYPES and e.session_id not in self._ended:
+            # a run Hermes never ends (the API server's) is open again while a new turn runs
+            self._set_session(e.session_id, None, _ns(e.started_at_ms), points)
         if e.queue_wait_ms is not None:
             points.append(Measurement(QUEUE_WAIT, e.queue_wait_ms / 1000,
-                                      _key({H_SOURCE: s.source if s else None}), _ns(e.started_at_ms)))
+                                      queue_wait_attributes(s.source if s else None), _ns(e.started_at_ms)))
         trace_root, parent_span = "turn:" + e.turn_id, None
         if s is not None and s.parent_turn_id and self.build_spans:
             trace_root, parent_span = self._trace_of_turn(s.parent_turn_id)
         self._remember(self._turns, e.turn_id, _Turn(e.session_id, e.started_at_ms, e.queue_wait_ms, trace_root,
                                                      parent_span))
 
-    def _turn_ended(self, e: TurnEnded, spans: list[SpanRecord], points: list[Measurement]) -> None:
+    def _turn_ended(self, e: TurnEnded, spans: list[SpanRecord], points: list[Measurement], *,
+                    reconciled: bool = False) -> None:
         turn = self._turns.pop(e.turn_id, None)
         s = self._session(e.session_id)
+        last = False
         if s is not None:
             if e.turn_id in s.open_turns:
                 s.open_turns.remove(e.turn_id)
             if s.last_turn_id == e.turn_id or s.last_turn_id is None:
                 s.last_turn_id, s.last_turn_outcome = e.turn_id, e.outcome
+                last = True
         klass = str(TURN_OUTCOME_CLASS.get(e.outcome, "neutral"))
         source = s.source if s else None
         at = _ns(e.ended_at_ms)
-        # derived (imported) turns carry hermetry.origin: rate panels leave them out (they cannot fail)
-        points.append(Measurement(TURNS, 1, _key({H_TURN_OUTCOME: e.outcome, H_OUTCOME_CLASS: klass,
-                                                   H_SOURCE: source,
-                                                   H_ORIGIN: e.origin if e.origin != "live" else None}), at))
+        counted = turn_count_attributes(e.outcome, source, e.origin)
+        earlier = self._reconciled.pop(e.turn_id, None)
+        if earlier is not None:  # its own end replaces the outcome this mapper inferred
+            points.append(Measurement(TURNS, -1, earlier, at))
+        points.append(Measurement(TURNS, 1, counted, at))
+        if reconciled:
+            self._remember(self._reconciled, e.turn_id, counted)
+        if last and s is not None and s.session_type in UNENDED_RUN_SESSION_TYPES and e.session_id not in self._ended:
+            # a run Hermes never ends follows its last ended turn (model.outcomes.session_outcome)
+            outcome = session_outcome(None, s.session_type, e.outcome, None)
+            if outcome is not None:
+                self._set_session(e.session_id, session_attributes(outcome.value, source), at, points)
         if turn is None:
             return  # its start was never seen (another process): counted, but no span without a start
-        wall_s = max(0.0, (e.ended_at_ms - turn.started_at_ms) / 1000)
-        points.append(Measurement(TURN_DURATION, wall_s, _key({H_TURN_OUTCOME: e.outcome, H_SOURCE: source}), at))
+        if e.outcome != "abandoned":  # an abandoned turn's wall time is unknown (as in the store)
+            wall_s = max(0.0, (e.ended_at_ms - turn.started_at_ms) / 1000)
+            points.append(Measurement(TURN_DURATION, wall_s, turn_duration_attributes(e.outcome, source), at))
         if not self.build_spans:
             return
         self._remember(self._turn_trace, e.turn_id, (turn.trace_root, span_id_for("turn:" + e.turn_id)))
@@ -489,23 +604,11 @@ class GenAIMapper:
 
     def _api_call(self, e: ApiCall, spans: list[SpanRecord], points: list[Measurement]) -> None:
         s = self._session(e.session_id)
-        model = e.model or (s.model if s else None)
-        provider = provider_name(e.provider or (s.provider if s else None))
-        address, port = server_of(e.base_url)
-        error_type = None
-        if e.status == "interrupted":
-            error_type = "interrupted"
-        elif e.status != "ok":
-            error_type = e.error_type or (str(e.http_status) if e.http_status else "_OTHER")
+        labels = call_labels(e, s.model if s else None, s.provider if s else None)
+        model, provider, address, port, error_type = labels
         task = getattr(e, "task", None)
-        source = s.source if s else None
         at = _ns(e.started_at_ms + (e.latency_ms or 0.0))
-        metric_attrs = {OPERATION_NAME: "chat", PROVIDER_NAME: provider, REQUEST_MODEL: model,
-                        RESPONSE_MODEL: e.response_model, SERVER_ADDRESS: address,
-                        SERVER_PORT: port if address else None, ERROR_TYPE: error_type, H_SOURCE: source,
-                        H_TASK: task}
-        total_in = input_tokens_total(e)
-        usage = {USAGE_INPUT: total_in, USAGE_CACHE_READ: e.cache_read_tokens,
+        usage = {USAGE_INPUT: input_tokens_total(e), USAGE_CACHE_READ: e.cache_read_tokens,
                  USAGE_CACHE_CREATION: e.cache_write_tokens, USAGE_OUTPUT: e.output_tokens,
                  USAGE_REASONING: e.reasoning_tokens}
         if e.turn_id and e.turn_id in self._turns:
@@ -521,7 +624,7 @@ class GenAIMapper:
                     acc[k] = acc.get(k, 0) + v
         if self.build_spans:
             self._chat_span(e, spans, model, provider, address, port, error_type, usage, task, at)
-        self._api_points(e, points, metric_attrs, total_in, provider, model, source, task, at)
+        api_call_points(e, s.source if s else None, labels, points)
 
     def _chat_span(self, e: ApiCall, spans: list[SpanRecord], model: str | None, provider: str, address: str | None,
                    port: int | None, error_type: str | None, usage: dict[str, Any], task: str | None, at: int) -> None:
@@ -544,40 +647,10 @@ class GenAIMapper:
             parent_span_id=parent, start_ns=start, end_ns=max(start, at), attributes=_attrs(attrs),
             error=(clean_error(e.error_message) or error_type) if error_type and error_type != "interrupted" else None))
 
-    def _api_points(self, e: ApiCall, points: list[Measurement], metric_attrs: dict[str, Any], total_in: int | None,
-                    provider: str, model: str | None, source: str | None, task: str | None, at: int) -> None:
-        # an imported usage row (call_count set) is a per-session total of call_count calls, not one
-        # operation: it stays out of the per-operation histograms and counts call_count calls
-        per_operation = e.call_count is None
-        if e.latency_ms is not None and per_operation:
-            points.append(Measurement(OPERATION_DURATION, e.latency_ms / 1000, _key(metric_attrs), at))
-        token_attrs = {k: v for k, v in metric_attrs.items() if k != ERROR_TYPE}
-        if total_in is not None and per_operation:
-            points.append(Measurement(TOKEN_USAGE, total_in, _key({**token_attrs, TOKEN_TYPE: "input"}), at))
-        if e.output_tokens is not None and per_operation:
-            points.append(Measurement(TOKEN_USAGE, e.output_tokens, _key({**token_attrs, TOKEN_TYPE: "output"}), at))
-        if e.ttft_ms is not None and e.streamed is not False and per_operation:
-            points.append(Measurement(TIME_TO_FIRST_CHUNK, e.ttft_ms / 1000, _key(token_attrs), at))
-        by_kind = {PROVIDER_NAME: provider, REQUEST_MODEL: model, H_SOURCE: source, H_TASK: task}
-        for kind, n in (("input", e.input_tokens), ("cache_read", e.cache_read_tokens),
-                        ("cache_write", e.cache_write_tokens), ("output", e.output_tokens)):
-            if n:
-                points.append(Measurement(TOKENS, n, _key({**by_kind, H_TOKEN_KIND: kind}), at))
-        if e.reasoning_tokens:
-            points.append(Measurement(REASONING_TOKENS, e.reasoning_tokens, _key(by_kind), at))
-        cost_status = e.cost_status or "unknown"
-        calls = {PROVIDER_NAME: provider, REQUEST_MODEL: model, H_SOURCE: source, H_CALL_STATUS: e.status,
-                 H_COST_STATUS: cost_status, H_TASK: task}
-        points.append(Measurement(API_CALLS, e.call_count if e.call_count is not None else 1, _key(calls), at))
-        if e.cost_usd is not None:
-            points.append(Measurement(COST, e.cost_usd, _key({PROVIDER_NAME: provider, REQUEST_MODEL: model,
-                                                               H_SOURCE: source, H_COST_STATUS: cost_status}), at))
-
     def _tool_call(self, e: ToolCall, spans: list[SpanRecord], points: list[Measurement]) -> None:
         s = self._session(e.session_id)
         end = _ns(e.started_at_ms + (e.latency_ms or 0.0))
-        points.append(Measurement(TOOL_CALLS, 1, _key({TOOL_NAME: e.tool_name, H_TOOL_STATUS: e.status,
-                                                        H_SOURCE: s.source if s else None}), end))
+        tool_call_points(e, s.source if s else None, points)
         if not self.build_spans:
             return
         error_type = None if e.status == "ok" else (e.error_type or e.status)
@@ -612,9 +685,22 @@ class GenAIMapper:
                                   s.last_turn_outcome if s else None, run_status)
         ruled = e.outcome != session_outcome_for_end_reason(e.end_reason).value
         value = e.outcome if ruled or outcome is None else outcome.value
-        klass = str(SESSION_OUTCOME_CLASS.get(value, "neutral"))
-        points.append(Measurement(SESSIONS, 1, _key({H_SESSION_OUTCOME: value, H_OUTCOME_CLASS: klass,
-                                                      H_SOURCE: s.source if s else None}), _ns(e.ended_at_ms)))
+        self._set_session(e.session_id, session_attributes(value, s.source if s else None), _ns(e.ended_at_ms),
+                          points)
+
+    def _set_session(self, session_id: str, attributes: tuple[tuple[str, Any], ...] | None, at_ns: int,
+                     points: list[Measurement]) -> None:
+        """Make the session count under ``attributes`` (None: under no outcome, it is open)."""
+        before = self._counted.pop(session_id, None)
+        if before == attributes:
+            if before is not None:
+                self._counted[session_id] = before
+            return
+        if before is not None:
+            points.append(Measurement(SESSIONS, -1, before, at_ns))
+        if attributes is not None:
+            self._remember(self._counted, session_id, attributes)
+            points.append(Measurement(SESSIONS, 1, attributes, at_ns))
 
     def _cron_finished(self, e: CronRunFinished, points: list[Measurement]) -> None:
         # the job's latest cron session (Hermes names it cron_<job_id>_<time>), as the store does

@@ -191,7 +191,8 @@ class _SDK:
             else:
                 data = Sum(data_points=[NumberDataPoint(
                     attributes=dict(s.attributes), start_time_unix_nano=s.start_ns, time_unix_nano=s.time_ns,
-                    value=s.sum) for s in group], aggregation_temporality=temporality, is_monotonic=True)
+                    value=s.sum) for s in group], aggregation_temporality=temporality,
+                    is_monotonic=d.kind == "counter")  # an up-down counter: Prometheus reads a gauge
             out.append(Metric(name=name, description=d.description, unit=d.unit, data=data))
         return MetricsData(resource_metrics=[ResourceMetrics(
             resource=self.resource, scope_metrics=[ScopeMetrics(scope=self.scope, metrics=out,

@@ -1,11 +1,13 @@
 """``hermetry metrics serve``: a Prometheus ``/metrics`` endpoint over the shared telemetry file.
 
-A thin view over :func:`hermetry.analytics.metrics.metric_snapshot`: a ``prometheus-client``
-custom collector turns each cumulative series into a counter or histogram family. The names are
+A thin view over :class:`hermetry.analytics.metrics.MetricFold`: a ``prometheus-client`` custom
+collector turns each cumulative series into a counter, gauge or histogram family. The names are
 the OTLP exporter's after the standard OpenTelemetry → Prometheus translation
 (:func:`hermetry.sinks.genai.prometheus_name`: ``gen_ai.client.operation.duration`` →
-``gen_ai_client_operation_duration_seconds``, ``hermetry.turns`` → ``hermetry_turns_total``,
-attribute ``gen_ai.request.model`` → label ``gen_ai_request_model``). docs/prometheus.md.
+``gen_ai_client_operation_duration_seconds``, ``hermetry.api_calls`` → ``hermetry_api_calls_total``,
+the up-down counter ``hermetry.turns`` → the gauge ``hermetry_turns``, attribute
+``gen_ai.request.model`` → label ``gen_ai_request_model``). Besides them, the endpoint's own
+health: :data:`HEALTH` (``hermetry_store_up`` …). docs/prometheus.md.
 
 Listens on 127.0.0.1 unless told otherwise. Needs ``pip install 'hermetry[prometheus]'``.
 """
@@ -20,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hermetry.analytics.metrics import MetricSnapshot, metric_snapshot
+from hermetry.analytics.metrics import MetricFold, MetricSnapshot
 from hermetry.sinks import genai
 from hermetry.stores.reader import Db
 
@@ -35,6 +37,16 @@ BACKOFF = 4.0
 
 DEFAULT_PORT = 9464  # the port OpenTelemetry's Prometheus exporter uses by default
 MISSING = "the Prometheus endpoint needs prometheus-client: pip install 'hermetry[prometheus]'"
+
+#: The endpoint's own series (not OpenTelemetry instruments: they describe this reader, not Hermes).
+HEALTH = (
+    ("hermetry_store_up", "1 when the last pass read the telemetry file (or it does not exist yet: an empty "
+                          "history); 0 when it failed — every other figure is then the last good one"),
+    ("hermetry_store_read_timestamp_seconds", "when the figures served were read from the file (Unix time)"),
+    ("hermetry_metrics_pass_seconds", "how long the last successful pass over the file took"),
+    ("hermetry_metrics_pass_rows", "model and tool calls the last successful pass read (new rows only, "
+                                   "or the whole history after a rewrite)"),
+)
 
 
 class MetricsUnavailable(Exception):
@@ -61,6 +73,7 @@ class TelemetryCollector:
 
     def __init__(self, db: Db, *, min_interval_s: float = 1.0) -> None:
         self.db = db
+        self.fold = MetricFold(db)
         self.min_interval_s = min_interval_s
         self._lock = threading.Lock()
         self._cached: tuple[float, MetricSnapshot] | None = None
@@ -77,14 +90,14 @@ class TelemetryCollector:
                 self._refreshing = True
                 threading.Thread(target=self._refresh, name="hermetry-metrics", daemon=True).start()
                 return cached[1]
-        fresh = metric_snapshot(self.db)
+        fresh = self.fold.update()
         with self._lock:
             self._cached = (time.monotonic(), fresh)
         return fresh
 
     def _refresh(self) -> None:
         try:
-            fresh = metric_snapshot(self.db)
+            fresh = self.fold.update()
             with self._lock:
                 self._cached = (time.monotonic(), fresh)
                 self.failing = None
@@ -104,12 +117,22 @@ class TelemetryCollector:
         return []  # registering must not read the file
 
     def collect(self) -> Iterator[Any]:
-        yield from families(self.snapshot())
+        snapshot = self.snapshot()
+        yield from families(snapshot)
+        yield from health_families(snapshot, up=self.failing is None)
+
+
+def health_families(snapshot: MetricSnapshot, *, up: bool) -> list[Any]:
+    """:data:`HEALTH`: is the file readable, and how fresh and costly the figures are."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    values = (1.0 if up else 0.0, snapshot.computed_at_ms / 1000, snapshot.compute_ms / 1000, float(snapshot.events))
+    return [GaugeMetricFamily(name, doc, value=v) for (name, doc), v in zip(HEALTH, values, strict=True)]
 
 
 def families(snapshot: MetricSnapshot) -> list[Any]:
     """The snapshot's series as prometheus-client metric families (one per instrument)."""
-    from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
     from prometheus_client.utils import floatToGoString
 
     by_metric: dict[str, list[genai.Series]] = {}
@@ -127,12 +150,14 @@ def families(snapshot: MetricSnapshot) -> list[Any]:
         family: Any
         if metric.kind == "counter":
             family = CounterMetricFamily(name.removesuffix("_total"), doc, labels=labels)
+        elif metric.kind == "updowncounter":
+            family = GaugeMetricFamily(name, doc, labels=labels)
         else:
             family = HistogramMetricFamily(name, doc, labels=labels)
         for s in group:
             attrs = dict(s.attributes)
             values = ["" if attrs.get(k) is None else str(attrs[k]) for k in keys]
-            if metric.kind == "counter":
+            if metric.kind != "histogram":
                 family.add_metric(values, s.sum)
             else:
                 running, buckets = 0, []
