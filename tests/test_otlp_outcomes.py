@@ -187,3 +187,32 @@ def test_derived_turns_are_labelled_and_left_out_of_rate_panels() -> None:
     selectors = [e for e in exprs if "hermetry_turns{" in e]
     assert selectors and all(e.count("hermetry_turns{") == e.count('hermetry_turns{hermetry_origin=""')
                              for e in selectors)
+
+
+def test_the_live_counts_follow_the_stores_revisions() -> None:
+    """hermetry.sessions / hermetry.turns are up-down counters: a reopened session leaves its
+    outcome, an API-server session (never ended by Hermes 0.19.0) follows its last turn and is open
+    again while the next runs, a turn's own late end replaces the outcome the mapper inferred."""
+    m = genai.GenAIMapper()
+    _, points = m.map([
+        SessionStarted("chat", T0, source="cli", session_type="interactive"),
+        SessionEnded("chat", T0 + 10, "cli_close", "completed"),
+        SessionStarted("api", T0 + 20, source="api_server", session_type="api"),
+        TurnStarted("a1", "api", T0 + 21), TurnEnded("a1", "api", T0 + 30, "completed"),
+    ])
+    assert _sessions(points) == {"completed": 2}
+    from hermetry.model.events import SessionReopened
+
+    _, more = m.map([SessionReopened("chat", T0 + 40), TurnStarted("a2", "api", T0 + 50)])
+    assert _sessions(points + more) == {"completed": 0}  # both open again
+    _, last = m.map([TurnEnded("a2", "api", T0 + 60, "interrupted")])
+    assert _sessions(points + more + last) == {"completed": 0, "interrupted": 1}
+    # a turn the next one closed (abandoned), whose own end arrives later: counted once, as it ended
+    _, closed = m.map([TurnStarted("c1", "chat", T0 + 70), TurnStarted("c2", "chat", T0 + 80),
+                       TurnEnded("c1", "chat", T0 + 85, "completed")])
+    turns: dict[str, float] = {}
+    for p in closed:
+        if p.metric is genai.TURNS:
+            key = dict(p.attributes)[genai.H_TURN_OUTCOME]
+            turns[key] = turns.get(key, 0) + p.value
+    assert turns == {"abandoned": 0, "completed": 1}
