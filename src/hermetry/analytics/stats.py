@@ -22,7 +22,13 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from typing import Any
 
+from hermetry.model.sketch import Sketch
+
 Z95 = 1.959963984540054
+
+#: ``summarize(…)["method"]``: percentiles over every stored value, or from rollup sketches
+#: (within ``relative_error`` of the exact value; count, avg and max stay exact).
+EXACT, APPROXIMATE = "exact", "approximate"
 
 #: Below this expected count in any cell, proportions are compared with Fisher's exact test.
 FISHER_BELOW_EXPECTED = 5.0
@@ -41,22 +47,42 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     return float(sorted_values[lo] + (h - lo) * (sorted_values[hi] - sorted_values[lo]))
 
 
-def summarize(sorted_values: Sequence[float], of: int, sessions: tuple[int, int] | None = None) -> dict[str, Any]:
-    """count/avg/p50/p95/p99/max of sorted captured values, and how many of ``of`` rows were captured.
+def summarize(values: Sequence[float] | Sketch, of: int, sessions: tuple[int, int] | None = None) -> dict[str, Any]:
+    """count/avg/p50/p95/p99/max of captured values, and how many of ``of`` rows were captured.
+
+    ``values`` are the sorted values themselves (exact percentiles, ``"method": "exact"``) or a
+    :class:`~hermetry.model.sketch.Sketch` of them (rollups: count, avg and max exact, percentiles
+    within ``relative_error`` of the exact ones, ``"method": "approximate"``).
 
     ``sessions`` (captured, of) adds ``session_coverage``: in how many sessions at least one
     value was captured, of the sessions that had such rows.
     """
-    n = len(sorted_values)
-    out: dict[str, Any] = {
-        "count": n,
-        "avg": (math.fsum(sorted_values) / n) if n else None,
-        "p50": percentile(sorted_values, 50),
-        "p95": percentile(sorted_values, 95),
-        "p99": percentile(sorted_values, 99),
-        "max": float(sorted_values[-1]) if n else None,
-        "coverage": {"captured": n, "of": of},
-    }
+    if isinstance(values, Sketch):
+        n = values.count
+        out: dict[str, Any] = {
+            "count": n,
+            "avg": values.sum / n if n else None,
+            "p50": values.quantile(0.50),
+            "p95": values.quantile(0.95),
+            "p99": values.quantile(0.99),
+            "max": float(values.max) if n else None,
+            "coverage": {"captured": n, "of": of},
+            "method": APPROXIMATE,
+            "relative_error": values.alpha,
+        }
+    else:
+        n = len(values)
+        out = {
+            "count": n,
+            "avg": (math.fsum(values) / n) if n else None,
+            "p50": percentile(values, 50),
+            "p95": percentile(values, 95),
+            "p99": percentile(values, 99),
+            "max": float(values[-1]) if n else None,
+            "coverage": {"captured": n, "of": of},
+            "method": EXACT,
+            "relative_error": None,
+        }
     if sessions is not None:
         out["session_coverage"] = {"captured": sessions[0], "of": sessions[1]}
     return out

@@ -19,6 +19,7 @@ from hermetry.cost.price_file import PricingConfig
 from hermetry.cost.pricing import price_api_call
 from hermetry.model.kinds import CostStatus
 from hermetry.model.units import DAY_MS
+from hermetry.stores.rollups import mark_hours
 from hermetry.stores.sqlite import connect, migrate
 from hermetry.stores.sqlite_util import transaction
 
@@ -47,6 +48,7 @@ def reprice(
         rows = conn.execute(_SELECT, (since_ms, until)).fetchall()
         now_ms = time.time() * 1000
         changed: list[tuple[Any, ...]] = []
+        changed_at: list[float | None] = []  # their rollup hours are marked dirty
         history: list[tuple[Any, ...]] = []
         by_status: dict[str, int] = {}
         kept = 0
@@ -66,6 +68,7 @@ def reprice(
             if new != (old_cost, old_status, old_source, old_version):
                 history.append((call_id, old_cost, old_status, old_source, old_version, now_ms))
                 changed.append((*new, call_id))
+                changed_at.append(started)
             if progress and (i % 1000 == 0 or i == len(rows) - 1):
                 progress(i + 1, len(rows))
         with transaction(conn):
@@ -75,6 +78,7 @@ def reprice(
             conn.executemany(
                 "UPDATE api_calls SET cost_usd = ?, cost_status = ?, cost_source = ?, pricing_version = ? "
                 "WHERE api_call_id = ?", changed)
+            mark_hours(conn, changed_at)
     finally:
         conn.close()
     return {"schema": "hermetry.reprice.v1", "examined": len(rows), "changed": len(changed), "kept_known": kept,

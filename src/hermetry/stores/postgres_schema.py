@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 import sqlite3
 
+from hermetry.stores import rollups
 from hermetry.stores.sqlite_schema import MIGRATIONS as SQLITE_MIGRATIONS
 
 #: Tables of the canonical schema whose rows are stamped with their host by the connection.
@@ -105,5 +106,6 @@ def ddl(script: str) -> list[str]:
 
 
 #: MIGRATIONS[n] takes schema version n to n + 1 (the same numbering as the embedded store).
-MIGRATIONS: list[list[str]] = [ddl(m) for m in SQLITE_MIGRATIONS]
+MIGRATIONS: list[list[str]] = [rollups.postgres_migration() if m is rollups.SQLITE_MIGRATION else ddl(m)
+                               for m in SQLITE_MIGRATIONS]  # rollups: triggers are PL/pgSQL here
 SCHEMA_VERSION = len(MIGRATIONS)

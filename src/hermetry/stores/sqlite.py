@@ -50,6 +50,7 @@ from hermetry.model.outcomes import (
 )
 from hermetry.recorder.sink import SinkDisabled, SinkUnavailable
 from hermetry.stores.dialect import SQLITE, Dialect, dialect_of
+from hermetry.stores.rollups import mark_hours, mark_open_turns, mark_turns
 from hermetry.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 from hermetry.stores.sqlite_util import is_corrupt, transaction
 
@@ -482,6 +483,7 @@ _TOOL_COLS = (
     "started_at_ms", "latency_ms", "status", "error_type", "error_message", "origin",
 )
 _SQL_TOOL = _upsert("tool_calls", "tool_call_id", _TOOL_COLS, merge=_TOOL_COLS[1:-1])
+_API_STARTED, _TOOL_STARTED = _API_COLS.index("started_at_ms"), _TOOL_COLS.index("started_at_ms")
 
 _SQL_SUBAGENT_LINK = (
     "INSERT INTO sessions (session_id, parent_session_id, parent_turn_id, lineage, source, "
@@ -518,6 +520,7 @@ _SQL_CLOSE_OPEN_TURNS = _close_open_turns_sql(
              "WHERE a.turn_id = turns.turn_id), ?)",
     where="session_id = ? AND outcome IS NULL AND turn_id <> ?",
 )
+_OPEN_TURNS = "turns.session_id = ? AND turns.outcome IS NULL AND turns.turn_id <> ?"  # what it closes
 
 # Hermes' cron status belongs to the job's latest cron session (``cron_<job_id>_<YYYYmmdd_HHMMSS>``).
 _SQL_CRON_STATUS = (
@@ -591,6 +594,8 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
     api_rows: list[tuple[Any, ...]] = []
     tool_rows: list[tuple[Any, ...]] = []
     ruled: dict[str, None] = {}  # sessions whose outcome the one-run rule must look at again
+    started: list[float | None] = []  # when each inserted row started: its rollup hour is marked dirty
+    ended: list[str] = []  # turns whose end was written: their hours too
 
     def need_session(sid: str, at_ms: float, origin: str, model: str | None = None, provider: str | None = None) -> None:
         known = ensure.get(sid)
@@ -613,9 +618,11 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
             ensure.clear()
         if api_rows:
             conn.executemany(_SQL_API, api_rows)
+            started.extend(row[_API_STARTED] for row in api_rows)
             api_rows.clear()
         if tool_rows:
             conn.executemany(_SQL_TOOL, tool_rows)
+            started.extend(row[_TOOL_STARTED] for row in tool_rows)
             tool_rows.clear()
 
     for e in events:
@@ -634,11 +641,14 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
             if e.origin == "live":  # a session the reconciler gave up on is alive after all
                 ex(_SQL_SESSION_UNRECONCILE, (now, e.session_id))
             ex(_SQL_TURN_START, (e.turn_id, e.session_id, e.task_id, e.started_at_ms, e.queue_wait_ms, e.origin))
+            started.append(e.started_at_ms)
             if e.origin == "live":
+                mark_open_turns(conn, _OPEN_TURNS, (e.session_id, e.turn_id))
                 ex(_SQL_CLOSE_OPEN_TURNS, (e.started_at_ms, e.session_id, e.turn_id))
             ruled[e.session_id] = None
         elif isinstance(e, TurnEnded):
             ex(_SQL_TURN_END, (e.turn_id, e.session_id, e.ended_at_ms, e.outcome, e.outcome_reason, e.origin))
+            ended.append(e.turn_id)
             ruled[e.session_id] = None
         elif isinstance(e, SessionStarted):
             ex(sql.session_start, _session_start_row(e, now))
@@ -646,6 +656,7 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
             supersedes = ",".join(e.supersedes)
             ex(sql.session_end, (e.session_id, e.ended_at_ms, e.end_reason, e.outcome, e.origin, now, supersedes))
             if e.origin == "live":
+                mark_open_turns(conn, _OPEN_TURNS, (e.session_id, ""))
                 ex(_SQL_CLOSE_OPEN_TURNS, (e.ended_at_ms, e.session_id, ""))
             ruled[e.session_id] = None
         elif isinstance(e, CronRunFinished):
@@ -661,6 +672,8 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
     flush()
     if ruled:
         _apply_session_rule(conn, ruled)
+    mark_hours(conn, started)  # other updates are marked by the store's triggers (stores/rollups.py)
+    mark_turns(conn, ended)
     return n
 
 

@@ -25,6 +25,7 @@ import time
 
 from hermetry.model.outcomes import REASON_NO_SESSION_END, RECONCILED_PREFIX, SessionOutcome
 from hermetry.stores.dialect import Dialect, dialect_of
+from hermetry.stores.rollups import mark_open_turns
 from hermetry.stores.sqlite import _apply_session_rule, _close_open_turns_sql
 from hermetry.stores.sqlite_util import transaction
 
@@ -75,7 +76,9 @@ def reconcile(conn: sqlite3.Connection, *, grace_s: float = DEFAULT_GRACE_S, now
     """Close turns and sessions idle for longer than ``grace_s``. Returns how many of each."""
     cutoff = (time.time() * 1000 if now_ms is None else now_ms) - grace_s * 1000
     with transaction(conn):
-        turns = conn.execute(_close_stale_turns(dialect_of(conn)), (cutoff,)).rowcount
+        d = dialect_of(conn)
+        mark_open_turns(conn, f"turns.outcome IS NULL AND {_last_activity(d)} < ?", (cutoff,))  # rollup hours change
+        turns = conn.execute(_close_stale_turns(d), (cutoff,)).rowcount
         stale = [sid for (sid,) in conn.execute(_STALE_SESSIONS, (cutoff,)).fetchall()]
         conn.executemany(_CLOSE_SESSION, [(sid,) for sid in stale])
         _apply_session_rule(conn, stale)

@@ -7,6 +7,8 @@ docs/telemetry-model.md documents every column.
 
 from __future__ import annotations
 
+from hermetry.stores.rollups import SQLITE_MIGRATION as ROLLUPS_MIGRATION
+
 SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS sessions (
     session_id         TEXT PRIMARY KEY,
@@ -182,8 +184,13 @@ SCHEMA_V6_CALL_COUNT = """
 ALTER TABLE api_calls ADD COLUMN call_count INTEGER;
 """
 
+#: Version 7: rollups (hermetry.stores.rollups, which defines them): per-hour aggregates by the
+#: report's dimensions, the dirty marks that say which hours need a rebuild (every hour that
+#: has rows starts dirty), and the triggers that mark them on every write.
+SCHEMA_V7_ROLLUPS = ROLLUPS_MIGRATION
+
 #: MIGRATIONS[n] upgrades schema version n to n + 1 (version 0 is an empty file).
 MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_BACKFILL, SCHEMA_V3_COST_HISTORY, SCHEMA_V4_OPEN_INDEXES, SCHEMA_V5_TRUTH,
-                         SCHEMA_V6_CALL_COUNT]
+                         SCHEMA_V6_CALL_COUNT, SCHEMA_V7_ROLLUPS]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,643 @@
+"""Rollups: per-hour aggregates of the raw rows, so a report's cost follows its window, not the history.
+
+The one definition of the rollup SQL, used by both stores (SQLite as written; PostgreSQL through
+``postgres_schema.translate`` for DML and :func:`postgres_migration` for DDL).
+
+What is kept (schema version 7, :data:`SQLITE_MIGRATION`), per UTC hour (``hour`` = epoch ms //
+3,600,000 of a row's ``started_at_ms``) × the report's dimensions:
+
+* ``rollup_turns`` — session source/session_type/profile/model/provider/host × turn outcome ×
+  origin: ``turns``, ``wall_n`` (= ``COUNT(wall_ms)``), ``queue_n``, the exact counts of the
+  fixed-edge wall-time histogram (``h0`` … ``h10``, edges :data:`WALL_MS_EDGES`) and sketches
+  (:class:`hermetry.model.sketch.Sketch`, ≤ 1 % relative error) of ``wall_ms`` (ended turns) and
+  ``queue_wait_ms``;
+* ``rollup_api`` — session source/session_type/profile/host × the call's model/provider × status ×
+  error_type × cost_status × task: the sums of :data:`API_AGGREGATES` (calls, captured counts, the
+  five token kinds, priced calls and cost, imported calls) and sketches of ``latency_ms`` (status
+  ok/error) and ``ttft_ms`` (status ok);
+* ``rollup_tools`` — session dimensions × tool × toolset × status × origin: ``calls`` and a sketch
+  of ``latency_ms``.
+
+Counts and sums are exact: a rollup row holds what ``GROUP BY`` over the raw rows of that hour
+gives, and a test compares every field with the raw path.
+
+**Maintenance: dirty marking + exact rebuild.** Every write marks the hours it touched in
+``rollup_dirty``, in its own transaction: the write path (``stores.sqlite.write_events``, which
+the recorder, the importer and the PostgreSQL store all use) marks the hours of the rows of each
+batch (``mark_hours``, ``mark_turns``, ``mark_open_turns``: a statement or two per batch, no
+per-row cost), reconcile and reprice mark the rows they change, and a trigger on ``sessions``
+marks every hour of a session whose dimensions change (they are copied into its rollup rows).
+Anything else that updates raw rows must call ``mark_hours`` too. :func:`rebuild` turns dirty
+hours into rollups: ``DELETE`` + aggregate ``SELECT … GROUP BY`` (buckets grouped in SQL,
+:func:`hermetry.model.sketch.bucket_sql`) + ``INSERT``, in short write transactions (on
+PostgreSQL under a ``SHARE`` lock of the raw tables, so no writer's row can be half-seen). It runs
+at the end of ``hermetry import``, in ``hermetry rollup``, in ``hermetry prune``, and in readers
+that can write (``refresh``) — never on Hermes' thread.
+
+**Correctness never depends on when rebuilds run**: :func:`plan` splits a window into hours read
+from rollups (whole hours that are not dirty) and ranges read from raw rows (the partial hours at
+the edges of the window and every dirty hour), and :func:`read` adds the two.
+
+**Pruned history** (``hermetry prune``): raw rows before ``pruned_before_ms`` (in
+``rollup_meta``) are gone; hours before it are read from rollups only (the window is snapped to
+whole hours there, see ``Plan.snapped``), and are never rebuilt.
+
+Read API (what reports, series and the dashboard call)::
+
+    p = plan(conn, since_ms, until_ms)                 # which hours come from where
+    groups = read(conn, TURNS, p, keys=("day", "outcome"), filters={"source": "cli"})
+    for key, g in groups.items():                      # key: a tuple in the order of ``keys``
+        g.counts["turns"], g.sketches["wall_ms"].quantile(0.95), g.hist  # hist: WALL_MS_EDGES counts
+
+``keys`` are any of a kind's ``KEYS`` names plus ``"day"`` (UTC day number); ``filters`` are
+``{key: value}`` equality filters on the same names; ``measures=False`` skips the sketches.
+Counts are in ``Kind.counts`` names, sketches in ``Kind.measures`` names.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hermetry.model.kinds import TOKEN_KINDS
+from hermetry.model.sketch import Sketch, bucket_sql, sign_sql
+from hermetry.model.units import HOUR_MS
+from hermetry.stores.dialect import dialect_of
+
+#: Bucket edges (ms) of the turn wall-time histogram; the last bucket is open-ended.
+WALL_MS_EDGES = (0, 1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 60_000, 120_000, 300_000, 600_000)
+
+#: How many dirty hours one rebuild transaction takes (short: writers wait for it).
+REBUILD_CHUNK_HOURS = 24
+
+_CALLS = "COALESCE(a.call_count, 1)"
+#: The sums of one group of API calls (same status and cost status), by name: the report's raw
+#: path (``analytics.report``) and the rollups both compute exactly these. A row stands for
+#: ``call_count`` model calls (an imported per-session total; NULL = one attempt), so calls are
+#: summed, not rows counted; ``derived_calls`` = the calls that come from such imported rows.
+API_SUMS: tuple[tuple[str, str], ...] = (
+    ("calls", f"SUM({_CALLS})"),
+    ("latency_n", "COUNT(a.latency_ms)"),
+    ("ttft_n", "COUNT(a.ttft_ms)"),
+    ("usage_calls", f"COALESCE(SUM(CASE WHEN COALESCE(a.input_tokens, a.output_tokens) IS NOT NULL THEN {_CALLS} END), 0)"),
+    *((kind, f"COALESCE(SUM(a.{kind}), 0)") for kind in TOKEN_KINDS),
+    ("cost_calls", f"COALESCE(SUM(CASE WHEN a.cost_usd IS NOT NULL THEN {_CALLS} END), 0)"),
+    ("cost_usd", "COALESCE(SUM(a.cost_usd), 0.0)"),
+    ("derived_calls", f"COALESCE(SUM(CASE WHEN a.origin = 'backfill' THEN {_CALLS} END), 0)"),
+)
+API_AGGREGATES = ", ".join(sql for _, sql in API_SUMS)
+
+_HOUR = "CAST(FLOOR({a}.started_at_ms / " + f"{HOUR_MS}.0" + ") AS BIGINT)"
+
+
+def hour_sql(alias: str) -> str:
+    """SQL: the UTC hour number of a row's ``started_at_ms`` (the same in SQLite and PostgreSQL)."""
+    return _HOUR.format(a=alias)
+
+
+def _hist_sql(column: str) -> str:
+    cases = " ".join(f"WHEN {column} >= {edge} THEN {i}" for i, edge in reversed(list(enumerate(WALL_MS_EDGES))))
+    return f"(CASE {cases} END)"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One raw table and its rollup table: grouping keys, summed counts, sketched measures."""
+
+    name: str
+    table: str
+    alias: str
+    rollup: str
+    #: (name, SQL over the raw row joined with its session ``s``), ``hour`` first
+    keys: tuple[tuple[str, str], ...]
+    #: (name, aggregate SQL): summed again when rollup rows are read
+    counts: tuple[tuple[str, str], ...]
+    #: (name, SQL of the value; NULL = not counted)
+    measures: tuple[tuple[str, str], ...]
+    #: the measure whose fixed-edge histogram is kept exactly (``h0`` …), or None
+    hist: str | None = None
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.keys)
+
+    @property
+    def count_names(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.counts)
+
+    @property
+    def hist_columns(self) -> tuple[str, ...]:
+        return tuple(f"h{i}" for i in range(len(WALL_MS_EDGES))) if self.hist else ()
+
+    def sketch_column(self, measure: str) -> str:
+        return f"{measure}_sketch"
+
+
+_SESSION_KEYS = (("source", "s.source"), ("session_type", "s.session_type"), ("profile", "s.profile"))
+
+TURNS = Kind(
+    "turns", "turns", "t", "rollup_turns",
+    keys=(("hour", hour_sql("t")), *_SESSION_KEYS, ("model", "s.model"), ("provider", "s.provider"),
+          ("host", "s.host"), ("outcome", "t.outcome"), ("origin", "t.origin")),
+    counts=(("turns", "COUNT(*)"), ("wall_n", "COUNT(t.wall_ms)"), ("queue_n", "COUNT(t.queue_wait_ms)")),
+    measures=(("wall_ms", "CASE WHEN t.outcome IS NOT NULL THEN t.wall_ms END"),
+              ("queue_wait_ms", "t.queue_wait_ms")),
+    hist="wall_ms",
+)
+API = Kind(
+    "api", "api_calls", "a", "rollup_api",
+    keys=(("hour", hour_sql("a")), *_SESSION_KEYS, ("host", "s.host"), ("model", "a.model"),
+          ("provider", "a.provider"), ("status", "a.status"), ("error_type", "a.error_type"),
+          ("cost_status", "a.cost_status"), ("task", "a.task")),
+    counts=API_SUMS,
+    # latency: attempts that ended on their own; an interrupted one's duration is censored
+    measures=(("latency_ms", "CASE WHEN a.status IN ('ok', 'error') THEN a.latency_ms END"),
+              ("ttft_ms", "CASE WHEN a.status = 'ok' THEN a.ttft_ms END")),
+)
+TOOLS = Kind(
+    "tools", "tool_calls", "c", "rollup_tools",
+    keys=(("hour", hour_sql("c")), *_SESSION_KEYS, ("model", "s.model"), ("provider", "s.provider"),
+          ("host", "s.host"), ("tool", "c.tool_name"), ("toolset", "c.toolset"), ("status", "c.status"),
+          ("origin", "c.origin")),
+    counts=(("calls", "COUNT(*)"),),
+    measures=(("latency_ms", "c.latency_ms"),),
+)
+KINDS = (TURNS, API, TOOLS)
+
+#: The session columns whose change re-marks every hour of that session's rows.
+SESSION_DIMENSIONS = ("source", "session_type", "profile", "model", "provider", "host")
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema (version 7)
+# ---------------------------------------------------------------------------------------------
+
+def _table_ddl(kind: Kind, blob: str) -> str:
+    cols = ["hour INTEGER NOT NULL"] + [f"{k} TEXT" for k in kind.key_names[1:]]
+    cols += [f"{c} {'REAL' if c == 'cost_usd' else 'INTEGER'} NOT NULL" for c in kind.count_names]
+    cols += [f"{c} INTEGER NOT NULL DEFAULT 0" for c in kind.hist_columns]
+    cols += [f"{kind.sketch_column(m)} {blob}" for m, _ in kind.measures]
+    return (f"CREATE TABLE IF NOT EXISTS {kind.rollup} (\n    " + ",\n    ".join(cols) + "\n);\n"
+            f"CREATE INDEX IF NOT EXISTS {kind.rollup}_hour ON {kind.rollup}(hour);\n")
+
+
+_MARK_ALL = (
+    "INSERT INTO rollup_dirty (hour) "
+    + " UNION ".join(f"SELECT DISTINCT {hour_sql(k.alias)} FROM {k.table} {k.alias} "
+                     f"WHERE {k.alias}.started_at_ms IS NOT NULL" for k in KINDS)
+    + ";\n"
+)
+
+
+def _sqlite_triggers() -> str:
+    # Rows are marked by whoever writes them (``mark_hours``, ``mark_turns``, ``mark_open_turns``:
+    # one statement per batch — per-row triggers on the raw tables measured +30-60 % CPU per batch).
+    # A change of a session's dimensions, which every row of that session carries in the
+    # rollups, is marked here: ``UPDATE OF`` those columns only, so most session upserts skip it.
+    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in SESSION_DIMENSIONS)
+    hours = " UNION ".join(f"SELECT {hour_sql(k.alias)} AS hour FROM {k.table} {k.alias} "
+                           f"WHERE {k.alias}.session_id = NEW.session_id AND {k.alias}.started_at_ms IS NOT NULL"
+                           for k in KINDS)
+    return (
+        f"CREATE TRIGGER IF NOT EXISTS sessions_rollup_dims AFTER UPDATE OF {', '.join(SESSION_DIMENSIONS)} "
+        f"ON sessions WHEN {changed} BEGIN\n"
+        f"    INSERT INTO rollup_dirty (hour) SELECT hour FROM ({hours}) "
+        f"WHERE hour NOT IN (SELECT hour FROM rollup_dirty);\nEND;\n"
+    )
+
+
+_SQL_MARK = "INSERT INTO rollup_dirty (hour) VALUES (?) ON CONFLICT (hour) DO NOTHING"
+
+
+def mark_open_turns(conn: Any, where: str, params: Sequence[Any]) -> None:
+    """Mark the hours of the open turns ``where`` selects (over ``turns``), before an UPDATE
+    closes them (the write path's and the reconciler's)."""
+    conn.execute(f"INSERT INTO rollup_dirty (hour) SELECT DISTINCT {hour_sql('turns')} FROM turns "
+                 f"WHERE ({where}) AND turns.started_at_ms IS NOT NULL ON CONFLICT (hour) DO NOTHING", params)
+
+
+def mark_turns(conn: Any, turn_ids: Sequence[str]) -> None:
+    """Mark the hours of turns whose end the write path just wrote (looked up: an end event
+    does not say when its turn started)."""
+    for i in range(0, len(turn_ids), 500):
+        chunk = turn_ids[i:i + 500]
+        conn.execute(f"INSERT INTO rollup_dirty (hour) SELECT DISTINCT {hour_sql('t')} FROM turns t "
+                     f"WHERE t.turn_id IN ({', '.join('?' for _ in chunk)}) AND t.started_at_ms IS NOT NULL "
+                     "ON CONFLICT (hour) DO NOTHING", list(chunk))
+
+
+def mark_hours(conn: Any, started_at_ms: Iterable[float | None]) -> None:
+    """Mark the hours of rows the write path inserted (inside its transaction; sorted, so two
+    writers never wait for each other's marks in opposite orders)."""
+    hours = sorted({int(t // HOUR_MS) for t in started_at_ms if t is not None and t == t})
+    if hours:
+        conn.executemany(_SQL_MARK, [(h,) for h in hours])
+
+
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS rollup_dirty (\n    hour INTEGER PRIMARY KEY\n);\n"
+    "CREATE TABLE IF NOT EXISTS rollup_meta (\n    key TEXT PRIMARY KEY,\n    value REAL\n);\n"
+)
+
+#: Version 7: the rollup tables, their dirty marks (every hour that has rows starts dirty) and the
+#: triggers that keep marking. (Frozen: a later change to the rollups is a new migration.)
+SQLITE_MIGRATION = _TABLES + "".join(_table_ddl(k, "BLOB") for k in KINDS) + _MARK_ALL + _sqlite_triggers()
+
+
+def postgres_migration() -> list[str]:
+    """Version 7 for PostgreSQL: the same tables (BYTEA sketches) and the same marking, as
+    PL/pgSQL trigger functions."""
+    ddl = _TABLES + "".join(_table_ddl(k, "BYTEA") for k in KINDS)
+    statements = [s.strip() for s in ddl.replace("INTEGER", "BIGINT").replace("REAL", "DOUBLE PRECISION").split(";")
+                  if s.strip()]
+    hour = _HOUR
+    statements.append("INSERT INTO rollup_dirty (hour) " + " UNION ".join(
+        f"SELECT {hour.format(a=k.alias)} FROM {k.table} {k.alias} WHERE {k.alias}.started_at_ms IS NOT NULL"
+        for k in KINDS))
+    changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in SESSION_DIMENSIONS)
+    hours = " UNION ".join(
+        f"SELECT {hour.format(a=k.alias)} FROM {k.table} {k.alias} WHERE {k.alias}.session_id = NEW.session_id "
+        f"AND {k.alias}.started_at_ms IS NOT NULL" for k in KINDS)
+    statements.append(f"""
+CREATE OR REPLACE FUNCTION hermetry_rollup_mark_session() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF {changed} THEN
+        INSERT INTO rollup_dirty (hour) {hours} ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END
+$fn$""")
+    statements.append("DROP TRIGGER IF EXISTS sessions_rollup_dims ON sessions")
+    statements.append(f"CREATE TRIGGER sessions_rollup_dims AFTER UPDATE OF {', '.join(SESSION_DIMENSIONS)} ON sessions "
+                      "FOR EACH ROW EXECUTE FUNCTION hermetry_rollup_mark_session()")
+    return statements
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregating raw rows (the one definition: rebuilds store it, reads add it for raw ranges)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Group:
+    """What one group of rows adds up to: counts (``Kind.counts`` names), the wall-time
+    histogram counts (turns), and a sketch per measure (``Kind.measures`` names)."""
+
+    counts: dict[str, Any]
+    hist: list[int] = field(default_factory=list)
+    sketches: dict[str, Sketch] = field(default_factory=dict)
+
+    def add(self, other: Group) -> None:
+        for name, value in other.counts.items():
+            self.counts[name] = self.counts.get(name, 0) + value
+        if other.hist:
+            self.hist = [a + b for a, b in zip(self.hist, other.hist, strict=True)] if self.hist else list(other.hist)
+        for name, sketch in other.sketches.items():
+            mine = self.sketches.get(name)
+            if mine is None:
+                self.sketches[name] = sketch.copy()
+            else:
+                mine.merge(sketch)
+
+
+def _is_postgres(conn: Any) -> bool:
+    dialect = getattr(conn, "dialect", None)
+    return getattr(dialect, "name", "sqlite") == "postgres"
+
+
+def _execute(conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    return cursor.execute(sql, params)
+
+
+def _ranges_sql(column: str, ranges: Sequence[tuple[float, float]]) -> tuple[str, list[Any]]:
+    if not ranges:
+        return "1 = 0", []
+    clauses, params = [], []
+    for lo, hi in ranges:
+        clauses.append(f"({column} >= ? AND {column} < ?)")
+        params += [lo, hi]
+    return "(" + " OR ".join(clauses) + ")", params
+
+
+def _filters_sql(kind: Kind, filters: Mapping[str, Any], raw: bool) -> tuple[str, list[Any]]:
+    keys = dict(kind.keys)
+    clauses, params = [], []
+    for name, value in sorted(filters.items()):
+        if name not in keys or name == "hour":
+            raise ValueError(f"rollups of {kind.name} cannot be filtered on {name!r}")
+        column = keys[name] if raw else f"r.{name}"
+        if value is None:
+            clauses.append(f"{column} IS NULL")
+        else:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+def aggregate_raw(conn: Any, kind: Kind, ranges: Sequence[tuple[float, float]],
+                  filters: Mapping[str, Any] | None = None) -> dict[tuple[Any, ...], Group]:
+    """The raw rows started in ``ranges`` (epoch ms, ``[lo, hi)``), grouped by every key of the
+    kind (``hour`` first): what a rollup row holds."""
+    out: dict[tuple[Any, ...], Group] = {}
+    if not ranges:
+        return out
+    a = kind.alias
+    where, params = _ranges_sql(f"{a}.started_at_ms", ranges)
+    fsql, fparams = _filters_sql(kind, filters or {}, raw=True)
+    where += fsql
+    params += fparams
+    source = f"{kind.table} {a} LEFT JOIN sessions s ON s.session_id = {a}.session_id"
+    k = len(kind.keys)
+    keys_sql = ", ".join(sql for _, sql in kind.keys)
+    group = ", ".join(str(i + 1) for i in range(k))
+    names = kind.count_names
+    sql = f"SELECT {keys_sql}, {', '.join(s for _, s in kind.counts)} FROM {source} WHERE {where} GROUP BY {group}"
+    for row in _execute(conn, sql, params):
+        out[tuple(row[:k])] = Group(dict(zip(names, row[k:], strict=True)))
+    for measure, expr in kind.measures:
+        sql = (f"SELECT {keys_sql}, {sign_sql(expr)}, {bucket_sql(expr)}, COUNT(*), MIN({expr}), MAX({expr}), "
+               f"SUM({expr}) FROM {source} WHERE {where} AND ({expr}) IS NOT NULL "
+               f"GROUP BY {group}, {k + 1}, {k + 2}")
+        for row in _execute(conn, sql, params):
+            g = out[tuple(row[:k])]
+            sketch = g.sketches.get(measure)
+            if sketch is None:
+                sketch = g.sketches[measure] = Sketch()
+            sketch.add_bucket(row[k], row[k + 1], row[k + 2], row[k + 3], row[k + 4], row[k + 5])
+    if kind.hist:
+        expr = dict(kind.measures)[kind.hist]
+        sql = (f"SELECT {keys_sql}, {_hist_sql(expr)}, COUNT(*) FROM {source} WHERE {where} "
+               f"AND {_hist_sql(expr)} IS NOT NULL GROUP BY {group}, {k + 1}")
+        for g in out.values():
+            g.hist = [0] * len(WALL_MS_EDGES)
+        for row in _execute(conn, sql, params):
+            out[tuple(row[:k])].hist[row[k]] += row[k + 1]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Rebuilding dirty hours
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class RebuildStats:
+    hours: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    #: dirty hours left (a budget ran out, or hours still open)
+    dirty_left: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"hours_rebuilt": self.hours, "rollup_rows": self.rows, "seconds": round(self.seconds, 3),
+                "dirty_hours_left": self.dirty_left}
+
+
+def pruned_before_ms(conn: Any) -> float | None:
+    """The boundary before which raw rows were pruned (None: never pruned)."""
+    row = _execute(conn, "SELECT value FROM rollup_meta WHERE key = 'pruned_before_ms'").fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def _runs(hours: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted hours → ``[first, last + 1)`` runs of consecutive hours."""
+    runs: list[tuple[int, int]] = []
+    for h in hours:
+        if runs and runs[-1][1] == h:
+            runs[-1] = (runs[-1][0], h + 1)
+        else:
+            runs.append((h, h + 1))
+    return runs
+
+
+def _begin(conn: Any) -> None:
+    conn.execute(dialect_of(conn).begin())
+    if _is_postgres(conn):
+        # no writer's row half-seen: writers wait for this short transaction, and it for them
+        conn.execute("LOCK TABLE sessions, turns, api_calls, tool_calls, rollup_dirty IN SHARE ROW EXCLUSIVE MODE")
+
+
+def _end(conn: Any, ok: bool) -> None:
+    try:
+        conn.execute("COMMIT" if ok else "ROLLBACK")
+    except Exception:
+        if ok:
+            raise
+
+
+def _in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    return f"{column} IN ({', '.join('?' for _ in values)})", list(values)
+
+
+def rebuild(conn: Any, *, now_ms: float | None = None, budget_s: float | None = None,
+            include_open: bool = False, before_hour: int | None = None) -> RebuildStats:
+    """Rebuild dirty closed hours exactly from the raw rows (all of them, or until ``budget_s``
+    has passed). The current hour stays dirty unless ``include_open`` (it is still being written;
+    reads take it from raw rows). ``conn`` must be a writer."""
+    t0 = time.perf_counter()
+    stats = RebuildStats()
+    now = time.time() * 1000 if now_ms is None else now_ms
+    limit = int(now // HOUR_MS) + (1 if include_open else 0)
+    if before_hour is not None:
+        limit = min(limit, before_hour)
+    while True:
+        ok = False
+        _begin(conn)
+        try:
+            pruned = pruned_before_ms(conn)
+            floor_hour = int(math.ceil(pruned / HOUR_MS)) if pruned is not None else None
+            if floor_hour is not None:  # pruned time: no raw rows to rebuild from; rollups stay
+                _execute(conn, "DELETE FROM rollup_dirty WHERE hour < ?", (floor_hour,))
+            hours = [h for (h,) in _execute(conn, "SELECT hour FROM rollup_dirty WHERE hour < ? ORDER BY hour LIMIT ?",
+                                            (limit, REBUILD_CHUNK_HOURS)).fetchall()]
+            if hours:
+                stats.rows += _rebuild_hours(conn, hours)
+                stats.hours += len(hours)
+            ok = True
+        finally:
+            _end(conn, ok)
+        if len(hours) < REBUILD_CHUNK_HOURS or (budget_s is not None and time.perf_counter() - t0 > budget_s):
+            break
+    stats.dirty_left = int(_execute(conn, "SELECT COUNT(*) FROM rollup_dirty").fetchone()[0])
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def _rebuild_hours(conn: Any, hours: list[int]) -> int:
+    ranges = [(lo * HOUR_MS, hi * HOUR_MS) for lo, hi in _runs(hours)]
+    rows = 0
+    for kind in KINDS:
+        groups = aggregate_raw(conn, kind, ranges)
+        where, params = _in_list("hour", hours)
+        _execute(conn, f"DELETE FROM {kind.rollup} WHERE {where}", params)
+        columns = [*kind.key_names, *kind.count_names, *kind.hist_columns,
+                   *(kind.sketch_column(m) for m, _ in kind.measures)]
+        sql = f"INSERT INTO {kind.rollup} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        values = []
+        for key, g in groups.items():
+            sketches = [g.sketches[m].to_bytes() if m in g.sketches else None for m, _ in kind.measures]
+            values.append((*key, *(g.counts[c] for c in kind.count_names), *g.hist, *sketches))
+        if values:
+            conn.executemany(sql, values)
+        rows += len(values)
+    where, params = _in_list("hour", hours)
+    _execute(conn, f"DELETE FROM rollup_dirty WHERE {where}", params)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a window
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Plan:
+    """Where each part of a window ``[since_ms, until_ms)`` is read from."""
+
+    since_ms: float
+    until_ms: float
+    #: runs of hours ``[first, last + 1)`` read from rollups
+    rollup_hours: tuple[tuple[int, int], ...]
+    #: ranges of epoch ms ``[lo, hi)`` read from raw rows
+    raw_ranges: tuple[tuple[float, float], ...]
+    #: raw rows before this were pruned (None: never)
+    pruned_before_ms: float | None = None
+    #: the window's start as read, when pruned time snapped it to a whole hour (else None)
+    snapped_since_ms: float | None = None
+
+    @property
+    def hours_from_rollups(self) -> int:
+        return sum(hi - lo for lo, hi in self.rollup_hours)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"hours_from_rollups": self.hours_from_rollups,
+                "raw_ranges": len(self.raw_ranges),
+                "pruned_before_ms": self.pruned_before_ms,
+                "snapped_since_ms": self.snapped_since_ms}
+
+
+#: Above this many separate ranges (dirty hours scattered over the window) a plan reads the window
+#: from raw rows (the SQL would grow past what a planner handles well); a rebuild fixes it.
+MAX_RANGES = 200
+
+
+def plan(conn: Any, since_ms: float, until_ms: float) -> Plan:
+    """Split ``[since_ms, until_ms)``: whole hours that are not dirty from rollups, the rest raw."""
+    pruned = pruned_before_ms(conn)
+    first, last = math.ceil(since_ms / HOUR_MS), math.floor(until_ms / HOUR_MS)
+    snapped = None
+    if pruned is not None and since_ms < pruned:
+        # before the boundary only rollups exist: whole hours, the window's start snapped down
+        first = math.floor(since_ms / HOUR_MS)
+        snapped = first * HOUR_MS if first * HOUR_MS != since_ms else None
+    if last <= first:
+        return Plan(since_ms, until_ms, (), ((since_ms, until_ms),), pruned, None)
+    pruned_hour = math.ceil(pruned / HOUR_MS) if pruned is not None else None
+    dirty = [h for (h,) in _execute(conn, "SELECT hour FROM rollup_dirty WHERE hour >= ? AND hour < ? ORDER BY hour",
+                                    (first, last)).fetchall()
+             if pruned_hour is None or h >= pruned_hour]
+    raw_hours = _runs(dirty)
+    clean: list[tuple[int, int]] = []
+    at = first
+    for lo, hi in raw_hours:
+        if lo > at:
+            clean.append((at, lo))
+        at = hi
+    if at < last:
+        clean.append((at, last))
+    raw: list[tuple[float, float]] = []
+    if since_ms < first * HOUR_MS:
+        raw.append((since_ms, first * HOUR_MS))
+    raw += [(lo * HOUR_MS, hi * HOUR_MS) for lo, hi in raw_hours]
+    if last * HOUR_MS < until_ms:
+        raw.append((last * HOUR_MS, until_ms))
+    if len(raw) > MAX_RANGES or len(clean) > MAX_RANGES:
+        return Plan(since_ms, until_ms, (), ((since_ms, until_ms),), pruned, None)
+    return Plan(since_ms, until_ms, tuple(clean), tuple(_merge(raw)), pruned, snapped)
+
+
+def _merge(ranges: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for lo, hi in sorted(ranges):
+        if out and out[-1][1] >= lo:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _key_sql(name: str) -> str:
+    return "r.hour / 24" if name == "day" else f"r.{name}"
+
+
+def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: Mapping[str, Any] | None = None,
+         measures: bool = True) -> dict[tuple[Any, ...], Group]:
+    """The window's groups by ``keys``: rollup rows of ``p.rollup_hours`` plus raw rows of
+    ``p.raw_ranges``, added. Keys: ``kind.key_names`` and ``"day"``."""
+    filters = dict(filters or {})
+    valid = set(kind.key_names) | {"day"}
+    for name in keys:
+        if name not in valid:
+            raise ValueError(f"rollups of {kind.name} have no key {name!r}")
+    out: dict[tuple[Any, ...], Group] = {}
+    k = len(keys)
+    if p.rollup_hours:
+        where, params = _ranges_sql("r.hour", p.rollup_hours)
+        fsql, fparams = _filters_sql(kind, filters, raw=False)
+        where += fsql
+        params += fparams
+        key_sql = [_key_sql(n) for n in keys]
+        sums = [f"SUM(r.{c})" for c in (*kind.count_names, *kind.hist_columns)]
+        group = f" GROUP BY {', '.join(str(i + 1) for i in range(k))}" if k else ""
+        sql = f"SELECT {', '.join([*key_sql, *sums])} FROM {kind.rollup} r WHERE {where}{group}"
+        names, nh = kind.count_names, len(kind.hist_columns)
+        for row in _execute(conn, sql, params):
+            if row[k] is None:  # no rows at all (an aggregate without GROUP BY)
+                continue
+            counts = row[k:k + len(names)]
+            out[tuple(row[:k])] = Group(dict(zip(names, counts, strict=True)),
+                                        list(row[k + len(names):k + len(names) + nh]) if nh else [])
+        if measures and out:
+            columns = [f"r.{kind.sketch_column(m)}" for m, _ in kind.measures]
+            any_sketch = " OR ".join(f"{c} IS NOT NULL" for c in columns)
+            sql = f"SELECT {', '.join([*key_sql, *columns])} FROM {kind.rollup} r WHERE {where} AND ({any_sketch})"
+            for row in _execute(conn, sql, params):
+                g = out[tuple(row[:k])]
+                for j, (m, _) in enumerate(kind.measures):
+                    blob = row[k + j]
+                    if blob is None:
+                        continue
+                    sketch = Sketch.from_bytes(blob)
+                    mine = g.sketches.get(m)
+                    if mine is None:
+                        g.sketches[m] = sketch
+                    else:
+                        mine.merge(sketch)
+    if p.raw_ranges:
+        index = {n: i for i, n in enumerate(kind.key_names)}
+        for full, g in aggregate_raw(conn, kind, p.raw_ranges, filters).items():
+            key = tuple(full[0] // 24 if n == "day" else full[index[n]] for n in keys)
+            if not measures:
+                g.sketches = {}
+            known = out.get(key)
+            if known is None:
+                out[key] = g
+            else:
+                known.add(g)
+    return out
+
+
+def has_rollups(conn: Any) -> bool:
+    """Does this store have the rollup tables (schema ≥ 7)?"""
+    try:
+        _execute(conn, "SELECT 1 FROM rollup_dirty LIMIT 1").fetchall()
+        return True
+    except Exception:
+        if _is_postgres(conn):
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:
+                pass
+        return False

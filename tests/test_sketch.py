@@ -1,0 +1,88 @@
+"""The quantile sketch: every percentile within α of the exact one on the same data."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hermetry.analytics.stats import percentile
+from hermetry.model.sketch import ALPHA, Sketch, bucket_sql, sign_sql
+
+QUANTILES = (0, 1, 5, 25, 50, 75, 90, 95, 99, 99.9, 100)
+TOLERANCE = ALPHA * (1 + 1e-9)
+
+positive = st.floats(min_value=1e-6, max_value=1e12, allow_nan=False, allow_infinity=False)
+nonneg = st.one_of(st.just(0.0), positive, st.integers(min_value=0, max_value=10**9).map(float))
+samples = st.one_of(
+    st.lists(nonneg, min_size=1, max_size=400),
+    # heavy ties: a few distinct values repeated
+    st.lists(st.sampled_from([0.0, 1.0, 3.5, 250.0, 1e7]), min_size=1, max_size=400),
+    st.lists(positive, min_size=1, max_size=1).map(lambda v: v * 5),  # one value, several times
+)
+
+
+def _within(approx: float | None, exact: float | None) -> bool:
+    assert approx is not None and exact is not None
+    return abs(approx - exact) <= TOLERANCE * abs(exact) + 1e-12
+
+
+@settings(max_examples=300, deadline=None)
+@given(samples)
+def test_every_quantile_within_alpha_of_the_exact_one(values: list[float]) -> None:
+    sketch = Sketch.of(values)
+    exact = sorted(values)
+    assert sketch.count == len(values)
+    assert sketch.min == exact[0] and sketch.max == exact[-1]
+    assert math.isclose(sketch.sum, math.fsum(values), rel_tol=1e-9, abs_tol=1e-9)
+    for q in QUANTILES:
+        assert _within(sketch.quantile(q / 100), percentile(exact, q)), q
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(samples, min_size=1, max_size=6))
+def test_merged_sketches_equal_one_sketch_of_everything(parts: list[list[float]]) -> None:
+    merged = Sketch()
+    for part in parts:
+        merged.merge(Sketch.from_bytes(Sketch.of(part).to_bytes()))
+    whole = Sketch.of(v for part in parts for v in part)
+    assert merged.buckets() == whole.buckets()
+    assert (merged.count, merged.zero, merged.min, merged.max) == (whole.count, whole.zero, whole.min, whole.max)
+    exact = sorted(v for part in parts for v in part)
+    for q in QUANTILES:
+        assert _within(merged.quantile(q / 100), percentile(exact, q))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(nonneg, positive.map(lambda v: -v)), min_size=1, max_size=200))
+def test_sql_buckets_build_the_same_sketch(values: list[float]) -> None:
+    """A rebuild groups by bucket in SQL: the sketch it builds is the one Python builds."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (x REAL)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(v,) for v in values])
+    from_sql = Sketch()
+    for sign, index, n, lo, hi, total in conn.execute(
+        f"SELECT {sign_sql('x')}, {bucket_sql('x')}, COUNT(*), MIN(x), MAX(x), SUM(x) FROM t "
+        f"GROUP BY 1, 2"
+    ):
+        from_sql.add_bucket(sign, index, n, lo, hi, total)
+    assert from_sql.buckets() == Sketch.of(values).buckets()
+    assert from_sql.count == len(values)
+
+
+def test_negative_values_and_empty() -> None:
+    assert Sketch().quantile(0.5) is None
+    s = Sketch.of([-100.0, -10.0, 0.0, 10.0, 100.0])
+    assert s.quantile(0) == -100.0 and s.quantile(1) == 100.0 and s.quantile(0.5) == 0.0
+    assert _within(s.quantile(0.25), -10.0)
+    assert s.count_above(50) == 1 and s.count_above(-1000) == 5 and s.count_above(100) == 0
+
+
+def test_serialized_form_is_compact() -> None:
+    s = Sketch.of(float(v) for v in range(1, 100_000))
+    data = s.to_bytes()
+    assert len(data) < 4 * 600 + 64  # ~580 buckets from 1 to 1e5 at 1 %
+    assert Sketch.from_bytes(data).buckets() == s.buckets()
+    assert Sketch.from_bytes(Sketch().to_bytes()).quantile(0.5) is None
