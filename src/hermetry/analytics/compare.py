@@ -32,6 +32,7 @@ from typing import Any
 from hermetry.analytics.query import TURNS, Query, Scanner, iso
 from hermetry.analytics.report import build_report, collect
 from hermetry.analytics.stats import count_above, mann_whitney_u, percentile, two_proportion_test
+from hermetry.model.kinds import API_OK, CostStatus
 from hermetry.stores.reader import Db, open_db
 
 COMPARE_SCHEMA = "hermetry.compare.v1"
@@ -104,11 +105,11 @@ def session_turn_costs(conn: sqlite3.Connection | None, q: Query) -> tuple[list[
         return [], 0
     scan = Scanner(conn, q)
     source, where, params = scan.scope(TURNS)
-    priced = "a.cost_status IN ('actual', 'estimated') AND a.cost_usd IS NOT NULL"
+    priced = f"a.cost_status IN ('{CostStatus.ACTUAL}', '{CostStatus.ESTIMATED}') AND a.cost_usd IS NOT NULL"
     sql = f"""SELECT t.session_id, COUNT(DISTINCT t.turn_id), SUM(CASE WHEN {priced} THEN a.cost_usd END),
-                     SUM(CASE WHEN NOT ({priced}) AND COALESCE(a.cost_status, '') <> 'included' THEN 1 ELSE 0 END)
+                     SUM(CASE WHEN NOT ({priced}) AND COALESCE(a.cost_status, '') <> '{CostStatus.INCLUDED}' THEN 1 ELSE 0 END)
               FROM {source} LEFT JOIN api_calls a ON a.turn_id = t.turn_id
-                   AND (a.status = 'ok' OR a.cost_usd IS NOT NULL)
+                   AND (a.status = '{API_OK}' OR a.cost_usd IS NOT NULL)
               WHERE {where}
               GROUP BY t.session_id
               HAVING COUNT(a.api_call_id) > 0"""

@@ -17,7 +17,7 @@ from typing import Any
 from hermetry.analytics.query import window_sql
 from hermetry.cost.price_file import PricingConfig
 from hermetry.cost.pricing import price_api_call
-from hermetry.model.kinds import CostStatus
+from hermetry.model.kinds import API_OK, CostStatus
 from hermetry.model.units import DAY_MS
 from hermetry.stores.rollups import mark_hours
 from hermetry.stores.sqlite import connect, migrate
@@ -28,7 +28,8 @@ SELECT api_call_id, provider, model, response_model, base_url, started_at_ms, in
        cache_read_tokens, cache_write_tokens, reasoning_tokens, provider_cost_usd,
        cost_usd, cost_status, cost_source, pricing_version
 FROM api_calls
-WHERE status = 'ok' AND origin = 'live' AND COALESCE(cost_status, 'unknown') <> 'actual' AND {window_sql()}
+WHERE status = '{API_OK}' AND origin = 'live' AND COALESCE(cost_status, '{CostStatus.UNKNOWN}') <> '{CostStatus.ACTUAL}'
+  AND {window_sql()}
 """
 
 

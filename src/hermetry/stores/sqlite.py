@@ -38,6 +38,7 @@ from hermetry.model.events import (
     TurnEnded,
     TurnStarted,
 )
+from hermetry.model.kinds import API_ERROR
 from hermetry.model.outcomes import (
     FINALIZE_PREFIX,
     ONE_RUN_SESSION_TYPES,
@@ -506,9 +507,9 @@ def _close_open_turns_sql(*, ended_at: str, where: str) -> str:
     """UPDATE closing the open turns ``where`` selects (the store and the reconciler share it)."""
     return f"""
 UPDATE turns SET
-    outcome = CASE WHEN {_LAST_CALL_STATUS} = 'error'
+    outcome = CASE WHEN {_LAST_CALL_STATUS} = '{API_ERROR}'
         THEN '{TurnOutcome.ERRORED.value}' ELSE '{TurnOutcome.ABANDONED.value}' END,
-    outcome_reason = CASE WHEN {_LAST_CALL_STATUS} = 'error'
+    outcome_reason = CASE WHEN {_LAST_CALL_STATUS} = '{API_ERROR}'
         THEN '{REASON_LAST_CALL_FAILED}' ELSE '{REASON_NO_TURN_END}' END,
     ended_at_ms = {ended_at}
 WHERE {where}

@@ -7,6 +7,14 @@ docs/telemetry-model.md documents every column.
 
 from __future__ import annotations
 
+from hermetry.model.events import TASK_MAIN
+from hermetry.model.outcomes import (
+    REASON_LAST_CALL_FAILED,
+    REASON_NO_SESSION_END,
+    REASON_NO_TURN_END,
+    RECONCILED_PREFIX,
+    TurnOutcome,
+)
 from hermetry.stores.rollups import SQLITE_MIGRATION as ROLLUPS_MIGRATION
 
 SCHEMA_V1 = """
@@ -163,18 +171,18 @@ CREATE INDEX IF NOT EXISTS sessions_open ON sessions(started_at_ms) WHERE ended_
 #: * one ``reconciled:…`` vocabulary (``model.outcomes``) for what was inferred before.
 #:
 #: Imported auxiliary rows get task ``auxiliary`` here; the next import names their task.
-SCHEMA_V5_TRUTH = """
+SCHEMA_V5_TRUTH = f"""
 ALTER TABLE api_calls ADD COLUMN task TEXT;
-UPDATE api_calls SET task = CASE WHEN api_request_id LIKE 'backfill:%:aux:%' THEN 'auxiliary' ELSE 'main' END;
+UPDATE api_calls SET task = CASE WHEN api_request_id LIKE 'backfill:%:aux:%' THEN 'auxiliary' ELSE '{TASK_MAIN}' END;
 ALTER TABLE sessions ADD COLUMN run_status TEXT;
 ALTER TABLE turns DROP COLUMN wall_ms;
 ALTER TABLE turns ADD COLUMN wall_ms REAL GENERATED ALWAYS AS (
-    CASE WHEN outcome = 'abandoned' THEN NULL ELSE ended_at_ms - started_at_ms END) VIRTUAL;
-UPDATE turns SET outcome_reason = 'reconciled:last_call_failed'
-    WHERE outcome_reason LIKE 'reconciled:%' AND outcome = 'errored';
-UPDATE turns SET outcome_reason = 'reconciled:no_turn_end'
-    WHERE outcome_reason LIKE 'reconciled:%' AND outcome <> 'errored';
-UPDATE sessions SET end_reason = 'reconciled:no_session_end' WHERE end_reason LIKE 'reconciled:%';
+    CASE WHEN outcome = '{TurnOutcome.ABANDONED}' THEN NULL ELSE ended_at_ms - started_at_ms END) VIRTUAL;
+UPDATE turns SET outcome_reason = '{REASON_LAST_CALL_FAILED}'
+    WHERE outcome_reason LIKE '{RECONCILED_PREFIX}%' AND outcome = '{TurnOutcome.ERRORED}';
+UPDATE turns SET outcome_reason = '{REASON_NO_TURN_END}'
+    WHERE outcome_reason LIKE '{RECONCILED_PREFIX}%' AND outcome <> '{TurnOutcome.ERRORED}';
+UPDATE sessions SET end_reason = '{REASON_NO_SESSION_END}' WHERE end_reason LIKE '{RECONCILED_PREFIX}%';
 """
 
 #: Version 6: ``api_calls.call_count`` — how many model calls a row stands for. NULL for a live
