@@ -28,10 +28,10 @@ stores/sqlite.py and analytics/.
 from __future__ import annotations
 
 import re
-import sqlite3
 
 from hermetry.stores import rollups
 from hermetry.stores.sqlite_schema import MIGRATIONS as SQLITE_MIGRATIONS
+from hermetry.stores.sqlite_util import split_statements
 
 #: Tables of the canonical schema whose rows are stamped with their host by the connection.
 #: ``sessions.host`` and ``recorder_runs.host`` are canonical columns, written from the events
@@ -70,20 +70,6 @@ def _fleet_extras() -> list[str]:
 
 
 FLEET_EXTRAS: list[str] = _fleet_extras()
-
-
-def split_statements(script: str) -> list[str]:
-    """A migration script's statements (the embedded store's scripts are SQLite-complete)."""
-    statements, buf = [], ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            if buf.strip():
-                statements.append(buf.strip().rstrip(";").strip())
-            buf = ""
-    if buf.strip():
-        statements.append(buf.strip().rstrip(";").strip())
-    return statements
 
 
 #: (pattern, replacement) applied in order to each statement of an embedded-store migration.

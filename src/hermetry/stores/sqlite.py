@@ -54,6 +54,7 @@ from hermetry.stores.dialect import SQLITE, Dialect, dialect_of
 from hermetry.stores.rollups import mark_hours, mark_open_turns, mark_turns
 from hermetry.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 from hermetry.stores.sqlite_util import is_corrupt, transaction
+from hermetry.stores.sqlite_util import split_statements as _split_sql
 
 #: How long one write waits for another process's lock. Short on purpose: the recorder keeps
 #: the batch and retries, so waiting longer inside SQLite would only delay a process's exit.
@@ -62,16 +63,22 @@ BUSY_TIMEOUT_MS = 250
 log = logging.getLogger("hermetry")
 
 
-class StoreUnavailable(SinkUnavailable, sqlite3.OperationalError):
-    """The store cannot take this batch now (locked, disk full, read-only); try again later.
-    (Also an ``sqlite3`` error, for readers that catch those.)"""
+class _Hinted(Exception):
+    """An error with a one-line hint for the operator: the class's, or the one given."""
 
-    hint = "run `hermetry doctor` to see why"
+    hint = ""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         if hint is not None:
             self.hint = hint
+
+
+class StoreUnavailable(_Hinted, SinkUnavailable, sqlite3.OperationalError):
+    """The store cannot take this batch now (locked, disk full, read-only); try again later.
+    (Also an ``sqlite3`` error, for readers that catch those.)"""
+
+    hint = "run `hermetry doctor` to see why"
 
 
 class StoreMissing(StoreUnavailable):
@@ -84,15 +91,10 @@ class StoreMissing(StoreUnavailable):
         self.path = path
 
 
-class StoreCorrupt(SinkDisabled, sqlite3.DatabaseError):
+class StoreCorrupt(_Hinted, SinkDisabled, sqlite3.DatabaseError):
     """The file is not a usable hermetry database; nothing will be written to it."""
 
     hint = "move the file aside; hermetry starts a new one at the same path"
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        if hint is not None:
-            self.hint = hint
 
 
 class NotAStore(StoreCorrupt):
@@ -320,18 +322,6 @@ def migrate(conn: sqlite3.Connection) -> int:
     return version
 
 
-def _split_sql(script: str) -> list[str]:
-    """Split a migration script into statements (executescript would commit our transaction)."""
-    statements, buf = [], ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            if buf.strip():
-                statements.append(buf.strip())
-            buf = ""
-    if buf.strip():
-        statements.append(buf.strip())
-    return statements
 
 
 # ---------------------------------------------------------------------------------------------

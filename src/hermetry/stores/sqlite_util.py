@@ -1,5 +1,6 @@
 """The small SQLite helpers every reader and writer of a telemetry (or Hermes') file shares:
-one transaction helper, one chunker for ``IN (…)`` lists, one test for "this file is corrupt"."""
+one transaction helper, one migration-script splitter, one chunker for ``IN (…)`` lists, one
+test for "this file is corrupt"."""
 
 from __future__ import annotations
 
@@ -29,6 +30,21 @@ def transaction(conn: sqlite3.Connection, immediate: bool = True) -> Iterator[sq
         if getattr(conn, "in_transaction", True):
             conn.execute("ROLLBACK")
         raise
+
+
+def split_statements(script: str) -> list[str]:
+    """A migration script's statements, each without its ``;`` (``executescript`` would commit the
+    caller's transaction; the PostgreSQL store runs the same scripts, statement by statement)."""
+    statements, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                statements.append(buf.strip().rstrip(";").strip())
+            buf = ""
+    if buf.strip():
+        statements.append(buf.strip().rstrip(";").strip())
+    return statements
 
 
 def chunks(items: Sequence[T], n: int = IN_CHUNK) -> Iterator[Sequence[T]]:
