@@ -7,6 +7,7 @@ recorder into a SQLite file and into a PostgreSQL database; every report is aske
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -192,3 +193,37 @@ def test_commands_that_need_a_file_refuse_a_postgresql_store_clearly(monkeypatch
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert "the store is PostgreSQL" in err and "pw@" not in err, argv
+
+
+SERIES_QUERIES = [
+    Query.last_days(2, now_ms=NOW_MS),
+    Query.last_days(2, now_ms=NOW_MS - 3 * DAY_MS, filters={"source": "cli"}),
+    Query.last_days(3, now_ms=NOW_MS, filters={"tool": "terminal"}),
+]
+
+
+@pytest.mark.parametrize("query", SERIES_QUERIES, ids=lambda q: f"{q.since_ms}-{q.filters}")
+def test_series_identical(both: tuple[Path, str, Any], query: Query) -> None:
+    """The dashboard's time series (analytics/series.py) read the same from both stores."""
+    from hermetry.analytics.series import hourly, tool_daily
+
+    path, url, _ = both
+    _same(json.loads(json.dumps(hourly(path, query))), json.loads(json.dumps(hourly(url, query))))
+    _same(json.loads(json.dumps(tool_daily(path, query))), json.loads(json.dumps(tool_daily(url, query))))
+
+
+def test_stored_events_identical(both: tuple[Path, str, Any]) -> None:
+    """The events a store gives back (export --otlp, metrics) are the same from both stores, and
+    as many as the history recorded of each kind that is stored as a row."""
+    from hermetry.analytics.events import recorder_drops, stored_events
+    from hermetry.model.events import ApiCall, ToolCall
+
+    path, url, history = both
+    lite, pg = list(stored_events(path)), list(stored_events(url))
+    assert len(lite) == len(pg) > 0
+    for a, b in zip(lite, pg, strict=True):
+        assert type(a) is type(b)
+        _same(dataclasses.asdict(a), dataclasses.asdict(b))
+    assert sum(isinstance(e, ApiCall) for e in pg) == len(history.api_calls())
+    assert sum(isinstance(e, ToolCall) for e in pg) == sum(isinstance(e, ToolCall) for e in history.events)
+    assert recorder_drops(path) == recorder_drops(url) == 0

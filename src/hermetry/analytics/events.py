@@ -41,12 +41,20 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {r[0] for r in conn.execute(dialect_of(conn).columns_sql(table))}
 
 
-def _rows(conn: sqlite3.Connection, sql: str, params: list[Any]) -> Iterator[sqlite3.Row]:
+def _rows(conn: sqlite3.Connection, sql: str, params: list[Any]) -> Iterator[Any]:
+    """Rows readable by column name: ``sqlite3.Row`` on SQLite, dicts on another store's reader
+    (whose rows are plain tuples)."""
     cursor = conn.cursor()
-    cursor.row_factory = sqlite3.Row
+    sqlite = isinstance(conn, sqlite3.Connection)
+    if sqlite:
+        cursor.row_factory = sqlite3.Row
     cursor.execute(sql, params)
+    names = None if sqlite else [d[0] for d in cursor.description]
     while batch := cursor.fetchmany(BATCH):
-        yield from batch
+        if names is None:
+            yield from batch
+        else:
+            yield from (dict(zip(names, row, strict=True)) for row in batch)
 
 
 def _window(column: str, since_ms: float | None, until_ms: float | None) -> tuple[str, list[Any]]:
