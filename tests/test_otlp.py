@@ -302,6 +302,22 @@ def test_a_dead_or_slow_collector_changes_nothing_but_is_counted(tmp_path: Path,
     # the store has everything regardless
     assert len(db_rows(home.telemetry_db, "SELECT * FROM api_calls")) == 2
     assert db_rows(home.telemetry_db, "SELECT outcome FROM turns")[0]["outcome"] == "completed"
+    # … and the exporter's drops are persisted with the run: every span of the run (1 turn, 2 model
+    # calls, 1 tool call: the script's), and metric points
+    (ledger,) = db_rows(home.telemetry_db, "SELECT * FROM exporter_runs")
+    assert ledger["exporter"] == "otlp" and ledger["spans_dropped"] == 4, ledger
+    assert ledger["points_dropped"] > 0 and ledger["last_error"]
+    (run,) = db_rows(home.telemetry_db, "SELECT run_id FROM recorder_runs")
+    assert run["run_id"] == ledger["run_id"]
+    lost = ledger["events_dropped"] + ledger["spans_dropped"] + ledger["points_dropped"]
+    from hermetry.analytics.metrics import metric_snapshot
+    from hermetry.surfaces.doctor import diagnose
+
+    (otlp,) = [x for x in metric_snapshot(home.telemetry_db).series
+               if x.metric is genai.DROPPED and dict(x.attributes)[genai.H_SINK] == "otlp"]
+    assert otlp.sum == lost
+    (shown,) = diagnose(home.telemetry_db)["drops"]["exporters"]
+    assert (shown["exporter"], shown["spans_dropped"], shown["runs_with_drops"]) == ("otlp", 4, 1)
 
 
 def test_a_quiet_process_sends_its_cumulative_totals_again(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -349,3 +365,43 @@ def test_what_a_failing_collector_missed_is_reported_when_it_is_back(monkeypatch
             sink.close()
         drops = [p for p in rx.points() if p["metric"] == "hermetry.recorder.dropped"]
     assert drops[-1]["attributes"] == {"hermetry.sink": "otlp"} and drops[-1]["value"] == missed
+
+
+def test_an_exporters_drops_are_persisted_with_its_run_and_shown(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process, against a closed port: what the recorder's own ledger says the OTLP exporter could
+    not deliver is what the telemetry file keeps, what doctor shows and what metrics serve exports."""
+    import os
+
+    from hermetry.analytics.metrics import metric_snapshot
+    from hermetry.recorder.recorder import Recorder
+    from hermetry.sinks.otlp import sink_factory
+    from hermetry.stores.sqlite import SQLiteStore
+    from hermetry.testing.query import rows
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2")
+    db = tmp_path / "t.db"
+    recorder = Recorder(lambda: SQLiteStore(db), exporters=[sink_factory()], register_atexit=False,
+                        flush_interval_s=0.01)
+    for e in [SessionStarted("s", T0, source="cli"), TurnStarted("t", "s", T0),
+              ApiCall("r", 0, "s", "t", T0 + 1, 20.0, "ok", model="m", provider="openai", input_tokens=5,
+                      output_tokens=1),
+              TurnEnded("t", "s", T0 + 1000, "completed")]:
+        recorder.record(e)
+    recorder.flush_at_exit(5.0)
+    (stats,) = recorder.stats().exporters
+    recorder.close(1.0)
+    assert stats.undelivered >= 2  # the turn's span and its call's, at least, were not delivered
+    (ledger,) = rows(db, "SELECT * FROM exporter_runs")
+    assert ledger["spans_dropped"] == 2  # the two spans the test's events make
+    assert ledger["spans_dropped"] + ledger["points_dropped"] == stats.undelivered
+    (otlp,) = [x for x in metric_snapshot(db).series
+               if x.metric is genai.DROPPED and dict(x.attributes)[genai.H_SINK] == "otlp"]
+    assert otlp.sum == stats.undelivered + stats.dropped
+    out = subprocess.run([sys.executable, "-m", "hermetry.surfaces.cli", "--db", str(db), "doctor"],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "80"})
+    lines = out.stdout.splitlines()
+    at = next(i for i, x in enumerate(lines) if x.startswith("export otlp"))
+    assert f"{ledger['spans_dropped']:,} spans" in lines[at] and "in 1 of 1 runs; last: " in lines[at + 1], out.stdout
+    assert len(lines[at]) <= 80 and len(lines[at + 1]) <= 80, out.stdout

@@ -92,7 +92,9 @@ def _batch() -> list[Any]:
 
 
 RUN = {"run_id": "run1", "host": "h1", "pid": 1, "started_at_ms": T0_MS, "events_dropped": 0,
-       "hermetry_version": "test"}
+       "hermetry_version": "test",
+       "exporters": [{"name": "otlp", "events_dropped": 0, "spans_dropped": 4, "points_dropped": 9,
+                      "failed_batches": 2, "last_error": "connection refused"}]}
 NOW_MS = T0_MS + DEFAULT_GRACE_S * 1000 + 10_000  # every open turn is stale by then
 
 

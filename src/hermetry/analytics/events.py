@@ -150,7 +150,7 @@ def exporter_drops(db: Db) -> dict[str, int]:
         if conn is None:
             return {}
         try:
-            rows = conn.execute("SELECT exporter, COALESCE(SUM(events_dropped + undelivered), 0) "
+            rows = conn.execute("SELECT exporter, COALESCE(SUM(events_dropped + spans_dropped + points_dropped), 0) "
                                 "FROM exporter_runs GROUP BY exporter ORDER BY exporter").fetchall()
         except sqlite3.Error:
             return {}  # an older file: no exporter ledger yet

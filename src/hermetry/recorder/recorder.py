@@ -130,6 +130,19 @@ class _Exporter:
             except Exception:
                 log.debug("hermetry: %s close failed", self.name, exc_info=True)
 
+    def ledger(self) -> dict[str, Any]:
+        """This exporter's figures as the store persists them per run (``exporter_runs``)."""
+        own: Any = {}
+        try:
+            own = self.sink.stats() if self.sink is not None and hasattr(self.sink, "stats") else {}
+        except Exception:  # noqa: BLE001 - a ledger read must never fail the writer
+            own = {}
+        return {"name": self.name, "events_dropped": self.dropped,
+                "spans_dropped": int(own.get("dropped_spans") or 0) if isinstance(own, dict) else 0,
+                "points_dropped": int(own.get("dropped_points") or 0) if isinstance(own, dict) else 0,
+                "failed_batches": self.failed_batches,
+                "last_error": (own.get("last_error") if isinstance(own, dict) else None) or self.last_error}
+
     def stats(self) -> ExporterStats:
         undelivered = getattr(self.sink, "undelivered", 0)
         return ExporterStats(self.name, self.batches, self.events, self.failed_batches,
@@ -199,6 +212,7 @@ class Recorder:
         self._pending: list[Event] = []
         self._dropped = 0
         self._drops_reported = 0  # the drop count last written to recorder_runs
+        self._exporters_reported: list[dict[str, Any]] = []  # the exporter ledger last written (exporter_runs)
         self._written = 0
         self._drop_lock = threading.Lock()
         self._wake = threading.Event()
@@ -248,6 +262,16 @@ class Recorder:
         """Ask the writer to run now (a session ended; the process may be about to exit)."""
         self._wake.set()
 
+    def _exporter_ledger(self) -> list[dict[str, Any]]:
+        return [x.ledger() for x in self._exporters if x.sink is not None or x.dropped]
+
+    def _run_record(self, dropped: int) -> dict[str, Any]:
+        """The ledger written with a batch: the run's drops, and each exporter's (exporter_runs)."""
+        run = dict(self._run, events_dropped=dropped)
+        if self._exporters:
+            run["exporters"] = self._exporter_ledger()
+        return run
+
     def _count_drop(self, n: int) -> None:
         with self._drop_lock:
             self._dropped += n
@@ -267,7 +291,18 @@ class Recorder:
                 log.debug("hermetry: store flush failed", exc_info=True)
         for exporter in self._exporters:
             exporter.flush(max(0.0, deadline - time.monotonic()))
+        if self._exporters:
+            self._persist_ledger(deadline)  # what the exporters wrote off while flushing, too
         return written
+
+    def _persist_ledger(self, deadline: float) -> None:
+        """Have the writer store the drop ledger (the recorder's and each exporter's) if it changed."""
+        first_pass = self._passes
+        while self._started and self._thread.is_alive() and self._drops_unreported():
+            if time.monotonic() >= deadline or (self._failing and self._passes > first_pass + 2):
+                return  # the store cannot take it now: flush_at_exit keeps it in the fallback ledger
+            self._wake.set()
+            time.sleep(0.005)
 
     def _flush_primary(self, deadline: float) -> bool:
         first_pass = self._passes
@@ -293,7 +328,8 @@ class Recorder:
         try:
             ok = self.flush(timeout)
             lost = len(self._queue) + len(self._pending)
-            if lost or (self._dropped != self._drops_reported and self._dropped):
+            if lost or (self._dropped != self._drops_reported and self._dropped) or (
+                    self._exporters and self._exporter_ledger() != self._exporters_reported):
                 self._save_fallback(lost)
         except Exception:
             log.debug("hermetry: final flush failed", exc_info=True)
@@ -305,7 +341,7 @@ class Recorder:
 
         where = None
         if self._drop_ledger is not None:
-            record = dict(self._run, events_dropped=self._dropped + lost, events_written=self._written,
+            record = dict(self._run_record(self._dropped + lost), events_written=self._written,
                           lost_at_exit=lost, last_error=self._last_error)
             where = self._drop_ledger.save(record)
         if lost and not notice_counts():  # one line per process: a failure already said covers it
@@ -460,7 +496,7 @@ class Recorder:
         for i, event in enumerate(pending):
             try:
                 # with the run, so the file's ledger counts what this way writes too
-                self._written += self._store.write([event], dict(self._run, events_dropped=self._dropped))
+                self._written += self._store.write([event], self._run_record(self._dropped))
                 self._drops_reported = self._dropped
             except SinkUnavailable:
                 self._pending = pending[i:]
@@ -472,7 +508,10 @@ class Recorder:
         return True
 
     def _drops_unreported(self) -> bool:
-        return self._dropped != self._drops_reported and self._disabled_reason is None
+        if self._disabled_reason is not None:
+            return False
+        return self._dropped != self._drops_reported or bool(
+            self._exporters and self._exporter_ledger() != self._exporters_reported)
 
     def _process(self, event: Event) -> Event:
         for processor in self.processors:
@@ -487,7 +526,7 @@ class Recorder:
             if self._store is None:
                 self._store = self._store_factory()
             dropped = self._dropped
-            run = dict(self._run, events_dropped=dropped)
+            run = self._run_record(dropped)
             n = self._store.write(self._pending, run)
         except SinkUnavailable as exc:
             self._last_error = str(exc)
@@ -523,6 +562,7 @@ class Recorder:
         self._failures = 0
         self._failing = False
         self._drops_reported = dropped
+        self._exporters_reported = run.get("exporters", [])
         self._written += n
         self._pending.clear()
         return True

@@ -781,6 +781,7 @@ def adopt_drop_ledger(conn: sqlite3.Connection, path: str | os.PathLike[str]) ->
                 conn.execute(_SQL_ADOPT_RUN, (
                     r["run_id"], r.get("host"), r.get("pid"), r.get("started_at_ms"), r.get("at_ms"),
                     int(r.get("events_written") or 0), int(r.get("events_dropped") or 0), r.get("hermetry_version")))
+                _write_exporter_runs(conn, r, float(r.get("at_ms") or time.time() * 1000))
     except (sqlite3.Error, TypeError, ValueError):
         ledger.give_back(claimed)
         return 0
@@ -788,12 +789,35 @@ def adopt_drop_ledger(conn: sqlite3.Connection, path: str | os.PathLike[str]) ->
     return len(records)
 
 
+_SQL_EXPORTER_RUN = (
+    "INSERT INTO exporter_runs (run_id, exporter, events_dropped, spans_dropped, points_dropped, failed_batches, "
+    "last_error, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id, exporter) DO UPDATE SET "
+    "events_dropped = excluded.events_dropped, spans_dropped = excluded.spans_dropped, "
+    "points_dropped = excluded.points_dropped, failed_batches = excluded.failed_batches, "
+    "last_error = excluded.last_error, updated_at_ms = excluded.updated_at_ms"
+)
+
+
+def _write_exporter_runs(conn: sqlite3.Connection, run: Mapping[str, Any], at_ms: float) -> None:
+    """Each exporter's running totals for this run (recorder: ``run["exporters"]``), latest wins."""
+    for x in run.get("exporters") or ():
+        if not isinstance(x, Mapping) or not x.get("name"):
+            continue
+        error = x.get("last_error")
+        conn.execute(_SQL_EXPORTER_RUN, (
+            run["run_id"], str(x["name"]), int(x.get("events_dropped") or 0), int(x.get("spans_dropped") or 0),
+            int(x.get("points_dropped") or 0), int(x.get("failed_batches") or 0),
+            None if error is None else str(error)[:200], at_ms))
+
+
 def _write_run(conn: sqlite3.Connection, run: Mapping[str, Any], written: int) -> None:
+    now = time.time() * 1000
     conn.execute(
         _SQL_RUN,
         (run["run_id"], run.get("host"), run.get("pid"), run.get("started_at_ms"),
-         time.time() * 1000, written, run.get("events_dropped", 0), run.get("hermetry_version")),
+         now, written, run.get("events_dropped", 0), run.get("hermetry_version")),
     )
+    _write_exporter_runs(conn, run, now)
 
 
 #: The ledger write, shared with the PostgreSQL store (the same portable statement).

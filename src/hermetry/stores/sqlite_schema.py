@@ -197,8 +197,26 @@ ALTER TABLE api_calls ADD COLUMN call_count INTEGER;
 #: has rows starts dirty), and the triggers that mark them on every write.
 SCHEMA_V7_ROLLUPS = ROLLUPS_MIGRATION
 
+#: Version 8: each exporter's own ledger, per recording process run (``recorder_runs.run_id``):
+#: what an exporter (OTLP, …) could not deliver, so a drop is never only in a dead process's memory
+#: (``hermetry doctor``, ``hermetry_recorder_dropped_total{hermetry_sink=…}``). A run's latest
+#: figures replace its earlier ones (they are the process's running totals).
+SCHEMA_V8_EXPORTER_RUNS = """
+CREATE TABLE IF NOT EXISTS exporter_runs (
+    run_id             TEXT NOT NULL,
+    exporter           TEXT NOT NULL,     -- the sink's name: otlp, …
+    events_dropped     INTEGER NOT NULL DEFAULT 0,  -- events it refused (its write failed, or it was disabled)
+    spans_dropped      INTEGER NOT NULL DEFAULT 0,  -- spans it could not deliver
+    points_dropped     INTEGER NOT NULL DEFAULT 0,  -- metric points it could not deliver
+    failed_batches     INTEGER NOT NULL DEFAULT 0,
+    last_error         TEXT,              -- truncated; no content
+    updated_at_ms      REAL,
+    PRIMARY KEY (run_id, exporter)
+);
+"""
+
 #: MIGRATIONS[n] upgrades schema version n to n + 1 (version 0 is an empty file).
 MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_BACKFILL, SCHEMA_V3_COST_HISTORY, SCHEMA_V4_OPEN_INDEXES, SCHEMA_V5_TRUTH,
-                         SCHEMA_V6_CALL_COUNT, SCHEMA_V7_ROLLUPS]
+                         SCHEMA_V6_CALL_COUNT, SCHEMA_V7_ROLLUPS, SCHEMA_V8_EXPORTER_RUNS]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -591,6 +591,14 @@ def print_doctor(r: dict[str, Any]) -> None:
                 f"{run['events_dropped']:,} dropped\n")
     else:
         out("drops           none recorded\n")
+    for x in d.get("exporters", []):
+        lost = x["events_dropped"] + x["spans_dropped"] + x["points_dropped"]
+        what = (f"not delivered: {x['events_dropped']:,} events, {x['spans_dropped']:,} spans, "
+                f"{x['points_dropped']:,} points") if lost else f"nothing lost ({x['runs']} runs)"
+        out(f"export {x['exporter']:<8} {what}\n")
+        if lost:
+            last = f"; last: {x['last_error']}" if x.get("last_error") else ""
+            out(f"                in {x['runs_with_drops']} of {x['runs']} runs{last}"[:80] + "\n")
     pr = r["prices"]
     out(f"prices          {pr['status']}: {pr['detail']}\n")
     if r["ok"]:

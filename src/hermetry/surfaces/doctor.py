@@ -73,7 +73,8 @@ def _plugin(home: Path) -> dict[str, Any]:
 def _drops(path: Path, readable: bool) -> dict[str, Any]:
     from hermetry.recorder.ledger import DropLedger
 
-    out: dict[str, Any] = {"events_dropped": 0, "runs_with_drops": 0, "recent": [], "not_yet_in_file": []}
+    out: dict[str, Any] = {"events_dropped": 0, "runs_with_drops": 0, "recent": [], "not_yet_in_file": [],
+                           "exporters": []}
     if readable:
         try:
             from hermetry.stores.sqlite import connect
@@ -91,6 +92,7 @@ def _drops(path: Path, readable: bool) -> dict[str, Any]:
                         "SELECT run_id, host, pid, started_at_ms, last_flush_at_ms, events_written, events_dropped "
                         "FROM recorder_runs WHERE events_dropped > 0 ORDER BY last_flush_at_ms DESC LIMIT ?",
                         (RECENT_DROPS,))]
+                out["exporters"] = _exporter_drops(conn)
             finally:
                 conn.close()
         except (sqlite3.Error, Exception):
@@ -103,6 +105,24 @@ def _drops(path: Path, readable: bool) -> dict[str, Any]:
     out["fallback_files"] = [str(p) for p in ledger.paths]
     out["events_dropped"] += sum(int(r.get("events_dropped") or 0) for r in pending)
     return out
+
+
+def _exporter_drops(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Per exporter (OTLP, …): what it could not deliver, over every recording run (exporter_runs)."""
+    try:
+        rows = conn.execute(
+            "SELECT exporter, SUM(events_dropped), SUM(spans_dropped), SUM(points_dropped), "
+            "SUM(CASE WHEN events_dropped + spans_dropped + points_dropped > 0 THEN 1 ELSE 0 END), COUNT(*), "
+            "MAX(updated_at_ms) FROM exporter_runs GROUP BY exporter ORDER BY exporter").fetchall()
+        last = dict(conn.execute(
+            "SELECT exporter, last_error FROM exporter_runs e WHERE last_error IS NOT NULL AND updated_at_ms = "
+            "(SELECT MAX(updated_at_ms) FROM exporter_runs x WHERE x.exporter = e.exporter AND x.last_error IS NOT NULL)"
+        ).fetchall())
+    except sqlite3.Error:
+        return []  # an older file: no exporter ledger yet
+    return [{"exporter": name, "events_dropped": int(ev or 0), "spans_dropped": int(sp or 0),
+             "points_dropped": int(pt or 0), "runs_with_drops": int(bad or 0), "runs": int(runs or 0),
+             "last_at": _iso(at), "last_error": last.get(name)} for name, ev, sp, pt, bad, runs, at in rows]
 
 
 def _prices() -> dict[str, Any]:
