@@ -46,6 +46,7 @@ INSERT INTO rollup_dirty (hour) SELECT CAST(FLOOR(t.started_at_ms / 3600000.0) A
 CREATE OR REPLACE FUNCTION hermetry_rollup_mark_session() RETURNS trigger LANGUAGE plpgsql AS $fn$ BEGIN IF OLD.source IS DISTINCT FROM NEW.source OR OLD.session_type IS DISTINCT FROM NEW.session_type OR OLD.profile IS DISTINCT FROM NEW.profile OR OLD.model IS DISTINCT FROM NEW.model OR OLD.provider IS DISTINCT FROM NEW.provider OR OLD.host IS DISTINCT FROM NEW.host THEN INSERT INTO rollup_dirty (hour) SELECT CAST(FLOOR(t.started_at_ms / 3600000.0) AS BIGINT) FROM turns t WHERE t.session_id = NEW.session_id AND t.started_at_ms IS NOT NULL UNION SELECT CAST(FLOOR(a.started_at_ms / 3600000.0) AS BIGINT) FROM api_calls a WHERE a.session_id = NEW.session_id AND a.started_at_ms IS NOT NULL UNION SELECT CAST(FLOOR(c.started_at_ms / 3600000.0) AS BIGINT) FROM tool_calls c WHERE c.session_id = NEW.session_id AND c.started_at_ms IS NOT NULL ON CONFLICT DO NOTHING; END IF; RETURN NULL; END $fn$;
 DROP TRIGGER IF EXISTS sessions_rollup_dims ON sessions;
 CREATE TRIGGER sessions_rollup_dims AFTER UPDATE OF source, session_type, profile, model, provider, host ON sessions FOR EACH ROW EXECUTE FUNCTION hermetry_rollup_mark_session();
+CREATE TABLE IF NOT EXISTS exporter_runs ( run_id TEXT NOT NULL, exporter TEXT NOT NULL, events_dropped BIGINT NOT NULL DEFAULT 0, spans_dropped BIGINT NOT NULL DEFAULT 0, points_dropped BIGINT NOT NULL DEFAULT 0, failed_batches BIGINT NOT NULL DEFAULT 0, last_error TEXT, updated_at_ms DOUBLE PRECISION, PRIMARY KEY (run_id, exporter) );
 ALTER TABLE turns ADD COLUMN IF NOT EXISTS host TEXT;
 ALTER TABLE turns ALTER COLUMN host SET DEFAULT current_setting('hermetry.host', true);
 ALTER TABLE api_calls ADD COLUMN IF NOT EXISTS host TEXT;
@@ -82,6 +83,7 @@ UPDATE sessions SET outcome = %s WHERE session_id = %s;
 INSERT INTO rollup_dirty (hour) VALUES (%s) ON CONFLICT (hour) DO NOTHING;
 INSERT INTO rollup_dirty (hour) SELECT DISTINCT CAST(FLOOR(t.started_at_ms / 3600000.0) AS BIGINT) FROM turns t WHERE t.turn_id IN (%s, %s) AND t.started_at_ms IS NOT NULL ON CONFLICT (hour) DO NOTHING;
 INSERT INTO recorder_runs (run_id, host, pid, started_at_ms, last_flush_at_ms, events_written, events_dropped, hermetry_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT(run_id) DO UPDATE SET last_flush_at_ms = excluded.last_flush_at_ms, events_written = recorder_runs.events_written + excluded.events_written, events_dropped = excluded.events_dropped;
+INSERT INTO exporter_runs (run_id, exporter, events_dropped, spans_dropped, points_dropped, failed_batches, last_error, updated_at_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT(run_id, exporter) DO UPDATE SET events_dropped = excluded.events_dropped, spans_dropped = excluded.spans_dropped, points_dropped = excluded.points_dropped, failed_batches = excluded.failed_batches, last_error = excluded.last_error, updated_at_ms = excluded.updated_at_ms;
 
 -- reconcile (a dead process's open turn and session)
 BEGIN;
