@@ -24,6 +24,7 @@ from datetime import datetime
 from decimal import Decimal
 from importlib.metadata import version as _dist_version
 from types import MappingProxyType
+from typing import Any
 
 # genai-prices itself (and the openai types it pulls in) is imported only when a call actually
 # needs a list price: a process whose calls are custom endpoints never pays for loading it.
@@ -196,17 +197,21 @@ def estimate(
     ``output_tokens`` includes reasoning). Lookup errors are returned as ``None``; genai-prices'
     validation errors propagate (the caller turns any exception into ``unknown``).
     """
-    route = resolve_route(provider, base_url)
-    if route is None or not model or not model.strip():
-        return None
     from genai_prices import data_snapshot
 
-    ref = _find_model_ref(data_snapshot.get_snapshot().timestamp, route, model)
-    if ref is None:
+    stamp = data_snapshot.get_snapshot().timestamp
+    key = (provider, base_url, model, int(at.timestamp() // 60), stamp)
+    if key in _memo:
+        found = _memo[key]
+    else:
+        found = _lookup(provider, base_url, model, at, stamp)
+        if len(_memo) >= _MEMO_SIZE:
+            _memo.clear()
+        _memo[key] = found
+    if found is None:
         return None
+    route, ref, rates = found
     reasoning = min(reasoning_tokens, output_tokens)
-    minute = at.replace(second=0, microsecond=0)
-    rates = _linear_rates(data_snapshot.get_snapshot().timestamp, route, ref, minute)
     if rates is not None:
         base, per_input, per_cache_read, per_cache_write, per_output, per_reasoning, version = rates
         cost = (base + input_tokens * per_input + cache_read_tokens * per_cache_read
@@ -219,6 +224,26 @@ def estimate(
 
 
 _MILLION = Decimal(1_000_000)
+
+#: ``estimate``'s lookups for one route, model and minute — what :func:`resolve_route`,
+#: :func:`_find_model_ref` and :func:`_linear_rates` give for them (each deterministic for a
+#: data snapshot), as one dict lookup on plain values: building the ``Route``, hashing it twice
+#: and ``datetime.replace`` cost more than the arithmetic (bench/ingest.py, price stage).
+#: Bounded: cleared when full.
+_memo: dict[tuple[Any, ...], tuple[Route, str, Any] | None] = {}
+_MEMO_SIZE = 4096
+
+
+def _lookup(provider: str | None, base_url: str | None, model: str | None, at: datetime,
+            stamp: datetime) -> tuple[Route, str, Any] | None:
+    """(route, model ref, linear rates or None) for a call at ``at``; None: no price."""
+    route = resolve_route(provider, base_url)
+    if route is None or not model or not model.strip():
+        return None
+    ref = _find_model_ref(stamp, route, model)
+    if ref is None:
+        return None
+    return route, ref, _linear_rates(stamp, route, ref, at.replace(second=0, microsecond=0))
 
 
 def _calc(route: Route, ref: str, at: datetime, input_tokens: int, cache_read_tokens: int,

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import NamedTuple
+from typing import NamedTuple, TypeGuard
 
 from hermetry.model.kinds import CostStatus
 
@@ -115,23 +115,24 @@ class _Counts:
     reasoning: int
 
 
-def _is_count(value: object) -> bool:
+def _is_count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _counts(usage: TokenUsage) -> _Counts | None:
-    """Validated counts, or ``None`` if the call's tokens are unknown or nonsensical."""
-    values = (
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.cache_read_tokens or 0,
-        usage.cache_write_tokens or 0,
-        usage.reasoning_tokens or 0,
-    )
-    if not all(_is_count(v) for v in values):
+    """Validated counts, or ``None`` if the call's tokens are unknown or nonsensical.
+
+    (Written out, not as generator expressions: this runs once per priced call on the writer
+    thread, and the generators cost more than the checks.)"""
+    input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
+    cache_read = usage.cache_read_tokens or 0
+    cache_write = usage.cache_write_tokens or 0
+    reasoning = usage.reasoning_tokens or 0
+    if not (_is_count(input_tokens) and _is_count(output_tokens) and _is_count(cache_read)
+            and _is_count(cache_write) and _is_count(reasoning)):
         return None
-    input_tokens, output_tokens, cache_read, cache_write, reasoning = (int(v or 0) for v in values)
-    return _Counts(input_tokens, output_tokens, cache_read, cache_write, reasoning)
+    return _Counts(int(input_tokens), int(output_tokens), int(cache_read), int(cache_write),
+                   int(reasoning))
 
 
 def _reported_cost(value: object) -> Decimal | None:

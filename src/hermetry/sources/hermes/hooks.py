@@ -649,10 +649,28 @@ def _probe_ttft(probe: Any) -> float | None:
     return None
 
 
+#: URLs that carry nothing to redact, and their normalized form (a model call's base URL is one
+#: of a few endpoints: parsing it once per call was a third of the normalizer's time). A URL
+#: with credentials, a query or a fragment is never kept here. Bounded: cleared when full.
+_CLEAN_URLS: dict[str, str | None] = {}
+
+
 def _redact_url(url: str | None) -> str | None:
     """Keep the endpoint, never credentials or query strings embedded in it."""
     if not url:
         return url
+    done = _CLEAN_URLS.get(url)
+    if done is not None:
+        return done
+    redacted = _redact_url_uncached(url)
+    if redacted is not None and "@" not in url and "?" not in url and "#" not in url:
+        if len(_CLEAN_URLS) >= 256:
+            _CLEAN_URLS.clear()
+        _CLEAN_URLS[url] = redacted
+    return redacted
+
+
+def _redact_url_uncached(url: str) -> str | None:
     from urllib.parse import urlsplit, urlunsplit
 
     try:
