@@ -3,7 +3,10 @@
 ``OTLPReceiver`` listens on loopback, accepts ``POST /v1/traces`` and ``/v1/metrics``
 (``application/x-protobuf``, gzip or not), decodes them with ``opentelemetry-proto`` and keeps
 plain dicts: :meth:`OTLPReceiver.spans` and :meth:`OTLPReceiver.points`. ``mode="hang"`` accepts
-and never answers (a slow collector). Needs ``opentelemetry-proto`` (hermetry's dev extra)::
+and never answers (a slow collector). ``protocol="grpc"`` serves OTLP/gRPC instead (the
+collector's ``TraceService`` / ``MetricsService`` from ``opentelemetry-proto``'s stubs, on
+``grpcio``), decoded the same way. Needs ``opentelemetry-proto`` (and, for gRPC, ``grpcio``:
+hermetry's dev extra)::
 
     with OTLPReceiver() as rx:
         env = {"HERMETRY_OTLP": "1", "OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint}
@@ -41,8 +44,9 @@ _STATUS = {0: "unset", 1: "ok", 2: "error"}
 class OTLPReceiver:
     """A loopback OTLP/HTTP endpoint that records what it receives (``mode``: "ok" or "hang")."""
 
-    def __init__(self, mode: str = "ok") -> None:
+    def __init__(self, mode: str = "ok", *, protocol: str = "http/protobuf") -> None:
         self.mode = mode
+        self.protocol = protocol
         self.requests: list[tuple[str, bytes]] = []
         self._spans: list[dict[str, Any]] = []
         self._points: list[dict[str, Any]] = []
@@ -67,18 +71,60 @@ class OTLPReceiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._grpc: Any = None
+        if protocol == "grpc":
+            self._grpc, self.port = self._grpc_server()
+        else:
+            self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            self._server.daemon_threads = True
+            self.port = int(self._server.server_address[1])
+            self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.endpoint = f"http://127.0.0.1:{self.port}"  # http://: an insecure gRPC channel too
+
+    def _grpc_server(self) -> tuple[Any, int]:
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.metrics.v1 import (
+            metrics_service_pb2,
+            metrics_service_pb2_grpc,
+        )
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+        receiver = self
+
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the service's name
+                if receiver.mode == "hang":
+                    receiver._stop.wait()
+                receiver._receive("/v1/traces", request.SerializeToString())
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+                if receiver.mode == "hang":
+                    receiver._stop.wait()
+                receiver._receive("/v1/metrics", request.SerializeToString())
+                return metrics_service_pb2.ExportMetricsServiceResponse()
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        return server, int(port)
 
     def __enter__(self) -> OTLPReceiver:
-        self._thread.start()
+        if self._grpc is not None:
+            self._grpc.start()
+        else:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        if self._grpc is not None:
+            self._grpc.stop(grace=None)
+            return
         self._server.shutdown()
         self._server.server_close()
 
