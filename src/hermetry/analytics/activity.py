@@ -106,12 +106,11 @@ def activity(conn: sqlite3.Connection | None, since_ms: float, until_ms: float,
         api[sid] = (int(ok_main or 0), int(io_main or 0))
         tokens["total"] += int(total or 0)
         tokens["auxiliary"] += int(aux or 0)
-    tools_per_session: Counter[str] = Counter()
-    tools: Counter[str] = Counter()
-    for sid, name, n in q(f"SELECT session_id, tool_name, COUNT(*) FROM tool_calls WHERE session_id IN ({scope}) "
-                          "GROUP BY 1, 2"):
-        tools_per_session[sid] += n
-        tools[name] += n
+    # two small GROUP BYs, not one by (session, tool): SQL folds the rows, Python sees sessions + tools
+    tools_per_session: Counter[str] = Counter(dict(q(
+        f"SELECT session_id, COUNT(*) FROM tool_calls WHERE session_id IN ({scope}) GROUP BY 1")))
+    tools: Counter[str] = Counter(dict(q(
+        f"SELECT tool_name, COUNT(*) FROM tool_calls WHERE session_id IN ({scope}) GROUP BY 1")))
     messages: dict[str, int] = {}
     if _has_backfill_state(conn):
         messages = {sid: n for sid, n in q(
@@ -140,12 +139,12 @@ def _build(sessions: dict[str, tuple[float | None, float | None]], turns: dict[s
     weekday: Counter[int] = Counter()
     hour: Counter[int] = Counter()
     days: set[date] = set()
-    for start, _ in sessions.values():
-        if start is None:
-            continue
-        dt = datetime.fromtimestamp(start / 1000, tz=UTC).astimezone(zone)
-        weekday[dt.weekday()] += 1
-        hour[dt.hour] += 1
+    # every zone's offset is a whole number of minutes: convert each minute once, not each session
+    minutes: Counter[int] = Counter(int(start // 60_000) for start, _ in sessions.values() if start is not None)
+    for minute, n in minutes.items():
+        dt = datetime.fromtimestamp(minute * 60, tz=UTC).astimezone(zone)
+        weekday[dt.weekday()] += n
+        hour[dt.hour] += n
         days.add(dt.date())
     streak = best = 0
     previous: date | None = None
