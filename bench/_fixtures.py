@@ -117,21 +117,41 @@ def _upgrade(db: Path, meta: dict[str, Any]) -> bool:
 
 
 def build_rollups(conn: Any) -> float | None:
-    """Build every rollup bucket of a store from its raw rows; seconds taken (None: no rollups).
+    """Build every rollup hour of a store from its raw rows; seconds taken (None: no rollups).
 
-    Uses the store's own rollup maintenance (``hermetry.stores.rollups``) — exactly what
-    ``hermetry import`` and a reader's refresh run — once it exists.
+    The store's own maintenance (``hermetry.stores.rollups.rebuild``, what ``hermetry import``,
+    ``hermetry rollup`` and a reader's refresh run), over every dirty hour, the open one too.
     """
     try:
-        from hermetry.stores import rollups  # type: ignore[attr-defined]
+        from hermetry.stores import rollups
     except ImportError:
         return None
-    t0 = time.perf_counter()
-    rebuild = getattr(rollups, "rebuild_all", None) or getattr(rollups, "rebuild", None)
-    if rebuild is None:
+    if not rollups.has_rollups(conn):
         return None
-    rebuild(conn)
+    t0 = time.perf_counter()
+    stats = rollups.rebuild(conn, include_open=True)
+    log(f"fixtures: rollups: {stats.as_dict()}")
     return time.perf_counter() - t0
+
+
+def _mark_every_hour(conn: Any) -> None:
+    """What the write path would have marked for rows bulk-inserted without it: every hour that
+    has rows (``stores.rollups.mark_hours``, as for any inserted row)."""
+    try:
+        from hermetry.stores.rollups import has_rollups, hour_sql, mark_hours
+    except ImportError:
+        return
+    if not has_rollups(conn):
+        return
+    from hermetry.model.units import HOUR_MS
+
+    hours: set[int] = set()
+    for table, alias in (("turns", "t"), ("api_calls", "a"), ("tool_calls", "c")):
+        hours.update(h for (h,) in conn.execute(f"SELECT DISTINCT {hour_sql(alias)} FROM {table} {alias} "
+                                                f"WHERE {alias}.started_at_ms IS NOT NULL"))
+    conn.execute("BEGIN")
+    mark_hours(conn, [h * HOUR_MS for h in hours])
+    conn.execute("COMMIT")
 
 
 def history_sessions(n_api_calls: int, *, until_ms: float) -> Iterator[list[Any]]:
@@ -321,6 +341,7 @@ def bulk_write(path: Path, sessions: Iterable[list[Any]], *, batch_calls: int = 
     for _, create in indexes:
         conn.execute(create)
     index_s = time.perf_counter() - t0
+    _mark_every_hour(conn)
     since_ms, until_ms = conn.execute("SELECT MIN(started_at_ms), MAX(COALESCE(ended_at_ms, started_at_ms)) "
                                       "FROM sessions").fetchone()
     conn.execute("ANALYZE")

@@ -135,6 +135,71 @@ def report_method(report: dict[str, Any]) -> str | None:
     return None if method is None else str(method)
 
 
+def rollup_refresh(db: str, sessions: str = "50") -> dict[str, Any]:
+    """What keeping the rollups current costs: on a copy of a history, whole sessions written by
+    the store's write path into one closed hour two days back (which marks it dirty), then the
+    store's refresh (``rollups.rebuild``) of what they dirtied."""
+    import shutil
+    import sqlite3
+
+    from hermetry.model.events import (
+        ApiCall,
+        SessionEnded,
+        SessionStarted,
+        ToolCall,
+        TurnEnded,
+        TurnStarted,
+    )
+    from hermetry.model.units import HOUR_MS
+    from hermetry.stores import rollups
+    from hermetry.stores.sqlite import connect, write_events
+
+    folder = tempfile.mkdtemp(prefix="hermetry-bench-refresh-")
+    try:
+        copy = os.path.join(folder, "t.db")
+        with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:
+            src.backup(dst)
+        conn = connect(copy)
+        if not rollups.has_rollups(conn):
+            return {"skipped": "no rollups in this schema"}
+        left = rollups.rebuild(conn, include_open=True)  # start clean
+        hour = int(time.time() * 1000 // HOUR_MS) - 48
+        events: list[Any] = []
+        calls = 0
+        for i in range(int(sessions)):
+            sid = f"refresh-{i:04d}"
+            t = hour * HOUR_MS + i * (HOUR_MS / (int(sessions) + 1))
+            events.append(SessionStarted(session_id=sid, started_at_ms=t, source="cli", session_type="interactive",
+                                         model="gpt-4.1-mini", provider="openai", profile="default", host="bench"))
+            turn = f"{sid}-t0"
+            events.append(TurnStarted(turn_id=turn, session_id=sid, started_at_ms=t, task_id=sid))
+            for a in range(4):
+                calls += 1
+                events.append(ApiCall(api_request_id=f"{turn}-r{a}", attempt=0, session_id=sid, turn_id=turn,
+                                      started_at_ms=t + a * 2000, latency_ms=1500 + a, status="ok", model="gpt-4.1-mini",
+                                      provider="openai", ttft_ms=400, input_tokens=1000, output_tokens=100,
+                                      cache_read_tokens=0, cache_write_tokens=0, reasoning_tokens=0,
+                                      cost_usd=0.001, cost_status="estimated", cost_source="genai-prices"))
+                if a < 3:
+                    events.append(ToolCall(tool_call_id=f"{turn}-c{a}", session_id=sid, turn_id=turn, tool_name="terminal",
+                                           started_at_ms=t + a * 2000 + 1600, latency_ms=200, status="ok", toolset="core"))
+            events.append(TurnEnded(turn_id=turn, session_id=sid, ended_at_ms=t + 9000, outcome="completed"))
+            events.append(SessionEnded(session_id=sid, ended_at_ms=t + 10_000, end_reason="cli_close", outcome="completed"))
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        write_events(conn, events)
+        conn.execute("COMMIT")
+        write_s = time.perf_counter() - t0
+        dirty = conn.execute("SELECT COUNT(*) FROM rollup_dirty").fetchone()[0]
+        stats = rollups.rebuild(conn, include_open=True)
+        conn.close()
+        return {"events": len(events), "calls": calls, "write_s": write_s, "refresh_s": stats.seconds,
+                "buckets": stats.hours, "dirty_before": dirty, "rollup_rows": stats.rows,
+                "initial_dirty_rebuilt": left.hours}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def import_state_db(state_db: str, store: str) -> dict[str, Any]:
     """Run the backfill importer once; seconds and what it did."""
     try:
@@ -152,7 +217,8 @@ def import_state_db(state_db: str, store: str) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     name, *args = argv
-    fn = {"plugin-cost": plugin_cost, "library-insights": library_insights, "import-state-db": import_state_db}[name]
+    fn = {"plugin-cost": plugin_cost, "library-insights": library_insights, "import-state-db": import_state_db,
+          "rollup-refresh": rollup_refresh}[name]
     out = fn(*args)  # type: ignore[operator]
     sys.stdout.write("\n" + json.dumps(out, default=str) + "\n")
     sys.stdout.flush()

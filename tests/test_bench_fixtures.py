@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._fixtures import bulk_write, history_sessions  # noqa: E402
+from bench._fixtures import build_rollups, bulk_write, history_sessions  # noqa: E402
 
 from hermetry.stores.sqlite import connect, migrate, write_events  # noqa: E402
 
@@ -46,6 +46,17 @@ def test_bulk_fixture_rows_equal_what_write_events_writes(tmp_path: Path) -> Non
         assert _rows(bulk, table, key) == expected, table
         assert meta[table] == len(expected)
     assert meta["api_calls"] >= 3_000
+    # the hours the write path marks for its rollups are marked too, and the rollups built from
+    # either file are the same rows
+    assert _rows(bulk, "rollup_dirty", "hour") == _rows(reference, "rollup_dirty", "hour")
+    for path in (bulk, reference):
+        c = connect(path)
+        assert build_rollups(c) is not None
+        c.close()
+    for table in ("rollup_turns", "rollup_api", "rollup_tools"):
+        columns = [r[1] for r in sqlite3.connect(bulk).execute(f"PRAGMA table_info({table})")]
+        expected = _rows(reference, table, ", ".join(columns))
+        assert expected and _rows(bulk, table, ", ".join(columns)) == expected, table
     # the bulk file keeps the store's indexes (dropped while inserting, rebuilt at the end)
     def indexes(path: Path) -> set[str]:
         c = sqlite3.connect(path)
