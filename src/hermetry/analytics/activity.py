@@ -23,6 +23,18 @@ model call, one tool message per tool call. The JSON says how many sessions each
 Which skill a call loaded is a tool argument, which hermetry never stores, so per-skill names
 are not available (``distinct_skills: null``).
 
+**A large window** (more than :data:`EXACT_MAX_SESSIONS` sessions started in it, on a store with
+rollups, no tool filter): what rows add up to — messages derived from turns, successful calls
+and tool calls, each tool's share, skills, tokens — is read from the hourly rollups
+(``stores.rollups.read``) over the rows *started in the window*, and what belongs to sessions —
+how many started, weekday and hour, active days, streak, active time, the longest session,
+Hermes' own message counts of imported sessions — from ``GROUP BY``s over the sessions table
+that return one row per minute, not per session. Per-session totals (the sessions with the most
+messages, tokens or tool calls) need every row of every session: they are ``null`` there, with
+``notable_sessions_not_computed`` saying so, and given by ``exact=True`` (``--exact``).
+``method`` says which was used (``exact`` | ``rollups``). The two agree on every figure when the
+window holds all of its sessions' rows (tested).
+
 Token totals differ from Hermes' per-platform table because hermetry also counts the auxiliary
 model calls Hermes makes (compression summaries, titles, vision; ``api_calls.task`` other than
 ``main``): recorded live, and imported from ``session_model_usage``. ``tokens_vs_hermes`` gives
@@ -45,6 +57,13 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 #: SQL: an auxiliary model call (compression, titles, vision, …), live or imported: any task but
 #: the agent loop's own (``api_calls.task``; NULL only in rows written before schema v5).
 AUXILIARY_SQL = f"(COALESCE(a.task, '{TASK_MAIN}') <> '{TASK_MAIN}')"
+#: Up to this many sessions started in the window, activity is computed per session from every
+#: raw row (exact); above it, from the rollups (see the module docstring). ~10 model calls a
+#: session: the report's own threshold is of the same order.
+EXACT_MAX_SESSIONS = 20_000
+#: Why some notable sessions are null on the rollup path.
+NOT_ON_ROLLUPS = ("per-session totals need every row of every session; on a window this large they are "
+                  "not computed (ask for the exact path: --exact)")
 
 
 def _zone(tz: tzinfo | None) -> tzinfo:
@@ -74,13 +93,39 @@ def empty_activity(tz: tzinfo | None = None) -> dict[str, Any]:
     return _build({}, {}, {}, Counter(), {}, Counter(), {"total": 0, "auxiliary": 0}, _zone(tz), None)
 
 
+def _rollups_apply(conn: Any, where: str, params: list[Any], filters: dict[str, str]) -> bool:
+    """Whether a window is large enough for the rollup path, and the store and filters allow it."""
+    if "tool" in filters or "toolset" in filters:  # "turns that called a tool": not in any rollup
+        return False
+    from hermetry.stores.rollups import has_rollups
+
+    if not has_rollups(conn):
+        return False
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    n = cursor.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM sessions s WHERE {where} LIMIT {EXACT_MAX_SESSIONS + 1}) x",
+                       params).fetchone()[0]
+    return int(n) > EXACT_MAX_SESSIONS
+
+
 def activity(conn: sqlite3.Connection | None, since_ms: float, until_ms: float,
-             filters: dict[str, str] | None = None, tz: tzinfo | None = None) -> dict[str, Any]:
-    """The ``hermes insights`` figures for the sessions that started in ``[since_ms, until_ms)``."""
+             filters: dict[str, str] | None = None, tz: tzinfo | None = None, *,
+             exact: bool | None = None) -> dict[str, Any]:
+    """The ``hermes insights`` figures for the sessions that started in ``[since_ms, until_ms)``.
+
+    ``exact``: True — per session, from every raw row; False — from the rollups where the store
+    has them; None (default) — the rollups for a large window (module docstring)."""
     zone = _zone(tz)
     if conn is None:
         return empty_activity(zone)
-    where, params = _where(conn, since_ms, until_ms, filters or {})
+    filters = filters or {}
+    where, params = _where(conn, since_ms, until_ms, filters)
+    if exact is not True and (_rollups_apply(conn, where, params, filters) if exact is None else
+                              "tool" not in filters and "toolset" not in filters):
+        from hermetry.stores.rollups import has_rollups
+
+        if has_rollups(conn):
+            return _from_rollups(conn, where, params, since_ms, until_ms, filters, zone)
     scope = f"SELECT s.session_id FROM sessions s WHERE {where}"
 
     def q(sql: str) -> list[tuple[Any, ...]]:
@@ -119,9 +164,87 @@ def activity(conn: sqlite3.Connection | None, since_ms: float, until_ms: float,
     return _build(sessions, turns, api, tools_per_session, messages, tools, tokens, zone, until_ms)
 
 
+def _from_rollups(conn: Any, where: str, params: list[Any], since_ms: float, until_ms: float,
+                  filters: dict[str, str], zone: tzinfo) -> dict[str, Any]:
+    """The rollup path (module docstring): one row per minute of session starts, one per group of
+    rollup rows; exact figures throughout, per-session maxima other than the longest left null."""
+    from hermetry.stores.rollups import API, TOOLS, TURNS, plan, read
+
+    def q(sql: str) -> list[tuple[Any, ...]]:
+        cursor = conn.cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql, params).fetchall()
+
+    minute = "CAST(FLOOR(s.started_at_ms / 60000.0) AS BIGINT)"
+    timed = "s.ended_at_ms > s.started_at_ms"
+    starts: Counter[int] = Counter()
+    n_timed, active_ms = 0, 0.0
+    for m, n, k, total in q(f"SELECT {minute}, COUNT(*), COUNT(CASE WHEN {timed} THEN 1 END), "
+                            f"SUM(CASE WHEN {timed} THEN s.ended_at_ms - s.started_at_ms END) "
+                            f"FROM sessions s WHERE {where} AND s.started_at_ms IS NOT NULL GROUP BY 1"):
+        starts[int(m)] += int(n)
+        n_timed += int(k or 0)
+        active_ms += float(total or 0.0)
+    n_sessions = int(q(f"SELECT COUNT(*) FROM sessions s WHERE {where}")[0][0])
+    longest = q(f"SELECT s.session_id, s.ended_at_ms - s.started_at_ms, s.started_at_ms FROM sessions s "
+                f"WHERE {where} AND {timed} ORDER BY 2 DESC, 3 DESC LIMIT 1")
+    exact_sessions, exact_messages = 0, 0
+    if _has_backfill_state(conn):
+        row = q(f"SELECT COUNT(*), SUM(b.message_count) FROM backfill_state b WHERE b.message_count IS NOT NULL "
+                f"AND b.session_id IN (SELECT s.session_id FROM sessions s WHERE {where})")[0]
+        exact_sessions, exact_messages = int(row[0] or 0), int(row[1] or 0)
+
+    p = plan(conn, since_ms, until_ms)
+    keep = {k: v for k, v in filters.items() if k in ("source", "model", "provider", "session_type", "profile", "host")}
+    turns = read(conn, TURNS, p, keys=("origin",), filters=keep, measures=False)
+    api = read(conn, API, p, keys=("status", "task"), filters=keep, measures=False)
+    tool_groups = read(conn, TOOLS, p, keys=("tool", "origin"), filters=keep, measures=False)
+    user = sum(int(g.counts["turns"]) for g in turns.values())
+    live_turns = sum(int(g.counts["turns"]) for (origin,), g in turns.items() if origin != "backfill")
+    ok_main_live = sum(int(g.counts["calls"]) - int(g.counts["derived_calls"]) for (status, task), g in api.items()
+                       if status == "ok" and (task or TASK_MAIN) == TASK_MAIN)
+    tools: Counter[str] = Counter()
+    live_tools = 0
+    for (name, origin), g in tool_groups.items():
+        tools[name] += int(g.counts["calls"])
+        if origin != "backfill":
+            live_tools += int(g.counts["calls"])
+    kinds = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+    total_tokens = sum(int(g.counts[k]) for g in api.values() for k in kinds)
+    aux_tokens = sum(int(g.counts[k]) for (_, task), g in api.items() if (task or TASK_MAIN) != TASK_MAIN
+                     for k in kinds)
+
+    out = _build({}, {}, {}, Counter(), {}, tools, {"total": total_tokens, "auxiliary": aux_tokens}, zone, until_ms,
+                 starts=starts)
+    total_messages = exact_messages + live_turns + ok_main_live + live_tools
+    out["sessions"] = n_sessions
+    out["messages"].update(total=total_messages, user=user, sessions_exact=exact_sessions,
+                           sessions_derived=n_sessions - exact_sessions,
+                           definition="exact: Hermes' message count (imported sessions started in the window); "
+                                      "derived: turns + successful model calls + tool calls started in the window "
+                                      "(live capture, hourly rollups)")
+    out["avg_messages_per_session"] = total_messages / n_sessions if n_sessions else None
+    out["active_time_ms"] = active_ms if n_timed else None
+    out["avg_session_ms"] = active_ms / n_timed if n_timed else None
+    out["sessions_timed"] = n_timed
+    notable = out["notable_sessions"]
+    if longest:
+        sid, duration_ms, start = longest[0]
+        notable["longest"] = {"session_id": sid, "duration_ms": float(duration_ms),
+                              "started_at": datetime.fromtimestamp(start / 1000, tz=UTC).astimezone(zone)
+                              .isoformat(timespec="seconds")}
+    for key in ("most_messages", "most_tokens", "most_tool_calls"):
+        notable[key] = None
+    out["notable_sessions_not_computed"] = {"keys": ["most_messages", "most_tokens", "most_tool_calls"],
+                                            "why": NOT_ON_ROLLUPS} if n_sessions else None
+    out["method"] = "rollups"
+    return out
+
+
 def _build(sessions: dict[str, tuple[float | None, float | None]], turns: dict[str, int],
            api: dict[str, tuple[int, int]], tools_per_session: Counter[str], exact_messages: dict[str, int],
-           tools: Counter[str], tokens: dict[str, int], zone: tzinfo, at_ms: float | None) -> dict[str, Any]:
+           tools: Counter[str], tokens: dict[str, int], zone: tzinfo, at_ms: float | None, *,
+           starts: Counter[int] | None = None) -> dict[str, Any]:
     per_session_messages: dict[str, int] = {}
     user = exact = derived = 0
     for sid in sessions:
@@ -140,7 +263,8 @@ def _build(sessions: dict[str, tuple[float | None, float | None]], turns: dict[s
     hour: Counter[int] = Counter()
     days: set[date] = set()
     # every zone's offset is a whole number of minutes: convert each minute once, not each session
-    minutes: Counter[int] = Counter(int(start // 60_000) for start, _ in sessions.values() if start is not None)
+    minutes: Counter[int] = starts if starts is not None else Counter(
+        int(start // 60_000) for start, _ in sessions.values() if start is not None)
     for minute, n in minutes.items():
         dt = datetime.fromtimestamp(minute * 60, tz=UTC).astimezone(zone)
         weekday[dt.weekday()] += n
@@ -155,11 +279,11 @@ def _build(sessions: dict[str, tuple[float | None, float | None]], turns: dict[s
 
     by_weekday: list[dict[str, Any]] = [{"day": WEEKDAYS[i], "sessions": weekday.get(i, 0)} for i in range(7)]
     by_hour: list[dict[str, Any]] = [{"hour": h, "sessions": hour.get(h, 0)} for h in range(24)]
-    n = len(sessions)
+    n = len(sessions) if starts is None else sum(starts.values())
     total_tool_calls = sum(tools.values())
     at = datetime.now(zone) if at_ms is None else datetime.fromtimestamp(at_ms / 1000, tz=UTC).astimezone(zone)
     offset = at.utcoffset() or timedelta(0)
-    minutes = int(offset.total_seconds() // 60)
+    offset_minutes = int(offset.total_seconds() // 60)
 
     def notable(values: dict[str, float], unit: str) -> dict[str, Any] | None:
         best_sid = max((sid for sid, v in values.items() if v and v > 0),
@@ -172,7 +296,8 @@ def _build(sessions: dict[str, tuple[float | None, float | None]], turns: dict[s
                 datetime.fromtimestamp(start / 1000, tz=UTC).astimezone(zone).isoformat(timespec="seconds")}
 
     return {
-        "timezone": {"name": at.tzname(), "utc_offset_minutes": minutes},
+        "method": "exact",
+        "timezone": {"name": at.tzname(), "utc_offset_minutes": offset_minutes},
         "sessions": n,
         "messages": {
             "total": total_messages,

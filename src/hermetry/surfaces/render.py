@@ -292,7 +292,11 @@ def activity_parts(report: dict[str, Any], tz: tzinfo | None = None) -> list[Ren
         v = act["notable_sessions"].get(key)
         if v:
             notable.add_row(label, fmt(v), v["session_id"], (v["started_at"] or NA)[:16].replace("T", " "))
-    if notable.rows:
+    skipped = act.get("notable_sessions_not_computed")
+    if skipped:  # the rollup path: per-session totals of a large window are not computed
+        notable.notes.append(Text(f"most messages, tokens, tool calls: {NA} (a window this large is read from "
+                                  "rollups; per-session totals: --exact)", style="dim"))
+    if notable.rows or skipped:
         parts.append(notable)
     return parts
 
