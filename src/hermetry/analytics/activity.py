@@ -81,6 +81,13 @@ def _where(conn: sqlite3.Connection, since_ms: float, until_ms: float,
     return where, params
 
 
+def _sessions_source(conn: Any, since_ms: float, until_ms: float, filters: dict[str, str]) -> str:
+    """``sessions s`` with the store's planner hint for this window (a scan when it holds most rows)."""
+    query = Query(since_ms=since_ms, until_ms=until_ms, filters=filters, group_by=())
+    source, _, _ = Scanner(conn, query).scope(SESSIONS)
+    return source
+
+
 def _has_backfill_state(conn: sqlite3.Connection) -> bool:
     """Whether the store keeps the import's bookkeeping (a file older than schema v2 does not)."""
     if not isinstance(conn, sqlite3.Connection):  # PostgreSQL: the schema always has it
@@ -175,23 +182,35 @@ def _from_rollups(conn: Any, where: str, params: list[Any], since_ms: float, unt
         cursor.row_factory = None
         return cursor.execute(sql, params).fetchall()
 
+    # one pass over the window's sessions, one row per minute of starts (the zone is applied per
+    # minute); the longest session is looked up in the minute that holds the longest duration
     minute = "CAST(FLOOR(s.started_at_ms / 60000.0) AS BIGINT)"
-    timed = "s.ended_at_ms > s.started_at_ms"
+    duration = "CASE WHEN s.ended_at_ms > s.started_at_ms THEN s.ended_at_ms - s.started_at_ms END"
+    source = _sessions_source(conn, since_ms, until_ms, filters)
     starts: Counter[int] = Counter()
     n_timed, active_ms = 0, 0.0
-    for m, n, k, total in q(f"SELECT {minute}, COUNT(*), COUNT(CASE WHEN {timed} THEN 1 END), "
-                            f"SUM(CASE WHEN {timed} THEN s.ended_at_ms - s.started_at_ms END) "
-                            f"FROM sessions s WHERE {where} AND s.started_at_ms IS NOT NULL GROUP BY 1"):
+    top: tuple[float, int] | None = None  # (longest duration, its latest minute)
+    for m, n, k, total, most in q(f"SELECT {minute}, COUNT(*), COUNT({duration}), SUM({duration}), MAX({duration}) "
+                                  f"FROM {source} WHERE {where} GROUP BY 1"):
         starts[int(m)] += int(n)
         n_timed += int(k or 0)
         active_ms += float(total or 0.0)
-    n_sessions = int(q(f"SELECT COUNT(*) FROM sessions s WHERE {where}")[0][0])
-    longest = q(f"SELECT s.session_id, s.ended_at_ms - s.started_at_ms, s.started_at_ms FROM sessions s "
-                f"WHERE {where} AND {timed} ORDER BY 2 DESC, 3 DESC LIMIT 1")
+        if most is not None and (top is None or (float(most), int(m)) > top):
+            top = (float(most), int(m))
+    n_sessions = sum(starts.values())
+    longest: list[tuple[Any, ...]] = []
+    if top is not None:
+        cursor = conn.cursor()
+        cursor.row_factory = None
+        longest = cursor.execute(
+            f"SELECT s.session_id, {duration}, s.started_at_ms FROM sessions s WHERE {where} "
+            f"AND s.started_at_ms >= ? AND s.started_at_ms < ? AND {duration} = ? ORDER BY 3 DESC, 1 DESC LIMIT 1",
+            [*params, top[1] * 60_000.0, (top[1] + 1) * 60_000.0, top[0]]).fetchall()
     exact_sessions, exact_messages = 0, 0
-    if _has_backfill_state(conn):
-        row = q(f"SELECT COUNT(*), SUM(b.message_count) FROM backfill_state b WHERE b.message_count IS NOT NULL "
-                f"AND b.session_id IN (SELECT s.session_id FROM sessions s WHERE {where})")[0]
+    if _has_backfill_state(conn):  # from the imported sessions to theirs: no cost without an import
+        # CROSS JOIN: SQLite keeps this order (each imported session looked up by its key)
+        row = q(f"SELECT COUNT(*), SUM(b.message_count) FROM backfill_state b CROSS JOIN sessions s "
+                f"WHERE s.session_id = b.session_id AND b.message_count IS NOT NULL AND {where}")[0]
         exact_sessions, exact_messages = int(row[0] or 0), int(row[1] or 0)
 
     p = plan(conn, since_ms, until_ms)
