@@ -49,6 +49,8 @@ def test_merged_sketches_equal_one_sketch_of_everything(parts: list[list[float]]
         merged.merge(Sketch.from_bytes(Sketch.of(part).to_bytes()))
     whole = Sketch.of(v for part in parts for v in part)
     assert merged.buckets() == whole.buckets()
+    at_once = Sketch.merged(Sketch.of(part).to_bytes() for part in parts)
+    assert at_once.buckets() == whole.buckets() and at_once.count == whole.count
     assert (merged.count, merged.zero, merged.min, merged.max) == (whole.count, whole.zero, whole.min, whole.max)
     exact = sorted(v for part in parts for v in part)
     for q in QUANTILES:

@@ -33,6 +33,7 @@ from hermetry.analytics.query import TURNS, Query, Scanner, iso
 from hermetry.analytics.report import build_report, collect
 from hermetry.analytics.stats import count_above, mann_whitney_u, percentile, two_proportion_test
 from hermetry.model.kinds import API_OK, CostStatus
+from hermetry.model.sketch import Sketch
 from hermetry.stores.reader import Db, open_db
 
 COMPARE_SCHEMA = "hermetry.compare.v1"
@@ -60,14 +61,24 @@ def _verdict(p_value: float | None, worse: bool, better: bool) -> str:
     return NO_CHANGE
 
 
-def _p95_metric(name: str, a: list[float], b: list[float]) -> dict[str, Any]:
-    """Did the tail move? Share of each window above the baseline's p95, compared as proportions."""
-    p95_a, p95_b = percentile(a, 95), percentile(b, 95)
+def _p95(values: list[float] | Sketch) -> float | None:
+    return values.quantile(0.95) if isinstance(values, Sketch) else percentile(values, 95)
+
+
+def _above(values: list[float] | Sketch, threshold: float) -> int:
+    return values.count_above(threshold) if isinstance(values, Sketch) else count_above(values, threshold)
+
+
+def _p95_metric(name: str, a: list[float] | Sketch, b: list[float] | Sketch) -> dict[str, Any]:
+    """Did the tail move? Share of each window above the baseline's p95, compared as proportions.
+    (From rollups — a large window — p95 is within 1 % and the counts above it estimated within
+    the threshold's bucket; each window's summary says which: its ``method``.)"""
+    p95_a, p95_b = _p95(a), _p95(b)
     row: dict[str, Any] = {"metric": name, "unit": "ms", "baseline": p95_a, "current": p95_b,
                            "relative_change": _relative(p95_a, p95_b), "n_baseline": len(a), "n_current": len(b)}
     if len(a) < MIN_SAMPLES or len(b) < MIN_SAMPLES or p95_a is None or p95_b is None:
         return row | {"test": None, "p_value": None, "verdict": INSUFFICIENT}
-    above_a, above_b = count_above(a, p95_a), count_above(b, p95_a)
+    above_a, above_b = _above(a, p95_a), _above(b, p95_a)
     test, p = two_proportion_test(above_a, len(a), above_b, len(b))
     share_a, share_b = above_a / len(a), above_b / len(b)
     change = row["relative_change"] or 0.0

@@ -61,13 +61,16 @@ from hermetry.model.outcomes import (
     turn_outcome_class,
 )
 from hermetry.model.sessions import ancestors
+from hermetry.model.sketch import Sketch
 from hermetry.model.units import DAY_MS
+from hermetry.stores import rollups
 from hermetry.stores.reader import Db, open_db  # noqa: F401 - re-exported for older imports
 
 REPORT_SCHEMA = "hermetry.insights.v1"
 
-#: Bucket edges (ms) of the turn wall-time histogram; the last bucket is open-ended.
-WALL_MS_EDGES = (0, 1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 60_000, 120_000, 300_000, 600_000)
+#: Bucket edges (ms) of the turn wall-time histogram; the last bucket is open-ended (one
+#: definition: the rollups keep these counts exactly).
+WALL_MS_EDGES = rollups.WALL_MS_EDGES
 
 #: The three counts of sessions a report gives, each one concept with one label (defined in
 #: docs/telemetry-model.md, "Counting sessions"); every surface prints these labels.
@@ -93,16 +96,20 @@ API_FIELDS = ("calls", "ok", "interrupted", "derived", "latency_captured", "ttft
               "billable", "actual", "estimated", "included", "actual_usd", "estimated_usd")
 
 #: Simple aggregates only: grouping by status and cost status is cheaper than CASE per row.
-#: A row stands for ``call_count`` model calls (an imported per-session total; NULL = one attempt),
-#: so calls are summed, not rows counted; ``derived`` = the calls that come from such imported rows.
-_CALLS = "COALESCE(a.call_count, 1)"
-API_AGGREGATES = (
-    f"SUM({_CALLS}), COUNT(a.latency_ms), COUNT(a.ttft_ms), "
-    f"COALESCE(SUM(CASE WHEN COALESCE(a.input_tokens, a.output_tokens) IS NOT NULL THEN {_CALLS} END), 0), "
-    + ", ".join(f"COALESCE(SUM(a.{kind}), 0)" for kind in TOKEN_KINDS)
-    + f", COALESCE(SUM(CASE WHEN a.cost_usd IS NOT NULL THEN {_CALLS} END), 0), COALESCE(SUM(a.cost_usd), 0.0)"
-    + f", COALESCE(SUM(CASE WHEN a.origin = 'backfill' THEN {_CALLS} END), 0)"
-)
+#: One definition, shared with the rollups (``stores.rollups.API_SUMS``, in ``API_FIELDS`` order
+#: before folding): a row stands for ``call_count`` model calls, so calls are summed.
+API_AGGREGATES = rollups.API_AGGREGATES
+
+#: Below this many model calls in a window, reports read every raw row (exact percentiles); above
+#: it, whole hours come from the rollups (percentiles within 1 %; counts and sums identical).
+EXACT_BELOW_CALLS = 200_000
+
+#: What a report over rollups cannot give (they hold no session ids), and why; those figures are null.
+NOT_IN_ROLLUPS = {
+    "sessions": "sessions with activity need each row's session: rollups count rows, not sessions",
+    "session_coverage": "as above",
+    "conversations": "per-conversation figures need every session's rows",
+}
 
 
 @dataclass
@@ -126,12 +133,20 @@ class Slice:
     derived_wall: int = 0
     derived_tools: int = 0
     toolsets: Counter[str] = field(default_factory=Counter)
-    #: sorted values of each measure, for exact percentiles
-    values: dict[str, list[float]] = field(default_factory=dict)
+    #: sorted values of each measure, for exact percentiles (a Sketch each, from rollups)
+    values: dict[str, list[float] | Sketch] = field(default_factory=dict)
+    #: the wall-time histogram counts, when they come from rollups (else from ``values``)
+    wall_hist: list[int] | None = None
+    #: False when read from rollups: no session ids, so no session counts (null in the report)
+    sessions_known: bool = True
     _api_totals: dict[str, Any] | None = None
 
     def sessions_with(self, bit: int) -> int:
         return sum(1 for flags in self.session_flags.values() if flags & bit)
+
+    @property
+    def sessions(self) -> int | None:
+        return len(self.session_flags) if self.sessions_known else None
 
     @property
     def turns(self) -> int:
@@ -162,9 +177,11 @@ class Collected:
     events_dropped: int
     #: of ``session_outcomes``, those the source could not know (imported one-run sessions)
     session_outcomes_unrated: Counter[str] = field(default_factory=Counter)
+    #: where the figures came from (None: every raw row, the exact path)
+    plan: rollups.Plan | None = None
 
     def slice(self, key: tuple[str, Any] = TOTAL) -> Slice:
-        return self.slices.get(key) or Slice()
+        return self.slices.get(key) or Slice(sessions_known=self.plan is None)
 
 
 def _rows(scan: Scanner, table: Table, dims: list[str], keys: list[str], aggregates: str) -> Iterator[tuple[Any, ...]]:
@@ -325,10 +342,35 @@ def _drops(conn: sqlite3.Connection) -> int:
         return 0
 
 
-def collect(conn: sqlite3.Connection | None, q: Query) -> Collected:
-    """Run the report's queries for ``q`` (no rendering): the raw material of insights and compare."""
+def _measures(kind: rollups.Kind, names: dict[str, str]) -> dict[str, str]:
+    """The measures' SQL (one definition: the rollups'), under the report's names."""
+    sql = dict(kind.measures)
+    return {report_name: sql[name] for name, report_name in names.items()}
+
+
+def rollup_plan(conn: Any, q: Query, *, exact: bool = False) -> rollups.Plan | None:
+    """How ``collect`` reads ``q``: a plan over the rollups, or None for every raw row (the exact
+    path) — chosen when asked (``exact``), when the window holds fewer than
+    :data:`EXACT_BELOW_CALLS` model calls, when a tool or toolset filter needs each turn's tools,
+    or when the store has no rollups. Time before a prune has only rollups: always read from them."""
+    if conn is None or not rollups.has_rollups(conn):
+        return None
+    p = rollups.plan(conn, q.since_ms, q.until_ms)
+    pruned = p.pruned_before_ms is not None and q.since_ms < p.pruned_before_ms
+    if not pruned and (exact or p.hours_from_rollups == 0 or set(q.filters) & set(TOOL_DIMENSIONS)):
+        return None
+    if not pruned and rollups.count_calls(conn, p) < EXACT_BELOW_CALLS:
+        return None
+    return p
+
+
+def collect(conn: sqlite3.Connection | None, q: Query, *, exact: bool = False) -> Collected:
+    """Run the report's queries for ``q`` (no rendering): the raw material of insights and compare.
+
+    Small windows (and ``exact``) read every raw row; large ones read whole hours from the rollups
+    and the rest raw (:func:`rollup_plan`): the same counts and sums, percentiles within 1 %."""
     q.check()
-    slices: dict[tuple[str, Any], Slice] = defaultdict(Slice)
+    slices: defaultdict[tuple[str, Any], Slice] = defaultdict(Slice)
     slices[TOTAL] = Slice()
     session_api: dict[str, list[float]] = {}
     session_turns: Counter[str] = Counter()
@@ -337,6 +379,11 @@ def collect(conn: sqlite3.Connection | None, q: Query) -> Collected:
     scan = Scanner(conn, q)
     dims = list(q.group_by) + ([] if "day" in q.group_by else ["day"])  # always: the daily series
     tool_dims = dims + [d for d in TOOL_DIMENSIONS if d not in dims]  # always: the tools table
+    p = rollup_plan(conn, q, exact=exact)
+    if p is not None:
+        _collect_rollups(conn, q, p, dims, tool_dims, slices)
+        outcomes, unrated = _session_outcomes(scan)
+        return Collected(q, slices, session_api, session_turns, {}, {}, outcomes, _drops(conn), unrated, plan=p)
     _collect_turns(scan, applicable(TURNS, dims), slices, session_turns)
     _collect_api(scan, applicable(API_CALLS, dims), slices, session_api)
     _collect_tools(scan, applicable(TOOL_CALLS, tool_dims), slices)
@@ -344,25 +391,107 @@ def collect(conn: sqlite3.Connection | None, q: Query) -> Collected:
     value_dims = list(q.group_by)
     turn_dims, api_dims = applicable(TURNS, value_dims), applicable(API_CALLS, value_dims)
     tool_value_dims = applicable(TOOL_CALLS, value_dims + ([] if "tool" in value_dims else ["tool"]))
-    _collect_values(scan, TURNS, turn_dims, {"wall_ms": "CASE WHEN t.outcome IS NOT NULL THEN t.wall_ms END",
-                                             "queue_wait_ms": "t.queue_wait_ms"}, slices)
+    _collect_values(scan, TURNS, turn_dims, _measures(rollups.TURNS, {"wall_ms": "wall_ms",
+                                                                      "queue_wait_ms": "queue_wait_ms"}), slices)
     # latency: attempts that ended on their own (answered or failed); an interrupted attempt's duration
     # is only how long until a person or a timeout stopped it (censored), counted on its own
-    _collect_values(scan, API_CALLS, api_dims, {"latency_ms": "CASE WHEN a.status IN ('ok', 'error') "
-                                                              "THEN a.latency_ms END",
-                                                "ttft_ms": "CASE WHEN a.status = 'ok' THEN a.ttft_ms END"}, slices)
-    _collect_values(scan, TOOL_CALLS, tool_value_dims, {"tool_latency_ms": "c.latency_ms"}, slices)
+    _collect_values(scan, API_CALLS, api_dims, _measures(rollups.API, {"latency_ms": "latency_ms",
+                                                                       "ttft_ms": "ttft_ms"}), slices)
+    _collect_values(scan, TOOL_CALLS, tool_value_dims, _measures(rollups.TOOLS, {"latency_ms": "tool_latency_ms"}),
+                    slices)
     roots, lineage = _roots(conn)
     outcomes, unrated = _session_outcomes(scan)
     return Collected(q, slices, session_api, session_turns, roots, lineage, outcomes, _drops(conn), unrated)
+
+
+def _collect_rollups(conn: Any, q: Query, p: rollups.Plan, dims: list[str], tool_dims: list[str],
+                     slices: defaultdict[tuple[str, Any], Slice]) -> None:
+    """The rollup path: the same slices as the raw path (``_collect_turns`` …), from
+    ``rollups.read`` (whole clean hours from rollups, the rest of the window from raw rows).
+    Per-session figures are not known here (``Slice.sessions_known``)."""
+    filters = dict(q.filters)
+    for s in slices.values():
+        s.sessions_known = False
+    slices.default_factory = lambda: Slice(sessions_known=False)
+    turn_dims = applicable(TURNS, dims)
+    k = len(turn_dims)
+    for key, g in rollups.read(conn, rollups.TURNS, p, keys=(*turn_dims, "outcome", "origin"),
+                               filters=filters, measures=False).items():
+        outcome, origin = key[k:]
+        n, n_wall = int(g.counts["turns"]), int(g.counts["wall_n"])
+        for s in _slices_of(slices, turn_dims, key):
+            s.by_outcome[outcome or "open"] += n
+            if origin == "backfill":
+                s.derived_by_outcome[outcome or "open"] += n
+                s.derived_wall += n_wall
+    api_dims = applicable(API_CALLS, dims)
+    k = len(api_dims)
+    names = [name for name, _ in rollups.API_SUMS]
+    for key, g in rollups.read(conn, rollups.API, p, keys=(*api_dims, "status", "error_type", "cost_status", "task"),
+                               filters=filters, measures=False).items():
+        status, error_type, cost_status, task = key[k:]
+        nums = fold_api_group(status, cost_status, [g.counts[name] for name in names])
+        calls = nums[0]
+        for s in _slices_of(slices, api_dims, key):
+            s.api_rows.append(nums)
+            s.api_by_task[task or "unknown"].append(nums)
+            if status == "error":
+                s.errors[error_type or "unknown"] += calls
+    tdims = applicable(TOOL_CALLS, tool_dims)
+    k = len(tdims)
+    for key, g in rollups.read(conn, rollups.TOOLS, p, keys=(*tdims, "toolset", "status", "origin"),
+                               filters=filters, measures=False).items():
+        toolset, status, origin = key[k:]
+        n = int(g.counts["calls"])
+        for s in _slices_of(slices, tdims, key):
+            s.tool_by_status[status] += n
+            if toolset:
+                s.toolsets[toolset] += n
+            if origin == "backfill":
+                s.derived_tools += n
+    value_dims = list(q.group_by)
+    tool_value_dims = applicable(TOOL_CALLS, value_dims + ([] if "tool" in value_dims else ["tool"]))
+    for kind, vdims, names_of in ((rollups.TURNS, applicable(TURNS, value_dims), {"wall_ms": "wall_ms",
+                                                                                  "queue_wait_ms": "queue_wait_ms"}),
+                                  (rollups.API, applicable(API_CALLS, value_dims), {"latency_ms": "latency_ms",
+                                                                                    "ttft_ms": "ttft_ms"}),
+                                  (rollups.TOOLS, tool_value_dims, {"latency_ms": "tool_latency_ms"})):
+        for key, g in rollups.read(conn, kind, p, keys=tuple(vdims), filters=filters).items():
+            targets = _slices_of(slices, vdims, key)
+            for measure, sketch in g.sketches.items():
+                for s in targets:
+                    mine = s.values.get(names_of[measure])
+                    if isinstance(mine, Sketch):
+                        mine.merge(sketch)
+                    else:
+                        s.values[names_of[measure]] = sketch.copy()
+            if kind is rollups.TURNS:
+                hist = g.hist or [0] * len(WALL_MS_EDGES)
+                for s in targets:
+                    s.wall_hist = [a + b for a, b in zip(s.wall_hist or [0] * len(hist), hist, strict=True)]
+
 
 
 # ---------------------------------------------------------------------------------------------
 # Building the report from what was collected
 # ---------------------------------------------------------------------------------------------
 
-def _sessions(s: Slice, captured: int, of: int) -> tuple[int, int]:
-    return s.sessions_with(captured), s.sessions_with(of)
+def _sessions(s: Slice, captured: int, of: int) -> tuple[int, int] | None:
+    """(sessions with ``captured``, sessions with ``of``); None when not known (rollups)."""
+    return (s.sessions_with(captured), s.sessions_with(of)) if s.sessions_known else None
+
+
+def _summary(values: list[float] | Sketch, of: int, s: Slice, sessions: tuple[int, int] | None = None) -> dict[str, Any]:
+    """``summarize`` with ``session_coverage`` (null when the slice cannot know it)."""
+    out = summarize(values, of, sessions)
+    if sessions is None and not s.sessions_known:
+        out["session_coverage"] = None
+    return out
+
+
+def _session_coverage(s: Slice, captured: int, of: int) -> dict[str, int] | None:
+    known = _sessions(s, captured, of)
+    return None if known is None else {"captured": known[0], "of": known[1]}
 
 
 def turn_rates(by_outcome: Counter[str], derived: Counter[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -393,9 +522,10 @@ def turn_summary(s: Slice) -> dict[str, Any]:
         "completion_rate": completion,
         "failure_rate": failure,
         "derived": {"count": sum(s.derived_by_outcome.values()), "in_rates": False, "in_wall_ms": s.derived_wall},
-        "wall_ms": summarize(wall, ended, _sessions(s, TURN_WALL, TURN_ENDED)),
-        "wall_ms_histogram": {"edges_ms": list(WALL_MS_EDGES), "counts": histogram(wall, WALL_MS_EDGES)},
-        "queue_wait_ms": summarize(s.values.get("queue_wait_ms", []), s.turns, _sessions(s, TURN_QUEUE, TURN_ROWS)),
+        "wall_ms": _summary(wall, ended, s, _sessions(s, TURN_WALL, TURN_ENDED)),
+        "wall_ms_histogram": {"edges_ms": list(WALL_MS_EDGES),
+                              "counts": s.wall_hist if isinstance(wall, Sketch) else histogram(wall, WALL_MS_EDGES)},
+        "queue_wait_ms": _summary(s.values.get("queue_wait_ms", []), s.turns, s, _sessions(s, TURN_QUEUE, TURN_ROWS)),
     }
 
 
@@ -458,9 +588,9 @@ def by_task(groups: dict[str, list[tuple[Any, ...]]]) -> dict[str, dict[str, Any
 def api_summary(s: Slice) -> dict[str, Any]:
     t = s.api_totals()
     tokens = tokens_from_totals(t)
-    tokens["session_coverage"] = dict(zip(("captured", "of"), _sessions(s, API_USAGE, API_OK), strict=True))
+    tokens["session_coverage"] = _session_coverage(s, API_USAGE, API_OK)
     cost = cost_from_totals(t)
-    cost["session_coverage"] = dict(zip(("captured", "of"), _sessions(s, API_PRICED, API_BILLABLE), strict=True))
+    cost["session_coverage"] = _session_coverage(s, API_PRICED, API_BILLABLE)
     errors = api_errors(t)
     return {
         "count": t["calls"],
@@ -470,9 +600,9 @@ def api_summary(s: Slice) -> dict[str, Any]:
         "derived": {"calls": t["derived"], "in_error_rate": False},
         "error_types": dict(sorted(s.errors.items())),
         "by_task": by_task(s.api_by_task),
-        "latency_ms": summarize(s.values.get("latency_ms", []), t["calls"] - t["interrupted"],
-                                _sessions(s, API_LATENCY, API_ROWS)),
-        "ttft_ms": summarize(s.values.get("ttft_ms", []), t["ok"], _sessions(s, API_TTFT, API_OK)),
+        "latency_ms": _summary(s.values.get("latency_ms", []), t["calls"] - t["interrupted"], s,
+                               _sessions(s, API_LATENCY, API_ROWS)),
+        "ttft_ms": _summary(s.values.get("ttft_ms", []), t["ok"], s, _sessions(s, API_TTFT, API_OK)),
         "tokens": tokens,
         "cost": cost,
     }
@@ -516,7 +646,12 @@ def _session_summary(outcomes: Counter[str], unrated: Counter[str]) -> dict[str,
 
 
 def _conversations(c: Collected) -> dict[str, Any]:
-    """Per conversation (root + subagents + continuations): every API call counted once."""
+    """Per conversation (root + subagents + continuations): every API call counted once.
+    All null when read from rollups (they hold no sessions: ``NOT_IN_ROLLUPS``)."""
+    if not c.slice().sessions_known:
+        return dict.fromkeys(("count", "sessions", "subagent_sessions", "continuation_sessions",
+                              "turns_per_conversation", "api_calls_per_conversation", "tokens_per_conversation",
+                              "cost_usd_per_conversation"))
     flags = c.slice().session_flags
     members: dict[str, list[str]] = defaultdict(list)
     for sid in flags:
@@ -577,7 +712,7 @@ def _daily(c: Collected) -> list[dict[str, Any]]:
         t = s.api_totals()
         out.append({
             "day": day_iso(day),
-            "sessions": len(s.session_flags),
+            "sessions": s.sessions,
             "turns": s.turns,
             "turn_failures": _failures(s),
             "api_calls": t["calls"],
@@ -593,7 +728,7 @@ def _breakdown(c: Collected, dim: str) -> list[dict[str, Any]]:
     rows = []
     for key in sorted(keys, key=lambda k: (k is None, str(k))):
         s = c.slice((dim, key))
-        row: dict[str, Any] = {dim: _key_out(dim, key), "sessions": len(s.session_flags)}
+        row: dict[str, Any] = {dim: _key_out(dim, key), "sessions": s.sessions}
         if dim in TOOL_DIMENSIONS:  # these classify tool calls only
             row.update(sessions=None, turns=None, api_calls=None)
         else:
@@ -633,7 +768,7 @@ def build_report(c: Collected) -> dict[str, Any]:
                    "until_ms": q.until_ms, "days": round((q.until_ms - q.since_ms) / DAY_MS, 4)},
         "filters": dict(q.filters),
         "group_by": list(q.group_by),
-        "coverage": {"sessions": len(total.session_flags), "sessions_started": sum(c.session_outcomes.values()),
+        "coverage": {"sessions": total.sessions, "sessions_started": sum(c.session_outcomes.values()),
                      "conversations": conversations["count"], "turns": total.turns, "api_calls": api["count"], "tool_calls": total.tool_calls,
                      "events_dropped": c.events_dropped},
         "sessions": _session_summary(c.session_outcomes, c.session_outcomes_unrated),
@@ -646,16 +781,35 @@ def build_report(c: Collected) -> dict[str, Any]:
         "tools": _tools(c),
         "daily": _daily(c),
         "breakdowns": {dim: _breakdown(c, dim) for dim in q.group_by},
+        "method": report_method(c),
     }
 
 
-def insights(db: Db, query: Query, *, tz: tzinfo | None = None) -> dict[str, Any]:
+def report_method(c: Collected) -> dict[str, Any]:
+    """How the figures were computed: every raw row (``exact``), or rollups for the window's whole
+    hours (``rollups``: counts and sums identical, percentiles within ``relative_error``)."""
+    p = c.plan
+    if p is None:
+        return {"path": "exact", "relative_error": None, "exact_below_calls": EXACT_BELOW_CALLS,
+                "hours_from_rollups": 0, "pruned_before": None, "since_read_from": None, "null_in_rollups": None}
+    return {"path": "rollups", "relative_error": Sketch.alpha, "exact_below_calls": EXACT_BELOW_CALLS,
+            "hours_from_rollups": p.hours_from_rollups,
+            "pruned_before": iso(p.pruned_before_ms),
+            # before a prune only whole hours exist: the window's start as read
+            "since_read_from": iso(p.snapped_since_ms),
+            "null_in_rollups": dict(NOT_IN_ROLLUPS)}
+
+
+def insights(db: Db, query: Query, *, tz: tzinfo | None = None, exact: bool = False) -> dict[str, Any]:
     """The report for a window: coverage, outcomes, latency, tokens, cost, tools, breakdowns,
-    and what ``hermes insights`` shows (``activity``; weekday and hour in ``tz``, default local)."""
+    and what ``hermes insights`` shows (``activity``; weekday and hour in ``tz``, default local).
+
+    A large window reads the rollups (``method`` says so; dirty hours are read raw — a surface
+    that may write calls ``stores.rollups.refresh(db)`` first); ``exact`` reads every raw row."""
     from hermetry.analytics.activity import activity
 
     query.check()
     with open_db(db) as conn:
-        report = build_report(collect(conn, query))
+        report = build_report(collect(conn, query, exact=exact))
         report["activity"] = activity(conn, query.since_ms, query.until_ms, query.filters, tz)
         return report

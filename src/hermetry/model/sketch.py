@@ -226,22 +226,40 @@ class Sketch:
         return self.value_at_rank(rank)
 
     def count_above(self, threshold: float) -> int:
-        """How many values are above ``threshold`` (approximate: values in the bucket holding
-        the threshold are counted above it)."""
+        """How many values are above ``threshold`` (approximate: of the values in the bucket
+        holding the threshold, the share above it assuming they spread evenly over the bucket)."""
         if self.count == 0 or threshold >= self.max:
             return 0
         if threshold < self.min:
             return self.count
-        n = 0
         if threshold < 0:
-            t = bucket_index(threshold)
-            neg = self._neg
-            n += sum(c for k, c in enumerate(neg.counts) if neg.offset + k < t)  # smaller magnitude
-            n += self.zero + sum(self._pos.counts)
-            return n
-        first = bucket_index(threshold) if threshold > 0 else None
+            return self.count - self._count_below_or_at_negative(threshold)
         pos = self._pos
-        return sum(c for k, c in enumerate(pos.counts) if first is None or pos.offset + k >= first)
+        if threshold == 0:
+            return sum(pos.counts)
+        t = bucket_index(threshold)
+        n = 0.0
+        for k, c in enumerate(pos.counts):
+            i = pos.offset + k
+            if i > t:
+                n += c
+            elif i == t and c:
+                lo, hi = GAMMA ** (i - 1), GAMMA ** i
+                n += c * max(0.0, min(1.0, (hi - threshold) / (hi - lo)))
+        return round(n)
+
+    def _count_below_or_at_negative(self, threshold: float) -> int:
+        t = bucket_index(threshold)
+        neg = self._neg
+        n = 0.0
+        for k, c in enumerate(neg.counts):
+            i = neg.offset + k
+            if i > t:  # larger magnitude: below the threshold
+                n += c
+            elif i == t and c:
+                lo, hi = GAMMA ** (i - 1), GAMMA ** i
+                n += c * max(0.0, min(1.0, (hi - abs(threshold)) / (hi - lo)))
+        return round(n)
 
     def buckets(self) -> list[tuple[float, int]]:
         """``(representative value, count)`` of each non-empty bucket, ascending."""
@@ -270,6 +288,54 @@ class Sketch:
             parts.append(_STORE.pack(store.offset, len(store.counts)))
             parts.append(array(kind, store.counts).tobytes())
         return b"".join(parts)
+
+    @classmethod
+    def merged(cls, blobs: Iterable[bytes | bytearray | memoryview]) -> Sketch:
+        """One sketch of many serialized ones (``to_bytes``), merged in one pass: what a read of
+        many rollup rows does (several times faster than ``from_bytes`` + ``merge`` each)."""
+        s = cls()
+        parts: tuple[list[tuple[int, array[int]]], list[tuple[int, array[int]]]] = ([], [])
+        count = zero = 0
+        total = 0.0
+        lo, hi = math.inf, -math.inf
+        header, store = _HEADER, _STORE
+        for data in blobs:
+            data = bytes(data)
+            version, n, z, t, mn, mx = header.unpack_from(data, 0)
+            if version & 0x7F != _VERSION:
+                raise ValueError(f"unknown sketch version {version}")
+            if not n:
+                continue
+            count += n
+            zero += z
+            total += t
+            lo = mn if mn < lo else lo
+            hi = mx if mx > hi else hi
+            kind = "Q" if version & 0x80 else "I"
+            size = 8 if version & 0x80 else 4
+            pos = header.size
+            for side in parts:
+                offset, length = store.unpack_from(data, pos)
+                pos += store.size
+                if length:
+                    counts = array(kind)
+                    counts.frombytes(data[pos:pos + length * size])
+                    side.append((offset, counts))
+                pos += length * size
+        s.count, s.zero, s.sum = count, zero, total
+        if count:
+            s.min, s.max = lo, hi
+        for side, target in zip(parts, (s._pos, s._neg), strict=True):
+            if not side:
+                continue
+            first = min(o for o, _ in side)
+            last = max(o + len(c) for o, c in side)
+            acc = [0] * (last - first)
+            for offset, counts in side:
+                k = offset - first
+                acc[k:k + len(counts)] = map(add, acc[k:k + len(counts)], counts)
+            target.offset, target.counts = first, acc
+        return s
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> Sketch:

@@ -92,6 +92,6 @@ def ddl(script: str) -> list[str]:
 
 
 #: MIGRATIONS[n] takes schema version n to n + 1 (the same numbering as the embedded store).
-MIGRATIONS: list[list[str]] = [rollups.postgres_migration() if m is rollups.SQLITE_MIGRATION else ddl(m)
-                               for m in SQLITE_MIGRATIONS]  # rollups: triggers are PL/pgSQL here
+MIGRATIONS: list[list[str]] = [rollups.postgres_statements(m) or ddl(m)
+                               for m in SQLITE_MIGRATIONS]  # rollups: triggers are PL/pgSQL, sketches BYTEA
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,6 +136,16 @@ class Kind:
     def sketch_column(self, measure: str) -> str:
         return f"{measure}_sketch"
 
+    @property
+    def rollup_day(self) -> str:
+        return f"{self.rollup}_day"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The rollup tables' columns, in order."""
+        return (*self.key_names, *self.count_names, *self.hist_columns,
+                *(self.sketch_column(m) for m, _ in self.measures))
+
 
 _SESSION_KEYS = (("source", "s.source"), ("session_type", "s.session_type"), ("profile", "s.profile"))
 
@@ -175,13 +186,14 @@ SESSION_DIMENSIONS = ("source", "session_type", "profile", "model", "provider", 
 # Schema (version 7)
 # ---------------------------------------------------------------------------------------------
 
-def _table_ddl(kind: Kind, blob: str) -> str:
+def _table_ddl(kind: Kind, blob: str, table: str | None = None) -> str:
     cols = ["hour INTEGER NOT NULL"] + [f"{k} TEXT" for k in kind.key_names[1:]]
     cols += [f"{c} {'REAL' if c == 'cost_usd' else 'INTEGER'} NOT NULL" for c in kind.count_names]
     cols += [f"{c} INTEGER NOT NULL DEFAULT 0" for c in kind.hist_columns]
     cols += [f"{kind.sketch_column(m)} {blob}" for m, _ in kind.measures]
-    return (f"CREATE TABLE IF NOT EXISTS {kind.rollup} (\n    " + ",\n    ".join(cols) + "\n);\n"
-            f"CREATE INDEX IF NOT EXISTS {kind.rollup}_hour ON {kind.rollup}(hour);\n")
+    table = table or kind.rollup
+    return (f"CREATE TABLE IF NOT EXISTS {table} (\n    " + ",\n    ".join(cols) + "\n);\n"
+            f"CREATE INDEX IF NOT EXISTS {table}_hour ON {table}(hour);\n")
 
 
 _MARK_ALL = (
@@ -247,12 +259,35 @@ _TABLES = (
 SQLITE_MIGRATION = _TABLES + "".join(_table_ddl(k, "BLOB") for k in KINDS) + _MARK_ALL + _sqlite_triggers()
 
 
+#: Version 9 (after exporter_runs, 8): the day level — the same columns, ``hour`` = the day's first hour, each row the
+#: merge of that day's hourly rows (reads of long windows merge 24× fewer sketches). Every hour
+#: already rolled up is marked dirty, so its day is built by the next rebuild (read raw until then).
+SQLITE_MIGRATION_DAYS = "".join(_table_ddl(k, "BLOB", k.rollup_day) for k in KINDS) + (
+    "INSERT INTO rollup_dirty (hour) SELECT hour FROM ("
+    + " UNION ".join(f"SELECT DISTINCT hour FROM {k.rollup}" for k in KINDS)
+    + ") WHERE hour NOT IN (SELECT hour FROM rollup_dirty);\n")
+
+
+def _pg_ddl(ddl: str) -> list[str]:
+    return [s.strip() for s in ddl.replace("INTEGER", "BIGINT").replace("REAL", "DOUBLE PRECISION").split(";")
+            if s.strip()]
+
+
+def postgres_statements(script: str) -> list[str] | None:
+    """The PostgreSQL form of a rollup migration (None: ``script`` is not one of them)."""
+    if script is SQLITE_MIGRATION:
+        return postgres_migration()
+    if script is SQLITE_MIGRATION_DAYS:
+        return _pg_ddl("".join(_table_ddl(k, "BYTEA", k.rollup_day) for k in KINDS)) + [
+            "INSERT INTO rollup_dirty (hour) " + " UNION ".join(f"SELECT DISTINCT hour FROM {k.rollup}" for k in KINDS)
+            + " ON CONFLICT DO NOTHING"]
+    return None
+
+
 def postgres_migration() -> list[str]:
     """Version 7 for PostgreSQL: the same tables (BYTEA sketches) and the same marking, as
     PL/pgSQL trigger functions."""
-    ddl = _TABLES + "".join(_table_ddl(k, "BYTEA") for k in KINDS)
-    statements = [s.strip() for s in ddl.replace("INTEGER", "BIGINT").replace("REAL", "DOUBLE PRECISION").split(";")
-                  if s.strip()]
+    statements = _pg_ddl(_TABLES + "".join(_table_ddl(k, "BYTEA") for k in KINDS))
     hour = _HOUR
     statements.append("INSERT INTO rollup_dirty (hour) " + " UNION ".join(
         f"SELECT {hour.format(a=k.alias)} FROM {k.table} {k.alias} WHERE {k.alias}.started_at_ms IS NOT NULL"
@@ -473,8 +508,7 @@ def _rebuild_hours(conn: Any, hours: list[int]) -> int:
         groups = aggregate_raw(conn, kind, ranges)
         where, params = _in_list("hour", hours)
         _execute(conn, f"DELETE FROM {kind.rollup} WHERE {where}", params)
-        columns = [*kind.key_names, *kind.count_names, *kind.hist_columns,
-                   *(kind.sketch_column(m) for m, _ in kind.measures)]
+        columns = kind.columns
         sql = f"INSERT INTO {kind.rollup} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
         values = []
         for key, g in groups.items():
@@ -485,7 +519,37 @@ def _rebuild_hours(conn: Any, hours: list[int]) -> int:
         rows += len(values)
     where, params = _in_list("hour", hours)
     _execute(conn, f"DELETE FROM rollup_dirty WHERE {where}", params)
+    for day in sorted({h // 24 for h in hours}):
+        _rebuild_day(conn, day)
     return rows
+
+
+def _rebuild_day(conn: Any, day: int) -> None:
+    """The day level of ``day``: its hours' rollup rows merged by every key but the hour. (Used by
+    a read only while none of the day's hours is dirty, so a stale merge is never read.)"""
+    for kind in KINDS:
+        first = day * 24
+        _execute(conn, f"DELETE FROM {kind.rollup_day} WHERE hour = ?", (first,))
+        nk, nc, nh = len(kind.keys), len(kind.count_names), len(kind.hist_columns)
+        merged: dict[tuple[Any, ...], list[Any]] = {}
+        for row in _execute(conn, f"SELECT {', '.join(kind.columns)} FROM {kind.rollup} WHERE hour >= ? AND hour < ?",
+                            (first, first + 24)):
+            key = (first, *row[1:nk])
+            acc = merged.get(key)
+            if acc is None:
+                merged[key] = acc = [[0] * (nc + nh), [[] for _ in kind.measures]]
+            sums = acc[0]
+            for j in range(nc + nh):
+                sums[j] += row[nk + j]
+            for j, blob in enumerate(row[nk + nc + nh:]):
+                if blob is not None:
+                    acc[1][j].append(blob)
+        if not merged:
+            continue
+        values = [(*key, *sums, *(Sketch.merged(b).to_bytes() if b else None for b in blobs))
+                  for key, (sums, blobs) in merged.items()]
+        conn.executemany(f"INSERT INTO {kind.rollup_day} ({', '.join(kind.columns)}) "
+                         f"VALUES ({', '.join('?' for _ in kind.columns)})", values)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -498,7 +562,7 @@ class Plan:
 
     since_ms: float
     until_ms: float
-    #: runs of hours ``[first, last + 1)`` read from rollups
+    #: runs of hours ``[first, last + 1)`` read from the hourly rollups
     rollup_hours: tuple[tuple[int, int], ...]
     #: ranges of epoch ms ``[lo, hi)`` read from raw rows
     raw_ranges: tuple[tuple[float, float], ...]
@@ -506,10 +570,12 @@ class Plan:
     pruned_before_ms: float | None = None
     #: the window's start as read, when pruned time snapped it to a whole hour (else None)
     snapped_since_ms: float | None = None
+    #: runs of hours, whole UTC days, read from the daily rollups
+    rollup_days: tuple[tuple[int, int], ...] = ()
 
     @property
     def hours_from_rollups(self) -> int:
-        return sum(hi - lo for lo, hi in self.rollup_hours)
+        return sum(hi - lo for lo, hi in (*self.rollup_hours, *self.rollup_days))
 
     def as_dict(self) -> dict[str, Any]:
         return {"hours_from_rollups": self.hours_from_rollups,
@@ -555,7 +621,27 @@ def plan(conn: Any, since_ms: float, until_ms: float) -> Plan:
         raw.append((last * HOUR_MS, until_ms))
     if len(raw) > MAX_RANGES or len(clean) > MAX_RANGES:
         return Plan(since_ms, until_ms, (), ((since_ms, until_ms),), pruned, None)
-    return Plan(since_ms, until_ms, tuple(clean), tuple(_merge(raw)), pruned, snapped)
+    hours, days = _split_days(clean)
+    return Plan(since_ms, until_ms, tuple(hours), tuple(_merge(raw)), pruned, snapped, tuple(days))
+
+
+def _split_days(clean: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Clean hour runs → (hour runs, runs of whole UTC days): a day wholly inside a clean run has
+    no dirty hour, so its daily rows are the merge of its current hourly rows."""
+    hours: list[tuple[int, int]] = []
+    days: list[tuple[int, int]] = []
+    for lo, hi in clean:
+        d0 = -(-lo // 24) * 24  # the first day boundary at or after lo
+        d1 = hi // 24 * 24
+        if d1 - d0 < 24:
+            hours.append((lo, hi))
+            continue
+        if lo < d0:
+            hours.append((lo, d0))
+        days.append((d0, d1))
+        if d1 < hi:
+            hours.append((d1, hi))
+    return hours, days
 
 
 def _merge(ranges: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -574,8 +660,9 @@ def _key_sql(name: str) -> str:
 
 def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: Mapping[str, Any] | None = None,
          measures: bool = True) -> dict[tuple[Any, ...], Group]:
-    """The window's groups by ``keys``: rollup rows of ``p.rollup_hours`` plus raw rows of
-    ``p.raw_ranges``, added. Keys: ``kind.key_names`` and ``"day"``."""
+    """The window's groups by ``keys``: rollup rows of ``p.rollup_days`` (daily) and
+    ``p.rollup_hours`` (hourly) plus raw rows of ``p.raw_ranges``, added. Keys:
+    ``kind.key_names`` and ``"day"``."""
     filters = dict(filters or {})
     valid = set(kind.key_names) | {"day"}
     for name in keys:
@@ -583,38 +670,42 @@ def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: M
             raise ValueError(f"rollups of {kind.name} have no key {name!r}")
     out: dict[tuple[Any, ...], Group] = {}
     k = len(keys)
-    if p.rollup_hours:
-        where, params = _ranges_sql("r.hour", p.rollup_hours)
-        fsql, fparams = _filters_sql(kind, filters, raw=False)
+    key_sql = [_key_sql(n) for n in keys]
+    fsql, fparams = _filters_sql(kind, filters, raw=False)
+    names, nh = kind.count_names, len(kind.hist_columns)
+    blobs: dict[tuple[tuple[Any, ...], str], list[bytes]] = defaultdict(list)
+    for table, runs in ((kind.rollup_day, p.rollup_days), (kind.rollup, p.rollup_hours)):
+        if not runs:
+            continue
+        where, params = _ranges_sql("r.hour", runs)
         where += fsql
         params += fparams
-        key_sql = [_key_sql(n) for n in keys]
-        sums = [f"SUM(r.{c})" for c in (*kind.count_names, *kind.hist_columns)]
+        sums = [f"SUM(r.{c})" for c in (*names, *kind.hist_columns)]
         group = f" GROUP BY {', '.join(str(i + 1) for i in range(k))}" if k else ""
-        sql = f"SELECT {', '.join([*key_sql, *sums])} FROM {kind.rollup} r WHERE {where}{group}"
-        names, nh = kind.count_names, len(kind.hist_columns)
+        sql = f"SELECT {', '.join([*key_sql, *sums])} FROM {table} r WHERE {where}{group}"
         for row in _execute(conn, sql, params):
             if row[k] is None:  # no rows at all (an aggregate without GROUP BY)
                 continue
-            counts = row[k:k + len(names)]
-            out[tuple(row[:k])] = Group(dict(zip(names, counts, strict=True)),
-                                        list(row[k + len(names):k + len(names) + nh]) if nh else [])
-        if measures and out:
+            g = Group(dict(zip(names, row[k:k + len(names)], strict=True)),
+                      list(row[k + len(names):k + len(names) + nh]) if nh else [])
+            key = tuple(row[:k])
+            known = out.get(key)
+            if known is None:
+                out[key] = g
+            else:
+                known.add(g)
+        if measures:
             columns = [f"r.{kind.sketch_column(m)}" for m, _ in kind.measures]
             any_sketch = " OR ".join(f"{c} IS NOT NULL" for c in columns)
-            sql = f"SELECT {', '.join([*key_sql, *columns])} FROM {kind.rollup} r WHERE {where} AND ({any_sketch})"
+            sql = f"SELECT {', '.join([*key_sql, *columns])} FROM {table} r WHERE {where} AND ({any_sketch})"
+            measure_names = [m for m, _ in kind.measures]
             for row in _execute(conn, sql, params):
-                g = out[tuple(row[:k])]
-                for j, (m, _) in enumerate(kind.measures):
-                    blob = row[k + j]
-                    if blob is None:
-                        continue
-                    sketch = Sketch.from_bytes(blob)
-                    mine = g.sketches.get(m)
-                    if mine is None:
-                        g.sketches[m] = sketch
-                    else:
-                        mine.merge(sketch)
+                key = tuple(row[:k])
+                for j, m in enumerate(measure_names):
+                    if row[k + j] is not None:
+                        blobs[(key, m)].append(row[k + j])
+    for (key, m), found in blobs.items():
+        out[key].sketches[m] = Sketch.merged(found)
     if p.raw_ranges:
         index = {n: i for i, n in enumerate(kind.key_names)}
         for full, g in aggregate_raw(conn, kind, p.raw_ranges, filters).items():
@@ -641,3 +732,81 @@ def has_rollups(conn: Any) -> bool:
             except Exception:
                 pass
         return False
+
+
+def count_calls(conn: Any, p: Plan) -> int:
+    """Model calls (rows × ``call_count``) in a planned window, counted cheaply: summed over its
+    rollup hours, counted over its raw ranges (the ``started_at_ms`` index)."""
+    n = 0
+    for table, runs in ((API.rollup_day, p.rollup_days), (API.rollup, p.rollup_hours)):
+        if runs:
+            where, params = _ranges_sql("r.hour", runs)
+            n += int(_execute(conn, f"SELECT COALESCE(SUM(r.calls), 0) FROM {table} r WHERE {where}", params).fetchone()[0])
+    if p.raw_ranges:
+        where, params = _ranges_sql("a.started_at_ms", p.raw_ranges)
+        n += int(_execute(conn, f"SELECT COUNT(*) FROM api_calls a WHERE {where}", params).fetchone()[0])
+    return n
+
+
+#: How long a reader's refresh may rebuild before it reads (what is left dirty is read raw).
+REFRESH_BUDGET_S = 2.0
+
+
+def refresh(db: Any, *, budget_s: float = REFRESH_BUDGET_S, now_ms: float | None = None) -> RebuildStats | None:
+    """Rebuild the dirty closed hours of the store at ``db`` (a path or a ``postgresql://`` URL)
+    before a report reads it, when it can be written; None when nothing was done (nothing dirty,
+    a read-only or locked file, a connection the caller owns, no rights). Reads are right without
+    it — they take dirty hours from raw rows — only slower."""
+    import sqlite3
+    from pathlib import Path
+
+    now = time.time() * 1000 if now_ms is None else now_ms
+    conn: Any = None
+    try:
+        if isinstance(db, str) and db.lower().startswith(("postgresql://", "postgres://")):
+            from hermetry.stores.postgres import connect as pg_connect
+
+            conn = pg_connect(db)
+        elif isinstance(db, (str, Path)):
+            from hermetry.stores.sqlite import SCHEMA_VERSION, connect
+
+            path = Path(db)
+            if not path.is_file() or not path.stat().st_size or not os_access_rw(path):
+                return None
+            # look first without writing anything (an empty or foreign file stays untouched)
+            peek = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=0.25)
+            try:
+                if peek.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                    return None  # an older (or newer) file: the reader's own upgrade comes first
+                if peek.execute("SELECT 1 FROM rollup_dirty WHERE hour < ? LIMIT 1",
+                                (int(now // HOUR_MS),)).fetchone() is None:
+                    return None
+            finally:
+                peek.close()
+            conn = connect(path, create=False)
+        else:
+            return None  # an open connection: the caller's, not ours to write through
+        if not has_rollups(conn):
+            return None
+        row = _execute(conn, "SELECT 1 FROM rollup_dirty WHERE hour < ? LIMIT 1", (int(now // HOUR_MS),)).fetchone()
+        if row is None:
+            return None
+        return rebuild(conn, now_ms=now, budget_s=budget_s)
+    except (sqlite3.Error, OSError):
+        return None
+    except Exception as exc:  # e.g. PostgreSQL unreachable or read-only: the read says it, not this
+        if type(exc).__module__.startswith(("psycopg", "hermetry")):
+            return None
+        raise
+    finally:
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+
+def os_access_rw(path: Any) -> bool:
+    import os
+
+    return os.access(path, os.R_OK | os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)

@@ -269,12 +269,22 @@ def _tz(args: argparse.Namespace) -> Any:
 # Commands
 # ---------------------------------------------------------------------------------------------
 
+def refresh_rollups(db: Any) -> None:
+    """Before a report: rebuild the rollups' dirty closed hours when the store can be written (a
+    read-only or busy store is read as it is: dirty hours from raw rows, the same figures)."""
+    from hermetry.stores.rollups import refresh
+
+    refresh(db)
+
+
 def cmd_insights(args: argparse.Namespace) -> int:
     from hermetry.analytics.report import insights
 
     query = _query(args)
     db = _readable_db(args)
-    report = insights(db, query, tz=_tz(args))
+    if not args.exact:
+        refresh_rollups(db)
+    report = insights(db, query, tz=_tz(args), exact=args.exact)
     _filter_hints(db, query.filters)
     if args.json:
         _print_json(report)
@@ -316,6 +326,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     baseline, current = compare_queries(args)
     db = _readable_db(args)
+    refresh_rollups(db)
     result = compare(db, baseline, current)
     _filter_hints(db, baseline.filters)
     if args.json:
@@ -710,6 +721,9 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--by", action="append", metavar="DIM",
                    help="break down by source, model, provider, toolset, tool, session_type, profile or day "
                         "(repeatable; default: source and model)")
+    p.add_argument("--exact", action="store_true",
+                   help="read every raw row (exact percentiles) even for a large window; by default a window "
+                        "of 200,000+ model calls reads whole hours from the rollups (percentiles within 1 %%)")
     _add_json(p, "hermetry.insights.v1")
     _add_utc(p)
     p.set_defaults(hermetry_func=cmd_insights)
