@@ -155,3 +155,17 @@ def test_the_fold_equals_the_exporters_own_mapping_of_the_history(tmp_path: Path
         else:
             assert (count, buckets) == (their_count, their_buckets), key
             assert abs(total - their_total) <= 1e-9 * max(1.0, abs(total)), key  # summed in another order
+
+
+def test_another_file_moved_into_place_is_folded_from_scratch(tmp_path: Path) -> None:
+    db, other = tmp_path / "t.db", tmp_path / "other.db"
+    _write(db, STEPS[0])
+    # other rows, and more of them than the first file has: a high-water mark alone would not notice
+    _write(other, STEPS[3] + STEPS[4] + STEPS[1])
+    fold = MetricFold(db)
+    fold.update()
+    for suffix in ("-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    other.replace(db)
+    snap = fold.update()
+    assert snap.full and _figures(snap.series) == _figures(metric_snapshot(db).series)

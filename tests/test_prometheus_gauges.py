@@ -13,8 +13,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from hermetry.model.events import (
     ApiCall,
     CronRunFinished,
@@ -27,8 +25,6 @@ from hermetry.model.events import (
 )
 from hermetry.stores.sqlite import SQLiteStore
 from test_prometheus import Prometheus, prometheus_binary
-
-pytest.importorskip("prometheus_client")
 
 T0 = float(int(time.time() - 3600) * 1000)  # recent: the reconciler leaves it alone
 CRON = "cron_job9_20261201_000000"

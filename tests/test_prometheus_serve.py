@@ -60,3 +60,19 @@ def test_a_file_that_breaks_later_keeps_the_last_good_figures(tmp_path: Path,
         assert collector.snapshot() is good
     err = capsys.readouterr().err
     assert err.count("serving the last good figures") == 1 and "Traceback" not in err
+
+
+def test_a_missing_file_is_served_as_an_empty_history_and_said_once(tmp_path: Path) -> None:
+    pytest.importorskip("prometheus_client")
+    proc = subprocess.Popen([sys.executable, "-m", "hermetry.surfaces.cli", "--db", str(tmp_path / "typo.db"),
+                             "metrics", "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert "serving http://127.0.0.1:" in proc.stdout.readline()
+        warning = proc.stderr.readline()
+        assert "does not exist yet" in warning and "check the path" in warning
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert not (tmp_path / "typo.db").exists()  # serving never creates the file

@@ -16,17 +16,20 @@ cost of a pass):
   they are always what the file says now — ``hermetry.turns`` and ``hermetry.sessions`` are up-down
   counters (Prometheus gauges) for that reason;
 * what rewrites appended rows in place — ``hermetry reprice`` (it keeps the old costs in
-  ``cost_history``) and ``hermetry import`` (``backfill_state``) — or a replaced file makes the next
-  pass fold everything again, so the figures always equal a fold from scratch.
+  ``cost_history``) and ``hermetry import`` (``backfill_state``) — or a replaced file (another inode,
+  or fewer rows than already read) makes the next pass fold everything again, so the figures always
+  equal a fold from scratch.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hermetry.analytics.events import appended_calls, exporter_drops, recorder_drops
@@ -164,6 +167,17 @@ def _generation(conn: sqlite3.Connection) -> tuple[Any, ...]:
     return tuple(out)
 
 
+def _identity(db: Db) -> tuple[int, int] | None:
+    """Which file this is (another file moved into place starts a fold from scratch)."""
+    if isinstance(db, str | Path):
+        try:
+            st = os.stat(db)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+    return None
+
+
 def _max_rowid(conn: sqlite3.Connection, table: str) -> int:
     try:
         return int(conn.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}").fetchone()[0])
@@ -200,7 +214,7 @@ class MetricFold:
                     series = drop_series(None, time.time_ns())
                     return MetricSnapshot(tuple(series), time.time() * 1000, (time.perf_counter() - started) * 1000,
                                           0, True)
-                generation = _generation(conn)
+                generation = (*_generation(conn), _identity(self.db))
                 rewound = any(_max_rowid(conn, t) < self._high_water[t] for t in APPENDED)
                 if generation != self._generation or rewound:
                     self._reset()

@@ -656,6 +656,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
                            "another --port, or --port 0 for a free one") from exc
     print(f"serving {server.url} from {_db(args)} (Ctrl-C to stop)", flush=True)
+    if not Path(_db(args)).exists():
+        print(f"hermetry: {_db(args)} does not exist yet: an empty history until Hermes records to it "
+              "(check the path if it should)", file=sys.stderr, flush=True)
     if not _loopback(args.host):
         print(f"hermetry: warning: listening on {args.host}: anyone who can reach it sees models, hosts and "
               "spend per source (no token); put it behind a firewall or a proxy", file=sys.stderr, flush=True)
