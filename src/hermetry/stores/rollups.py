@@ -231,6 +231,14 @@ def mark_open_turns(conn: Any, where: str, params: Sequence[Any]) -> None:
                  f"WHERE ({where}) AND turns.started_at_ms IS NOT NULL ON CONFLICT (hour) DO NOTHING", params)
 
 
+def mark_rows(conn: Any, table: str, where: str, params: Sequence[Any]) -> None:
+    """Mark the hours of the rows of ``table`` (a raw table: turns, api_calls, tool_calls) that
+    ``where`` selects, before a DELETE or UPDATE changes them (the importer's re-import, prune):
+    a deleted row's hour must be rebuilt too, or its clean rollup keeps counting it."""
+    conn.execute(f"INSERT INTO rollup_dirty (hour) SELECT DISTINCT {hour_sql(table)} FROM {table} "
+                 f"WHERE ({where}) AND {table}.started_at_ms IS NOT NULL ON CONFLICT (hour) DO NOTHING", params)
+
+
 def mark_turns(conn: Any, turn_ids: Sequence[str]) -> None:
     """Mark the hours of turns whose end the write path just wrote (looked up: an end event
     does not say when its turn started)."""

@@ -27,6 +27,7 @@ from hermetry.sources.backfill.mapping import (
     session_started_ms,
 )
 from hermetry.sources.backfill.state_db import BackfillError, StateDB
+from hermetry.stores import rollups
 from hermetry.stores.sqlite import StoreCorrupt, connect, migrate, write_events
 from hermetry.stores.sqlite_util import chunks, transaction
 
@@ -109,7 +110,10 @@ def _forget_backfilled(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
     for chunk in chunks(ids, _IN_CHUNK):
         marks = ",".join("?" * len(chunk))
         for table in ("api_calls", "turns", "tool_calls", "sessions"):
-            conn.execute(f"DELETE FROM {table} WHERE origin = 'backfill' AND session_id IN ({marks})", tuple(chunk))
+            where = f"origin = 'backfill' AND session_id IN ({marks})"
+            if table != "sessions":  # the hours that lose rows are rebuilt too (rows may move hours)
+                rollups.mark_rows(conn, table, where, tuple(chunk))
+            conn.execute(f"DELETE FROM {table} WHERE {where}", tuple(chunk))
 
 
 _SQL_STATE = (
