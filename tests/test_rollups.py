@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -224,3 +225,49 @@ def test_new_session_rows_and_hours_of_a_batch(tmp_path: Path) -> None:
                                started_at_ms=base + i * 0.1 * HOUR_MS, latency_ms=5.0, status="ok"))
     _write(conn, events)
     assert _dirty(conn) == {int((base + i * 0.1 * HOUR_MS) // HOUR_MS) for i in range(50)}
+
+
+def test_an_import_fills_the_rollups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backfill: the imported rows' hours are rebuilt at the end of `hermetry import`."""
+    from hermes_state import SessionDB
+
+    from hermetry.analytics import report as report_module
+    from hermetry.analytics.report import Query, insights
+    from hermetry.sources.backfill import import_hermes_home
+    from test_rollups_report import same
+
+    home = tmp_path / "hermes"
+    home.mkdir()
+    db = SessionDB(home / "state.db")
+    for i in range(4):
+        db.create_session(f"s{i}", "cli", model="m")
+        db.append_message(f"s{i}", "user", "question")
+        db.append_message(f"s{i}", "assistant", "answer")
+        db.update_token_counts(f"s{i}", input_tokens=100 * (i + 1), output_tokens=10, model="m",
+                               estimated_cost_usd=0.0, cost_status="unknown", api_call_count=2)
+        db.end_session(f"s{i}", "cli_close")
+    db.close()
+    state = sqlite3.connect(home / "state.db")
+    with state:  # two days ago: closed hours, so the import's rebuild takes them
+        state.execute("UPDATE sessions SET started_at = started_at - 172800 - id_offset * 3600 "
+                      "FROM (SELECT id AS sid, CAST(substr(id, 2) AS INTEGER) AS id_offset FROM sessions) o "
+                      "WHERE sessions.id = o.sid")
+        state.execute("UPDATE sessions SET ended_at = ended_at - 172800 - CAST(substr(id, 2) AS INTEGER) * 3600")
+        state.execute("UPDATE messages SET timestamp = timestamp - 172800 - "
+                      "CAST(substr(session_id, 2) AS INTEGER) * 3600")
+    state.close()
+    store = tmp_path / "telemetry.db"
+    (result,) = import_hermes_home(home, store)
+    assert result.rollup_hours >= 4  # the four sessions' (their turns') hours
+    conn = connect(store)
+    now_hour = int(time.time() * 1000 // HOUR_MS)
+    assert [h for h in _dirty(conn) if h < now_hour] == []
+    conn.close()
+    monkeypatch.setattr(report_module, "EXACT_BELOW_CALLS", 0)
+    q = Query(since_ms=(now_hour - 24 * 4) * HOUR_MS, until_ms=(now_hour + 2) * HOUR_MS, group_by=("model",))
+    exact, approx = insights(store, q, exact=True), insights(store, q)
+    assert approx["method"]["path"] == "rollups" and approx["method"]["hours_from_rollups"] >= 4 * 24
+    assert approx["api_calls"]["count"] == 8 and approx["turns"]["count"] == 4
+    assert approx["api_calls"]["tokens"]["input_tokens"] == 1000
+    exact.pop("activity"), approx.pop("activity")
+    same(exact, approx)

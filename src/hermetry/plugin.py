@@ -186,7 +186,7 @@ def _valid_hooks() -> frozenset[str]:
         return frozenset()
 
 
-def import_history(home: Path, db: Path, *, all_profiles: bool = False,
+def import_history(home: Path, db: Path | str, *, all_profiles: bool = False,
                    progress: Progress | None = None) -> list[ImportResult]:
     """Hermes' ``state.db`` history (and with ``all_profiles`` every profile's) into ``db``."""
     from hermetry.sources.backfill import BackfillError, import_hermes_home

@@ -102,7 +102,9 @@ API_AGGREGATES = rollups.API_AGGREGATES
 
 #: Below this many model calls in a window, reports read every raw row (exact percentiles); above
 #: it, whole hours come from the rollups (percentiles within 1 %; counts and sums identical).
-EXACT_BELOW_CALLS = 200_000
+#: Measured: the exact path costs ~20 µs of CPU per model call (1M calls: 22 s; 152k: 3.0 s), so
+#: 50,000 keeps an exact report near 1 s; the rollup path costs what the window's hours hold.
+EXACT_BELOW_CALLS = 50_000
 
 #: What a report over rollups cannot give (they hold no session ids), and why; those figures are null.
 NOT_IN_ROLLUPS = {

@@ -818,3 +818,75 @@ def os_access_rw(path: Any) -> bool:
     import os
 
     return os.access(path, os.R_OK | os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pruning raw rows (the rollups keep the history)
+# ---------------------------------------------------------------------------------------------
+
+#: The raw tables a prune deletes from (sessions stay: see ``prune``).
+PRUNED_TABLES = ("tool_calls", "api_calls", "turns")
+
+
+def prune(conn: Any, older_than_ms: float, *, now_ms: float | None = None, dry_run: bool = False) -> dict[str, Any]:
+    """Delete raw turns, model calls and tool calls that started before ``now - older_than_ms``
+    (snapped down to a whole hour), after rebuilding the rollups of those hours; record the
+    boundary (``pruned_before_ms``): reports over earlier time read the rollups only.
+
+    Sessions rows stay: one per conversation (small beside its calls), they hold the outcomes,
+    lineage and dimensions that session reports and the rollups' session dimensions need.
+    Idempotent: a second run with the same age deletes what arrived since, nothing else.
+    ``dry_run`` counts what would go and changes nothing. ``conn`` must be a writer."""
+    now = time.time() * 1000 if now_ms is None else now_ms
+    boundary_hour = int((now - older_than_ms) // HOUR_MS)
+    boundary = float(boundary_hour * HOUR_MS)
+    before = pruned_before_ms(conn)
+    counts = {table: int(_execute(conn, f"SELECT COUNT(*) FROM {table} WHERE started_at_ms < ?",
+                                  (boundary,)).fetchone()[0]) for table in PRUNED_TABLES}
+    out: dict[str, Any] = {"schema": "hermetry.prune.v1", "pruned_before_ms": boundary, "dry_run": dry_run,
+                           "previous_pruned_before_ms": before, "rows": counts, "rollup_hours_rebuilt": 0,
+                           "sessions_kept": True}
+    if dry_run:
+        return out
+    if before is not None and before > boundary:
+        boundary, boundary_hour = before, int(before // HOUR_MS)  # never move the boundary back
+        out["pruned_before_ms"] = boundary
+    rebuilt = 0
+    while True:  # rebuild, then set the boundary in a transaction that sees nothing dirty below it
+        rebuilt += rebuild(conn, now_ms=now, before_hour=boundary_hour, include_open=True).hours
+        ok = False
+        _begin(conn)
+        try:
+            if _execute(conn, "SELECT 1 FROM rollup_dirty WHERE hour < ? LIMIT 1", (boundary_hour,)).fetchone():
+                ok = True
+                continue  # a write arrived meanwhile: rebuild it too
+            _execute(conn, "INSERT INTO rollup_meta (key, value) VALUES ('pruned_before_ms', ?) "
+                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (boundary,))
+            ok = True
+            break
+        finally:
+            _end(conn, ok)
+    out["rollup_hours_rebuilt"] = rebuilt
+    # then delete, a day at a time (short transactions: writers wait for each)
+    first = _execute(conn, "SELECT MIN(t) FROM (" + " UNION ALL ".join(
+        f"SELECT MIN(started_at_ms) AS t FROM {table}" for table in PRUNED_TABLES) + ") m").fetchone()[0]
+    deleted = dict.fromkeys(PRUNED_TABLES, 0)
+    if first is not None and first < boundary:
+        day_ms = 24 * HOUR_MS
+        lo = math.floor(first / day_ms) * day_ms
+        while lo < boundary:
+            hi = min(lo + day_ms, boundary)
+            ok = False
+            _begin(conn)
+            try:
+                _execute(conn, "DELETE FROM cost_history WHERE api_call_id IN (SELECT api_call_id FROM api_calls "
+                               "WHERE started_at_ms >= ? AND started_at_ms < ?)", (lo, hi))
+                for table in PRUNED_TABLES:
+                    cur = _execute(conn, f"DELETE FROM {table} WHERE started_at_ms >= ? AND started_at_ms < ?", (lo, hi))
+                    deleted[table] += max(0, int(cur.rowcount or 0))
+                ok = True
+            finally:
+                _end(conn, ok)
+            lo = hi
+    out["rows"] = deleted
+    return out

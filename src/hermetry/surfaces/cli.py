@@ -442,23 +442,34 @@ def cmd_import(args: argparse.Namespace) -> int:
     from hermetry.stores.sqlite import inspect_store
 
     home = Path(args.hermes_home).expanduser() if args.hermes_home else config.hermes_home()
-    # the telemetry file of the Hermes home being imported (--db and $HERMETRY_DB still win)
-    db = Path(args.db).expanduser() if getattr(args, "db", None) else config.db_path(home)
-    status = inspect_store(db)
-    if status.kind not in ("missing", "hermetry", "empty") or not status.writable:
-        raise CommandError(status.problem or f"{db} cannot be written", status.hint)
+    # the store of the Hermes home being imported (--db and $HERMETRY_DB still win): its telemetry
+    # file, or the fleet's PostgreSQL database when one is configured
+    given = getattr(args, "db", None)
+    db: Path | str = (given if given.lower().startswith(("postgresql://", "postgres://")) else Path(given).expanduser()
+                      ) if given else config.store(home)
+    if not isinstance(db, str):
+        status = inspect_store(db)
+        if status.kind not in ("missing", "hermetry", "empty") or not status.writable:
+            raise CommandError(status.problem or f"{db} cannot be written", status.hint)
     try:
         with _progress("importing sessions") as progress:
             results = import_history(home, db, all_profiles=args.all_profiles, progress=progress)
     except ImportRefused as exc:
         raise UsageError(str(exc)) from exc
     if args.json:
-        _print_json({"schema": "hermetry.import.v1", "telemetry_file": str(db), "results": [
+        from hermetry.stores.postgres import redact_url
+
+        shown = redact_url(db) if isinstance(db, str) else str(db)
+        _print_json({"schema": "hermetry.import.v1", "telemetry_file": shown, "results": [
             {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(r).items()} for r in results]})
         return 1 if any(r.error for r in results) else 0
     from hermetry.surfaces.text import count, duration, plural
 
-    if any(not r.error for r in results) and db.exists():  # where it wrote: only once it has
+    if isinstance(db, str) and any(not r.error for r in results):
+        from hermetry.stores.postgres import redact_url
+
+        Console(stderr=True).print(f"store: {redact_url(db)}", highlight=False, soft_wrap=True, markup=False)
+    elif not isinstance(db, str) and any(not r.error for r in results) and db.exists():  # only once it wrote
         Console(stderr=True).print(f"telemetry file: {db}", highlight=False, soft_wrap=True, markup=False)
     out = _console()
     for r in results:
@@ -527,6 +538,77 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
         print(f"closed {plural(result['turns_closed'], 'turn')} and {plural(result['sessions_closed'], 'session')} "
               f"idle for more than {args.grace_hours:g} h")
+    return 0
+
+
+def _writer(args: argparse.Namespace) -> Any:
+    """A writing connection to the store (a file that must exist, or a PostgreSQL URL), migrated."""
+    store = _store(args)
+    if isinstance(store, str):
+        from hermetry.stores.postgres import connect as pg_connect
+        from hermetry.stores.postgres import migrate as pg_migrate
+
+        pg = pg_connect(store)
+        pg_migrate(pg)
+        return pg
+    from hermetry.stores.sqlite import connect, migrate
+
+    conn = connect(_writable_db(args), create=False)
+    migrate(conn)
+    return conn
+
+
+def _age_type(value: str) -> float:
+    """``--older-than``: ``90d``, ``12h``, ``2w`` (a bare number is days) → milliseconds."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([hdw]?)\s*", value or "")
+    units = {"h": 3_600_000, "d": DAY_MS, "w": 7 * DAY_MS, "": DAY_MS}
+    if m is None or float(m.group(1)) <= 0 or not math.isfinite(float(m.group(1))):
+        raise argparse.ArgumentTypeError(f"expected an age like 90d, 12h or 2w, got {value!r}")
+    return float(m.group(1)) * units[m.group(2)]
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """``hermetry prune``: delete raw rows older than an age; the rollups keep their figures."""
+    from hermetry.stores.rollups import prune
+
+    conn = _writer(args)
+    try:
+        result = prune(conn, args.older_than, now_ms=_now_ms(), dry_run=args.dry_run)
+    finally:
+        conn.close()
+    if args.json:
+        _print_json(result)
+        return 0
+    from hermetry.surfaces.text import plural
+
+    rows = result["rows"]
+    what = (f"{plural(rows['turns'], 'turn')}, {plural(rows['api_calls'], 'model call row')} and "
+            f"{plural(rows['tool_calls'], 'tool call')} started before {_iso(result['pruned_before_ms'])}")
+    if result["dry_run"]:
+        print(f"would delete {what}\n(dry run: nothing changed)")
+    else:
+        print(f"deleted {what}\n(their counts, sums and percentiles stay in the rollups; sessions kept)")
+    return 0
+
+
+def cmd_rollup(args: argparse.Namespace) -> int:
+    """``hermetry rollup``: rebuild every dirty closed hour of the rollups now."""
+    from hermetry.stores.rollups import rebuild
+
+    conn = _writer(args)
+    try:
+        stats = rebuild(conn, now_ms=_now_ms())
+    finally:
+        conn.close()
+    if args.json:
+        _print_json({"schema": "hermetry.rollup.v1", **stats.as_dict()})
+    else:
+        from hermetry.surfaces.text import duration, plural
+
+        print(f"rebuilt {plural(stats.hours, 'hour')} ({plural(stats.rows, 'rollup row')}) in "
+              f"{duration(stats.seconds * 1000)}; {plural(stats.dirty_left, 'hour')} still dirty")
     return 0
 
 
@@ -726,7 +808,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
                         "(repeatable; default: source and model)")
     p.add_argument("--exact", action="store_true",
                    help="read every raw row (exact percentiles) even for a large window; by default a window "
-                        "of 200,000+ model calls reads whole hours from the rollups (percentiles within 1 %%)")
+                        "of 50,000+ model calls reads whole hours from the rollups (percentiles within 1 %%)")
     _add_json(p, "hermetry.insights.v1")
     _add_utc(p)
     p.set_defaults(hermetry_func=cmd_insights)
@@ -789,6 +871,17 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
                    help="close what has been idle for longer than this (default 6)")
     _add_json(p, "hermetry.reconcile.v1")
     p.set_defaults(hermetry_func=cmd_reconcile)
+
+    p = sub.add_parser("prune", help="delete raw rows older than an age; the rollups keep their figures (docs/fleet.md)")
+    p.add_argument("--older-than", type=_age_type, required=True, metavar="AGE",
+                   help="delete turns, model calls and tool calls that started longer ago than this: 90d, 12h, 2w")
+    p.add_argument("--dry-run", action="store_true", help="count what would be deleted; change nothing")
+    _add_json(p, "hermetry.prune.v1")
+    p.set_defaults(hermetry_func=cmd_prune)
+
+    p = sub.add_parser("rollup", help="rebuild the rollups' dirty hours now (reports and import do it too)")
+    _add_json(p, "hermetry.rollup.v1")
+    p.set_defaults(hermetry_func=cmd_rollup)
 
     p = sub.add_parser("sync", help="forward events spooled while PostgreSQL was unreachable (docs/fleet.md)")
     p.add_argument("--url", help="the PostgreSQL store (default: HERMETRY_DB / hermetry.db_path)")

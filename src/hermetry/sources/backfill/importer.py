@@ -9,6 +9,7 @@ rows: the import only fills session fields the live capture lacks (live values w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -66,6 +67,7 @@ class ImportResult:
     read_from_copy: bool = False  # read through a private copy (read-only folder, see state_db)
     error: str | None = None  # import_hermes_home: why this file was not imported
     skipped_ids: list[str] = field(default_factory=list)
+    rollup_hours: int = 0  # hours of rollups rebuilt at the end (stores/rollups.py)
 
 
 def profile_for_path(state_db_path: str | os.PathLike[str]) -> str:
@@ -125,7 +127,37 @@ _SQL_STATE = (
 )
 
 
-def _open_store(store_path: Path, timeout_s: float) -> sqlite3.Connection:
+def _shown(store: Path | str) -> str:
+    if _is_url(store):
+        from hermetry.stores.postgres import redact_url
+
+        return redact_url(str(store))
+    return str(store)
+
+
+def _is_url(store: object) -> bool:
+    return isinstance(store, str) and store.strip().lower().startswith(("postgresql://", "postgres://"))
+
+
+def _open_postgres(url: str) -> Any:
+    """The fleet's store (``HERMETRY_DB=postgresql://…``): the same rows, through the same SQL."""
+    from hermetry import config
+    from hermetry.stores.postgres import connect as pg_connect
+    from hermetry.stores.postgres import migrate as pg_migrate
+    from hermetry.stores.postgres import redact_url
+
+    try:
+        conn = pg_connect(url, host=config.host())
+        pg_migrate(conn)
+    except Exception as exc:
+        raise BackfillError(f"telemetry store {redact_url(url)} cannot be opened for writing: {exc}") from exc
+    return conn
+
+
+def _open_store(store_path: Path | str, timeout_s: float) -> sqlite3.Connection:
+    if _is_url(store_path):
+        return _open_postgres(str(store_path))
+    assert isinstance(store_path, Path)
     try:
         conn = connect(store_path)
         conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
@@ -159,11 +191,11 @@ def import_state_db(
     """
     t0 = time.perf_counter()
     source = Path(state_db_path).expanduser().resolve()
-    store = Path(store_path).expanduser().resolve()
+    store: Path | str = str(store_path) if _is_url(store_path) else Path(store_path).expanduser().resolve()
     if source == store:
         raise BackfillError(f"{source}: the telemetry store cannot be Hermes' own state.db")
     prof = profile if profile is not None else profile_for_path(source)
-    result = ImportResult(source_path=str(source), store_path=str(store), profile=prof)
+    result = ImportResult(source_path=str(source), store_path=_shown(store), profile=prof)
 
     with StateDB(source, timeout_s=timeout_s) as src:
         result.not_captured = tuple(src.missing())
@@ -181,6 +213,10 @@ def import_state_db(
                 done += len(rows)
                 if progress is not None:
                     progress(min(done, total) if total else done, max(total, done))
+            # what was imported is dirty in the rollups: rebuild it now, not in the next report (a
+            # busy file leaves it dirty: reports read dirty hours from raw rows, the same figures)
+            with contextlib.suppress(Exception):  # (sqlite3 or psycopg: never lose the import for it)
+                result.rollup_hours = rollups.rebuild(conn).hours
         finally:
             conn.close()
     result.seconds = time.perf_counter() - t0
@@ -271,7 +307,9 @@ def _import_batch(
             _forget_backfilled(conn, fresh)
             result.events += write_events(conn, events)
             conn.executemany(_SQL_STATE, states)
-    except sqlite3.Error as exc:
+    except Exception as exc:  # sqlite3 or psycopg: the batch is rolled back either way
+        if not isinstance(exc, sqlite3.Error) and type(exc).__module__.split(".")[0] != "psycopg":
+            raise
         raise BackfillError(
             f"telemetry store {result.store_path}: could not write ({exc}); sessions imported so far are "
             "kept, run the import again to continue"
@@ -289,7 +327,8 @@ def import_hermes_home(
     """Import ``$HERMES_HOME/state.db`` (and with ``all_profiles`` every ``profiles/*/state.db``).
 
     ``hermes_home`` and ``store_path`` default to :func:`hermetry.config.hermes_home` and
-    :func:`hermetry.config.db_path`. ``progress(done, total)`` counts sessions over all files.
+    :func:`hermetry.config.store` (the telemetry file, or the ``postgresql://`` store when one is
+    configured: the import writes there, through the same write path). ``progress(done, total)`` counts sessions over all files.
     A file that cannot be imported does not stop the others: its result carries ``error``.
     Raises :class:`BackfillError` only when there is no state.db to import at all. Other
     keyword options go to :func:`import_state_db`.
@@ -297,7 +336,8 @@ def import_hermes_home(
     from hermetry import config
 
     home = Path(hermes_home).expanduser() if hermes_home is not None else config.hermes_home()
-    store = Path(store_path).expanduser() if store_path is not None else config.db_path(home)
+    given = store_path if store_path is not None else config.store(home)
+    store: Path | str = str(given) if _is_url(given) else Path(given).expanduser()
     targets: list[tuple[Path, str]] = []
     if (home / "state.db").is_file():
         targets.append((home / "state.db", "default"))
@@ -323,7 +363,8 @@ def import_hermes_home(
         try:
             results.append(import_state_db(path, store, profile=prof, progress=sub, **options))
         except BackfillError as exc:
-            results.append(ImportResult(source_path=str(path.resolve()), store_path=str(store.resolve()),
+            results.append(ImportResult(source_path=str(path.resolve()),
+                                        store_path=_shown(store if _is_url(store) else Path(store).resolve()),
                                         profile=prof, error=str(exc)))
         offset += n
         if progress is not None:
