@@ -131,17 +131,19 @@ class _Exporter:
                 log.debug("hermetry: %s close failed", self.name, exc_info=True)
 
     def ledger(self) -> dict[str, Any]:
-        """This exporter's figures as the store persists them per run (``exporter_runs``)."""
-        own: Any = {}
+        """This exporter's figures as the store persists them per run (``exporter_runs``): the
+        events it refused, and what the sink itself reports it could not deliver (``stats()``)."""
+        own: dict[str, Any] = {}
         try:
-            own = self.sink.stats() if self.sink is not None and hasattr(self.sink, "stats") else {}
+            reported = self.sink.stats() if self.sink is not None and hasattr(self.sink, "stats") else {}
+            own = reported if isinstance(reported, dict) else {}
         except Exception:  # noqa: BLE001 - a ledger read must never fail the writer
-            own = {}
+            pass
         return {"name": self.name, "events_dropped": self.dropped,
-                "spans_dropped": int(own.get("dropped_spans") or 0) if isinstance(own, dict) else 0,
-                "points_dropped": int(own.get("dropped_points") or 0) if isinstance(own, dict) else 0,
+                "spans_dropped": int(own.get("dropped_spans") or 0),
+                "points_dropped": int(own.get("dropped_points") or 0),
                 "failed_batches": self.failed_batches,
-                "last_error": (own.get("last_error") if isinstance(own, dict) else None) or self.last_error}
+                "last_error": own.get("last_error") or self.last_error}
 
     def stats(self) -> ExporterStats:
         undelivered = getattr(self.sink, "undelivered", 0)
