@@ -271,3 +271,53 @@ def test_an_import_fills_the_rollups(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert approx["api_calls"]["tokens"]["input_tokens"] == 1000
     exact.pop("activity"), approx.pop("activity")
     same(exact, approx)
+
+
+def test_a_rebuild_aggregates_without_the_write_lock_and_keeps_an_hour_marked_meanwhile_dirty(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writers never wait for a rebuild's aggregation; an hour a writer marks while it runs is
+    not swapped in from the older snapshot (it stays dirty, is read raw, and the next rebuild is exact)."""
+    db = tmp_path / "telemetry.db"
+    conn = connect(db)
+    migrate(conn)
+    t = NOW_MS - 5 * HOUR_MS - HOUR_MS / 2  # inside a closed hour
+    first = [SessionStarted(session_id="s1", started_at_ms=t, source="cli"),
+             ApiCall(session_id="s1", api_request_id="a1", attempt=0, turn_id=None, started_at_ms=t + 1, latency_ms=100.0, status="ok",
+                     model="m", provider="p", input_tokens=7, output_tokens=3)]
+    with transaction(conn):
+        write_events(conn, first)
+    late = ApiCall(session_id="s1", api_request_id="a2", attempt=0, turn_id=None, started_at_ms=t + 2, latency_ms=200.0, status="ok",
+                   model="m", provider="p", input_tokens=11, output_tokens=5)
+    aggregate = R.aggregate_raw
+    other: list[sqlite3.Connection] = []
+
+    def aggregate_while_a_writer_writes(c: Any, kind: R.Kind, *a: Any, **kw: Any) -> Any:
+        out = aggregate(c, kind, *a, **kw)
+        if kind is R.API and not other:
+            writer = connect(db)
+            other.append(writer)
+            writer.execute("PRAGMA busy_timeout=0")  # would raise "database is locked" if the rebuild held it
+            with transaction(writer):
+                write_events(writer, [late])
+        return out
+
+    monkeypatch.setattr(R, "aggregate_raw", aggregate_while_a_writer_writes)
+    R.rebuild(conn, now_ms=AFTER)
+    monkeypatch.setattr(R, "aggregate_raw", aggregate)
+    assert other, "the writer ran during the aggregation"
+    hour = int(t // HOUR_MS)
+    assert conn.execute("SELECT 1 FROM rollup_dirty WHERE hour = ?", (hour,)).fetchone() is not None
+    window = (hour * HOUR_MS, (hour + 1) * HOUR_MS)
+
+    def calls_and_tokens() -> tuple[int, int]:
+        groups = R.read(conn, R.API, R.plan(conn, *window), measures=False)
+        return (sum(g.counts["calls"] for g in groups.values()),
+                sum(g.counts["input_tokens"] for g in groups.values()))
+
+    assert calls_and_tokens() == (2, 18)  # the late call is read raw, not lost behind a stale rollup
+    R.rebuild(conn, now_ms=AFTER)
+    p = R.plan(conn, *window)
+    assert p.hours_from_rollups == 1 and not p.raw_ranges
+    assert calls_and_tokens() == (2, 18)
+    other[0].close()
+    conn.close()

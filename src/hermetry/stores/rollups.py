@@ -1,7 +1,7 @@
 """Rollups: per-hour aggregates of the raw rows, so a report's cost follows its window, not the history.
 
-The one definition of the rollup SQL, used by both stores (SQLite as written; PostgreSQL through
-``postgres_schema.translate`` for DML and :func:`postgres_migration` for DDL).
+The one definition of the rollup SQL, used by both stores (portable SQL with ``?`` parameters, which
+the PostgreSQL connection converts; :func:`postgres_migration` for its DDL and triggers).
 
 What is kept (schema version 7, :data:`SQLITE_MIGRATION`), per UTC hour (``hour`` = epoch ms //
 3,600,000 of a row's ``started_at_ms``) × the report's dimensions:
@@ -29,8 +29,10 @@ per-row cost), reconcile and reprice mark the rows they change, and a trigger on
 marks every hour of a session whose dimensions change (they are copied into its rollup rows).
 Anything else that updates raw rows must call ``mark_hours`` too. :func:`rebuild` turns dirty
 hours into rollups: ``DELETE`` + aggregate ``SELECT … GROUP BY`` (buckets grouped in SQL,
-:func:`hermetry.model.sketch.bucket_sql`) + ``INSERT``, in short write transactions (on
-PostgreSQL under a ``SHARE`` lock of the raw tables, so no writer's row can be half-seen). It runs
+:func:`hermetry.model.sketch.bucket_sql`) + ``INSERT``. Writers do not wait for the aggregation: on SQLite it runs in a read snapshot and a
+short write transaction swaps in only the hours whose mark (``rollup_dirty.seq``, bumped by every
+mark) did not move meanwhile; on PostgreSQL one hour at a time under a ``SHARE ROW EXCLUSIVE`` lock
+of the raw tables (its writers are the hosts' spool forwarders: no agent waits). It runs
 at the end of ``hermetry import``, in ``hermetry rollup``, in ``hermetry prune``, and in readers
 that can write (``refresh``) — never on Hermes' thread.
 
@@ -204,7 +206,7 @@ _MARK_ALL = (
 )
 
 
-def _sqlite_triggers() -> str:
+def _sqlite_triggers(bump: bool = False) -> str:
     # Rows are marked by whoever writes them (``mark_hours``, ``mark_turns``, ``mark_open_turns``:
     # one statement per batch — per-row triggers on the raw tables measured +30-60 % CPU per batch).
     # A change of a session's dimensions, which every row of that session carries in the
@@ -213,22 +215,35 @@ def _sqlite_triggers() -> str:
     hours = " UNION ".join(f"SELECT {hour_sql(k.alias)} AS hour FROM {k.table} {k.alias} "
                            f"WHERE {k.alias}.session_id = NEW.session_id AND {k.alias}.started_at_ms IS NOT NULL"
                            for k in KINDS)
+    insert = (f"INSERT INTO rollup_dirty (hour) SELECT hour FROM ({hours}) WHERE true {_BUMP}" if bump else
+              f"INSERT INTO rollup_dirty (hour) SELECT hour FROM ({hours}) "
+              f"WHERE hour NOT IN (SELECT hour FROM rollup_dirty)")
     return (
         f"CREATE TRIGGER IF NOT EXISTS sessions_rollup_dims AFTER UPDATE OF {', '.join(SESSION_DIMENSIONS)} "
-        f"ON sessions WHEN {changed} BEGIN\n"
-        f"    INSERT INTO rollup_dirty (hour) SELECT hour FROM ({hours}) "
-        f"WHERE hour NOT IN (SELECT hour FROM rollup_dirty);\nEND;\n"
+        f"ON sessions WHEN {changed} BEGIN\n    {insert};\nEND;\n"
     )
 
 
-_SQL_MARK = "INSERT INTO rollup_dirty (hour) VALUES (?) ON CONFLICT (hour) DO NOTHING"
+#: What a mark does to an hour already dirty. SQLite (schema ≥ 10) bumps its ``seq``, so a rebuild
+#: that aggregated the hour in a read snapshot can tell, before it swaps its rows in, whether a writer
+#: marked the hour meanwhile (then the hour stays dirty). PostgreSQL's rebuild holds a lock instead.
+_BUMP = "ON CONFLICT (hour) DO UPDATE SET seq = seq + 1"
+_KEEP = "ON CONFLICT (hour) DO NOTHING"
+
+
+def _on_conflict(conn: Any) -> str:
+    return _KEEP if _is_postgres(conn) else _BUMP
+
+
+def _sql_mark(conn: Any) -> str:
+    return f"INSERT INTO rollup_dirty (hour) VALUES (?) {_on_conflict(conn)}"
 
 
 def mark_open_turns(conn: Any, where: str, params: Sequence[Any]) -> None:
     """Mark the hours of the open turns ``where`` selects (over ``turns``), before an UPDATE
     closes them (the write path's and the reconciler's)."""
     conn.execute(f"INSERT INTO rollup_dirty (hour) SELECT DISTINCT {hour_sql('turns')} FROM turns "
-                 f"WHERE ({where}) AND turns.started_at_ms IS NOT NULL ON CONFLICT (hour) DO NOTHING", params)
+                 f"WHERE ({where}) AND turns.started_at_ms IS NOT NULL {_on_conflict(conn)}", params)
 
 
 def mark_rows(conn: Any, table: str, where: str, params: Sequence[Any]) -> None:
@@ -236,7 +251,7 @@ def mark_rows(conn: Any, table: str, where: str, params: Sequence[Any]) -> None:
     ``where`` selects, before a DELETE or UPDATE changes them (the importer's re-import, prune):
     a deleted row's hour must be rebuilt too, or its clean rollup keeps counting it."""
     conn.execute(f"INSERT INTO rollup_dirty (hour) SELECT DISTINCT {hour_sql(table)} FROM {table} "
-                 f"WHERE ({where}) AND {table}.started_at_ms IS NOT NULL ON CONFLICT (hour) DO NOTHING", params)
+                 f"WHERE ({where}) AND {table}.started_at_ms IS NOT NULL {_on_conflict(conn)}", params)
 
 
 def mark_turns(conn: Any, turn_ids: Sequence[str]) -> None:
@@ -246,7 +261,7 @@ def mark_turns(conn: Any, turn_ids: Sequence[str]) -> None:
         chunk = turn_ids[i:i + 500]
         conn.execute(f"INSERT INTO rollup_dirty (hour) SELECT DISTINCT {hour_sql('t')} FROM turns t "
                      f"WHERE t.turn_id IN ({', '.join('?' for _ in chunk)}) AND t.started_at_ms IS NOT NULL "
-                     "ON CONFLICT (hour) DO NOTHING", list(chunk))
+                     f"{_on_conflict(conn)}", list(chunk))
 
 
 def mark_hours(conn: Any, started_at_ms: Iterable[float | None]) -> None:
@@ -254,7 +269,7 @@ def mark_hours(conn: Any, started_at_ms: Iterable[float | None]) -> None:
     writers never wait for each other's marks in opposite orders)."""
     hours = sorted({int(t // HOUR_MS) for t in started_at_ms if t is not None and t == t})
     if hours:
-        conn.executemany(_SQL_MARK, [(h,) for h in hours])
+        conn.executemany(_sql_mark(conn), [(h,) for h in hours])
 
 
 _TABLES = (
@@ -276,6 +291,13 @@ SQLITE_MIGRATION_DAYS = "".join(_table_ddl(k, "BLOB", k.rollup_day) for k in KIN
     + ") WHERE hour NOT IN (SELECT hour FROM rollup_dirty);\n")
 
 
+#: Version 10: a mark's sequence number (``rollup_dirty.seq``), bumped by every mark of an hour
+#: already dirty, so a rebuild aggregates outside the write lock (see :func:`rebuild`); the session
+#: trigger bumps it too. PostgreSQL gets the column only (its rebuild locks; marks stay DO NOTHING).
+SQLITE_MIGRATION_SEQ = ("ALTER TABLE rollup_dirty ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;\n"
+                        "DROP TRIGGER IF EXISTS sessions_rollup_dims;\n" + _sqlite_triggers(bump=True))
+
+
 def _pg_ddl(ddl: str) -> list[str]:
     return [s.strip() for s in ddl.replace("INTEGER", "BIGINT").replace("REAL", "DOUBLE PRECISION").split(";")
             if s.strip()]
@@ -285,6 +307,8 @@ def postgres_statements(script: str) -> list[str] | None:
     """The PostgreSQL form of a rollup migration (None: ``script`` is not one of them)."""
     if script is SQLITE_MIGRATION:
         return postgres_migration()
+    if script is SQLITE_MIGRATION_SEQ:
+        return ["ALTER TABLE rollup_dirty ADD COLUMN IF NOT EXISTS seq BIGINT NOT NULL DEFAULT 0"]
     if script is SQLITE_MIGRATION_DAYS:
         return _pg_ddl("".join(_table_ddl(k, "BYTEA", k.rollup_day) for k in KINDS)) + [
             "INSERT INTO rollup_dirty (hour) " + " UNION ".join(f"SELECT DISTINCT hour FROM {k.rollup}" for k in KINDS)
@@ -479,42 +503,111 @@ def rebuild(conn: Any, *, now_ms: float | None = None, budget_s: float | None = 
             include_open: bool = False, before_hour: int | None = None) -> RebuildStats:
     """Rebuild dirty closed hours exactly from the raw rows (all of them, or until ``budget_s``
     has passed). The current hour stays dirty unless ``include_open`` (it is still being written;
-    reads take it from raw rows). ``conn`` must be a writer."""
+    reads take it from raw rows). ``conn`` must be a writer.
+
+    Writers never wait for the aggregation. On SQLite a chunk of hours is aggregated in a read
+    snapshot (WAL: writers go on meanwhile), then a short write transaction swaps in the rows of
+    the hours whose mark did not move (``rollup_dirty.seq``); an hour a writer marked meanwhile
+    stays dirty (read raw, rebuilt next time). PostgreSQL's writers are the forwarders of the
+    hosts' spools (no agent waits for them): there a chunk is one hour, aggregated and swapped
+    under a ``SHARE ROW EXCLUSIVE`` lock of the raw tables. Chunks grow from one hour while they
+    fit the budget, so a budget is overrun by at most about one hour's work."""
     t0 = time.perf_counter()
     stats = RebuildStats()
     now = time.time() * 1000 if now_ms is None else now_ms
     limit = int(now // HOUR_MS) + (1 if include_open else 0)
     if before_hour is not None:
         limit = min(limit, before_hour)
+    postgres = _is_postgres(conn)
+    chunk = 1 if (postgres or budget_s is not None) else REBUILD_CHUNK_HOURS
     while True:
-        ok = False
-        _begin(conn)
-        try:
-            pruned = pruned_before_ms(conn)
-            floor_hour = int(math.ceil(pruned / HOUR_MS)) if pruned is not None else None
-            if floor_hour is not None:  # pruned time: no raw rows to rebuild from; rollups stay
-                _execute(conn, "DELETE FROM rollup_dirty WHERE hour < ?", (floor_hour,))
-            hours = [h for (h,) in _execute(conn, "SELECT hour FROM rollup_dirty WHERE hour < ? ORDER BY hour LIMIT ?",
-                                            (limit, REBUILD_CHUNK_HOURS)).fetchall()]
-            if hours:
-                stats.rows += _rebuild_hours(conn, hours)
-                stats.hours += len(hours)
-            ok = True
-        finally:
-            _end(conn, ok)
-        if len(hours) < REBUILD_CHUNK_HOURS or (budget_s is not None and time.perf_counter() - t0 > budget_s):
+        started = time.perf_counter()
+        picked, done = (_rebuild_chunk_locked if postgres else _rebuild_chunk_snapshot)(conn, limit, chunk, stats)
+        elapsed = time.perf_counter() - t0
+        if picked < chunk or not done:  # nothing more, or every hour was re-marked meanwhile
             break
+        if budget_s is not None:
+            left = budget_s - elapsed
+            per_hour = (time.perf_counter() - started) / max(picked, 1)
+            if left <= 0:
+                break
+            if not postgres:
+                chunk = max(1, min(REBUILD_CHUNK_HOURS, int(left / max(per_hour, 1e-6)), chunk * 2))
     stats.dirty_left = int(_execute(conn, "SELECT COUNT(*) FROM rollup_dirty").fetchone()[0])
     stats.seconds = time.perf_counter() - t0
     return stats
 
 
-def _rebuild_hours(conn: Any, hours: list[int]) -> int:
+def _floor_hour(conn: Any) -> int | None:
+    pruned = pruned_before_ms(conn)
+    return int(math.ceil(pruned / HOUR_MS)) if pruned is not None else None
+
+
+def _rebuild_chunk_locked(conn: Any, limit: int, chunk: int, stats: RebuildStats) -> tuple[int, int]:
+    ok = False
+    _begin(conn)
+    try:
+        floor_hour = _floor_hour(conn)
+        if floor_hour is not None:  # pruned time: no raw rows to rebuild from; rollups stay
+            _execute(conn, "DELETE FROM rollup_dirty WHERE hour < ?", (floor_hour,))
+        hours = [h for (h,) in _execute(conn, "SELECT hour FROM rollup_dirty WHERE hour < ? ORDER BY hour LIMIT ?",
+                                        (limit, chunk)).fetchall()]
+        if hours:
+            stats.rows += _store_hours(conn, hours, _aggregate_hours(conn, hours))
+            stats.hours += len(hours)
+        ok = True
+    finally:
+        _end(conn, ok)
+    return len(hours), len(hours)
+
+
+def _rebuild_chunk_snapshot(conn: Any, limit: int, chunk: int, stats: RebuildStats) -> tuple[int, int]:
+    ok = False
+    conn.execute(dialect_of(conn).begin(immediate=False))  # a read snapshot from the first SELECT on
+    try:
+        floor_hour = _floor_hour(conn)
+        marks = dict(_execute(conn, "SELECT hour, seq FROM rollup_dirty WHERE hour < ? AND hour >= ? "
+                                    "ORDER BY hour LIMIT ?",
+                              (limit, floor_hour if floor_hour is not None else -(2 ** 62), chunk)).fetchall())
+        built = _aggregate_hours(conn, sorted(marks)) if marks else {}
+        ok = True
+    finally:
+        _end(conn, ok)
+    ok = False
+    _begin(conn)  # the write lock, for the swap only
+    try:
+        if floor_hour is not None:
+            _execute(conn, "DELETE FROM rollup_dirty WHERE hour < ?", (floor_hour,))
+        swap: list[int] = []
+        if marks:
+            where, params = _in_list("hour", sorted(marks))
+            now_marks = dict(_execute(conn, f"SELECT hour, seq FROM rollup_dirty WHERE {where}", params).fetchall())
+            # moved: a writer marked it after the snapshot; gone: another rebuild swapped it in
+            swap = [h for h in sorted(marks) if now_marks.get(h) == marks[h]]
+        if swap:
+            keep = set(swap)
+            built = {kind: {k: g for k, g in groups.items() if k[0] in keep} for kind, groups in built.items()}
+            stats.rows += _store_hours(conn, swap, built)
+            stats.hours += len(swap)
+        ok = True
+    finally:
+        _end(conn, ok)
+    return len(marks), len(swap)
+
+
+def _aggregate_hours(conn: Any, hours: list[int]) -> dict[str, dict[tuple[Any, ...], Group]]:
+    """What the rollup rows of ``hours`` hold, from the raw rows (per kind, by every key)."""
     ranges = [(lo * HOUR_MS, hi * HOUR_MS) for lo, hi in _runs(hours)]
+    return {kind.name: aggregate_raw(conn, kind, ranges) for kind in KINDS}
+
+
+def _store_hours(conn: Any, hours: list[int], built: Mapping[str, Mapping[tuple[Any, ...], Group]]) -> int:
+    """Replace the rollup rows of ``hours`` by ``built``, clear their marks, rebuild their days
+    (inside the caller's write transaction)."""
     rows = 0
+    where, params = _in_list("hour", hours)
     for kind in KINDS:
-        groups = aggregate_raw(conn, kind, ranges)
-        where, params = _in_list("hour", hours)
+        groups = built.get(kind.name, {})
         _execute(conn, f"DELETE FROM {kind.rollup} WHERE {where}", params)
         columns = kind.columns
         sql = f"INSERT INTO {kind.rollup} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
@@ -525,7 +618,6 @@ def _rebuild_hours(conn: Any, hours: list[int]) -> int:
         if values:
             conn.executemany(sql, values)
         rows += len(values)
-    where, params = _in_list("hour", hours)
     _execute(conn, f"DELETE FROM rollup_dirty WHERE {where}", params)
     for day in sorted({h // 24 for h in hours}):
         _rebuild_day(conn, day)

@@ -17,6 +17,7 @@ from hermetry.model.outcomes import (
 )
 from hermetry.stores.rollups import SQLITE_MIGRATION as ROLLUPS_MIGRATION
 from hermetry.stores.rollups import SQLITE_MIGRATION_DAYS as ROLLUP_DAYS_MIGRATION
+from hermetry.stores.rollups import SQLITE_MIGRATION_SEQ as ROLLUP_SEQ_MIGRATION
 
 SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -219,8 +220,12 @@ CREATE TABLE IF NOT EXISTS exporter_runs (
 #: Version 9: the rollups' day level (hermetry.stores.rollups.SQLITE_MIGRATION_DAYS).
 SCHEMA_V9_ROLLUP_DAYS = ROLLUP_DAYS_MIGRATION
 
+#: Version 10: rollup marks carry a sequence number (hermetry.stores.rollups.SQLITE_MIGRATION_SEQ).
+SCHEMA_V10_ROLLUP_SEQ = ROLLUP_SEQ_MIGRATION
+
 #: MIGRATIONS[n] upgrades schema version n to n + 1 (version 0 is an empty file).
 MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_BACKFILL, SCHEMA_V3_COST_HISTORY, SCHEMA_V4_OPEN_INDEXES, SCHEMA_V5_TRUTH,
-                         SCHEMA_V6_CALL_COUNT, SCHEMA_V7_ROLLUPS, SCHEMA_V8_EXPORTER_RUNS, SCHEMA_V9_ROLLUP_DAYS]
+                         SCHEMA_V6_CALL_COUNT, SCHEMA_V7_ROLLUPS, SCHEMA_V8_EXPORTER_RUNS, SCHEMA_V9_ROLLUP_DAYS,
+                         SCHEMA_V10_ROLLUP_SEQ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
