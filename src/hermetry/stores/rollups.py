@@ -406,39 +406,52 @@ def _filters_sql(kind: Kind, filters: Mapping[str, Any], raw: bool) -> tuple[str
 
 
 def aggregate_raw(conn: Any, kind: Kind, ranges: Sequence[tuple[float, float]],
-                  filters: Mapping[str, Any] | None = None) -> dict[tuple[Any, ...], Group]:
+                  filters: Mapping[str, Any] | None = None, *, keys: Sequence[str] | None = None,
+                  measures: bool = True) -> dict[tuple[Any, ...], Group]:
     """The raw rows started in ``ranges`` (epoch ms, ``[lo, hi)``), grouped by every key of the
-    kind (``hour`` first): what a rollup row holds."""
+    kind (``hour`` first): what a rollup row holds — or, for a read, by ``keys`` only (names of
+    the kind's keys and ``"day"``; grouping by fewer keys is what keeps reading dirty hours as
+    cheap as the exact path), without the sketches unless ``measures``."""
     out: dict[tuple[Any, ...], Group] = {}
     if not ranges:
         return out
     a = kind.alias
+    if keys is None:
+        key_pairs = kind.keys
+    else:
+        known = dict(kind.keys)
+        key_pairs = tuple((n, f"CAST(FLOOR({a}.started_at_ms / {24 * HOUR_MS}.0) AS BIGINT)" if n == "day"
+                           else known[n]) for n in keys)
     where, params = _ranges_sql(f"{a}.started_at_ms", ranges)
     fsql, fparams = _filters_sql(kind, filters or {}, raw=True)
     where += fsql
     params += fparams
     source = f"{kind.table} {a} LEFT JOIN sessions s ON s.session_id = {a}.session_id"
-    k = len(kind.keys)
-    keys_sql = ", ".join(sql for _, sql in kind.keys)
+    k = len(key_pairs)
+    keys_sql = ", ".join(sql for _, sql in key_pairs)
+    head = f"{keys_sql}, " if k else ""
     group = ", ".join(str(i + 1) for i in range(k))
     names = kind.count_names
-    sql = f"SELECT {keys_sql}, {', '.join(s for _, s in kind.counts)} FROM {source} WHERE {where} GROUP BY {group}"
+    sql = f"SELECT {head}{', '.join(s for _, s in kind.counts)} FROM {source} WHERE {where}"
+    sql += f" GROUP BY {group}" if k else ""
     for row in _execute(conn, sql, params):
+        if not k and not row[0]:  # an aggregate without GROUP BY over no rows
+            continue
         out[tuple(row[:k])] = Group(dict(zip(names, row[k:], strict=True)))
-    for measure, expr in kind.measures:
-        sql = (f"SELECT {keys_sql}, {sign_sql(expr)}, {bucket_sql(expr)}, COUNT(*), MIN({expr}), MAX({expr}), "
+    for measure, expr in (kind.measures if measures and out else ()):
+        sql = (f"SELECT {head}{sign_sql(expr)}, {bucket_sql(expr)}, COUNT(*), MIN({expr}), MAX({expr}), "
                f"SUM({expr}) FROM {source} WHERE {where} AND ({expr}) IS NOT NULL "
-               f"GROUP BY {group}, {k + 1}, {k + 2}")
+               f"GROUP BY {group + ', ' if k else ''}{k + 1}, {k + 2}")
         for row in _execute(conn, sql, params):
             g = out[tuple(row[:k])]
             sketch = g.sketches.get(measure)
             if sketch is None:
                 sketch = g.sketches[measure] = Sketch()
             sketch.add_bucket(row[k], row[k + 1], row[k + 2], row[k + 3], row[k + 4], row[k + 5])
-    if kind.hist:
+    if kind.hist and out:
         expr = dict(kind.measures)[kind.hist]
-        sql = (f"SELECT {keys_sql}, {_hist_sql(expr)}, COUNT(*) FROM {source} WHERE {where} "
-               f"AND {_hist_sql(expr)} IS NOT NULL GROUP BY {group}, {k + 1}")
+        sql = (f"SELECT {head}{_hist_sql(expr)}, COUNT(*) FROM {source} WHERE {where} "
+               f"AND {_hist_sql(expr)} IS NOT NULL GROUP BY {group + ', ' if k else ''}{k + 1}")
         for g in out.values():
             g.hist = [0] * len(WALL_MS_EDGES)
         for row in _execute(conn, sql, params):
@@ -807,11 +820,7 @@ def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: M
     for (key, m), found in blobs.items():
         out[key].sketches[m] = Sketch.merged(found)
     if p.raw_ranges:
-        index = {n: i for i, n in enumerate(kind.key_names)}
-        for full, g in aggregate_raw(conn, kind, p.raw_ranges, filters).items():
-            key = tuple(full[0] // 24 if n == "day" else full[index[n]] for n in keys)
-            if not measures:
-                g.sketches = {}
+        for key, g in aggregate_raw(conn, kind, p.raw_ranges, filters, keys=keys, measures=measures).items():
             known = out.get(key)
             if known is None:
                 out[key] = g
