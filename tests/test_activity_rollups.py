@@ -93,3 +93,17 @@ def test_the_text_report_says_what_the_rollup_path_left_out(db: Path) -> None:
     text = " ".join(sink.getvalue().split())
     assert "longest" in text and "per-session totals: --exact" in text
     assert all(len(line) <= 80 for line in sink.getvalue().splitlines())
+
+
+def test_insights_exact_reads_activity_exactly_too(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``insights --exact`` is what the report's note advises for the per-session maxima: it must reach
+    activity too (a large window would otherwise still leave them null)."""
+    from hermetry.analytics.query import Query
+    from hermetry.analytics.report import insights
+
+    monkeypatch.setattr(activity_module, "EXACT_MAX_SESSIONS", 50)
+    q = Query(since_ms=0, until_ms=NOW_MS + DAY_MS)
+    assert insights(db, q)["activity"]["method"] == "rollups"
+    exact = insights(db, q, exact=True)["activity"]
+    assert exact["method"] == "exact"
+    assert all(exact["notable_sessions"][k] is not None for k in PER_SESSION)

@@ -813,5 +813,6 @@ def insights(db: Db, query: Query, *, tz: tzinfo | None = None, exact: bool = Fa
     query.check()
     with open_db(db) as conn:
         report = build_report(collect(conn, query, exact=exact))
-        report["activity"] = activity(conn, query.since_ms, query.until_ms, query.filters, tz)
+        report["activity"] = activity(conn, query.since_ms, query.until_ms, query.filters, tz,
+                                      exact=True if exact else None)
         return report
