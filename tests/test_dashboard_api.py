@@ -8,8 +8,10 @@ against the library call the endpoint is documented to wrap; the server is a rea
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import sqlite3
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -23,12 +25,20 @@ import pytest
 from hermetry.analytics.report import DAY_MS, Query, insights
 from hermetry.analytics.series import hourly, tool_daily
 from hermetry.model.events import SessionStarted, ToolCall, TurnEnded, TurnStarted
+from hermetry.surfaces.dashboard import api as api_module
 from hermetry.surfaces.dashboard.api import ApiError, DashboardApi
 from hermetry.surfaces.dashboard.hermes_tab import MARKER, install_hermes_tab, remove_hermes_tab
 from hermetry.surfaces.dashboard.server import DashboardServer, static_dir
 from hermetry.testing.history import NOW_MS, History, synthetic_history
 
 WHOLE = (NOW_MS - 14 * DAY_MS, NOW_MS)
+
+
+@pytest.fixture(autouse=True)
+def _no_rollup_rebuilds_of_the_shared_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module's history is shared: its dashboards must not write to it (rebuilding rollups),
+    so no test depends on what another's left; the test of the rebuilds sets its own period."""
+    monkeypatch.setattr(api_module, "ROLLUP_REFRESH_S", math.inf)
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +227,8 @@ def test_answers_are_kept_and_recomputed_in_the_background_after_a_write(recorde
     _, source = recorded
     db = tmp_path / "copy.db"
     db.write_bytes(source.read_bytes())
-    api = DashboardApi(db, refresh_s=0.05, clock=lambda: NOW_MS)
+    # (no rollup rebuilds here: a rebuild writes the file, which asks for one more recompute)
+    api = DashboardApi(db, refresh_s=0.05, clock=lambda: NOW_MS, rollups_every_s=math.inf)
     first = api.handle("insights", {"days": "7"})
     assert api.handle("insights", {"days": "7"}) is first and api.calls == 1  # unchanged file: the kept answer
     version = api.version()["version"]
@@ -234,6 +245,42 @@ def test_answers_are_kept_and_recomputed_in_the_background_after_a_write(recorde
     assert again["coverage"]["turns"] == first["coverage"]["turns"] + 2
     assert api.handle("insights", {"days": "7"}) is again and api.calls == 2
     assert api.version()["computing"] == 0
+
+
+def test_an_open_dashboard_keeps_the_rollups_built(recorded: tuple[History, Path], tmp_path: Path) -> None:
+    """Hours written since the last rebuild are dirty (read raw, slowly, on a big history): an open
+    dashboard rebuilds them in a thread of its own, and what it shows does not change."""
+    from hermetry.stores.rollups import rebuild
+
+    _, source = recorded
+    db = tmp_path / "copy.db"
+    db.write_bytes(source.read_bytes())
+
+    def dirty() -> int:
+        conn = sqlite3.connect(db)
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM rollup_dirty").fetchone()[0])
+        finally:
+            conn.close()
+
+    conn = sqlite3.connect(db)  # every hour with calls dirty, whatever other tests' dashboards did
+    with conn:
+        conn.execute("INSERT INTO rollup_dirty (hour) SELECT DISTINCT CAST(started_at_ms / 3600000 AS INTEGER) "
+                     "FROM api_calls WHERE started_at_ms IS NOT NULL ON CONFLICT (hour) DO NOTHING")
+    conn.close()
+    assert dirty() > 0
+    api = DashboardApi(db, clock=lambda: NOW_MS, rollups_every_s=0)
+    before = api.handle("insights", {"days": "7"})
+    thread = api._rollups_thread
+    assert thread is not None
+    thread.join(30)
+    conn = sqlite3.connect(db)
+    try:
+        left = rebuild(conn, budget_s=0)  # what a rebuild would still find (closed hours only)
+    finally:
+        conn.close()
+    assert left.hours == 0
+    assert DashboardApi(db, clock=lambda: NOW_MS, rollups_every_s=math.inf).handle("insights", {"days": "7"}) == before
 
 
 def test_the_server_prepares_the_first_view_while_it_starts(recorded: tuple[History, Path]) -> None:

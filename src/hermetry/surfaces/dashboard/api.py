@@ -33,6 +33,7 @@ waits for a report it has already seen.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
@@ -54,6 +55,8 @@ MAX_SESSIONS = 500
 RELATIVE_FRESH_S = 30.0
 #: A kept answer is recomputed no sooner than this many times its last computation's duration.
 COST_FACTOR = 4.0
+#: How often an open dashboard rebuilds the store's dirty rollup hours (seconds; see ``refresh_rollups``).
+ROLLUP_REFRESH_S = 60.0
 #: The breakdowns of ``insights`` when none are asked for (the CLI's default).
 DEFAULT_BY = ("source", "model")
 #: What the page asks for first (``#/overview``): the server prepares it while it starts.
@@ -198,8 +201,10 @@ class DashboardApi:
     """
 
     def __init__(self, db: str | Path, *, refresh_s: float = DEFAULT_REFRESH_S, cache_entries: int = 64,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, rollups_every_s: float | None = None) -> None:
         self.db: str | Path = db if is_url(db) else Path(db)
+        #: seconds between rollup rebuilds (None: :data:`ROLLUP_REFRESH_S`; ``math.inf``: never)
+        self.rollups_every_s = rollups_every_s
         self.refresh_s = refresh_s
         self._answers: OrderedDict[tuple[Any, ...], _Answer] = OrderedDict()
         self._cache_entries = cache_entries
@@ -210,11 +215,40 @@ class DashboardApi:
         self._generation = 0
         self._clock = clock
         self.calls = 0  # analytics calls actually run (not served from what was kept)
+        self._rollups_at = -math.inf
+        self._rollups_running = False
+        self._rollups_thread: threading.Thread | None = None
 
     def now_ms(self) -> float:
         return self._clock() if self._clock is not None else time.time() * 1000
 
+    def refresh_rollups(self) -> None:
+        """Keep the store's rollups built while the dashboard is open (at most every
+        :data:`ROLLUP_REFRESH_S`, in a thread of its own, within the rollups' refresh budget):
+        without it, hours written since the last ``hermetry insights``/``rollup`` stay dirty and
+        every view reads them raw. Nothing happens on a store this process cannot write."""
+        with self._lock:
+            every = ROLLUP_REFRESH_S if self.rollups_every_s is None else self.rollups_every_s
+            if every == math.inf or self._rollups_running or time.monotonic() - self._rollups_at < every:
+                return
+            self._rollups_running = True
+
+        def work() -> None:
+            try:
+                from hermetry.stores.rollups import refresh
+
+                refresh(self.db)
+            except Exception:
+                pass  # reads stay right without it (dirty hours are read raw), only slower
+            finally:
+                with self._lock:
+                    self._rollups_running, self._rollups_at = False, time.monotonic()
+
+        self._rollups_thread = threading.Thread(target=work, name="hermetry-dashboard-rollups", daemon=True)
+        self._rollups_thread.start()
+
     def version(self) -> dict[str, Any]:
+        self.refresh_rollups()
         with self._lock:
             generation, pending = self._generation, len(self._pending)
         return {"schema": VERSION_SCHEMA, "version": f"{self._data_version()}#{generation}", "db": self.shown_db(),
@@ -300,6 +334,7 @@ class DashboardApi:
                 self._generation += 1
 
     def _compute(self, key: tuple[Any, ...], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        self.refresh_rollups()
         with self._work_lock:
             version = self._data_version()
             with self._lock:  # another request may have answered it meanwhile
