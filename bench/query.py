@@ -20,7 +20,8 @@ PostgreSQL, by the rollup path and the exact path — and against ``hermes insig
   the state.db vs ``hermetry insights --json`` on the imported file, both over everything.
 
 ``BENCH_QUERY_SIZES=100000,1000000`` and ``BENCH_EXACT_MAX=1000000`` shorten a run (the exact path
-at 10M takes minutes and ~5 GB); ``BENCH_QUERY_POSTGRES=0`` leaves PostgreSQL out.
+at 10M takes minutes and ~5 GB); ``BENCH_QUERY_POSTGRES=0`` leaves PostgreSQL out,
+``BENCH_PG_SIZES=…`` measures only some sizes there.
 """
 
 from __future__ import annotations
@@ -206,8 +207,9 @@ def run(opts: Options) -> dict[str, Any]:
     if with_pg:
         from bench._fixtures import cached_postgres, postgres_history
 
+        pg_sizes = [int(x) for x in os.environ.get("BENCH_PG_SIZES", ",".join(map(str, sizes))).split(",") if x.strip()]
         with cached_postgres() as pg:
-            for n in sizes:
+            for n in pg_sizes:
                 url, pg_meta = postgres_history(pg, n)
                 metas[n]["pg"] = {k: pg_meta.get(k) for k in ("copy_seconds", "rollup_build_seconds")}
                 log(f"query: PostgreSQL, {n:,} API calls")
