@@ -106,6 +106,7 @@ def library_insights(db: str, since_ms: str, until_ms: str, reps: str = "1", exa
         report = insights(db, q, **kwargs)
         times.append(time.perf_counter() - t0)
     return {"seconds": times, "coverage": report.get("coverage"), "method": report_method(report),
+            "activity_method": (report.get("activity") or {}).get("method"),
             "rss_before_mb": rss0, "peak_rss_mb": _rss_mb(), "api_calls": (report.get("api_calls") or {}).get("count"),
             "total_tokens": ((report.get("api_calls") or {}).get("tokens") or {}).get("total_tokens"),
             "latency_ms": (report.get("api_calls") or {}).get("latency_ms")}

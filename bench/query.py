@@ -227,7 +227,8 @@ def run(opts: Options) -> dict[str, Any]:
         for n in ns:
             r, meta = measured[n], metas[n]
             lib, cli = r["library"], r["cli"]
-            method = lib.get("method") or "exact (no rollups in this build)"
+            method = (lib.get("method") or "exact (no rollups in this build)") + (
+                f"; activity: {lib['activity_method']}" if lib.get("activity_method") else "")
             ex = r.get("exact_library")
             is_target = n >= 1_000_000
             baseline = f"CLI start-up alone {fmt_s(startup['insights_empty_s'])}"
