@@ -84,13 +84,46 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def update_docs(table: str) -> None:
+def _keep_others(old: str, table: str, ran: list[str]) -> str:
+    """A subset's table, with the rows and notes of the benchmarks it did not run kept from the
+    table already in the docs — and a line saying which run those come from."""
+    old_lines = old.strip("\n").splitlines()
+    if not old_lines:
+        return table
+    kept_rows = [ln for ln in old_lines if ln.startswith("| ") and not ln.startswith("| |")
+                 and ln.split("|")[1].strip() not in ran]
+    kept_notes = [ln for ln in old_lines if ln.startswith("*") and ln.split("*")[1] not in ran
+                  and not ln.startswith("*Rows of ")]
+    if not kept_rows:
+        return table
+    others = sorted({ln.split("|")[1].strip() for ln in kept_rows})
+    header = old_lines[0] if old_lines[0].startswith("Run ") else ""
+    previous = header.split(" · ")[0].removeprefix("Run ") if header else "an earlier run"
+    if old_lines and old_lines[0].startswith("*Rows of "):
+        previous = ""
+    lines = table.splitlines()
+    body_end = max(i for i, ln in enumerate(lines) if ln.startswith("|")) + 1
+    carried = [ln for ln in old_lines if ln.startswith("*Rows of ")]
+    note = carried[0] if carried and not previous else \
+        f"*Rows of {', '.join(others)}*: from the run of {previous}, not rerun by this one."
+    rest = list(lines[body_end:])
+    while rest and not rest[-1].strip():
+        rest.pop()
+    spaced = [x for n in kept_notes for x in (n, "")]
+    return "\n".join([*lines[:body_end], *kept_rows, *rest, "", note, "", *spaced]).rstrip("\n") + "\n"
+
+
+def update_docs(table: str, ran: list[str] | None = None) -> None:
+    """Put the table between the markers of docs/benchmarks.md. After a subset (``--only``), the
+    rows of the benchmarks it did not run stay, marked as from their own run."""
     text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
     if START not in text or END not in text:
         text += f"\n{START}\n{END}\n"
     head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    DOC.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+    old, tail = rest.split(END, 1)
+    if ran is not None and set(ran) != set(BENCHES):
+        table = _keep_others(old, table, ran)
+    DOC.write_text(f"{head}{START}\n{table.rstrip()}\n{END}{tail}")
     log(f"updated {DOC.relative_to(REPO)}")
 
 
@@ -125,10 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return _child(args.child, args.quick)
     if args.from_json:
-        table = markdown(json.loads(Path(args.from_json).read_text()))
+        saved = json.loads(Path(args.from_json).read_text())
+        table = markdown(saved)
         print(table)
         if args.update_docs:
-            update_docs(table)
+            update_docs(table, list(saved["benches"]))
         return 0
     names = list(BENCHES)
     if args.only:
@@ -166,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
     if args.update_docs:
-        update_docs(table)
+        update_docs(table, names)
     failed = [n for n, r in results["benches"].items() if "error" in r]
     return 1 if failed else 0
 
