@@ -169,3 +169,27 @@ def test_another_file_moved_into_place_is_folded_from_scratch(tmp_path: Path) ->
     other.replace(db)
     snap = fold.update()
     assert snap.full and _figures(snap.series) == _figures(metric_snapshot(db).series)
+
+
+def test_turn_duration_buckets_never_step_down_when_a_closed_turn_gets_its_own_end(tmp_path: Path) -> None:
+    """The store closes a turn whose call failed when the next one starts (``reconciled:…``); its own end
+    may arrive later with another outcome and wall time. The histogram's counters must not decrease
+    (Prometheus would read a reset): such a turn enters it only with its own end."""
+    db = tmp_path / "telemetry.db"
+    _write(db, [SessionStarted("chat", T0, source="cli", session_type="interactive"), TurnStarted("t1", "chat", T0 + 1),
+                _call("r1", "chat", "t1", T0 + 2, "error", http_status=500), TurnStarted("t2", "chat", T0 + 5000)])
+    fold = MetricFold(db)
+
+    def buckets() -> dict[tuple[object, ...], tuple[int, ...]]:
+        return {s.attributes: (s.count, *s.bucket_counts) for s in fold.update().series
+                if s.metric is genai.TURN_DURATION}
+
+    before = buckets()
+    with sqlite3.connect(db) as conn:  # the store did close t1 itself (the state the test is about)
+        assert conn.execute("SELECT outcome_reason FROM turns WHERE turn_id = 't1'").fetchone()[0].startswith(
+            "reconciled:")
+    _write(db, [TurnEnded("t1", "chat", T0 + 4000, "completed")])  # t1's own end, late
+    after = buckets()
+    for attributes, counts in before.items():
+        assert all(b >= a for a, b in zip(counts, after.get(attributes, (0,) * len(counts)), strict=True)), attributes
+    assert sum(c[0] for c in after.values()) == sum(c[0] for c in before.values()) + 1  # t1, once, with its own end

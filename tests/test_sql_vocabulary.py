@@ -32,6 +32,7 @@ MODULES = (
     "stores/sqlite.py", "stores/sqlite_schema.py", "stores/sqlite_reconcile.py", "stores/postgres.py",
     "stores/postgres_schema.py", "stores/dialect.py", "cost/reprice.py", "analytics/compare.py",
     "analytics/sessions.py", "analytics/events.py", "analytics/query.py", "surfaces/export.py",
+    "stores/rollups.py", "analytics/report.py", "analytics/activity.py", "analytics/series.py", "analytics/metrics.py",
 )
 VOCABULARY = sorted({*API_STATUSES, TOOL_OK, TOOL_ERROR, TOOL_BLOCKED, *(s.value for s in CostStatus),
                      *(o.value for o in TurnOutcome), *(o.value for o in SessionOutcome),

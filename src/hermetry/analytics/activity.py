@@ -50,6 +50,7 @@ from typing import Any
 
 from hermetry.analytics.query import SESSIONS, Query, Scanner
 from hermetry.model.events import TASK_MAIN
+from hermetry.model.kinds import API_OK
 
 #: Hermes' tools that load and edit skills (``agent/insights.py``: skill_view / skill_manage).
 SKILL_LOAD_TOOL, SKILL_EDIT_TOOL = "skill_view", "skill_manage"
@@ -147,7 +148,7 @@ def activity(conn: sqlite3.Connection | None, since_ms: float, until_ms: float,
     api: dict[str, tuple[int, int]] = {}
     tokens = {"total": 0, "auxiliary": 0}
     for sid, ok_main, io_main, total, aux in q(
-        "SELECT a.session_id, SUM(CASE WHEN a.status = 'ok' AND a.api_request_id NOT LIKE 'backfill:%' "
+        f"SELECT a.session_id, SUM(CASE WHEN a.status = '{API_OK}' AND a.api_request_id NOT LIKE 'backfill:%' "
         f"AND NOT {AUXILIARY_SQL} THEN 1 ELSE 0 END), "
         f"COALESCE(SUM(CASE WHEN NOT {AUXILIARY_SQL} THEN COALESCE(a.input_tokens, 0) + COALESCE(a.output_tokens, 0) END), 0), "
         "COALESCE(SUM(COALESCE(a.input_tokens, 0) + COALESCE(a.output_tokens, 0) + COALESCE(a.cache_read_tokens, 0) "

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hermetry.analytics.events import appended_calls, exporter_drops, recorder_drops
+from hermetry.model.outcomes import RECONCILED_PREFIX
 from hermetry.sinks import genai
 from hermetry.stores.reader import Db, open_db
 
@@ -102,7 +103,10 @@ def _counts(metric: genai.MetricDef, rows: Iterable[tuple[Any, ...]], attributes
     return list(out.values())
 
 
-#: one scan of the turns (joined once to their sessions) feeds all three turn series
+#: one scan of the turns (joined once to their sessions) feeds all three turn series. The wall-time
+#: histogram holds only what never changes once counted — a live turn's own end — so its buckets only
+#: grow: a turn hermetry closed itself (``reconciled:…``) is not in it (its own end may still come,
+#: with another outcome and wall time), nor an imported one (a re-import rewrites those).
 _TURNS = f"""
 SELECT outcome, source, origin,
        CASE WHEN w IS NULL THEN -1 ELSE {_bucket_sql('w', genai.TURN_DURATION.boundaries)} END,
@@ -111,7 +115,8 @@ SELECT outcome, source, origin,
        COUNT(w), SUM(w), MIN(w), MAX(w),
        COUNT(q), SUM(q), MIN(q), MAX(q), MIN(started_at_ms), MAX(started_at_ms)
 FROM (SELECT t.outcome, s.source, t.origin, t.ended_at_ms, t.started_at_ms,
-             CASE WHEN t.outcome IS NOT NULL THEN MAX(0.0, t.wall_ms / 1000.0) END AS w,
+             CASE WHEN t.outcome IS NOT NULL AND t.origin = 'live' AND (t.outcome_reason IS NULL
+                       OR t.outcome_reason NOT LIKE '{RECONCILED_PREFIX}%') THEN MAX(0.0, t.wall_ms / 1000.0) END AS w,
              CASE WHEN t.started_at_ms IS NOT NULL THEN t.queue_wait_ms / 1000.0 END AS q
       FROM turns t LEFT JOIN sessions s ON s.session_id = t.session_id
       WHERE t.outcome IS NOT NULL OR t.queue_wait_ms IS NOT NULL)

@@ -571,7 +571,9 @@ class GenAIMapper:
                 self._set_session(e.session_id, session_attributes(outcome.value, source), at, points)
         if turn is None:
             return  # its start was never seen (another process): counted, but no span without a start
-        if e.outcome != "abandoned":  # an abandoned turn's wall time is unknown (as in the store)
+        # an abandoned turn's wall time is unknown (as in the store); one this mapper closed itself is
+        # left out of the histogram, as analytics.metrics leaves it out (its own end may still come)
+        if e.outcome != "abandoned" and not reconciled:
             wall_s = max(0.0, (e.ended_at_ms - turn.started_at_ms) / 1000)
             points.append(Measurement(TURN_DURATION, wall_s, turn_duration_attributes(e.outcome, source), at))
         if not self.build_spans:

@@ -65,7 +65,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hermetry.model.kinds import TOKEN_KINDS
+from hermetry.model.kinds import API_ERROR, API_OK, TOKEN_KINDS
 from hermetry.model.sketch import Sketch, bucket_sql, sign_sql
 from hermetry.model.units import HOUR_MS
 from hermetry.stores.dialect import dialect_of
@@ -167,8 +167,8 @@ API = Kind(
           ("cost_status", "a.cost_status"), ("task", "a.task")),
     counts=API_SUMS,
     # latency: attempts that ended on their own; an interrupted one's duration is censored
-    measures=(("latency_ms", "CASE WHEN a.status IN ('ok', 'error') THEN a.latency_ms END"),
-              ("ttft_ms", "CASE WHEN a.status = 'ok' THEN a.ttft_ms END")),
+    measures=(("latency_ms", f"CASE WHEN a.status IN ('{API_OK}', '{API_ERROR}') THEN a.latency_ms END"),
+              ("ttft_ms", f"CASE WHEN a.status = '{API_OK}' THEN a.ttft_ms END")),
 )
 TOOLS = Kind(
     "tools", "tool_calls", "c", "rollup_tools",

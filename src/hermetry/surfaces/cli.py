@@ -566,7 +566,10 @@ def _age_type(value: str) -> float:
     units = {"h": 3_600_000, "d": DAY_MS, "w": 7 * DAY_MS, "": DAY_MS}
     if m is None or float(m.group(1)) <= 0 or not math.isfinite(float(m.group(1))):
         raise argparse.ArgumentTypeError(f"expected an age like 90d, 12h or 2w, got {value!r}")
-    return float(m.group(1)) * units[m.group(2)]
+    age_ms = float(m.group(1)) * units[m.group(2)]
+    if age_ms > 100 * 366 * DAY_MS:
+        raise argparse.ArgumentTypeError(f"an age of at most 100 years, got {value!r}")
+    return age_ms
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

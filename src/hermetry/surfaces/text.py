@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+# a percentile summary's ``method`` (docs/json.md): exact, or approximate (from the rollups' sketches)
+from hermetry.analytics.stats import APPROXIMATE, EXACT  # noqa: F401 - the one definition
 from hermetry.model.units import DAY_MS, HOUR_MS, MINUTE_MS
 
 #: A value that was not captured (JSON ``null``). Never ``0``.
@@ -36,9 +38,6 @@ SYMBOLS: dict[str, str] = {
     "≈": "approximate percentile (from hourly rollups, within the relative error stated)",
 }
 
-#: A percentile summary's ``method`` (docs/json.md): ``exact`` (from every stored value) or
-#: ``approximate`` (merged from the rollups' log-bucket sketches, within ``relative_error``).
-EXACT, APPROXIMATE = "exact", "approximate"
 #: What an approximate marker is, once per table: the JSON's relative error as a reader says it.
 APPROX_MARK = "≈"
 
