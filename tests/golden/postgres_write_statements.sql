@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS rollup_tools_day ( hour BIGINT NOT NULL, source TEXT,
 CREATE INDEX IF NOT EXISTS rollup_tools_day_hour ON rollup_tools_day(hour);
 INSERT INTO rollup_dirty (hour) SELECT DISTINCT hour FROM rollup_turns UNION SELECT DISTINCT hour FROM rollup_api UNION SELECT DISTINCT hour FROM rollup_tools ON CONFLICT DO NOTHING;
 ALTER TABLE rollup_dirty ADD COLUMN IF NOT EXISTS seq BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS sessions_started_outcome ON sessions(started_at_ms, outcome, origin, session_type);
 ALTER TABLE turns ADD COLUMN IF NOT EXISTS host TEXT;
 ALTER TABLE turns ALTER COLUMN host SET DEFAULT current_setting('hermetry.host', true);
 ALTER TABLE api_calls ADD COLUMN IF NOT EXISTS host TEXT;

@@ -223,9 +223,16 @@ SCHEMA_V9_ROLLUP_DAYS = ROLLUP_DAYS_MIGRATION
 #: Version 10: rollup marks carry a sequence number (hermetry.stores.rollups.SQLITE_MIGRATION_SEQ).
 SCHEMA_V10_ROLLUP_SEQ = ROLLUP_SEQ_MIGRATION
 
+#: Version 11: the sessions started in a window by outcome (every report's session rates) read from
+#: one index alone: walking ``sessions_started`` and looking each row up measured 7.6 s over 1M
+#: sessions (10M model calls), a plain scan 1.4 s.
+SCHEMA_V11_SESSION_OUTCOMES = """
+CREATE INDEX IF NOT EXISTS sessions_started_outcome ON sessions(started_at_ms, outcome, origin, session_type);
+"""
+
 #: MIGRATIONS[n] upgrades schema version n to n + 1 (version 0 is an empty file).
 MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_BACKFILL, SCHEMA_V3_COST_HISTORY, SCHEMA_V4_OPEN_INDEXES, SCHEMA_V5_TRUTH,
                          SCHEMA_V6_CALL_COUNT, SCHEMA_V7_ROLLUPS, SCHEMA_V8_EXPORTER_RUNS, SCHEMA_V9_ROLLUP_DAYS,
-                         SCHEMA_V10_ROLLUP_SEQ]
+                         SCHEMA_V10_ROLLUP_SEQ, SCHEMA_V11_SESSION_OUTCOMES]
 
 SCHEMA_VERSION = len(MIGRATIONS)
