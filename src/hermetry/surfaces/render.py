@@ -26,6 +26,7 @@ from hermetry.surfaces.render_layout import Column, Grid, flow_text
 from hermetry.surfaces.text import (
     INCLUDED,
     NA,
+    NOT_COUNTED,
     UNPRICED,
     cost_line,
     cost_short,
@@ -224,10 +225,15 @@ def _breakdown_table(dim: str, rows: list[dict[str, Any]]) -> Grid:
     for row in rows:
         t, a = row["turns"], row["api_calls"]
         mark = max((percentile_mark(d, method) for d in (t["wall_ms"], a["latency_ms"], a["ttft_ms"])), key=len)
-        grid.add_row((row[dim] or NA) + mark, count(row["sessions"]), count(t["count"]), rate_short(t["completion_rate"]),
+        sessions = NOT_COUNTED if row["sessions"] is None else count(row["sessions"])  # None: the rollup path
+        grid.add_row((row[dim] or NA) + mark, sessions, count(t["count"]), rate_short(t["completion_rate"]),
                      duration(t["wall_ms"]["p95"]), duration(a["latency_ms"]["p95"]), duration(a["ttft_ms"]["p50"]),
                      count(a["tokens"]["total_tokens"]), cost_short(a["cost"]))
     return grid
+
+
+def _rollups(report: dict[str, Any]) -> bool:
+    return (report.get("method") or {}).get("path") == "rollups"
 
 
 def _head(title: str, report: dict[str, Any], tz: tzinfo | None) -> Text:
@@ -237,7 +243,8 @@ def _head(title: str, report: dict[str, Any], tz: tzinfo | None) -> Text:
         (title, "bold"), "  ", window(w["since_ms"], w["until_ms"], tz),
         (f"  filters: {', '.join(f'{k}={v}' for k, v in filters.items())}" if filters else ""),
         "\n",
-        " · ".join((plural(cov["sessions"], "session") + " with activity", plural(cov["turns"], "turn"),
+        " · ".join(((f"{NOT_COUNTED} sessions with activity" if cov["sessions"] is None and _rollups(report)
+                     else plural(cov["sessions"], "session") + " with activity"), plural(cov["turns"], "turn"),
                     plural(cov["api_calls"], "API call"), plural(cov["tool_calls"], "tool call"))),
         (f"\n{plural(cov['events_dropped'], 'event')} dropped by the recorder (not in these figures)", "yellow")
         if cov["events_dropped"] else "",
@@ -386,6 +393,9 @@ def report_renderable(report: dict[str, Any], *, tz: tzinfo | None = None) -> Gr
             grid.add_row(label, fmt(d["avg"]), fmt(d["p50"]), fmt(d["p95"]), fmt(d["max"]),
                          coverage(d, "conversations"))
         parts.append(grid)
+    elif _rollups(report) and report["coverage"]["api_calls"]:
+        parts.append(Text(f"Conversations: {NOT_COUNTED} (per-conversation totals need every row of a window "
+                          "this large: hermetry insights --exact)", style="dim"))
 
     if report["tools"]:
         share = {t["tool_name"]: t["share"] for t in (report.get("activity") or {}).get("tools", [])}
@@ -761,7 +771,8 @@ def chat_text(report: dict[str, Any], width: int = CHAT_WIDTH) -> str:
         add(f"Nothing recorded yet. Enable the plugin: {_g('hermes plugins enable hermetry --no-allow-tool-override')}"
             f"; or import the history Hermes has: {_g('hermetry import')}")
         return "\n".join(out)
-    add(", ".join(_g(plural(n, noun)) + (" with activity" if noun == "session" else "")
+    add(", ".join((_g(f"{NOT_COUNTED} sessions") if n is None and _rollups(report) else _g(plural(n, noun)))
+                  + (" with activity" if noun == "session" else "")
                   for n, noun in ((cov["sessions"], "session"), (cov["turns"], "turn"),
                                   (cov["api_calls"], "API call"), (cov["tool_calls"], "tool call"))))
     add(f"completed: {_g(rate(turns['completion_rate']))}")

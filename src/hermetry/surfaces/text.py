@@ -19,6 +19,9 @@ from hermetry.model.units import DAY_MS, HOUR_MS, MINUTE_MS
 
 #: A value that was not captured (JSON ``null``). Never ``0``.
 NA = "—"
+#: A count the rollup path does not compute (JSON ``null``, ``method.null_in_rollups`` says why):
+#: captured, but only ``--exact`` counts it.
+NOT_COUNTED = "n/c"
 #: After a known cost: some billable calls could not be priced, so the known cost is a lower bound.
 UNPRICED = "+?"
 #: The cost of calls paid by a subscription (Hermes' ``cost_status = included``).
@@ -27,6 +30,7 @@ INCLUDED = "included"
 #: Every symbol a report may print, with what it means (the legend prints those a report used).
 SYMBOLS: dict[str, str] = {
     NA: "not captured",
+    NOT_COUNTED: "not counted on the rollup path of a large window (--exact counts it)",
     UNPRICED: "some calls unpriced",
     INCLUDED: "by subscription",
     "n=": "sample size",
