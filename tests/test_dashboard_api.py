@@ -416,7 +416,7 @@ def test_hermes_tab_install_and_remove(tmp_path: Path) -> None:
 
 
 def test_hermes_router_answers_like_the_server(recorded: tuple[History, Path]) -> None:
-    fastapi = pytest.importorskip("fastapi")  # Hermes' dependency (always there next to hermes-agent)
+    import fastapi  # Hermes' own dependency (installed with hermes-agent): missing fails, never skips
     from fastapi.testclient import TestClient
 
     from hermetry.surfaces.dashboard.hermes_router import build_router

@@ -43,7 +43,7 @@ def test_a_broken_file_is_one_line_at_start(tmp_path: Path) -> None:
 
 def test_a_file_that_breaks_later_keeps_the_last_good_figures(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("prometheus_client")
+    import prometheus_client  # noqa: F401 - the metrics extra (make test installs it): missing fails, never skips
     db = tmp_path / "t.db"
     store = SQLiteStore(db)
     store.write([SessionStarted("s", 1.0e12, source="cli", session_type="cli"),
@@ -63,7 +63,7 @@ def test_a_file_that_breaks_later_keeps_the_last_good_figures(tmp_path: Path,
 
 
 def test_a_missing_file_is_served_as_an_empty_history_and_said_once(tmp_path: Path) -> None:
-    pytest.importorskip("prometheus_client")
+    import prometheus_client  # noqa: F401 - the metrics extra (make test installs it): missing fails, never skips
     proc = subprocess.Popen([sys.executable, "-m", "hermetry.surfaces.cli", "--db", str(tmp_path / "typo.db"),
                              "metrics", "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
