@@ -4,6 +4,7 @@ over pruned time read the rollups only and say so; idempotent; both stores; one 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,86 @@ def test_import_into_postgres(pg_url: str, tmp_path: Path, capsys: pytest.Captur
     finally:
         conn.close()
     assert not (home / "hermetry" / "telemetry.db").exists()  # nothing went to a local file instead
+
+
+def _session_truth(history: History) -> dict[str, dict[str, int]]:
+    """Per session, what the test injected: turns, model calls, total tokens."""
+    truth = {sid: {"turns": 0, "api_calls": 0, "tokens": 0} for sid in history.sessions()}
+    for t in history.turns():
+        truth[t.session_id]["turns"] += 1
+    for c in history.api_calls():
+        truth[c.session_id]["api_calls"] += c.call_count or 1
+        truth[c.session_id]["tokens"] += sum(getattr(c, k) or 0 for k in (
+            "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens"))
+    return truth
+
+
+def test_pruned_sessions_have_null_totals_not_zeros(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`sessions` and `show` after a prune: a session started before the boundary has unknown
+    (null) totals and says it was pruned; one after it keeps the totals the test injected (R10)."""
+    from hermetry.analytics.sessions import list_sessions, session_detail
+
+    history = _history(seed=35)
+    db = history.record(tmp_path / "telemetry.db")
+    truth = _session_truth(history)
+    starts = {sid: e.started_at_ms for sid, e in history.sessions().items()}
+    old = sorted(sid for sid, t in starts.items() if t < BOUNDARY)
+    new = sorted(sid for sid, t in starts.items() if t >= BOUNDARY)
+    assert old and new and any(truth[s]["turns"] for s in old)
+
+    def listed() -> dict[str, dict[str, Any]]:
+        r = list_sessions(db, WHOLE.since_ms, LATER, limit=10_000, roll_up=False)
+        assert r["count"] == len(starts)
+        return {s["session_id"]: s for s in r["sessions"]}
+
+    before = listed()
+    for sid in starts:  # the product's own figures before the prune match the injection
+        got = before[sid]
+        assert (got["turns"], got["api_calls"], got["tokens"]["total_tokens"]) == (
+            truth[sid]["turns"], truth[sid]["api_calls"], truth[sid]["tokens"]), sid
+        assert got["pruned"] is False
+
+    conn = connect(db)
+    try:
+        rollups.prune(conn, AGE_MS, now_ms=LATER)
+    finally:
+        conn.close()
+    after = listed()
+    for sid in old:
+        got = after[sid]
+        assert got["pruned"] is True, sid
+        assert got["turns"] is None and got["api_calls"] is None and got["tool_calls"] is None
+        assert got["tokens"]["total_tokens"] is None and got["cost"]["known_usd"] is None
+        assert got["outcome"] == before[sid]["outcome"]  # the session row itself is kept
+    for sid in new:
+        got = after[sid]
+        assert got["pruned"] is False
+        assert (got["turns"], got["api_calls"], got["tokens"]["total_tokens"]) == (
+            truth[sid]["turns"], truth[sid]["api_calls"], truth[sid]["tokens"]), sid
+
+    gone, kept = session_detail(db, old[0]), session_detail(db, new[-1])
+    assert gone["session"]["pruned"] and gone["totals"]["pruned"] and gone["totals"]["turns"] is None
+    assert gone["totals"]["time"]["wall_ms"] is None and gone["pruned_before_ms"] == BOUNDARY
+    assert not kept["totals"]["pruned"] and kept["totals"]["turns"] == truth[new[-1]]["turns"]
+    assert kept["totals"]["api_calls"] == truth[new[-1]]["api_calls"]
+
+    # rolled up: a conversation with a session before the boundary is pruned as a whole
+    rolled = list_sessions(db, WHOLE.since_ms, LATER, limit=10_000)
+    for s in rolled["sessions"]:
+        assert s["pruned"] is (s["started_at_ms"] < BOUNDARY)  # (a conversation's sessions start after its root)
+        assert (s["turns"] is None) is s["pruned"]
+
+    # the text says so, never "0"
+    assert main(["--db", str(db), "sessions", "--since", "2025-01-01", "--until", "2025-01-16", "--limit", "500",
+                 "--flat"]) == 0
+    text = capsys.readouterr().out
+    lines = {sid: next(line for line in text.splitlines() if sid in line) for sid in (old[0], new[-1])}
+    assert "pruned" in lines[old[0]].split() and " 0 " not in lines[old[0]]
+    assert "pruned" not in lines[new[-1]]
+    assert "pruned rows deleted by hermetry prune (rollups keep the totals" in " ".join(text.split())
+    assert main(["--db", str(db), "show", old[0]]) == 0
+    shown = capsys.readouterr().out
+    assert re.search(r"^turns\W+pruned$", shown, re.M) and re.search(r"^tokens\W+pruned$", shown, re.M), shown
+    assert "pruned (rollups keep the totals)" in " ".join(shown.split())
+    assert main(["--db", str(db), "show", new[-1]]) == 0
+    assert "pruned" not in capsys.readouterr().out

@@ -38,6 +38,7 @@ from hermetry.analytics.report import (
 )
 from hermetry.model.kinds import TOKEN_KINDS
 from hermetry.model.sessions import ancestors as lineage_ancestors
+from hermetry.stores import rollups
 from hermetry.stores.reader import Db, open_db
 from hermetry.stores.sqlite_util import chunks
 
@@ -191,6 +192,40 @@ def _totals(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+#: The totals that are data-keyed maps (their keys are outcomes, error types): null as a whole.
+_KEYED = ("turns_by_outcome", "api_error_types")
+
+
+def _unknown(value: Any) -> Any:
+    """The same shape with every figure null (a dict keeps its keys)."""
+    if isinstance(value, dict):
+        return {k: None if k in _KEYED else _unknown(v) for k, v in value.items()}
+    return None
+
+
+def pruned_before(conn: Any) -> float | None:
+    """The store's prune boundary (``stores.rollups.pruned_before_ms``; None: never pruned, or a
+    store without rollups)."""
+    if not rollups.has_rollups(conn):
+        return None
+    return rollups.pruned_before_ms(conn)
+
+
+def is_pruned(started_at_ms: float | None, boundary: float | None) -> bool:
+    """Were some of this session's raw rows (turns, calls) deleted by ``hermetry prune``? Those
+    that started before ``boundary`` were: a session started before it may have had some."""
+    return boundary is not None and (started_at_ms is None or started_at_ms < boundary)
+
+
+def _pruned_totals(totals: dict[str, Any], pruned: bool) -> dict[str, Any]:
+    """A session whose rows were pruned: its row-derived totals are unknown (null), never the
+    zeros the few rows left would add up to; ``pruned`` says why. (The rollups keep these figures
+    for the hours, without session ids: ``insights`` over that time still has them.)"""
+    if not pruned:
+        return totals | {"pruned": False}
+    return _unknown(totals) | {"pruned": True}
+
+
 # ---------------------------------------------------------------------------------------------
 # list_sessions
 # ---------------------------------------------------------------------------------------------
@@ -209,11 +244,16 @@ def list_sessions(db: Db, since_ms: float, until_ms: float, *, limit: int = 20, 
         "rolled_up": roll_up,
         "count": 0,
         "limit": limit,
+        "pruned_before": None,
+        "pruned_before_ms": None,
         "sessions": [],
     }
     with open_db(db) as conn:
         if conn is None:
             return result
+        boundary = pruned_before(conn)
+        result["pruned_before"], result["pruned_before_ms"] = (iso(boundary) if boundary is not None else None,
+                                                               boundary)
         where = window_sql()
         if roll_up:
             where += (" AND (parent_session_id IS NULL"
@@ -236,7 +276,8 @@ def list_sessions(db: Db, since_ms: float, until_ms: float, *, limit: int = 20, 
     for row in listed:
         sids = members[row["session_id"]]
         view = _session_view(row)
-        view.update(_totals(parts[sid] for sid in sids))
+        pruned = any(is_pruned(info[sid].get("started_at_ms"), boundary) for sid in sids if sid in info)
+        view.update(_pruned_totals(_totals(parts[sid] for sid in sids), pruned))
         others = [info[sid] for sid in sids[1:] if sid in info]
         view["subagent_sessions"] = sum(1 for o in others if o.get("lineage") == "subagent")
         view["continuation_sessions"] = sum(1 for o in others if o.get("lineage") != "subagent")
@@ -342,6 +383,7 @@ def session_detail(db: Db, session_id: str) -> dict[str, Any]:
         if conn is None:
             raise SessionNotFound(f"no session {session_id!r} (no telemetry recorded yet)")
         row = _resolve(conn, session_id)
+        boundary = pruned_before(conn)
         sid = row["session_id"]
         parents, children = _family(conn)
         ancestors = lineage_ancestors(parents, sid)
@@ -359,6 +401,13 @@ def session_detail(db: Db, session_id: str) -> dict[str, Any]:
         tools = _rows(conn, f"SELECT {', '.join(_TOOL_DETAIL)}, turn_id FROM tool_calls WHERE session_id = ? "
                             "ORDER BY started_at_ms NULLS FIRST", (sid,))
         parts = _per_session(conn, conversation)
+        starts = {s: r.get("started_at_ms") for s, r in info.items()}
+        starts[sid] = row.get("started_at_ms")
+        if any(s not in starts for s in conversation):
+            for chunk in chunks([s for s in conversation if s not in starts], _CHUNK):
+                marks = ", ".join("?" for _ in chunk)
+                starts.update(_execute(conn, f"SELECT session_id, started_at_ms FROM sessions "
+                                             f"WHERE session_id IN ({marks})", chunk).fetchall())
 
     api_by_turn: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
     tools_by_turn: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
@@ -410,10 +459,16 @@ def session_detail(db: Db, session_id: str) -> dict[str, Any]:
         return {k: v[k] for k in ("session_id", "lineage", "parent_turn_id", "source", "session_type", "model",
                                   "started_at", "outcome", "end_reason")} | {"recorded": True}
 
-    totals = _totals([parts[sid]]) | {"time": time_totals}
+    pruned = is_pruned(row.get("started_at_ms"), boundary)
+    totals = _pruned_totals(_totals([parts[sid]]), pruned)
+    totals["time"] = _unknown(time_totals) if pruned else time_totals
+    conversation_pruned = any(is_pruned(starts.get(s), boundary) for s in conversation)
     return {
         "schema": SESSION_SCHEMA,
-        "session": _session_view(row),
+        "session": _session_view(row) | {"pruned": pruned},
+        # raw rows before this were deleted (hermetry prune): the turns listed are the ones kept
+        "pruned_before": iso(boundary) if boundary is not None else None,
+        "pruned_before_ms": boundary,
         "lineage": {
             "root_session_id": root,
             "parents": [brief(a) for a in ancestors],
@@ -426,5 +481,5 @@ def session_detail(db: Db, session_id: str) -> dict[str, Any]:
             "tool_calls": [c for k, v in tools_by_turn.items() if k not in known_turns for c in v],
         },
         "totals": totals,
-        "conversation_totals": _totals(parts[s] for s in conversation),
+        "conversation_totals": _pruned_totals(_totals(parts[s] for s in conversation), conversation_pruned),
     }

@@ -27,6 +27,7 @@ from hermetry.surfaces.text import (
     INCLUDED,
     NA,
     NOT_COUNTED,
+    PRUNED,
     UNPRICED,
     cost_line,
     cost_short,
@@ -543,17 +544,20 @@ def sessions_renderable(result: dict[str, Any], *, tz: tzinfo | None = None) -> 
                        Column("outcome", justify="left"), Column("turns"), Column("calls"), Column("tokens"),
                        Column("cost"), Column("took")],
                 ruled=False, stack_before_split=True)
-    rolled = False
+    rolled = pruned = False
     for s in result["sessions"]:
         calls = count(s["api_calls"]) + (f" ({s['api_errors']}✗)" if s["api_errors"] else "")
         extra = s.get("sessions_in_conversation", 1) - 1
         rolled = rolled or extra > 0
+        figures = [count(s["turns"]), calls, count(s["tokens"]["total_tokens"]), cost_short(s["cost"])]
+        if s.get("pruned"):  # its rows are gone: unknown, not the zeros the rest would add up to
+            pruned = True
+            figures = [PRUNED, "", "", ""]
         grid.add_row(when_short(s.get("started_at_ms"), tz), s["session_id"] + (f" +{extra}" if extra else ""),
                      s.get("source") or NA, (s.get("outcome") or NA) + (" (imported)" if s.get("derived") else ""),
-                     count(s["turns"]), calls,
-                     count(s["tokens"]["total_tokens"]), cost_short(s["cost"]), duration(s.get("duration_ms")))
+                     *figures, duration(s.get("duration_ms")))
     parts: list[RenderableType] = [head, grid]
-    parts.append(_legend(parts, *(("+N",) if rolled else ())))
+    parts.append(_legend(parts, *(("+N",) if rolled else ()), *((PRUNED,) if pruned else ())))
     return _spaced(parts)
 
 
@@ -688,21 +692,31 @@ def session_renderable(detail: dict[str, Any], *, tz: tzinfo | None = None, all_
     if show_conv:
         columns.append(Column(f"conversation ({plural(lineage['conversation_sessions'], 'session')})", "conversation"))
     summary = Grid("Totals", columns)
+
+    def cell(totals: dict[str, Any], figure: str) -> str:
+        return PRUNED if totals.get("pruned") else figure
+
     for label, key in (("turns", "turns"), ("API calls", "api_calls"), ("API errors", "api_errors"),
                        ("tool calls", "tool_calls"), ("tool failures", "tool_failures")):
-        summary.add_row(label, count(t[key]), *([count(conv[key])] if show_conv else []))
-    summary.add_row("tokens", count(t["tokens"]["total_tokens"]),
-                    *([count(conv["tokens"]["total_tokens"])] if show_conv else []))
-    summary.add_row("cost", cost_short(t["cost"]), *([cost_short(conv["cost"])] if show_conv else []))
+        summary.add_row(label, cell(t, count(t[key])), *([cell(conv, count(conv[key]))] if show_conv else []))
+    summary.add_row("tokens", cell(t, count(t["tokens"]["total_tokens"])),
+                    *([cell(conv, count(conv["tokens"]["total_tokens"]))] if show_conv else []))
+    summary.add_row("cost", cell(t, cost_short(t["cost"])), *([cell(conv, cost_short(conv["cost"]))] if show_conv else []))
     blank = [""] if show_conv else []
-    summary.add_row("turn wall time", duration(time["wall_ms"]), *blank)
-    summary.add_row("  model calls", duration(time["model_ms"]), *blank)
-    summary.add_row("  tool calls", duration(time["tools_ms"]), *blank)
-    if time["overlap_ms"]:
-        summary.add_row("  overlapping (counted twice)", duration(time["overlap_ms"]), *blank)
-    summary.add_row("  other (Hermes between calls)", duration(time["other_ms"]), *blank)
-    if time["queue_wait_ms"]:
-        summary.add_row("queue wait before turns", duration(time["queue_wait_ms"]), *blank)
+    summary.add_row("turn wall time", cell(t, duration(time["wall_ms"])), *blank)
+    if not t.get("pruned"):
+        summary.add_row("  model calls", duration(time["model_ms"]), *blank)
+        summary.add_row("  tool calls", duration(time["tools_ms"]), *blank)
+        if time["overlap_ms"]:
+            summary.add_row("  overlapping (counted twice)", duration(time["overlap_ms"]), *blank)
+        summary.add_row("  other (Hermes between calls)", duration(time["other_ms"]), *blank)
+        if time["queue_wait_ms"]:
+            summary.add_row("queue wait before turns", duration(time["queue_wait_ms"]), *blank)
+    if t.get("pruned") or conv.get("pruned"):
+        summary.notes.append(Text(
+            f"pruned (rollups keep the totals): raw turns and calls before {when(detail['pruned_before_ms'], tz)} "
+            "were deleted by hermetry prune; hermetry insights over that time still counts them, "
+            "without session ids" + ("; the turns below are the ones kept" if detail["turns"] else ""), style="dim"))
     parts.append(summary)
     turns = detail["turns"]
     if all_turns or len(turns) <= WATERFALL_TURNS:

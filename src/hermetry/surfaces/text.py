@@ -26,6 +26,8 @@ NOT_COUNTED = "n/c"
 UNPRICED = "+?"
 #: The cost of calls paid by a subscription (Hermes' ``cost_status = included``).
 INCLUDED = "included"
+#: A session's per-session totals after ``hermetry prune`` deleted its rows (JSON ``null``, ``pruned``).
+PRUNED = "pruned"
 
 #: Every symbol a report may print, with what it means (the legend prints those a report used).
 SYMBOLS: dict[str, str] = {
@@ -40,6 +42,7 @@ SYMBOLS: dict[str, str] = {
     "▁▇": "per-day sparkline",
     "█▓░": "model calls, tool calls, Hermes' own work",
     "≈": "approximate percentile (from hourly rollups, within the relative error stated)",
+    PRUNED: "rows deleted by hermetry prune (rollups keep the totals: hermetry insights)",
 }
 
 #: What an approximate marker is, once per table: the JSON's relative error as a reader says it.
@@ -272,7 +275,7 @@ def legend(text: str, symbols: Iterable[str] = ()) -> str:
     wanted = set(symbols)
     used = []
     for sym, meaning in SYMBOLS.items():
-        probe = {"+N": None, "▁▇": None, "█▓░": None, "≥": "≥ ", "n=": "n=", "≈": " ≈"}.get(sym, sym)
+        probe = {"+N": None, PRUNED: None, "▁▇": None, "█▓░": None, "≥": "≥ ", "n=": "n=", "≈": " ≈"}.get(sym, sym)
         if sym in wanted or (probe is not None and probe in text):
             used.append(f"{sym} {meaning}")
     return ("Legend: " + " · ".join(used)) if used else ""
