@@ -27,9 +27,14 @@ are not available (``distinct_skills: null``).
 rollups, no tool filter): what rows add up to — messages derived from turns, successful calls
 and tool calls, each tool's share, skills, tokens — is read from the hourly rollups
 (``stores.rollups.read``) over the rows *started in the window*, and what belongs to sessions —
-how many started, weekday and hour, active days, streak, active time, the longest session,
-Hermes' own message counts of imported sessions — from ``GROUP BY``s over the sessions table
-that return one row per minute, not per session. Per-session totals (the sessions with the most
+how many started, weekday and hour, active days, streak, active time, the longest session — from
+the sessions rollup (``stores.rollups.SESSIONS``: sessions by hour of start, the window's partial
+and dirty hours from the sessions table). Weekday, hour and day are applied per hour of start,
+which is exact when the zone's offset is a whole number of hours all through each hour (UTC,
+most zones, their DST changes); for any other zone (e.g. +05:30, +05:45) the starts come from one
+``GROUP BY`` per minute over the window's sessions (the rest still from the rollup). The longest
+session: its hour from the rollup, then one indexed lookup in that hour. Hermes' own message
+counts of imported sessions come from ``backfill_state`` (no cost without an import). Per-session totals (the sessions with the most
 messages, tokens or tool calls) need every row of every session: they are ``null`` there, with
 ``notable_sessions_not_computed`` saying so, and given by ``exact=True`` (``--exact``).
 ``method`` says which was used (``exact`` | ``rollups``). The two agree on every figure when the
@@ -51,6 +56,7 @@ from typing import Any
 from hermetry.analytics.query import SESSIONS, Query, Scanner
 from hermetry.model.events import TASK_MAIN
 from hermetry.model.kinds import API_OK
+from hermetry.model.units import HOUR_MS
 
 #: Hermes' tools that load and edit skills (``agent/insights.py``: skill_view / skill_manage).
 SKILL_LOAD_TOOL, SKILL_EDIT_TOOL = "skill_view", "skill_manage"
@@ -177,37 +183,20 @@ def _from_rollups(conn: Any, where: str, params: list[Any], since_ms: float, unt
                   filters: dict[str, str], zone: tzinfo) -> dict[str, Any]:
     """The rollup path (module docstring): one row per minute of session starts, one per group of
     rollup rows; exact figures throughout, per-session maxima other than the longest left null."""
-    from hermetry.stores.rollups import API, TOOLS, TURNS, plan, read
+    from hermetry.stores.rollups import API, SESSIONS, TOOLS, TURNS, has_kind, plan, read
 
     def q(sql: str) -> list[tuple[Any, ...]]:
         cursor = conn.cursor()
         cursor.row_factory = None
         return cursor.execute(sql, params).fetchall()
 
-    # one pass over the window's sessions, one row per minute of starts (the zone is applied per
-    # minute); the longest session is looked up in the minute that holds the longest duration
-    minute = "CAST(FLOOR(s.started_at_ms / 60000.0) AS BIGINT)"
-    duration = "CASE WHEN s.ended_at_ms > s.started_at_ms THEN s.ended_at_ms - s.started_at_ms END"
-    source = _sessions_source(conn, since_ms, until_ms, filters)
-    starts: Counter[int] = Counter()
-    n_timed, active_ms = 0, 0.0
-    top: tuple[float, int] | None = None  # (longest duration, its latest minute)
-    for m, n, k, total, most in q(f"SELECT {minute}, COUNT(*), COUNT({duration}), SUM({duration}), MAX({duration}) "
-                                  f"FROM {source} WHERE {where} GROUP BY 1"):
-        starts[int(m)] += int(n)
-        n_timed += int(k or 0)
-        active_ms += float(total or 0.0)
-        if most is not None and (top is None or (float(most), int(m)) > top):
-            top = (float(most), int(m))
+    p = plan(conn, since_ms, until_ms)
+    keep = {k: v for k, v in filters.items() if k in ("source", "model", "provider", "session_type", "profile", "host")}
+    if has_kind(conn, SESSIONS):
+        starts, n_timed, active_ms, longest = _sessions_from_rollups(conn, p, keep, since_ms, until_ms, filters, zone)
+    else:  # a file read at schema < 12
+        starts, n_timed, active_ms, longest = _sessions_by_minute(conn, where, params, since_ms, until_ms, filters)
     n_sessions = sum(starts.values())
-    longest: list[tuple[Any, ...]] = []
-    if top is not None:
-        cursor = conn.cursor()
-        cursor.row_factory = None
-        longest = cursor.execute(
-            f"SELECT s.session_id, {duration}, s.started_at_ms FROM sessions s WHERE {where} "
-            f"AND s.started_at_ms >= ? AND s.started_at_ms < ? AND {duration} = ? ORDER BY 3 DESC, 1 DESC LIMIT 1",
-            [*params, top[1] * 60_000.0, (top[1] + 1) * 60_000.0, top[0]]).fetchall()
     exact_sessions, exact_messages = 0, 0
     if _has_backfill_state(conn):  # from the imported sessions to theirs: no cost without an import
         # CROSS JOIN: SQLite keeps this order (each imported session looked up by its key)
@@ -215,8 +204,6 @@ def _from_rollups(conn: Any, where: str, params: list[Any], since_ms: float, unt
                 f"WHERE s.session_id = b.session_id AND b.message_count IS NOT NULL AND {where}")[0]
         exact_sessions, exact_messages = int(row[0] or 0), int(row[1] or 0)
 
-    p = plan(conn, since_ms, until_ms)
-    keep = {k: v for k, v in filters.items() if k in ("source", "model", "provider", "session_type", "profile", "host")}
     turns = read(conn, TURNS, p, keys=("origin",), filters=keep, measures=False)
     api = read(conn, API, p, keys=("status", "task"), filters=keep, measures=False)
     tool_groups = read(conn, TOOLS, p, keys=("tool", "origin"), filters=keep, measures=False)
@@ -260,6 +247,91 @@ def _from_rollups(conn: Any, where: str, params: list[Any], since_ms: float, unt
                                             "why": NOT_ON_ROLLUPS} if n_sessions else None
     out["method"] = "rollups"
     return out
+
+
+_DURATION = "CASE WHEN s.ended_at_ms > s.started_at_ms THEN s.ended_at_ms - s.started_at_ms END"
+
+
+def _sessions_from_rollups(conn: Any, p: Any, keep: dict[str, str], since_ms: float, until_ms: float,
+                           filters: dict[str, str], zone: tzinfo) -> tuple[Counter[int], int, float, list[Any]]:
+    """(starts per minute, timed sessions, their summed duration, [the longest session row]) of the
+    window's sessions, from the sessions rollup (``stores.rollups.SESSIONS``, by hour of start; the
+    plan's raw ranges from the sessions table). Weekday, hour and day are applied per hour of start:
+    exact when the zone's offset is a whole number of hours all through each hour; for any other
+    zone (e.g. +05:30) the starts come from one pass over the window's sessions, per minute."""
+    from hermetry.stores.rollups import SESSIONS, read
+
+    hours = read(conn, SESSIONS, p, keys=("hour",), filters=keep, measures=False)
+    n_timed = sum(int(g.counts["timed"]) for g in hours.values())
+    active_ms = sum(float(g.counts["duration_ms"]) for _, g in sorted(hours.items()))
+    # the longest: its hour from the rollup (the latest of equal maxima), then one lookup in that hour
+    top = max(((float(g.counts["duration_max_ms"]), int(h)) for (h,), g in hours.items()
+               if g.counts["duration_max_ms"] is not None), default=None)
+    longest: list[Any] = []
+    if top is not None:
+        lo, hi = max(top[1] * HOUR_MS, since_ms), min((top[1] + 1) * HOUR_MS, until_ms)
+        if p.snapped_since_ms is not None and top[1] * HOUR_MS < since_ms:
+            lo = top[1] * HOUR_MS  # pruned time: the window's first hour is read whole (``Plan.snapped``)
+        where, params = _where(conn, lo, hi, filters)
+        cursor = conn.cursor()
+        cursor.row_factory = None
+        longest = cursor.execute(
+            f"SELECT s.session_id, {_DURATION}, s.started_at_ms FROM sessions s WHERE {where} "
+            f"AND {_DURATION} = ? ORDER BY 3 DESC, 1 DESC LIMIT 1", [*params, top[0]]).fetchall()
+    if all(_whole_hour_offset(zone, int(h)) for (h,) in hours):
+        starts: Counter[int] = Counter({int(h) * 60: int(g.counts["sessions"]) for (h,), g in hours.items()
+                                        if g.counts["sessions"]})
+    else:
+        where, params = _where(conn, since_ms, until_ms, filters)
+        starts = _starts_by_minute(conn, where, params, since_ms, until_ms, filters)
+    return starts, n_timed, active_ms, longest
+
+
+def _whole_hour_offset(zone: tzinfo, hour: int) -> bool:
+    """Is ``zone``'s offset a whole number of hours, the same all through UTC hour ``hour``?"""
+    first = datetime.fromtimestamp(hour * 3600, tz=UTC).astimezone(zone).utcoffset()
+    last = datetime.fromtimestamp(hour * 3600 + 3599, tz=UTC).astimezone(zone).utcoffset()
+    return first == last and first is not None and first.total_seconds() % 3600 == 0
+
+
+_MINUTE = "CAST(FLOOR(s.started_at_ms / 60000.0) AS BIGINT)"
+
+
+def _starts_by_minute(conn: Any, where: str, params: list[Any], since_ms: float, until_ms: float,
+                      filters: dict[str, str]) -> Counter[int]:
+    source = _sessions_source(conn, since_ms, until_ms, filters)
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    return Counter({int(m): int(n) for m, n in cursor.execute(
+        f"SELECT {_MINUTE}, COUNT(*) FROM {source} WHERE {where} GROUP BY 1", params)})
+
+
+def _sessions_by_minute(conn: Any, where: str, params: list[Any], since_ms: float, until_ms: float,
+                        filters: dict[str, str]) -> tuple[Counter[int], int, float, list[Any]]:
+    """What :func:`_sessions_from_rollups` gives, from one pass over the window's sessions, one row
+    per minute of starts (a store without the sessions rollup); the longest session is looked up in
+    the minute that holds the longest duration."""
+    source = _sessions_source(conn, since_ms, until_ms, filters)
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    starts: Counter[int] = Counter()
+    n_timed, active_ms = 0, 0.0
+    top: tuple[float, int] | None = None  # (longest duration, its latest minute)
+    for m, n, k, total, most in cursor.execute(
+            f"SELECT {_MINUTE}, COUNT(*), COUNT({_DURATION}), SUM({_DURATION}), MAX({_DURATION}) "
+            f"FROM {source} WHERE {where} GROUP BY 1", params).fetchall():
+        starts[int(m)] += int(n)
+        n_timed += int(k or 0)
+        active_ms += float(total or 0.0)
+        if most is not None and (top is None or (float(most), int(m)) > top):
+            top = (float(most), int(m))
+    longest: list[Any] = []
+    if top is not None:
+        longest = cursor.execute(
+            f"SELECT s.session_id, {_DURATION}, s.started_at_ms FROM sessions s WHERE {where} "
+            f"AND s.started_at_ms >= ? AND s.started_at_ms < ? AND {_DURATION} = ? ORDER BY 3 DESC, 1 DESC LIMIT 1",
+            [*params, top[1] * 60_000.0, (top[1] + 1) * 60_000.0, top[0]]).fetchall()
+    return starts, n_timed, active_ms, longest
 
 
 def _build(sessions: dict[str, tuple[float | None, float | None]], turns: dict[str, int],

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
@@ -327,13 +327,25 @@ def _session_outcomes(scan: Scanner) -> tuple[Counter[str], Counter[str]]:
     source, where, params = scan.scope(SESSIONS, hint=False)
     sql = (f"SELECT s.outcome, s.origin, s.session_type, COUNT(*) FROM {source} WHERE {where} "
            "GROUP BY s.outcome, s.origin, s.session_type")
+    return _fold_outcomes(scan.execute(sql, params))
+
+
+def _fold_outcomes(rows: Iterable[Sequence[Any]]) -> tuple[Counter[str], Counter[str]]:
     outcomes: Counter[str] = Counter()
     unrated: Counter[str] = Counter()
-    for outcome, origin, session_type, n in scan.execute(sql, params):
+    for outcome, origin, session_type, n in rows:
         outcomes[outcome or "open"] += n
         if not session_outcome_knowable(origin, session_type):
             unrated[outcome or "open"] += n
     return outcomes, unrated
+
+
+def _session_outcomes_rolled(conn: Any, q: Query, p: rollups.Plan) -> tuple[Counter[str], Counter[str]]:
+    """``_session_outcomes`` on the rollup path: the sessions rollup (``rollups.SESSIONS``: whole clean
+    hours) plus the sessions table for the plan's raw ranges — the same counts."""
+    groups = rollups.read(conn, rollups.SESSIONS, p, keys=("outcome", "origin", "session_type"),
+                          filters=dict(q.filters), measures=False)
+    return _fold_outcomes((*key, int(g.counts["sessions"])) for key, g in groups.items())
 
 
 def _drops(conn: sqlite3.Connection) -> int:
@@ -384,7 +396,8 @@ def collect(conn: sqlite3.Connection | None, q: Query, *, exact: bool = False) -
     p = rollup_plan(conn, q, exact=exact)
     if p is not None:
         _collect_rollups(conn, q, p, dims, tool_dims, slices)
-        outcomes, unrated = _session_outcomes(scan)
+        outcomes, unrated = (_session_outcomes_rolled(conn, q, p) if rollups.has_kind(conn, rollups.SESSIONS)
+                             else _session_outcomes(scan))
         return Collected(q, slices, session_api, session_turns, {}, {}, outcomes, _drops(conn), unrated, plan=p)
     _collect_turns(scan, applicable(TURNS, dims), slices, session_turns)
     _collect_api(scan, applicable(API_CALLS, dims), slices, session_api)

@@ -17,6 +17,12 @@ What is kept (schema version 7, :data:`SQLITE_MIGRATION`), per UTC hour (``hour`
   ok/error) and ``ttft_ms`` (status ok);
 * ``rollup_tools`` — session dimensions × tool × toolset × status × origin: ``calls`` and a sketch
   of ``latency_ms``.
+* ``rollup_sessions`` (schema 12) — sessions by the hour they *started* × session dimensions ×
+  outcome × origin: ``sessions``, ``timed`` (ended after they started), ``duration_ms`` (their summed
+  duration) and ``duration_max_ms`` (the longest; combined by MAX, ``Kind.maxima``): a report's
+  session outcomes and the activity figures without a pass over every session of the window.
+  Marked by triggers on ``sessions`` (insert, delete, a change of its start, end, outcome, origin
+  or dimensions: the old and the new start hour); rebuilt in pruned time too (sessions stay).
 
 Counts and sums are exact: a rollup row holds what ``GROUP BY`` over the raw rows of that hour
 gives, and a test compares every field with the raw path.
@@ -122,6 +128,10 @@ class Kind:
     measures: tuple[tuple[str, str], ...]
     #: the measure whose fixed-edge histogram is kept exactly (``h0`` …), or None
     hist: str | None = None
+    #: counts combined by ``MAX`` (NULL: no value), not summed
+    maxima: tuple[str, ...] = ()
+    #: counts stored as REAL (sums of floats)
+    reals: tuple[str, ...] = ()
 
     @property
     def key_names(self) -> tuple[str, ...]:
@@ -178,7 +188,26 @@ TOOLS = Kind(
     counts=(("calls", "COUNT(*)"),),
     measures=(("latency_ms", "c.latency_ms"),),
 )
-KINDS = (TURNS, API, TOOLS)
+#: Sessions by the hour they *started* in (schema 12, :data:`SQLITE_MIGRATION_SESSIONS`): what a
+#: report's session outcomes and ``hermes insights``' activity figures need from the sessions table —
+#: how many started, by outcome and origin, how many ended after they started ("timed"), the sum
+#: and the longest of their durations. Per hour of start, so weekday / hour / active days / streak
+#: are exact in any zone whose offset is a whole number of hours (``analytics.activity``).
+SESSION_DURATION_SQL = "CASE WHEN s.ended_at_ms > s.started_at_ms THEN s.ended_at_ms - s.started_at_ms END"
+SESSIONS = Kind(
+    "sessions", "sessions", "s", "rollup_sessions",
+    keys=(("hour", hour_sql("s")), *_SESSION_KEYS, ("model", "s.model"), ("provider", "s.provider"),
+          ("host", "s.host"), ("outcome", "s.outcome"), ("origin", "s.origin")),
+    counts=(("sessions", "COUNT(*)"), ("timed", f"COUNT({SESSION_DURATION_SQL})"),
+            ("duration_ms", f"COALESCE(SUM({SESSION_DURATION_SQL}), 0.0)"),
+            ("duration_max_ms", f"MAX({SESSION_DURATION_SQL})")),
+    measures=(),
+    maxima=("duration_max_ms",),
+    reals=("duration_ms", "duration_max_ms"),
+)
+#: The kinds of schema 7–11 (their migrations are frozen: they name these three only).
+_V7_KINDS = (TURNS, API, TOOLS)
+KINDS = (TURNS, API, TOOLS, SESSIONS)
 
 #: The session columns whose change re-marks every hour of that session's rows.
 SESSION_DIMENSIONS = ("source", "session_type", "profile", "model", "provider", "host")
@@ -190,7 +219,8 @@ SESSION_DIMENSIONS = ("source", "session_type", "profile", "model", "provider", 
 
 def _table_ddl(kind: Kind, blob: str, table: str | None = None) -> str:
     cols = ["hour INTEGER NOT NULL"] + [f"{k} TEXT" for k in kind.key_names[1:]]
-    cols += [f"{c} {'REAL' if c == 'cost_usd' else 'INTEGER'} NOT NULL" for c in kind.count_names]
+    cols += [f"{c} {'REAL' if c == 'cost_usd' or c in kind.reals else 'INTEGER'}"
+             f"{'' if c in kind.maxima else ' NOT NULL'}" for c in kind.count_names]
     cols += [f"{c} INTEGER NOT NULL DEFAULT 0" for c in kind.hist_columns]
     cols += [f"{kind.sketch_column(m)} {blob}" for m, _ in kind.measures]
     table = table or kind.rollup
@@ -201,7 +231,7 @@ def _table_ddl(kind: Kind, blob: str, table: str | None = None) -> str:
 _MARK_ALL = (
     "INSERT INTO rollup_dirty (hour) "
     + " UNION ".join(f"SELECT DISTINCT {hour_sql(k.alias)} FROM {k.table} {k.alias} "
-                     f"WHERE {k.alias}.started_at_ms IS NOT NULL" for k in KINDS)
+                     f"WHERE {k.alias}.started_at_ms IS NOT NULL" for k in _V7_KINDS)
     + ";\n"
 )
 
@@ -214,7 +244,7 @@ def _sqlite_triggers(bump: bool = False) -> str:
     changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in SESSION_DIMENSIONS)
     hours = " UNION ".join(f"SELECT {hour_sql(k.alias)} AS hour FROM {k.table} {k.alias} "
                            f"WHERE {k.alias}.session_id = NEW.session_id AND {k.alias}.started_at_ms IS NOT NULL"
-                           for k in KINDS)
+                           for k in _V7_KINDS)
     insert = (f"INSERT INTO rollup_dirty (hour) SELECT hour FROM ({hours}) WHERE true {_BUMP}" if bump else
               f"INSERT INTO rollup_dirty (hour) SELECT hour FROM ({hours}) "
               f"WHERE hour NOT IN (SELECT hour FROM rollup_dirty)")
@@ -279,15 +309,15 @@ _TABLES = (
 
 #: Version 7: the rollup tables, their dirty marks (every hour that has rows starts dirty) and the
 #: triggers that keep marking. (Frozen: a later change to the rollups is a new migration.)
-SQLITE_MIGRATION = _TABLES + "".join(_table_ddl(k, "BLOB") for k in KINDS) + _MARK_ALL + _sqlite_triggers()
+SQLITE_MIGRATION = _TABLES + "".join(_table_ddl(k, "BLOB") for k in _V7_KINDS) + _MARK_ALL + _sqlite_triggers()
 
 
 #: Version 9 (after exporter_runs, 8): the day level — the same columns, ``hour`` = the day's first hour, each row the
 #: merge of that day's hourly rows (reads of long windows merge 24× fewer sketches). Every hour
 #: already rolled up is marked dirty, so its day is built by the next rebuild (read raw until then).
-SQLITE_MIGRATION_DAYS = "".join(_table_ddl(k, "BLOB", k.rollup_day) for k in KINDS) + (
+SQLITE_MIGRATION_DAYS = "".join(_table_ddl(k, "BLOB", k.rollup_day) for k in _V7_KINDS) + (
     "INSERT INTO rollup_dirty (hour) SELECT hour FROM ("
-    + " UNION ".join(f"SELECT DISTINCT hour FROM {k.rollup}" for k in KINDS)
+    + " UNION ".join(f"SELECT DISTINCT hour FROM {k.rollup}" for k in _V7_KINDS)
     + ") WHERE hour NOT IN (SELECT hour FROM rollup_dirty);\n")
 
 
@@ -296,6 +326,75 @@ SQLITE_MIGRATION_DAYS = "".join(_table_ddl(k, "BLOB", k.rollup_day) for k in KIN
 #: trigger bumps it too. PostgreSQL gets the column only (its rebuild locks; marks stay DO NOTHING).
 SQLITE_MIGRATION_SEQ = ("ALTER TABLE rollup_dirty ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;\n"
                         "DROP TRIGGER IF EXISTS sessions_rollup_dims;\n" + _sqlite_triggers(bump=True))
+
+#: The session columns whose change moves a session in ``rollup_sessions`` (re-marks its start hour,
+#: the old one and the new one).
+SESSION_ROLLUP_COLUMNS = ("started_at_ms", "ended_at_ms", "outcome", "origin", *SESSION_DIMENSIONS)
+
+
+def _sessions_build_sql() -> list[str]:
+    """Schema 12's build of ``rollup_sessions`` (hourly, then the day level) straight from the sessions
+    table: one ``GROUP BY`` over it, no other hour marked dirty (an upgrade is not a rebuild). Dirty
+    hours get theirs again from their next rebuild, as every kind's; pruned hours keep theirs (sessions
+    are never pruned)."""
+    k = SESSIONS
+    keys = ", ".join(sql for _, sql in k.keys)
+    counts = ", ".join(sql for _, sql in k.counts)
+    group = ", ".join(str(i + 1) for i in range(len(k.keys)))
+    names = ", ".join(k.key_names[1:])
+    day_counts = ", ".join(f"MAX({c})" if c in k.maxima else f"SUM({c})" for c in k.count_names)
+    return [f"INSERT INTO {k.rollup} ({', '.join(k.columns)}) SELECT {keys}, {counts} FROM sessions s "
+            f"WHERE s.started_at_ms IS NOT NULL GROUP BY {group}",
+            f"INSERT INTO {k.rollup_day} ({', '.join(k.columns)}) SELECT hour / 24 * 24, {names}, {day_counts} "
+            f"FROM {k.rollup} GROUP BY hour / 24 * 24, {names}"]
+
+
+def _sqlite_session_triggers() -> str:
+    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in SESSION_ROLLUP_COLUMNS)
+    old, new = _HOUR.format(a="OLD"), _HOUR.format(a="NEW")
+    return (
+        "CREATE TRIGGER IF NOT EXISTS sessions_rollup_insert AFTER INSERT ON sessions "
+        f"WHEN NEW.started_at_ms IS NOT NULL BEGIN\n    INSERT INTO rollup_dirty (hour) VALUES ({new}) {_BUMP};\nEND;\n"
+        f"CREATE TRIGGER IF NOT EXISTS sessions_rollup_update AFTER UPDATE OF {', '.join(SESSION_ROLLUP_COLUMNS)} "
+        f"ON sessions WHEN {changed} BEGIN\n    INSERT INTO rollup_dirty (hour) SELECT h FROM (SELECT {old} AS h "
+        f"UNION SELECT {new}) WHERE h IS NOT NULL {_BUMP};\nEND;\n"
+        "CREATE TRIGGER IF NOT EXISTS sessions_rollup_delete AFTER DELETE ON sessions "
+        f"WHEN OLD.started_at_ms IS NOT NULL BEGIN\n    INSERT INTO rollup_dirty (hour) VALUES ({old}) {_BUMP};\nEND;\n"
+    )
+
+
+#: Version 12: the sessions rollup (:data:`SESSIONS`), built from the sessions table, and the
+#: triggers that mark a session's start hour when it is inserted, deleted, or one of
+#: :data:`SESSION_ROLLUP_COLUMNS` changes (every write path: recorder, import, reconcile, sync).
+SQLITE_MIGRATION_SESSIONS = ("".join(_table_ddl(SESSIONS, "BLOB", t) for t in (SESSIONS.rollup, SESSIONS.rollup_day))
+                             + "".join(f"{sql};\n" for sql in _sessions_build_sql()) + _sqlite_session_triggers())
+
+
+def _postgres_sessions_migration() -> list[str]:
+    changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in SESSION_ROLLUP_COLUMNS)
+    old, new = _HOUR.format(a="OLD"), _HOUR.format(a="NEW")
+    mark = "INSERT INTO rollup_dirty (hour) VALUES ({}) ON CONFLICT DO NOTHING;"
+    statements = _pg_ddl("".join(_table_ddl(SESSIONS, "BYTEA", t) for t in (SESSIONS.rollup, SESSIONS.rollup_day)))
+    statements += _sessions_build_sql()
+    statements.append(f"""
+CREATE OR REPLACE FUNCTION hermetry_rollup_mark_session_row() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.started_at_ms IS NOT NULL THEN {mark.format(new)} END IF;
+    ELSIF TG_OP = 'DELETE' THEN
+        IF OLD.started_at_ms IS NOT NULL THEN {mark.format(old)} END IF;
+    ELSIF {changed} THEN
+        IF OLD.started_at_ms IS NOT NULL THEN {mark.format(old)} END IF;
+        IF NEW.started_at_ms IS NOT NULL THEN {mark.format(new)} END IF;
+    END IF;
+    RETURN NULL;
+END
+$fn$""")
+    statements.append("DROP TRIGGER IF EXISTS sessions_rollup_row ON sessions")
+    statements.append(f"CREATE TRIGGER sessions_rollup_row AFTER INSERT OR DELETE OR UPDATE OF "
+                      f"{', '.join(SESSION_ROLLUP_COLUMNS)} ON sessions "
+                      "FOR EACH ROW EXECUTE FUNCTION hermetry_rollup_mark_session_row()")
+    return statements
 
 
 def _pg_ddl(ddl: str) -> list[str]:
@@ -307,11 +406,13 @@ def postgres_statements(script: str) -> list[str] | None:
     """The PostgreSQL form of a rollup migration (None: ``script`` is not one of them)."""
     if script is SQLITE_MIGRATION:
         return postgres_migration()
+    if script is SQLITE_MIGRATION_SESSIONS:
+        return _postgres_sessions_migration()
     if script is SQLITE_MIGRATION_SEQ:
         return ["ALTER TABLE rollup_dirty ADD COLUMN IF NOT EXISTS seq BIGINT NOT NULL DEFAULT 0"]
     if script is SQLITE_MIGRATION_DAYS:
-        return _pg_ddl("".join(_table_ddl(k, "BYTEA", k.rollup_day) for k in KINDS)) + [
-            "INSERT INTO rollup_dirty (hour) " + " UNION ".join(f"SELECT DISTINCT hour FROM {k.rollup}" for k in KINDS)
+        return _pg_ddl("".join(_table_ddl(k, "BYTEA", k.rollup_day) for k in _V7_KINDS)) + [
+            "INSERT INTO rollup_dirty (hour) " + " UNION ".join(f"SELECT DISTINCT hour FROM {k.rollup}" for k in _V7_KINDS)
             + " ON CONFLICT DO NOTHING"]
     return None
 
@@ -319,15 +420,15 @@ def postgres_statements(script: str) -> list[str] | None:
 def postgres_migration() -> list[str]:
     """Version 7 for PostgreSQL: the same tables (BYTEA sketches) and the same marking, as
     PL/pgSQL trigger functions."""
-    statements = _pg_ddl(_TABLES + "".join(_table_ddl(k, "BYTEA") for k in KINDS))
+    statements = _pg_ddl(_TABLES + "".join(_table_ddl(k, "BYTEA") for k in _V7_KINDS))
     hour = _HOUR
     statements.append("INSERT INTO rollup_dirty (hour) " + " UNION ".join(
         f"SELECT {hour.format(a=k.alias)} FROM {k.table} {k.alias} WHERE {k.alias}.started_at_ms IS NOT NULL"
-        for k in KINDS))
+        for k in _V7_KINDS))
     changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in SESSION_DIMENSIONS)
     hours = " UNION ".join(
         f"SELECT {hour.format(a=k.alias)} FROM {k.table} {k.alias} WHERE {k.alias}.session_id = NEW.session_id "
-        f"AND {k.alias}.started_at_ms IS NOT NULL" for k in KINDS)
+        f"AND {k.alias}.started_at_ms IS NOT NULL" for k in _V7_KINDS)
     statements.append(f"""
 CREATE OR REPLACE FUNCTION hermetry_rollup_mark_session() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
@@ -355,10 +456,16 @@ class Group:
     counts: dict[str, Any]
     hist: list[int] = field(default_factory=list)
     sketches: dict[str, Sketch] = field(default_factory=dict)
+    #: the counts combined by MAX (``Kind.maxima``; None = no value), not summed
+    maxima: tuple[str, ...] = ()
 
     def add(self, other: Group) -> None:
         for name, value in other.counts.items():
-            self.counts[name] = self.counts.get(name, 0) + value
+            if name in self.maxima:
+                mine = self.counts.get(name)
+                self.counts[name] = value if mine is None else mine if value is None else max(mine, value)
+            else:
+                self.counts[name] = self.counts.get(name, 0) + value
         if other.hist:
             self.hist = [a + b for a, b in zip(self.hist, other.hist, strict=True)] if self.hist else list(other.hist)
         for name, sketch in other.sketches.items():
@@ -426,7 +533,8 @@ def aggregate_raw(conn: Any, kind: Kind, ranges: Sequence[tuple[float, float]],
     fsql, fparams = _filters_sql(kind, filters or {}, raw=True)
     where += fsql
     params += fparams
-    source = f"{kind.table} {a} LEFT JOIN sessions s ON s.session_id = {a}.session_id"
+    source = (f"{kind.table} {a}" if kind.table == "sessions" else
+              f"{kind.table} {a} LEFT JOIN sessions s ON s.session_id = {a}.session_id")
     k = len(key_pairs)
     keys_sql = ", ".join(sql for _, sql in key_pairs)
     head = f"{keys_sql}, " if k else ""
@@ -437,7 +545,7 @@ def aggregate_raw(conn: Any, kind: Kind, ranges: Sequence[tuple[float, float]],
     for row in _execute(conn, sql, params):
         if not k and not row[0]:  # an aggregate without GROUP BY over no rows
             continue
-        out[tuple(row[:k])] = Group(dict(zip(names, row[k:], strict=True)))
+        out[tuple(row[:k])] = Group(dict(zip(names, row[k:], strict=True)), maxima=kind.maxima)
     for measure, expr in (kind.measures if measures and out else ()):
         sql = (f"SELECT {head}{sign_sql(expr)}, {bucket_sql(expr)}, COUNT(*), MIN({expr}), MAX({expr}), "
                f"SUM({expr}) FROM {source} WHERE {where} AND ({expr}) IS NOT NULL "
@@ -562,6 +670,7 @@ def _rebuild_chunk_locked(conn: Any, limit: int, chunk: int, stats: RebuildStats
     try:
         floor_hour = _floor_hour(conn)
         if floor_hour is not None:  # pruned time: no raw rows to rebuild from; rollups stay
+            _rebuild_pruned_sessions(conn, floor_hour)
             _execute(conn, "DELETE FROM rollup_dirty WHERE hour < ?", (floor_hour,))
         hours = [h for (h,) in _execute(conn, "SELECT hour FROM rollup_dirty WHERE hour < ? ORDER BY hour LIMIT ?",
                                         (limit, chunk)).fetchall()]
@@ -590,6 +699,7 @@ def _rebuild_chunk_snapshot(conn: Any, limit: int, chunk: int, stats: RebuildSta
     _begin(conn)  # the write lock, for the swap only
     try:
         if floor_hour is not None:
+            _rebuild_pruned_sessions(conn, floor_hour)
             _execute(conn, "DELETE FROM rollup_dirty WHERE hour < ?", (floor_hour,))
         swap: list[int] = []
         if marks:
@@ -617,24 +727,42 @@ def _aggregate_hours(conn: Any, hours: list[int]) -> dict[str, dict[tuple[Any, .
 def _store_hours(conn: Any, hours: list[int], built: Mapping[str, Mapping[tuple[Any, ...], Group]]) -> int:
     """Replace the rollup rows of ``hours`` by ``built``, clear their marks, rebuild their days
     (inside the caller's write transaction)."""
-    rows = 0
+    rows = sum(_replace_rows(conn, kind, hours, built.get(kind.name, {})) for kind in KINDS)
     where, params = _in_list("hour", hours)
-    for kind in KINDS:
-        groups = built.get(kind.name, {})
-        _execute(conn, f"DELETE FROM {kind.rollup} WHERE {where}", params)
-        columns = kind.columns
-        sql = f"INSERT INTO {kind.rollup} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-        values = []
-        for key, g in groups.items():
-            sketches = [g.sketches[m].to_bytes() if m in g.sketches else None for m, _ in kind.measures]
-            values.append((*key, *(g.counts[c] for c in kind.count_names), *g.hist, *sketches))
-        if values:
-            conn.executemany(sql, values)
-        rows += len(values)
     _execute(conn, f"DELETE FROM rollup_dirty WHERE {where}", params)
     for day in sorted({h // 24 for h in hours}):
         _rebuild_day(conn, day)
     return rows
+
+
+def _replace_rows(conn: Any, kind: Kind, hours: list[int], groups: Mapping[tuple[Any, ...], Group]) -> int:
+    """Replace ``kind``'s hourly rollup rows of ``hours`` by ``groups`` (by every key, hour first)."""
+    where, params = _in_list("hour", hours)
+    _execute(conn, f"DELETE FROM {kind.rollup} WHERE {where}", params)
+    columns = kind.columns
+    values = []
+    for key, g in groups.items():
+        sketches = [g.sketches[m].to_bytes() if m in g.sketches else None for m, _ in kind.measures]
+        values.append((*key, *(g.counts[c] for c in kind.count_names), *g.hist, *sketches))
+    if values:
+        conn.executemany(f"INSERT INTO {kind.rollup} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+                         values)
+    return len(values)
+
+
+def _rebuild_pruned_sessions(conn: Any, floor_hour: int) -> None:
+    """Dirty hours before a prune's boundary keep their rollups (no raw rows to rebuild them from) —
+    but sessions are never pruned: a session that started there and ended (or changed) since is
+    rebuilt into ``rollup_sessions`` from the sessions table (inside the caller's write transaction:
+    an index range over that hour's sessions)."""
+    hours = [h for (h,) in _execute(conn, "SELECT hour FROM rollup_dirty WHERE hour < ? ORDER BY hour",
+                                    (floor_hour,)).fetchall()]
+    if not hours:
+        return
+    groups = aggregate_raw(conn, SESSIONS, [(lo * HOUR_MS, hi * HOUR_MS) for lo, hi in _runs(hours)])
+    _replace_rows(conn, SESSIONS, hours, groups)
+    for day in sorted({h // 24 for h in hours}):
+        _rebuild_day(conn, day)
 
 
 def _rebuild_day(conn: Any, day: int) -> None:
@@ -644,16 +772,21 @@ def _rebuild_day(conn: Any, day: int) -> None:
         first = day * 24
         _execute(conn, f"DELETE FROM {kind.rollup_day} WHERE hour = ?", (first,))
         nk, nc, nh = len(kind.keys), len(kind.count_names), len(kind.hist_columns)
+        maxima = {j for j, c in enumerate(kind.count_names) if c in kind.maxima}
         merged: dict[tuple[Any, ...], list[Any]] = {}
         for row in _execute(conn, f"SELECT {', '.join(kind.columns)} FROM {kind.rollup} WHERE hour >= ? AND hour < ?",
                             (first, first + 24)):
             key = (first, *row[1:nk])
             acc = merged.get(key)
             if acc is None:
-                merged[key] = acc = [[0] * (nc + nh), [[] for _ in kind.measures]]
+                merged[key] = acc = [[None if j in maxima else 0 for j in range(nc + nh)], [[] for _ in kind.measures]]
             sums = acc[0]
             for j in range(nc + nh):
-                sums[j] += row[nk + j]
+                if j in maxima:
+                    if row[nk + j] is not None and (sums[j] is None or row[nk + j] > sums[j]):
+                        sums[j] = row[nk + j]
+                else:
+                    sums[j] += row[nk + j]
             for j, blob in enumerate(row[nk + nc + nh:]):
                 if blob is not None:
                     acc[1][j].append(blob)
@@ -787,27 +920,31 @@ def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: M
     fsql, fparams = _filters_sql(kind, filters, raw=False)
     names, nh = kind.count_names, len(kind.hist_columns)
     blobs: dict[tuple[tuple[Any, ...], str], list[bytes]] = defaultdict(list)
-    for table, runs in ((kind.rollup_day, p.rollup_days), (kind.rollup, p.rollup_hours)):
+    levels: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ((kind.rollup_day, p.rollup_days),
+                                                                    (kind.rollup, p.rollup_hours))
+    if "hour" in keys:  # the day level has no hours: read those days' hourly rows
+        levels = ((kind.rollup, tuple(sorted((*p.rollup_days, *p.rollup_hours)))),)
+    for table, runs in levels:
         if not runs:
             continue
         where, params = _ranges_sql("r.hour", runs)
         where += fsql
         params += fparams
-        sums = [f"SUM(r.{c})" for c in (*names, *kind.hist_columns)]
+        sums = [f"MAX(r.{c})" if c in kind.maxima else f"SUM(r.{c})" for c in (*names, *kind.hist_columns)]
         group = f" GROUP BY {', '.join(str(i + 1) for i in range(k))}" if k else ""
         sql = f"SELECT {', '.join([*key_sql, *sums])} FROM {table} r WHERE {where}{group}"
         for row in _execute(conn, sql, params):
             if row[k] is None:  # no rows at all (an aggregate without GROUP BY)
                 continue
             g = Group(dict(zip(names, row[k:k + len(names)], strict=True)),
-                      list(row[k + len(names):k + len(names) + nh]) if nh else [])
+                      list(row[k + len(names):k + len(names) + nh]) if nh else [], maxima=kind.maxima)
             key = tuple(row[:k])
             known = out.get(key)
             if known is None:
                 out[key] = g
             else:
                 known.add(g)
-        if measures:
+        if measures and kind.measures:
             columns = [f"r.{kind.sketch_column(m)}" for m, _ in kind.measures]
             any_sketch = " OR ".join(f"{c} IS NOT NULL" for c in columns)
             sql = f"SELECT {', '.join([*key_sql, *columns])} FROM {table} r WHERE {where} AND ({any_sketch})"
@@ -833,6 +970,23 @@ def has_rollups(conn: Any) -> bool:
     """Does this store have the rollup tables (schema ≥ 7)?"""
     try:
         _execute(conn, "SELECT 1 FROM rollup_dirty LIMIT 1").fetchall()
+        return True
+    except Exception:
+        if _is_postgres(conn):
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:
+                pass
+        return False
+
+
+def has_kind(conn: Any, kind: Kind) -> bool:
+    """Does this store have ``kind``'s rollup tables (a file read at an older schema may not:
+    :data:`SESSIONS` came with schema 12)?"""
+    if kind in _V7_KINDS:
+        return has_rollups(conn)
+    try:
+        _execute(conn, f"SELECT 1 FROM {kind.rollup_day} LIMIT 1").fetchall()
         return True
     except Exception:
         if _is_postgres(conn):

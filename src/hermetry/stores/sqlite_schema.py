@@ -18,6 +18,7 @@ from hermetry.model.outcomes import (
 from hermetry.stores.rollups import SQLITE_MIGRATION as ROLLUPS_MIGRATION
 from hermetry.stores.rollups import SQLITE_MIGRATION_DAYS as ROLLUP_DAYS_MIGRATION
 from hermetry.stores.rollups import SQLITE_MIGRATION_SEQ as ROLLUP_SEQ_MIGRATION
+from hermetry.stores.rollups import SQLITE_MIGRATION_SESSIONS as ROLLUP_SESSIONS_MIGRATION
 
 SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -230,9 +231,15 @@ SCHEMA_V11_SESSION_OUTCOMES = """
 CREATE INDEX IF NOT EXISTS sessions_started_outcome ON sessions(started_at_ms, outcome, origin, session_type);
 """
 
+#: Version 12: the sessions rollup (hermetry.stores.rollups.SESSIONS): sessions by start hour × the
+#: report's dimensions × outcome × origin — what every report's session rates and the activity figures
+#: read instead of a pass over every session started in the window (1.3 s + 1.0 s over 1M sessions).
+#: Built from the sessions table by one GROUP BY (no other hour re-marked: an upgrade is not a rebuild).
+SCHEMA_V12_ROLLUP_SESSIONS = ROLLUP_SESSIONS_MIGRATION
+
 #: MIGRATIONS[n] upgrades schema version n to n + 1 (version 0 is an empty file).
 MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_BACKFILL, SCHEMA_V3_COST_HISTORY, SCHEMA_V4_OPEN_INDEXES, SCHEMA_V5_TRUTH,
                          SCHEMA_V6_CALL_COUNT, SCHEMA_V7_ROLLUPS, SCHEMA_V8_EXPORTER_RUNS, SCHEMA_V9_ROLLUP_DAYS,
-                         SCHEMA_V10_ROLLUP_SEQ, SCHEMA_V11_SESSION_OUTCOMES]
+                         SCHEMA_V10_ROLLUP_SEQ, SCHEMA_V11_SESSION_OUTCOMES, SCHEMA_V12_ROLLUP_SESSIONS]
 
 SCHEMA_VERSION = len(MIGRATIONS)
