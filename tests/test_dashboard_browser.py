@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -476,6 +477,41 @@ def test_sessions_list_and_one_session_waterfall(recorded: Recorded, dashboard: 
     assert page.values("main")["session.outcome"] == detail["session"]["outcome"]
     assert "none: this is a root session" in page.page.inner_text("main")
     page.shot(shots, "session")
+
+
+def test_pruned_sessions_say_pruned_not_unknown(recorded: Recorded, pages: Any, tmp_path: Path) -> None:
+    """After ``hermetry prune`` the sessions' row totals are unknown because their rows were
+    deleted: the list and the session's Totals say "pruned" (and why), never 0 or "not captured"."""
+    from hermetry.model.units import HOUR_MS
+    from hermetry.stores import rollups
+    from hermetry.stores.sqlite import connect, migrate
+
+    db = tmp_path / "pruned.db"
+    with sqlite3.connect(recorded.db) as src, sqlite3.connect(db) as dst:  # the WAL's rows too
+        src.backup(dst)
+    conn = connect(db)
+    migrate(conn)
+    calls = conn.execute("SELECT COUNT(*) FROM api_calls").fetchone()[0]
+    # a boundary one whole hour after now: every recorded session started before it
+    done = rollups.prune(conn, HOUR_MS, now_ms=time.time() * 1000 + 2 * HOUR_MS)
+    conn.close()
+    assert calls and done["rows"]["api_calls"] == calls  # every row went
+    listed = Recorded(db, recorded.env, recorded.since, recorded.until, recorded.served_usage).cli(
+        "sessions", "--json", "--since", recorded.since, "--until", recorded.until, "--limit", "50")["sessions"]
+    assert listed and all(s["pruned"] is True and s["turns"] is None for s in listed)
+    with DashboardServer(db) as srv:
+        page = pages(1280)
+        page.open(f"{srv.url}#/sessions?{window(recorded)}")
+        rows = page.row_values("sessions")
+        assert set(rows) == {s["session_id"] for s in listed}
+        assert all(r["turns"] is None and r["api_calls"] is None for r in rows.values())
+        cells = page.page.eval_on_selector_all("[data-table='sessions'] [data-metric='turns']",
+                                               "els => els.map(e => [e.textContent, e.title])")
+        assert cells and all(text == "pruned" and "hermetry prune" in title for text, title in cells)
+        page.open(f"{srv.url}#/session?{window(recorded, id=listed[0]['session_id'])}")
+        totals = page.page.eval_on_selector_all("[data-table='totals'] [data-metric='totals.api_calls']",
+                                                "els => els.map(e => e.textContent)")
+        assert totals == ["pruned"]
 
 
 def test_compare_marks_what_compare_json_says(recorded: Recorded, dashboard: DashboardServer, pages: Any,

@@ -80,11 +80,14 @@
   function label(s) { return String(s).replace(/_/g, " "); }
   function keyText(v) { return v === null || v === undefined ? "(none)" : String(v); }
 
-  /** A figure with its raw value kept for tests and screen readers: data-metric/data-value. */
-  function figure(metric, raw, text) {
-    return h("span", {"class": "fig" + (raw === null || raw === undefined ? " unknown" : ""), "data-metric": metric,
+  var PRUNED_TITLE = "pruned: hermetry prune deleted these rows; the rollups keep the window's totals";
+  /** A figure with its raw value kept for tests and screen readers: data-metric/data-value.
+   *  ``pruned``: the figure is unknown because its rows were pruned (not because never captured). */
+  function figure(metric, raw, text, pruned) {
+    var unknown = raw === null || raw === undefined;
+    return h("span", {"class": "fig" + (unknown ? " unknown" : ""), "data-metric": metric,
                       "data-value": raw === undefined ? "null" : JSON.stringify(raw),
-                      title: raw === null || raw === undefined ? "not captured" : null}, text);
+                      title: unknown ? (pruned ? PRUNED_TITLE : "not captured") : null}, unknown && pruned ? "pruned" : text);
   }
 
   // ----------------------------------------------------------------------------------------
@@ -440,7 +443,7 @@
   }
   function num(lbl, path, fmt) {
     return {label: lbl, numeric: true, sort: function (r) { return get(r, path); },
-            value: function (r) { return figure(path, get(r, path), fmt(get(r, path))); }};
+            value: function (r) { return figure(path, get(r, path), fmt(get(r, path)), r.pruned === true); }};
   }
   function rateCol(lbl, path) {
     return {label: lbl, numeric: true, sort: function (r) { return get(r, path + ".value"); },
@@ -610,10 +613,10 @@
     var totp = panel("Totals", "This session" + (d.conversation_totals ? "; the conversation's totals count each API call once." : "."));
     totp.appendChild(table("Totals", [
       {label: "", value: function (r) { return r[0]; }},
-      {label: "turns", numeric: true, value: function (r) { return figure(r[1] + ".turns", r[2].turns, fmtInt(r[2].turns)); }},
-      {label: "API calls", numeric: true, value: function (r) { return figure(r[1] + ".api_calls", r[2].api_calls, fmtInt(r[2].api_calls)); }},
-      {label: "tokens", numeric: true, value: function (r) { return figure(r[1] + ".tokens.total_tokens", get(r[2], "tokens.total_tokens"), fmtInt(get(r[2], "tokens.total_tokens"))); }},
-      {label: "cost (known)", numeric: true, value: function (r) { return figure(r[1] + ".cost.known_usd", get(r[2], "cost.known_usd"), fmtUsd(get(r[2], "cost.known_usd"))); }},
+      {label: "turns", numeric: true, value: function (r) { return figure(r[1] + ".turns", r[2].turns, fmtInt(r[2].turns), r[2].pruned === true); }},
+      {label: "API calls", numeric: true, value: function (r) { return figure(r[1] + ".api_calls", r[2].api_calls, fmtInt(r[2].api_calls), r[2].pruned === true); }},
+      {label: "tokens", numeric: true, value: function (r) { return figure(r[1] + ".tokens.total_tokens", get(r[2], "tokens.total_tokens"), fmtInt(get(r[2], "tokens.total_tokens")), r[2].pruned === true); }},
+      {label: "cost (known)", numeric: true, value: function (r) { return figure(r[1] + ".cost.known_usd", get(r[2], "cost.known_usd"), fmtUsd(get(r[2], "cost.known_usd")), r[2].pruned === true); }},
     ], [["session", "totals", tot], ["conversation", "conversation_totals", d.conversation_totals || {}]], {id: "totals"}));
     out.appendChild(totp);
     return out;
