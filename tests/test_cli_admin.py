@@ -13,6 +13,7 @@ from hermetry.model.events import ApiCall, SessionStarted, TurnStarted
 from hermetry.recorder.recorder import Recorder
 from hermetry.stores.sqlite import SQLiteStore
 from hermetry.surfaces.cli import main
+from state_db import write_state_db
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
@@ -25,17 +26,7 @@ def test_import_is_idempotent_from_the_cli(tmp_path: Path, monkeypatch: pytest.M
     home = tmp_path / "hermes"
     home.mkdir()
     monkeypatch.setenv("HERMES_HOME", str(home))
-    from hermes_state import SessionDB
-
-    db = SessionDB(home / "state.db")
-    for i in range(3):
-        db.create_session(f"s{i}", "cli", model="m")
-        db.append_message(f"s{i}", "user", "question")
-        db.append_message(f"s{i}", "assistant", "answer")
-        db.update_token_counts(f"s{i}", input_tokens=100 * (i + 1), output_tokens=10, model="m",
-                               estimated_cost_usd=0.0, cost_status="unknown", api_call_count=1)
-        db.end_session(f"s{i}", "cli_close")
-    db.close()
+    write_state_db(home)
     store = tmp_path / "telemetry.db"
 
     code, first = run_json(capsys, "--db", str(store), "import", "--hermes-home", str(home), "--json")

@@ -229,33 +229,15 @@ def test_new_session_rows_and_hours_of_a_batch(tmp_path: Path) -> None:
 
 def test_an_import_fills_the_rollups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Backfill: the imported rows' hours are rebuilt at the end of `hermetry import`."""
-    from hermes_state import SessionDB
-
     from hermetry.analytics import report as report_module
     from hermetry.analytics.report import Query, insights
     from hermetry.sources.backfill import import_hermes_home
+    from state_db import write_state_db
     from test_rollups_report import same
 
     home = tmp_path / "hermes"
-    home.mkdir()
-    db = SessionDB(home / "state.db")
-    for i in range(4):
-        db.create_session(f"s{i}", "cli", model="m")
-        db.append_message(f"s{i}", "user", "question")
-        db.append_message(f"s{i}", "assistant", "answer")
-        db.update_token_counts(f"s{i}", input_tokens=100 * (i + 1), output_tokens=10, model="m",
-                               estimated_cost_usd=0.0, cost_status="unknown", api_call_count=2)
-        db.end_session(f"s{i}", "cli_close")
-    db.close()
-    state = sqlite3.connect(home / "state.db")
-    with state:  # two days ago: closed hours, so the import's rebuild takes them
-        state.execute("UPDATE sessions SET started_at = started_at - 172800 - id_offset * 3600 "
-                      "FROM (SELECT id AS sid, CAST(substr(id, 2) AS INTEGER) AS id_offset FROM sessions) o "
-                      "WHERE sessions.id = o.sid")
-        state.execute("UPDATE sessions SET ended_at = ended_at - 172800 - CAST(substr(id, 2) AS INTEGER) * 3600")
-        state.execute("UPDATE messages SET timestamp = timestamp - 172800 - "
-                      "CAST(substr(session_id, 2) AS INTEGER) * 3600")
-    state.close()
+    # two days ago: closed hours, so the import's rebuild takes them
+    write_state_db(home, 4, api_call_count=2, ago_s=172800, spread_s=3600)
     store = tmp_path / "telemetry.db"
     (result,) = import_hermes_home(home, store)
     assert result.rollup_hours >= 4  # the four sessions' (their turns') hours
