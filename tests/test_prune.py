@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from hermetry.analytics import report as report_module
 from hermetry.analytics.report import Query, insights
+from hermetry.model.events import ApiCall, SessionStarted, ToolCall, TurnStarted
 from hermetry.model.units import DAY_MS, HOUR_MS
 from hermetry.recorder.recorder import Recorder
 from hermetry.stores import rollups
@@ -21,6 +23,7 @@ from hermetry.stores.postgres import connect as pg_connect
 from hermetry.stores.sqlite import connect, migrate
 from hermetry.surfaces.cli import main
 from hermetry.testing.history import NOW_MS, History, synthetic_history
+from state_db import write_state_db
 from test_rollups_report import same
 
 LATER = NOW_MS + 2 * HOUR_MS
@@ -124,21 +127,11 @@ def test_prune_bad_age_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_import_into_postgres(pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                               monkeypatch: pytest.MonkeyPatch) -> None:
     """`hermetry import` with the store a PostgreSQL URL writes there (and fills its rollups)."""
-    from hermes_state import SessionDB
-
     home = tmp_path / "hermes"
     home.mkdir()
     monkeypatch.setenv("HERMES_HOME", str(home))
     monkeypatch.setenv("HERMETRY_DB", pg_url)
-    db = SessionDB(home / "state.db")
-    for i in range(3):
-        db.create_session(f"s{i}", "cli", model="m")
-        db.append_message(f"s{i}", "user", "question")
-        db.append_message(f"s{i}", "assistant", "answer")
-        db.update_token_counts(f"s{i}", input_tokens=100 * (i + 1), output_tokens=10, model="m",
-                               estimated_cost_usd=0.0, cost_status="unknown", api_call_count=1)
-        db.end_session(f"s{i}", "cli_close")
-    db.close()
+    write_state_db(home)
     for expected_new in (3, 0):  # idempotent there too
         assert main(["import", "--json"]) == 0
         (r,) = json.loads(capsys.readouterr().out)["results"]
@@ -232,3 +225,206 @@ def test_pruned_sessions_have_null_totals_not_zeros(tmp_path: Path, capsys: pyte
     assert "pruned (rollups keep the totals)" in " ".join(shown.split())
     assert main(["--db", str(db), "show", new[-1]]) == 0
     assert "pruned" not in capsys.readouterr().out
+
+
+def _by_metric(series: Any, name: str) -> float:
+    return sum(s.sum for s in series if s.metric.name == name)
+
+
+def _table(series: Any) -> list[Any]:
+    """Every series' count, buckets and sum (a float sum rounded: its order of addition moves the
+    last bits)."""
+    from hermetry.analytics.metrics import series_table
+
+    return [(name, attrs, (n, round(total, 6), buckets)) for name, attrs, (n, total, buckets) in series_table(series)]
+
+
+def test_metrics_do_not_move_when_rows_are_pruned(tmp_path: Path) -> None:
+    """`metrics serve`/`show` after a prune: every counter and gauge series (and histogram bucket)
+    is what it was — a fresh fold and a running one — and equals what the test injected (P1)."""
+    from hermetry.analytics.metrics import MetricFold, metric_snapshot
+    from hermetry.sinks import genai
+    from hermetry.stores.sqlite import SQLiteStore
+    from hermetry.surfaces.metrics import exposition
+
+    history = _history(seed=36)
+    db = history.record(tmp_path / "telemetry.db")
+    running = MetricFold(db)
+    before = metric_snapshot(db).series
+    assert _table(running.update().series) == _table(before)
+    # the injected truth, checked once before the prune (it then must not move)
+    calls = sum(c.call_count or 1 for c in history.api_calls())
+    tokens = sum((c.input_tokens or 0) + (c.cache_read_tokens or 0) + (c.cache_write_tokens or 0)
+                 + (c.output_tokens or 0) for c in history.api_calls())
+    ended = [t for t in history.turns() if t.outcome is not None]
+    assert (_by_metric(before, genai.API_CALLS.name), _by_metric(before, genai.TOKENS.name)) == (calls, tokens)
+    assert _by_metric(before, genai.TOOL_CALLS.name) == len(history.tool_calls())
+    assert _by_metric(before, genai.TURNS.name) == len(ended)
+    def samples() -> dict[str, float]:  # the Prometheus text: every sample but the pass's own timing
+        lines = (line.rsplit(" ", 1) for line in exposition(db).splitlines() if line and not line.startswith("#"))
+        return {name: round(float(value), 6) for name, value in lines
+                if not name.startswith(("hermetry_metrics_pass_", "hermetry_store_read_timestamp"))}
+
+    shown = samples()
+    assert any(name.startswith("hermetry_api_calls_total") for name in shown)
+
+    conn = connect(db)
+    try:
+        for age in (AGE_MS, AGE_MS - 3 * DAY_MS):  # two prunes, the second moving the boundary on
+            result = rollups.prune(conn, age, now_ms=LATER)
+            assert sum(result["rows"].values()) > 0
+            after = metric_snapshot(db).series
+            assert _table(after) == _table(before), age
+            assert _table(running.update().series) == _table(before), age
+    finally:
+        conn.close()
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM api_calls WHERE started_at_ms < ?",
+                                       (NOW_MS - 4 * DAY_MS,)).fetchone() == (0,)
+    assert samples() == shown  # the Prometheus text too
+
+    # rows written after the prune are added on top, as before it
+    store = SQLiteStore(db)
+    store.write([ApiCall(api_request_id="late", attempt=0, session_id="s-new", turn_id=None, started_at_ms=LATER,
+                         latency_ms=5.0, status="ok", input_tokens=7, output_tokens=3)], None)
+    store.close()
+    assert _by_metric(running.update().series, genai.API_CALLS.name) == calls + 1
+    assert _by_metric(metric_snapshot(db).series, genai.TOKENS.name) == tokens + 10
+
+
+def test_rows_for_pruned_time_are_counted_and_the_operator_told(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row written for time already pruned (a late import, a spool forwarded late) is in no
+    report: it is counted and said — in the report's method and text, `doctor`, `import` — and the
+    next prune deletes it and keeps the tally (R9)."""
+    from hermetry.stores.sqlite import SQLiteStore
+    from hermetry.surfaces.doctor import diagnose
+
+    db = _history(seed=37).record(tmp_path / "telemetry.db")
+    conn = connect(db)
+    try:
+        rollups.prune(conn, AGE_MS, now_ms=LATER)
+    finally:
+        conn.close()
+    q = Query(since_ms=NOW_MS - 14 * DAY_MS, until_ms=BOUNDARY)
+    counted = insights(db, q)["api_calls"]["count"]
+    assert insights(db, q)["method"]["late_rows"] == {"turns": 0, "api_calls": 0, "tool_calls": 0}
+
+    # a host's spool forwarded after the boundary passed: one session, a turn, two calls, a tool call
+    t = BOUNDARY - 3 * DAY_MS
+    store = SQLiteStore(db)
+    store.write([SessionStarted(session_id="late-1", started_at_ms=t, source="cli"),
+                 TurnStarted(turn_id="late-t", session_id="late-1", started_at_ms=t + 1),
+                 *(ApiCall(api_request_id=f"late-r{i}", attempt=0, session_id="late-1", turn_id="late-t",
+                           started_at_ms=t + 2 + i, latency_ms=5.0, status="ok", input_tokens=10, output_tokens=1)
+                   for i in range(2)),
+                 ToolCall(tool_call_id="late-c", session_id="late-1", turn_id="late-t", tool_name="x",
+                          started_at_ms=t + 5, latency_ms=1.0, status="ok")], None)
+    store.close()
+    injected = {"turns": 1, "api_calls": 2, "tool_calls": 1}
+    conn = connect(db)
+    try:
+        rollups.rebuild(conn, now_ms=LATER)
+        assert rollups.late_rows(conn) == injected
+    finally:
+        conn.close()
+    report = insights(db, q)
+    assert report["api_calls"]["count"] == counted  # not counted …
+    assert report["method"]["late_rows"] == injected  # … and said
+    assert insights(db, Query(since_ms=BOUNDARY, until_ms=NOW_MS))["method"]["late_rows"] is None  # not in this window
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["--db", str(db), "insights", "--since", "2025-01-01", "--until", "2025-01-08"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "raw rows were pruned: read from the rollups" in text and "4 rows written for that time later NOT counted" in text
+
+    doctor = diagnose(db)
+    assert doctor["retention"]["late_rows"] == injected and doctor["retention"]["pruned_before"]
+    main(["--db", str(db), "doctor"])
+    assert "4 rows written later for that time: NOT in any report" in " ".join(capsys.readouterr().out.split())
+
+    # an import of old history (Hermes' state.db from before the boundary)
+    home = tmp_path / "hermes"
+    write_state_db(home, 2, ago_s=(time.time() * 1000 - BOUNDARY) / 1000 + 86_400)
+    assert main(["--db", str(db), "import", "--hermes-home", str(home), "--json"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert imported["late_rows"]["rows"]["api_calls"] == 2 and imported["late_rows"]["pruned_before"]
+    write_state_db(home / "more", 3, ago_s=(time.time() * 1000 - BOUNDARY) / 1000 + 86_400)
+    assert main(["--db", str(db), "import", "--hermes-home", str(home / "more")]) == 0  # s0, s1 again; s2 new
+    out = " ".join(capsys.readouterr().out.split())
+    assert "2 rows of it started before" in out and "NOT in any report" in out, out  # s2's turn and call
+    assert insights(db, q)["api_calls"]["count"] == counted
+
+    conn = connect(db)
+    try:
+        late = rollups.late_rows(conn)
+        assert late["api_calls"] == 2 + 2 + 1
+        again = rollups.prune(conn, AGE_MS, now_ms=LATER)  # the next prune deletes them, and keeps the tally
+        assert again["rows"] == late
+        assert rollups.late_rows(conn) == dict.fromkeys(injected, 0)
+        assert rollups.late_rows_deleted(conn) == late
+    finally:
+        conn.close()
+    assert diagnose(db)["retention"]["late_rows_deleted"] == late
+
+
+_PROBE = """
+import json, sys, time
+from pathlib import Path
+from hermetry.model.events import ApiCall
+from hermetry.stores.sqlite import SQLiteStore, StoreUnavailable
+db, stop, at = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
+store = SQLiteStore(db)
+ok, refused, i = [], 0, 0
+print("ready", flush=True)
+while not stop.exists():  # a live writer: one small batch after another, as fast as it can
+    i += 1
+    try:
+        store.write([ApiCall(api_request_id=f"probe-{i}", attempt=0, session_id="probe", turn_id=None,
+                             started_at_ms=at + i, latency_ms=1.0, status="ok")], None)
+        ok.append(time.time())
+    except StoreUnavailable:  # the lock was not free within its busy timeout (250 ms)
+        refused += 1
+store.close()
+print(json.dumps({"ok": ok, "refused": refused}), flush=True)
+"""
+
+
+def test_a_prune_never_holds_the_lock_longer_than_a_writer_waits(tmp_path: Path) -> None:
+    """A live writer keeps writing through a prune of a dense day (20,000 model calls: one
+    transaction for it holds the lock ~0.5 s): every one of its writes is taken (4)."""
+    import subprocess
+    import sys
+
+    from hermetry.stores.sqlite import SQLiteStore
+
+    db = tmp_path / "telemetry.db"
+    day = BOUNDARY - 2 * DAY_MS
+    store = SQLiteStore(db)
+    store.write([SessionStarted(session_id="dense", started_at_ms=day, source="cli")], None)
+    for lo in range(0, 20_000, 5_000):
+        store.write([ApiCall(api_request_id=f"d{i}", attempt=0, session_id="dense", turn_id=None,
+                             started_at_ms=day + i * 1_000, latency_ms=5.0, status="ok", input_tokens=i % 97,
+                             output_tokens=3) for i in range(lo, lo + 5_000)], None)
+    store.close()
+    conn = connect(db)
+    try:
+        rollups.rebuild(conn, now_ms=LATER)
+        stop = tmp_path / "stop"
+        probe = subprocess.Popen([sys.executable, "-c", _PROBE, str(db), str(stop), str(LATER)],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            assert probe.stdout is not None and probe.stdout.readline().strip() == "ready"
+            started = time.time()
+            result = rollups.prune(conn, AGE_MS, now_ms=LATER)
+            ended = time.time()
+        finally:
+            stop.touch()
+            out, _ = probe.communicate(timeout=60)
+    finally:
+        conn.close()
+    assert result["rows"]["api_calls"] == 20_000 and result["transactions"] > 1
+    probe_result = json.loads(out.strip().splitlines()[-1])
+    during = [t for t in probe_result["ok"] if started <= t <= ended]
+    assert during, "the writer wrote nothing while the prune ran"
+    assert probe_result["refused"] == 0, (probe_result["refused"], len(during), {k: result[k] for k in ("transactions", "longest_transaction_s")})
+    assert probe.returncode == 0

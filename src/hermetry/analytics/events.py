@@ -134,12 +134,24 @@ def appended_calls(conn: sqlite3.Connection, table: str,
     in rowid order: ``(rowid, event, session source, session model, session provider)`` — what the
     Prometheus endpoint folds incrementally (analytics/metrics.py). These rows are written once
     (whatever rewrites them — reprice, import — is detected there)."""
+    yield from _calls(conn, table, "c.rowid > ? ORDER BY c.rowid", [after_rowid])
+
+
+def calls_by_id(conn: sqlite3.Connection, table: str,
+                ids: list[str]) -> Iterator[tuple[int, Any, str | None, str | None, str | None]]:
+    """The model calls or tool calls with these ids (``api_call_id``/``tool_call_id``), as
+    :func:`appended_calls` yields them (what a prune removes from the served counters)."""
+    pk = "api_call_id" if table == "api_calls" else "tool_call_id"
+    yield from _calls(conn, table, f"c.{pk} IN ({', '.join('?' for _ in ids)})", list(ids))
+
+
+def _calls(conn: sqlite3.Connection, table: str, where: str,
+           params: list[Any]) -> Iterator[tuple[int, Any, str | None, str | None, str | None]]:
     cls = ApiCall if table == "api_calls" else ToolCall
     names = _fields(cls) & _columns(conn, table)
     sql = (f"SELECT c.rowid AS h_rowid, c.*, s.source AS h_source, s.model AS h_model, s.provider AS h_provider "
-           f"FROM {table} c LEFT JOIN sessions s ON s.session_id = c.session_id "
-           "WHERE c.rowid > ? ORDER BY c.rowid")
-    for row in _rows(conn, sql, [after_rowid]):
+           f"FROM {table} c LEFT JOIN sessions s ON s.session_id = c.session_id WHERE {where}")
+    for row in _rows(conn, sql, params):
         yield row["h_rowid"], _build(cls, row, names), row["h_source"], row["h_model"], row["h_provider"]
 
 

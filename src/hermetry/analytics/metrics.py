@@ -18,11 +18,17 @@ cost of a pass):
 * what rewrites appended rows in place — ``hermetry reprice`` (it keeps the old costs in
   ``cost_history``) and ``hermetry import`` (``backfill_state``) — or a replaced file (another inode,
   or fewer rows than already read) makes the next pass fold everything again, so the figures always
-  equal a fold from scratch.
+  equal a fold from scratch;
+* what ``hermetry prune`` deletes stays counted: before each batch of rows goes, its share of every
+  series is added to the file's ``metric_baseline`` table in the same transaction
+  (:class:`PrunedSeries`), and every pass adds that baseline — so a prune moves no ``_total`` counter
+  and no gauge (a counter reset or a cliff would be a lie: nothing stopped happening).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import sqlite3
 import threading
@@ -32,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hermetry.analytics.events import appended_calls, exporter_drops, recorder_drops
+from hermetry.analytics.events import appended_calls, calls_by_id, exporter_drops, recorder_drops
 from hermetry.model.outcomes import RECONCILED_PREFIX
 from hermetry.sinks import genai
 from hermetry.stores.reader import Db, open_db
@@ -119,7 +125,7 @@ FROM (SELECT t.outcome, s.source, t.origin, t.ended_at_ms, t.started_at_ms,
                        OR t.outcome_reason NOT LIKE '{RECONCILED_PREFIX}%') THEN MAX(0.0, t.wall_ms / 1000.0) END AS w,
              CASE WHEN t.started_at_ms IS NOT NULL THEN t.queue_wait_ms / 1000.0 END AS q
       FROM turns t LEFT JOIN sessions s ON s.session_id = t.session_id
-      WHERE t.outcome IS NOT NULL OR t.queue_wait_ms IS NOT NULL)
+      WHERE (t.outcome IS NOT NULL OR t.queue_wait_ms IS NOT NULL){{where}})
 GROUP BY 1, 2, 3, 4, 5
 """
 _SESSIONS = """
@@ -128,11 +134,10 @@ FROM sessions WHERE outcome IS NOT NULL GROUP BY 1, 2
 """
 
 
-def revisable_series(conn: sqlite3.Connection) -> list[genai.Series]:
-    """The series of what the store revises (turns, sessions): counted afresh, as the file says now."""
+def _turn_series(conn: sqlite3.Connection, where: str = "", params: list[Any] | None = None) -> list[genai.Series]:
     turns, durations, waits = [], [], []
     for (outcome, source, origin, w_bucket, q_bucket, n, first_end, last_end, nw, sw, lw, hw, nq, sq, lq, hq,
-         first_start, last_start) in conn.execute(_TURNS):
+         first_start, last_start) in conn.execute(_TURNS.format(where=where), params or []):
         if n:
             turns.append((outcome, source, origin, n, first_end, last_end))
         if nw:
@@ -141,8 +146,130 @@ def revisable_series(conn: sqlite3.Connection) -> list[genai.Series]:
             waits.append((source, q_bucket, nq, sq, lq, hq, first_start, last_start))
     return [*_counts(genai.TURNS, turns, genai.turn_count_attributes),
             *_histograms(genai.TURN_DURATION, durations, genai.turn_duration_attributes),
-            *_histograms(genai.QUEUE_WAIT, waits, genai.queue_wait_attributes),
-            *_counts(genai.SESSIONS, conn.execute(_SESSIONS), genai.session_attributes)]
+            *_histograms(genai.QUEUE_WAIT, waits, genai.queue_wait_attributes)]
+
+
+def revisable_series(conn: sqlite3.Connection) -> list[genai.Series]:
+    """The series of what the store revises (turns, sessions): counted afresh, as the file says now."""
+    return [*_turn_series(conn), *_counts(genai.SESSIONS, conn.execute(_SESSIONS), genai.session_attributes)]
+
+
+# ---------------------------------------------------------------------------------------------
+# What a prune deleted: kept as a baseline every pass adds
+# ---------------------------------------------------------------------------------------------
+
+_METRICS = {m.name: m for m in genai.METRICS}
+_BASELINE_DDL = """CREATE TABLE IF NOT EXISTS metric_baseline (
+    metric      TEXT NOT NULL,
+    attributes  TEXT NOT NULL,
+    start_ns    INTEGER NOT NULL,
+    time_ns     INTEGER NOT NULL,
+    count       INTEGER NOT NULL,
+    sum         REAL NOT NULL,
+    min         REAL,
+    max         REAL,
+    buckets     TEXT,
+    PRIMARY KEY (metric, attributes)
+)"""
+_BASELINE_SEQ = "metric_baseline_seq"  # in rollup_meta: bumped by every batch kept
+
+
+def _series_key(s: genai.Series) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    return s.metric.name, s.attributes
+
+
+def _merge_into(target: genai.Series, other: genai.Series) -> None:
+    target.count += other.count
+    target.sum += other.sum
+    target.min, target.max = min(target.min, other.min), max(target.max, other.max)
+    target.start_ns, target.time_ns = min(target.start_ns, other.start_ns), max(target.time_ns, other.time_ns)
+    if target.bucket_counts is not None and other.bucket_counts is not None:
+        target.bucket_counts = [a + b for a, b in zip(target.bucket_counts, other.bucket_counts, strict=True)]
+
+
+def pruned_baseline(conn: sqlite3.Connection) -> list[genai.Series]:
+    """The series of every row ``hermetry prune`` deleted (empty for a file never pruned)."""
+    try:
+        rows = conn.execute("SELECT metric, attributes, start_ns, time_ns, count, sum, min, max, buckets "
+                            "FROM metric_baseline").fetchall()
+    except sqlite3.OperationalError:  # never pruned (the table is made by the first prune)
+        return []
+    out = []
+    for name, attributes, start, at, n, total, low, high, buckets in rows:
+        metric = _METRICS.get(name)
+        if metric is None:  # a metric this version does not serve
+            continue
+        s = genai.Series(metric, tuple((k, v) for k, v in json.loads(attributes)), int(start), int(at), int(n),
+                         float(total), json.loads(buckets) if buckets is not None else None,
+                         math.inf if low is None else float(low), -math.inf if high is None else float(high))
+        out.append(s)
+    return out
+
+
+class PrunedSeries:
+    """What ``hermetry prune`` calls to keep the served series of the rows it deletes (SQLite):
+    :meth:`measure` a batch (outside the write lock: the fold of model calls is Python per row,
+    ~0.1 ms each), then, in the transaction that deletes it, :meth:`keep` it — measured again there
+    when :meth:`generation` moved meanwhile (a reprice or an import rewrote rows)."""
+
+    def generation(self, conn: sqlite3.Connection) -> tuple[Any, ...]:
+        return _generation(conn)[:2]
+
+    def measure(self, conn: sqlite3.Connection, table: str, ids: list[str]) -> list[genai.Series]:
+        """The series the rows of ``table`` (turns, api_calls, tool_calls) with these ids add."""
+        if table == "turns":
+            return _turn_series(conn, f" AND t.turn_id IN ({', '.join('?' for _ in ids)})", list(ids))
+        aggregator = genai.Aggregator(cumulative=True, max_series=10**9)
+        batch: list[genai.Measurement] = []
+        for _rowid, event, source, model, provider in calls_by_id(conn, table, ids):
+            if table == "api_calls":
+                genai.api_call_points(event, source, genai.call_labels(event, model, provider), batch)
+            else:
+                genai.tool_call_points(event, source, batch)
+        aggregator.add(batch)
+        return aggregator.totals()
+
+    def keep(self, conn: sqlite3.Connection, pruned: list[genai.Series]) -> None:
+        """Add ``pruned`` to the file's baseline (inside the caller's write transaction)."""
+        if not pruned:
+            return
+        conn.execute(_BASELINE_DDL)
+        known = {_series_key(s): s for s in pruned_baseline(conn)}
+        changed = []
+        for s in pruned:
+            mine = known.get(_series_key(s))
+            if mine is None:
+                mine = known[_series_key(s)] = s.copy()
+            else:
+                _merge_into(mine, s)
+            changed.append(mine)
+        conn.executemany(
+            "INSERT OR REPLACE INTO metric_baseline (metric, attributes, start_ns, time_ns, count, sum, min, max, "
+            "buckets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(s.metric.name, json.dumps([list(kv) for kv in s.attributes]), s.start_ns, s.time_ns, s.count, s.sum,
+              s.min if math.isfinite(s.min) else None, s.max if math.isfinite(s.max) else None,
+              json.dumps(s.bucket_counts) if s.bucket_counts is not None else None) for s in changed])
+        conn.execute("INSERT INTO rollup_meta (key, value) VALUES (?, 1) ON CONFLICT (key) "
+                     "DO UPDATE SET value = rollup_meta.value + 1", (_BASELINE_SEQ,))
+
+
+#: the series counted afresh each pass (``revisable_series``); every other one is folded from rows
+_REVISABLE = frozenset(m.name for m in (genai.TURNS, genai.TURN_DURATION, genai.QUEUE_WAIT, genai.SESSIONS))
+
+
+def _with_baseline(series: list[genai.Series], baseline: list[genai.Series], revisable: bool) -> list[genai.Series]:
+    """``series`` with the baseline's (revisable or appended) series added in."""
+    by_key = {_series_key(s): s for s in series}
+    for b in baseline:
+        if (b.metric.name in _REVISABLE) is not revisable:
+            continue
+        mine = by_key.get(_series_key(b))
+        if mine is None:
+            series.append(b.copy())
+            by_key[_series_key(b)] = series[-1]
+        else:
+            _merge_into(mine, b)
+    return series
 
 
 def drop_series(conn: sqlite3.Connection | None, now_ns: int) -> list[genai.Series]:
@@ -164,7 +291,8 @@ def _generation(conn: sqlite3.Connection) -> tuple[Any, ...]:
     """What changes when appended rows were rewritten in place (a reprice, an import)."""
     out: list[Any] = []
     for sql in ("SELECT MAX(rowid), MAX(replaced_at_ms) FROM cost_history",
-                "SELECT MAX(rowid), MAX(imported_at_ms), COUNT(*) FROM backfill_state"):
+                "SELECT MAX(rowid), MAX(imported_at_ms), COUNT(*) FROM backfill_state",
+                f"SELECT MAX(value) FROM rollup_meta WHERE key = '{_BASELINE_SEQ}'"):  # a prune kept a batch
         try:
             out.append(tuple(conn.execute(sql).fetchone()))
         except sqlite3.OperationalError:  # an older file without the table
@@ -206,6 +334,7 @@ class MetricFold:
         self._aggregator = genai.Aggregator(cumulative=True, max_series=self.max_series)
         self._high_water = dict.fromkeys(APPENDED, 0)
         self._generation: tuple[Any, ...] | None = None
+        self._baseline: list[genai.Series] = []
 
     def update(self) -> MetricSnapshot:
         """Fold what was appended since the last pass; count turns and sessions afresh."""
@@ -224,14 +353,16 @@ class MetricFold:
                 if generation != self._generation or rewound:
                     self._reset()
                     self._generation = generation
+                    self._baseline = pruned_baseline(conn)
                 full = not any(self._high_water.values())
                 events = self._fold_appended(conn)
-                series = [*self._aggregator.totals(), *self._revisable(conn), *drop_series(conn, time.time_ns())]
+                appended = _with_baseline(self._aggregator.totals(), self._baseline, revisable=False)
+                series = [*appended, *self._revisable(conn), *drop_series(conn, time.time_ns())]
             return MetricSnapshot(tuple(series), time.time() * 1000, (time.perf_counter() - started) * 1000,
                                   events, full)
 
     def _revisable(self, conn: sqlite3.Connection) -> list[genai.Series]:
-        now = revisable_series(conn)
+        now = _with_baseline(revisable_series(conn), self._baseline, revisable=True)
         present = {(x.metric.name, x.attributes) for x in now}
         at = time.time_ns()
         gone = [genai.new_series(metric, key[1], at) for key, metric in self._revisable_seen.items()

@@ -828,4 +828,7 @@ def insights(db: Db, query: Query, *, tz: tzinfo | None = None, exact: bool = Fa
         report = build_report(collect(conn, query, exact=exact))
         report["activity"] = activity(conn, query.since_ms, query.until_ms, query.filters, tz,
                                       exact=True if exact else None)
+        # rows written for pruned time after the prune: in no figure above (stores.rollups.late_rows)
+        report["method"]["late_rows"] = (rollups.late_rows(conn, query.since_ms, query.until_ms)
+                                         if conn is not None and report["method"]["pruned_before"] else None)
         return report

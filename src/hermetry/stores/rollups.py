@@ -1079,8 +1079,56 @@ def os_access_rw(path: Any) -> bool:
 # Pruning raw rows (the rollups keep the history)
 # ---------------------------------------------------------------------------------------------
 
-#: The raw tables a prune deletes from (sessions stay: see ``prune``).
+#: The raw tables a prune deletes from (sessions stay: see ``prune``), children first.
 PRUNED_TABLES = ("tool_calls", "api_calls", "turns")
+_PRIMARY_KEY = {"turns": "turn_id", "api_calls": "api_call_id", "tool_calls": "tool_call_id"}
+
+#: How long one of prune's delete transactions aims to hold the write lock (a live writer waits
+#: for it: SQLite's busy timeout is 250 ms). Each transaction deletes a batch of rows of one table,
+#: sized from the last one's time, within :data:`PRUNE_BATCH_ROWS`; after each the prune leaves the
+#: lock free for as long as it held it (at least :data:`PRUNE_PAUSE_S`): back-to-back transactions
+#: would starve a writer whose busy handler polls for the lock (measured: 20 of 450 probe writes
+#: refused with 50 ms transactions and no pause).
+PRUNE_TRANSACTION_S = 0.025
+PRUNE_PAUSE_S = 0.005
+PRUNE_BATCH_ROWS = (100, 20_000)
+
+#: ``rollup_meta`` keys: rows written for pruned time that a prune deleted (never in any report).
+_LATE_DELETED = "late_rows_deleted:"
+
+
+def late_rows(conn: Any, since_ms: float | None = None, until_ms: float | None = None) -> dict[str, int]:
+    """Raw rows stored for pruned time — a late import, a host's spool forwarded after the
+    boundary passed, a reconcile — in ``[since_ms, until_ms)`` (None: unbounded): they are in no
+    report (the rollups of pruned hours are never rebuilt: the rows they hold are gone, and a
+    late row may be a retry of one they already count), and the next prune deletes them. All
+    zeros when never pruned. (Every raw row before the boundary is such a row: the prune deleted
+    the others.)"""
+    boundary = pruned_before_ms(conn) if has_rollups(conn) else None
+    if boundary is None:
+        return dict.fromkeys(reversed(PRUNED_TABLES), 0)
+    hi = boundary if until_ms is None else min(boundary, until_ms)
+    lo = -math.inf if since_ms is None else since_ms
+    if hi <= lo:
+        return dict.fromkeys(reversed(PRUNED_TABLES), 0)
+    where = "started_at_ms < ?" + ("" if since_ms is None else " AND started_at_ms >= ?")
+    params = [hi] + ([] if since_ms is None else [lo])
+    return {t: int(_execute(conn, f"SELECT COUNT(*) FROM {t} WHERE {where}", params).fetchone()[0])
+            for t in reversed(PRUNED_TABLES)}
+
+
+def late_rows_deleted(conn: Any) -> dict[str, int]:
+    """Rows written for pruned time that later prunes deleted, by table (never counted: see
+    :func:`late_rows`)."""
+    out = dict.fromkeys(reversed(PRUNED_TABLES), 0)
+    if not has_rollups(conn):
+        return out
+    for key, value in _execute(conn, "SELECT key, value FROM rollup_meta WHERE key LIKE ?",
+                               (_LATE_DELETED + "%",)).fetchall():
+        table = key[len(_LATE_DELETED):]
+        if table in out:
+            out[table] = int(value or 0)
+    return out
 
 
 def prune(conn: Any, older_than_ms: float, *, now_ms: float | None = None, dry_run: bool = False) -> dict[str, Any]:
@@ -1091,16 +1139,23 @@ def prune(conn: Any, older_than_ms: float, *, now_ms: float | None = None, dry_r
     Sessions rows stay: one per conversation (small beside its calls), they hold the outcomes,
     lineage and dimensions that session reports and the rollups' session dimensions need.
     Idempotent: a second run with the same age deletes what arrived since, nothing else.
-    ``dry_run`` counts what would go and changes nothing. ``conn`` must be a writer."""
+    ``dry_run`` counts what would go and changes nothing. ``conn`` must be a writer.
+
+    Writers never wait long: the rows go in short transactions (a batch of one table each, sized
+    to :data:`PRUNE_TRANSACTION_S`). Rows that arrived for time already pruned (:func:`late_rows`)
+    are deleted too and tallied (:func:`late_rows_deleted`). On SQLite each batch's share of the
+    Prometheus series is kept in the file first (``analytics.metrics.PrunedSeries``, same
+    transaction), so ``hermetry metrics`` totals stay what they were."""
     now = time.time() * 1000 if now_ms is None else now_ms
     boundary_hour = int((now - older_than_ms) // HOUR_MS)
     boundary = float(boundary_hour * HOUR_MS)
     before = pruned_before_ms(conn)
     counts = {table: int(_execute(conn, f"SELECT COUNT(*) FROM {table} WHERE started_at_ms < ?",
-                                  (boundary,)).fetchone()[0]) for table in PRUNED_TABLES}
+                                  (max(boundary, before or boundary),)).fetchone()[0]) for table in PRUNED_TABLES}
     out: dict[str, Any] = {"schema": "hermetry.prune.v1", "pruned_before_ms": boundary, "dry_run": dry_run,
                            "previous_pruned_before_ms": before, "rows": counts, "rollup_hours_rebuilt": 0,
-                           "sessions_kept": True}
+                           "sessions_kept": True, "late_rows": late_rows(conn), "transactions": 0,
+                           "longest_transaction_s": 0.0}
     if dry_run:
         return out
     if before is not None and before > boundary:
@@ -1112,7 +1167,8 @@ def prune(conn: Any, older_than_ms: float, *, now_ms: float | None = None, dry_r
         ok = False
         _begin(conn)
         try:
-            if _execute(conn, "SELECT 1 FROM rollup_dirty WHERE hour < ? LIMIT 1", (boundary_hour,)).fetchone():
+            if _execute(conn, "SELECT 1 FROM rollup_dirty WHERE hour < ? AND hour >= ? LIMIT 1",
+                        (boundary_hour, _floor_hour(conn) or -(2 ** 62))).fetchone():
                 ok = True
                 continue  # a write arrived meanwhile: rebuild it too
             _execute(conn, "INSERT INTO rollup_meta (key, value) VALUES ('pruned_before_ms', ?) "
@@ -1122,26 +1178,71 @@ def prune(conn: Any, older_than_ms: float, *, now_ms: float | None = None, dry_r
         finally:
             _end(conn, ok)
     out["rollup_hours_rebuilt"] = rebuilt
-    # then delete, a day at a time (short transactions: writers wait for each)
-    first = _execute(conn, "SELECT MIN(t) FROM (" + " UNION ALL ".join(
-        f"SELECT MIN(started_at_ms) AS t FROM {table}" for table in PRUNED_TABLES) + ") m").fetchone()[0]
+    keep: Any = None
+    if not _is_postgres(conn):  # the Prometheus view reads SQLite files only
+        from hermetry.analytics.metrics import PrunedSeries
+
+        keep = PrunedSeries()
     deleted = dict.fromkeys(PRUNED_TABLES, 0)
-    if first is not None and first < boundary:
-        day_ms = 24 * HOUR_MS
-        lo = math.floor(first / day_ms) * day_ms
-        while lo < boundary:
-            hi = min(lo + day_ms, boundary)
-            ok = False
-            _begin(conn)
-            try:
-                _execute(conn, "DELETE FROM cost_history WHERE api_call_id IN (SELECT api_call_id FROM api_calls "
-                               "WHERE started_at_ms >= ? AND started_at_ms < ?)", (lo, hi))
-                for table in PRUNED_TABLES:
-                    cur = _execute(conn, f"DELETE FROM {table} WHERE started_at_ms >= ? AND started_at_ms < ?", (lo, hi))
-                    deleted[table] += max(0, int(cur.rowcount or 0))
-                ok = True
-            finally:
-                _end(conn, ok)
-            lo = hi
+    # rows before the previous boundary arrived after it was set: never counted (tallied)
+    phases = ([(-math.inf, before, True)] if before is not None else []) + [(before or -math.inf, boundary, False)]
+    for lo, hi, late in phases:
+        if hi <= lo:
+            continue
+        for table in PRUNED_TABLES:
+            deleted[table] += _delete_batches(conn, table, lo, hi, late, keep, out)
     out["rows"] = deleted
+    out["longest_transaction_s"] = round(out["longest_transaction_s"], 4)
     return out
+
+
+def _delete_batches(conn: Any, table: str, lo: float, hi: float, late: bool, keep: Any, out: dict[str, Any]) -> int:
+    """Delete ``table``'s rows started in ``[lo, hi)``, a batch per transaction (see ``prune``):
+    the batch and its share of the served series are found outside the write lock; the lock is
+    held only to keep that share and delete exactly those rows."""
+    pk = _PRIMARY_KEY[table]
+    where = "started_at_ms < ?" + (" AND started_at_ms >= ?" if lo > -math.inf else "")
+    params: list[Any] = [hi] + ([lo] if lo > -math.inf else [])
+    n, total = 1_000, 0
+    while True:
+        ids = [r[0] for r in _execute(conn, f"SELECT {pk} FROM {table} WHERE {where} LIMIT ?", (*params, n)).fetchall()]
+        if not ids:
+            return total
+        generation = keep.generation(conn) if keep is not None else None
+        measured = keep.measure(conn, table, ids) if keep is not None else None
+        marks = ", ".join("?" for _ in ids)
+        ok = False
+        _begin(conn)
+        t0 = time.perf_counter()  # the lock is held from here (waiting for it is not holding it)
+        try:
+            if keep is not None:
+                if keep.generation(conn) != generation:  # rows rewritten meanwhile: measure them as they are now
+                    measured = keep.measure(conn, table, ids)
+                keep.keep(conn, measured)
+            if table == "api_calls":
+                _execute(conn, f"DELETE FROM cost_history WHERE api_call_id IN ({marks})", ids)
+            cur = _execute(conn, f"DELETE FROM {table} WHERE {pk} IN ({marks})", ids)
+            gone = int(cur.rowcount) if cur.rowcount is not None and cur.rowcount >= 0 else len(ids)
+            if gone != len(ids):  # another prune took some of them: measured wrong, redo the batch
+                raise _Retry
+            total += gone
+            if late:
+                _execute(conn, "INSERT INTO rollup_meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                               "DO UPDATE SET value = rollup_meta.value + excluded.value", (_LATE_DELETED + table, gone))
+            ok = True
+        except _Retry:
+            pass
+        finally:
+            _end(conn, ok)
+        took = time.perf_counter() - t0
+        out["transactions"] += 1
+        out["longest_transaction_s"] = max(out["longest_transaction_s"], took)
+        if ok and len(ids) < n:
+            return total
+        lo_n, hi_n = PRUNE_BATCH_ROWS
+        n = max(lo_n, min(hi_n, 2 * n, int(n * PRUNE_TRANSACTION_S / max(took, 1e-4))))
+        time.sleep(max(PRUNE_PAUSE_S, took))  # the writers' turn (see PRUNE_PAUSE_S)
+
+
+class _Retry(Exception):
+    """A prune batch to do again (its rows changed between measuring and deleting)."""

@@ -24,6 +24,7 @@ import contextlib
 import json
 import math
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -451,17 +452,23 @@ def cmd_import(args: argparse.Namespace) -> int:
         status = inspect_store(db)
         if status.kind not in ("missing", "hermetry", "empty") or not status.writable:
             raise CommandError(status.problem or f"{db} cannot be written", status.hint)
+    late_before = _late_rows(db)
     try:
         with _progress("importing sessions") as progress:
             results = import_history(home, db, all_profiles=args.all_profiles, progress=progress)
     except ImportRefused as exc:
         raise UsageError(str(exc)) from exc
+    late_after = _late_rows(db)
+    # rows this import wrote for time a prune already covered: stored, but in no report (review R9)
+    late_rows = {t: max(0, n - late_before[1].get(t, 0)) for t, n in late_after[1].items()}
+    late: dict[str, Any] = {"pruned_before": late_after[0], "rows": late_rows}
     if args.json:
         from hermetry.stores.postgres import redact_url
 
         shown = redact_url(db) if isinstance(db, str) else str(db)
         _print_json({"schema": "hermetry.import.v1", "telemetry_file": shown, "results": [
-            {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(r).items()} for r in results]})
+            {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(r).items()} for r in results],
+            "late_rows": late})
         return 1 if any(r.error for r in results) else 0
     from hermetry.surfaces.text import count, duration, plural
 
@@ -481,7 +488,29 @@ def cmd_import(args: argparse.Namespace) -> int:
                   f"{count(r.sessions_live)} already captured live\n  imported {plural(r.turns, 'turn')}, "
                   f"{plural(r.api_calls, 'token row')}, {plural(r.tool_calls, 'tool call')} "
                   f"in {duration(r.seconds * 1000)}", markup=False, highlight=False)
+    n_late = sum(late_rows.values())
+    if n_late:
+        out.print(f"{plural(n_late, 'row')} of it started before {late['pruned_before']}, time already pruned: "
+                  "stored, but NOT in any report (the rollups of pruned hours are not rebuilt; the next "
+                  "hermetry prune deletes them)", style="yellow", markup=False, highlight=False)
     return 1 if any(r.error for r in results) else 0
+
+
+def _late_rows(db: Path | str) -> tuple[str | None, dict[str, int]]:
+    """The store's prune boundary and its rows for pruned time (``stores.rollups.late_rows``)."""
+    from hermetry.stores import rollups
+    from hermetry.stores.reader import open_db
+
+    try:
+        with open_db(db) as conn:
+            if conn is None or not rollups.has_rollups(conn):
+                return None, {}
+            boundary = rollups.pruned_before_ms(conn)
+            return (_iso(boundary) if boundary is not None else None), rollups.late_rows(conn)
+    except Exception as exc:  # an unreadable store: the import says what is wrong with it
+        if isinstance(exc, sqlite3.Error | OSError) or type(exc).__module__.startswith("psycopg"):
+            return None, {}
+        raise
 
 
 def cmd_reprice(args: argparse.Namespace) -> int:
@@ -695,6 +724,18 @@ def print_doctor(r: dict[str, Any]) -> None:
         if lost:
             last = f"; last: {x['last_error']}" if x.get("last_error") else ""
             out(f"                in {x['runs_with_drops']} of {x['runs']} runs{last}"[:80] + "\n")
+    ret = r.get("retention") or {}
+    if ret.get("pruned_before"):
+        late = sum((ret.get("late_rows") or {}).values())
+        gone = sum((ret.get("late_rows_deleted") or {}).values())
+        from hermetry.surfaces.text import plural
+
+        out(f"retention       raw rows pruned before {ret['pruned_before']}\n")
+        if late:
+            out(f"                {plural(late, 'row')} written later for that time: NOT in any report\n"
+                "                (the next hermetry prune deletes them)\n")
+        if gone:
+            out(f"                {plural(gone, 'such row')} deleted uncounted by later prunes\n")
     pr = r["prices"]
     out(f"prices          {pr['status']}: {pr['detail']}\n")
     if r["ok"]:

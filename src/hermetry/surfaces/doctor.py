@@ -3,7 +3,8 @@
 One library call, read-only: it never creates, migrates or locks the telemetry file. It reports
 which file is in use and why that one, its schema version, whether it can be written (and why
 not), whether Hermes loads the plugin, Hermes' and hermetry's versions, the drops recorded in
-the file and those still waiting in the fallback ledger (``recorder.ledger``), the price file's
+the file and those still waiting in the fallback ledger (``recorder.ledger``), what ``hermetry
+prune`` left out of the reports (rows written for pruned time: ``retention``), the price file's
 status, problems in the ``hermetry:`` config section, and one action per problem.
 ``hermetry doctor --json`` prints the result as it is (``hermetry.doctor.v1``).
 """
@@ -125,6 +126,33 @@ def _exporter_drops(conn: sqlite3.Connection) -> list[dict[str, Any]]:
              "last_at": _iso(at), "last_error": last.get(name)} for name, ev, sp, pt, bad, runs, at in rows]
 
 
+def _retention(path: Path, readable: bool) -> dict[str, Any]:
+    """``hermetry prune``'s boundary, and the rows written for pruned time since — in no report
+    (``stores.rollups.late_rows``) — plus those a later prune deleted uncounted."""
+    out: dict[str, Any] = {"pruned_before": None, "late_rows": None, "late_rows_deleted": None}
+    if not readable:
+        return out
+    try:
+        from hermetry.stores import rollups
+        from hermetry.stores.sqlite import connect
+
+        conn = connect(path, readonly=True)
+        try:
+            if not rollups.has_rollups(conn):
+                return out
+            boundary = rollups.pruned_before_ms(conn)
+            if boundary is None:
+                return out
+            out["pruned_before"] = _iso(boundary)
+            out["late_rows"] = rollups.late_rows(conn)
+            out["late_rows_deleted"] = rollups.late_rows_deleted(conn)
+        finally:
+            conn.close()
+    except (sqlite3.Error, Exception):
+        pass
+    return out
+
+
 def _prices() -> dict[str, Any]:
     path = config.price_file_path()
     if path is None:
@@ -158,6 +186,7 @@ def _diagnose(db: str | os.PathLike[str] | None) -> dict[str, Any]:
     status = inspect_store(path)
     plugin = _plugin(home)
     drops = _drops(path, status.readable)
+    retention = _retention(path, status.readable)
     prices = _prices()
     section = config.hermes_config(home).get("hermetry")
     config_problems = config.check_settings(section)
@@ -197,6 +226,7 @@ def _diagnose(db: str | os.PathLike[str] | None) -> dict[str, Any]:
         "hermes": {"version": _version("hermes-agent"), "home": str(home)},
         "hermetry": {"version": __version__},
         "drops": drops,
+        "retention": retention,
         "prices": prices,
         "config_problems": config_problems,
         "problems": problems,

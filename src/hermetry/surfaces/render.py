@@ -249,7 +249,29 @@ def _head(title: str, report: dict[str, Any], tz: tzinfo | None) -> Text:
                     plural(cov["api_calls"], "API call"), plural(cov["tool_calls"], "tool call"))),
         (f"\n{plural(cov['events_dropped'], 'event')} dropped by the recorder (not in these figures)", "yellow")
         if cov["events_dropped"] else "",
+        *pruned_note(report, tz),
     )
+
+
+def _iso_ms(value: str | None) -> float | None:
+    from datetime import datetime
+
+    return None if not value else datetime.fromisoformat(value).timestamp() * 1000
+
+
+def pruned_note(report: dict[str, Any], tz: tzinfo | None) -> tuple[tuple[str, str], ...]:
+    """One line when the window reaches back before ``hermetry prune``'s boundary: that time is
+    read from the rollups (from a whole hour), and rows written for it since are not counted."""
+    m = report.get("method") or {}
+    pruned = _iso_ms(m.get("pruned_before"))
+    if pruned is None or report["window"]["since_ms"] >= pruned:
+        return ()
+    snapped = _iso_ms(m.get("since_read_from"))
+    line = (f"\nbefore {when(pruned, tz)} raw rows were pruned: read from the rollups"
+            + (f" from {when(snapped, tz)} (whole hours)" if snapped is not None else ""))
+    late = sum((m.get("late_rows") or {}).values())
+    return ((line, "dim"),) + ((f"; {plural(late, 'row')} written for that time later NOT counted (hermetry "
+                                "doctor)", "yellow"),) if late else ((line, "dim"),)
 
 
 def activity_parts(report: dict[str, Any], tz: tzinfo | None = None) -> list[RenderableType]:
