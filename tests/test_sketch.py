@@ -88,3 +88,30 @@ def test_serialized_form_is_compact() -> None:
     assert len(data) < 4 * 600 + 64  # ~580 buckets from 1 to 1e5 at 1 %
     assert Sketch.from_bytes(data).buckets() == s.buckets()
     assert Sketch.from_bytes(Sketch().to_bytes()).quantile(0.5) is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False), min_size=0, max_size=50),
+                min_size=1, max_size=8),
+       st.lists(st.integers(min_value=1, max_value=2**40), max_size=3))
+def test_merging_many_serialized_sketches_adds_every_bucket(parts: list[list[float]], heavy: list[int]) -> None:
+    """``Sketch.merged`` (big-integer lanes) == merging one by one: negative and zero values, empty
+    sketches, counts that need 64 bits in one sketch, and counts whose sum needs them (3 × 2^31)."""
+    sketches = [Sketch.of(part) for part in parts]
+    for n in heavy:  # a bucket counted n times: wide (u64) serialization above 2^32 − 1
+        s = Sketch()
+        s.add(42.0, n)
+        sketches.append(s)
+    for _ in range(3):
+        s = Sketch()
+        s.add(-7.5, 2**31 + 5)
+        sketches.append(s)
+    one_by_one = Sketch()
+    for s in sketches:
+        one_by_one.merge(Sketch.from_bytes(s.to_bytes()))
+    at_once = Sketch.merged(memoryview(s.to_bytes()) if i % 2 else s.to_bytes() for i, s in enumerate(sketches))
+    assert at_once.buckets() == one_by_one.buckets()
+    assert (at_once.count, at_once.zero, at_once.min, at_once.max) == (one_by_one.count, one_by_one.zero,
+                                                                       one_by_one.min, one_by_one.max)
+    assert math.isclose(at_once.sum, one_by_one.sum, rel_tol=1e-12, abs_tol=1e-6)
+    assert Sketch.from_bytes(at_once.to_bytes()).buckets() == one_by_one.buckets()
