@@ -303,3 +303,17 @@ def test_a_rebuild_aggregates_without_the_write_lock_and_keeps_an_hour_marked_me
     assert calls_and_tokens() == (2, 18)
     other[0].close()
     conn.close()
+
+
+def test_a_sketch_only_read_gives_the_same_sketches(recorded: tuple[History, sqlite3.Connection]) -> None:
+    history, conn = recorded
+    R.rebuild(conn, now_ms=AFTER)
+    since, until = WHOLE[0] + 0.37 * HOUR_MS, WHOLE[1] - 0.81 * HOUR_MS  # raw edges, clean days and hours
+    p = R.plan(conn, since, until)
+    assert p.rollup_days and p.rollup_hours and p.raw_ranges
+    for kind in (R.API, R.TOOLS):
+        full = R.read(conn, kind, p, keys=("source",))
+        only = R.read(conn, kind, p, keys=("source",), counts=False)
+        assert set(only) == set(full)
+        for key, g in full.items():
+            assert {m: s.buckets() for m, s in only[key].sketches.items()} == {m: s.buckets() for m, s in g.sketches.items()}

@@ -471,7 +471,9 @@ def _collect_rollups(conn: Any, q: Query, p: rollups.Plan, dims: list[str], tool
                                   (rollups.API, applicable(API_CALLS, value_dims), {"latency_ms": "latency_ms",
                                                                                     "ttft_ms": "ttft_ms"}),
                                   (rollups.TOOLS, tool_value_dims, {"latency_ms": "tool_latency_ms"})):
-        for key, g in rollups.read(conn, kind, p, keys=tuple(vdims), filters=filters).items():
+        # the sketches (and the turns' histogram counts); the counts came from the reads above
+        for key, g in rollups.read(conn, kind, p, keys=tuple(vdims), filters=filters,
+                                   counts=kind is rollups.TURNS).items():
             targets = _slices_of(slices, vdims, key)
             for measure, sketch in g.sketches.items():
                 for s in targets:

@@ -905,10 +905,11 @@ def _key_sql(name: str) -> str:
 
 
 def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: Mapping[str, Any] | None = None,
-         measures: bool = True) -> dict[tuple[Any, ...], Group]:
+         measures: bool = True, counts: bool = True) -> dict[tuple[Any, ...], Group]:
     """The window's groups by ``keys``: rollup rows of ``p.rollup_days`` (daily) and
     ``p.rollup_hours`` (hourly) plus raw rows of ``p.raw_ranges``, added. Keys:
-    ``kind.key_names`` and ``"day"``."""
+    ``kind.key_names`` and ``"day"``. ``counts=False`` (with ``measures``): the sketches only — the
+    rollup rows' counts and histogram are not summed (one query less; raw ranges still count)."""
     filters = dict(filters or {})
     valid = set(kind.key_names) | {"day"}
     for name in keys:
@@ -933,7 +934,7 @@ def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: M
         sums = [f"MAX(r.{c})" if c in kind.maxima else f"SUM(r.{c})" for c in (*names, *kind.hist_columns)]
         group = f" GROUP BY {', '.join(str(i + 1) for i in range(k))}" if k else ""
         sql = f"SELECT {', '.join([*key_sql, *sums])} FROM {table} r WHERE {where}{group}"
-        for row in _execute(conn, sql, params):
+        for row in (_execute(conn, sql, params) if counts or not measures else ()):
             if row[k] is None:  # no rows at all (an aggregate without GROUP BY)
                 continue
             g = Group(dict(zip(names, row[k:k + len(names)], strict=True)),
@@ -955,7 +956,10 @@ def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: M
                     if row[k + j] is not None:
                         blobs[(key, m)].append(row[k + j])
     for (key, m), found in blobs.items():
-        out[key].sketches[m] = Sketch.merged(found)
+        into = out.get(key)
+        if into is None:
+            into = out[key] = Group({}, maxima=kind.maxima)
+        into.sketches[m] = Sketch.merged(found)
     if p.raw_ranges:
         for key, g in aggregate_raw(conn, kind, p.raw_ranges, filters, keys=keys, measures=measures).items():
             known = out.get(key)
