@@ -12,7 +12,8 @@ can retire ``hermes insights``:
 * **active days** are the days with a session start, the **streak** the longest run of
   consecutive active days;
 * **notable sessions**: longest (duration), most messages, most tokens (input + output, as
-  Hermes counts them: no cache tokens), most tool calls; ties go to the newest session;
+  Hermes counts them: no cache tokens), most tool calls; ties go to the newest session (then the
+  greatest session id, on both paths);
 * **each tool's share** is its calls over all tool calls of those sessions; **skills loaded /
   edited** are calls of Hermes' ``skill_view`` / ``skill_manage`` tools.
 
@@ -380,7 +381,7 @@ def _build(sessions: dict[str, tuple[float | None, float | None]], turns: dict[s
 
     def notable(values: dict[str, float], unit: str) -> dict[str, Any] | None:
         best_sid = max((sid for sid, v in values.items() if v and v > 0),
-                       key=lambda sid: (values[sid], sessions[sid][0] or 0), default=None)
+                       key=lambda sid: (values[sid], sessions[sid][0] or 0, sid), default=None)
         if best_sid is None:
             return None
         start = sessions[best_sid][0]
