@@ -198,3 +198,43 @@ def test_mann_whitney_extremes() -> None:
 def test_count_above() -> None:
     assert count_above([1, 2, 2, 3, 5], 2) == 2
     assert count_above([1, 2], 5) == 0
+
+
+def test_p95_rows_say_exact_or_the_rollups_error_at_80_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """m13: each p95 row's JSON says how it was computed (its windows' summaries), and the text
+    says it once in the table's title — `exact`, or `≤1 % rel. err` on the rollup path."""
+    import io
+
+    from rich.console import Console
+
+    from hermetry.analytics import report as report_module
+    from hermetry.stores.rollups import rebuild
+    from hermetry.stores.sqlite import connect
+    from hermetry.surfaces.render import compare_renderable
+
+    db = recorded(tmp_path, 41, Regime())
+
+    def text(result: dict[str, Any]) -> str:
+        sink = io.StringIO()
+        Console(file=sink, width=80, color_system=None).print(compare_renderable(result))
+        out = sink.getvalue()
+        assert max(len(line) for line in out.splitlines()) <= 80
+        return out
+
+    exact = compare(db, BASELINE, CURRENT)
+    p95s = [m for m in exact["metrics"] if m["metric"].endswith("_p95")]
+    assert [(m["method"], m["relative_error"]) for m in p95s] == [("exact", None)] * 3
+    assert "Metrics · p95 exact" in text(exact)
+
+    conn = connect(db)
+    try:
+        rebuild(conn, now_ms=NOW_MS + DAY_MS)
+    finally:
+        conn.close()
+    monkeypatch.setattr(report_module, "EXACT_BELOW_CALLS", 1)  # both windows from the rollups
+    approx = compare(db, BASELINE, CURRENT)
+    assert approx["baseline"]["turn_wall_ms"]["method"] == "approximate"
+    p95s = [m for m in approx["metrics"] if m["metric"].endswith("_p95")]
+    assert [(m["method"], m["relative_error"]) for m in p95s] == [("approximate", 0.01)] * 3
+    shown = text(approx)
+    assert "Metrics · p95 ≤1 % rel. err" in shown and "exact" not in shown

@@ -428,3 +428,40 @@ def test_a_prune_never_holds_the_lock_longer_than_a_writer_waits(tmp_path: Path)
     assert during, "the writer wrote nothing while the prune ran"
     assert probe_result["refused"] == 0, (probe_result["refused"], len(during), {k: result[k] for k in ("transactions", "longest_transaction_s")})
     assert probe.returncode == 0
+
+
+def test_an_export_over_pruned_time_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`export` (and `export --otlp`) over time a prune deleted: one stderr line, not a silent
+    header with no rows (m12); a window after the boundary and the sessions table say nothing."""
+    from hermetry.testing.otlp import OTLPReceiver
+
+    db = _history(seed=38).record(tmp_path / "telemetry.db")
+    conn = connect(db)
+    try:
+        rollups.prune(conn, AGE_MS, now_ms=LATER)
+    finally:
+        conn.close()
+    assert main(["--db", str(db), "export", "--since", "2025-01-01", "--until", "2025-01-05", "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("\n") == 1  # the header: every row of that time is gone …
+    (line,) = err.splitlines()  # … and it says so, once
+    assert "model calls before 2025-01-08T12:00:00+00:00 were pruned (hermetry prune)" in line
+    for argv in (["--since", "2025-01-09"], ["--since", "2025-01-01", "--table", "sessions"]):
+        assert main(["--db", str(db), "export", *argv]) == 0
+        assert capsys.readouterr().err == ""
+    with OTLPReceiver() as rx:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rx.endpoint)
+        assert main(["--db", str(db), "export", "--otlp", "--since", "2025-01-01"]) == 0
+    err = capsys.readouterr().err
+    assert "were pruned (hermetry prune): none of them is in this export" in " ".join(err.split())
+
+
+def test_prune_refuses_an_age_past_a_century(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """m10: `--older-than 99999999d` is one line, exit 2 (it was a ValueError from datetime)."""
+    db = _history(seed=34).record(tmp_path / "telemetry.db")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--db", str(db), "prune", "--older-than", "99999999d"])
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "--older-than" in line and "at most 100 years" in line

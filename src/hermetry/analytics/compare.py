@@ -31,7 +31,14 @@ from typing import Any
 
 from hermetry.analytics.query import TURNS, Query, Scanner, iso
 from hermetry.analytics.report import build_report, collect
-from hermetry.analytics.stats import count_above, mann_whitney_u, percentile, two_proportion_test
+from hermetry.analytics.stats import (
+    APPROXIMATE,
+    EXACT,
+    count_above,
+    mann_whitney_u,
+    percentile,
+    two_proportion_test,
+)
 from hermetry.model.kinds import API_OK, CostStatus
 from hermetry.model.sketch import Sketch
 from hermetry.stores.reader import Db, open_db
@@ -90,6 +97,16 @@ def _p95_metric(name: str, a: list[float] | Sketch, b: list[float] | Sketch) -> 
         "detail": {"threshold_ms": p95_a, "baseline_above": above_a, "current_above": above_b},
         "verdict": _verdict(p, worse, better),
     }
+
+
+def _p95_method(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """How a p95 row's two figures were computed (their windows' summaries): ``method`` is
+    ``exact`` when both are, else ``approximate`` with the larger ``relative_error`` (read from
+    rollups, two p95s within 1 % of each other may be the same bucket's value: "+0%")."""
+    approx = [d.get("relative_error") for d in (a, b) if d.get("count") and d.get("method") not in (None, EXACT)]
+    if not approx:
+        return {"method": EXACT, "relative_error": None}
+    return {"method": APPROXIMATE, "relative_error": max((e for e in approx if e is not None), default=None)}
 
 
 def _rate_metric(name: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -175,18 +192,22 @@ def compare(db: Db, baseline: Query, current: Query) -> dict[str, Any]:
         costs_a, costs_b = session_turn_costs(conn, baseline), session_turn_costs(conn, current)
     report_a, report_b = build_report(a), build_report(b)
     values_a, values_b = a.slice().values, b.slice().values
+    window_a, window_b = _window(baseline, report_a), _window(current, report_b)
     metrics = [
-        _p95_metric("turn_wall_ms_p95", values_a.get("wall_ms", []), values_b.get("wall_ms", [])),
-        _p95_metric("api_latency_ms_p95", values_a.get("latency_ms", []), values_b.get("latency_ms", [])),
-        _p95_metric("ttft_ms_p95", values_a.get("ttft_ms", []), values_b.get("ttft_ms", [])),
+        _p95_metric("turn_wall_ms_p95", values_a.get("wall_ms", []), values_b.get("wall_ms", []))
+        | _p95_method(window_a["turn_wall_ms"], window_b["turn_wall_ms"]),
+        _p95_metric("api_latency_ms_p95", values_a.get("latency_ms", []), values_b.get("latency_ms", []))
+        | _p95_method(window_a["api_latency_ms"], window_b["api_latency_ms"]),
+        _p95_metric("ttft_ms_p95", values_a.get("ttft_ms", []), values_b.get("ttft_ms", []))
+        | _p95_method(window_a["ttft_ms"], window_b["ttft_ms"]),
         _rate_metric("turn_failure_rate", report_a["turns"]["failure_rate"], report_b["turns"]["failure_rate"]),
         _cost_metric(costs_a, costs_b),
     ]
     return {
         "schema": COMPARE_SCHEMA,
         "filters": dict(current.filters),
-        "baseline": _window(baseline, report_a),
-        "current": _window(current, report_b),
+        "baseline": window_a,
+        "current": window_b,
         "method": {"alpha": ALPHA, "min_relative_change": MIN_RELATIVE_CHANGE,
                    "min_rate_change": MIN_RATE_CHANGE, "min_samples": MIN_SAMPLES},
         "metrics": metrics,

@@ -401,6 +401,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         if to_file:
             check_output(args.output, args.format)
         db = _readable_db(args)
+        if args.table != "sessions":  # sessions are never pruned
+            _say_pruned(db, since, args.table.replace("api_calls", "model calls").replace("_", " "))
         if not to_file:
             export_rows(db, args.table, args.format, None, since_ms=since, until_ms=until)
             return 0
@@ -421,6 +423,7 @@ def _export_otlp(args: argparse.Namespace, since: float | None, until: float | N
 
     from hermetry.surfaces.export import ExportError, export_otlp
 
+    _say_pruned(_db(args), since, "turns, model calls and tool calls (their spans and metric points)")
     try:
         result = export_otlp(_db(args), since_ms=since, until_ms=until)
     except ExportError as exc:
@@ -431,6 +434,16 @@ def _export_otlp(args: argparse.Namespace, since: float | None, until: float | N
         + (f"; [red]{result.dropped_spans:,} spans and {result.dropped_points:,} points not delivered: "
            f"{result.last_error}[/red]" if dropped else ""), highlight=False)
     return 1 if dropped else 0
+
+
+def _say_pruned(db: Path | str, since: float | None, what: str) -> None:
+    """One line on stderr when an export's window reaches back before ``hermetry prune``'s
+    boundary: the rows of that time are gone, so the export has none of them (review m12)."""
+    boundary, _late = _late_rows(db)
+    if boundary is None or (since is not None and since >= datetime.fromisoformat(boundary).timestamp() * 1000):
+        return
+    print(f"hermetry: {what} before {boundary} were pruned (hermetry prune): none of them is in this "
+          "export; only the rollups keep their totals (hermetry insights)", file=sys.stderr, flush=True)
 
 
 def cmd_import(args: argparse.Namespace) -> int:

@@ -523,12 +523,18 @@ def compare_renderable(result: dict[str, Any], *, tz: tzinfo | None = None) -> G
                 f"{plural(w['coverage']['api_calls'], 'API call')})")
 
     head = Text.assemble(("hermetry compare", "bold"), "\n", side("baseline", a), "\n", side("current ", b))
-    grid = Grid(None, [Column("metric", key=True, justify="left"), Column("baseline"), Column("current"),
-                       Column("change"), Column("p"), Column("verdict", justify="left", wrap=True)])
+    # the p95 rows' figures: exact, or from rollups (≤1 % relative error), said once as insights does
+    summaries = [w.get(k) for w in (a, b) for k in ("turn_wall_ms", "api_latency_ms", "ttft_ms")]
+    method = percentile_method(summaries)
+    grid = Grid(percentiles_titled("Metrics", summaries, "p95") if method else None,
+                [Column("metric", key=True, justify="left"), Column("baseline"), Column("current"),
+                 Column("change"), Column("p"), Column("verdict", justify="left", wrap=True)])
     for m in result["metrics"]:
         change = m.get("relative_change")
+        mark = percentile_mark({"count": (m.get("n_baseline") or 0) + (m.get("n_current") or 0),
+                                "method": m.get("method")}, method) if "method" in m else ""
         grid.add_row(
-            m["metric"], _metric_value(m, m["baseline"]), _metric_value(m, m["current"]),
+            m["metric"] + mark, _metric_value(m, m["baseline"]), _metric_value(m, m["current"]),
             NA if change is None else f"{change * 100:+.0f}%",
             NA if m.get("p_value") is None else f"{m['p_value']:.2g}",
             Text(m["verdict"], style=_VERDICT_STYLE.get(m["verdict"], "")),
