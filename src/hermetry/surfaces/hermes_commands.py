@@ -77,10 +77,29 @@ def slash_telemetry(raw_args: str = "") -> str:
                 connect(db, readonly=True).close()
         except StoreError as exc:
             return f"hermetry: {exc} ({getattr(exc, 'hint', '')})"
+        rollup_refresher(db).kick()  # for the next reports; this one reads dirty hours raw
         report = insights(db, Query.last_days(days, group_by=group_by))
         return chat_text(report)
     except Exception as exc:  # answer in chat, never raise into Hermes
         return f"hermetry: could not build the report ({type(exc).__name__}: {exc})"
+
+
+#: One background rollup refresher per store this process answers ``/telemetry`` for.
+_REFRESHERS: dict[str, Any] = {}
+
+
+def rollup_refresher(db: Any) -> Any:
+    """The store's :class:`hermetry.stores.rollup_refresh.RollupRefresher`: ``/telemetry`` runs in
+    Hermes' process (a gateway answers it for weeks), so the rebuild of the hours written since
+    runs in a daemon thread of its own, at most every minute and within the refresh budget — never
+    on the thread that answers, never in a run's way."""
+    from hermetry.stores.rollup_refresh import RollupRefresher
+
+    key = str(db)
+    refresher = _REFRESHERS.get(key)
+    if refresher is None:
+        refresher = _REFRESHERS[key] = RollupRefresher(db, name="hermetry-telemetry-rollups")
+    return refresher
 
 
 def _last_user_text(messages: Any) -> str | None:

@@ -15,6 +15,7 @@ Listens on 127.0.0.1 unless told otherwise. Needs ``pip install 'hermetry[promet
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ from typing import Any
 from hermetry.analytics.metrics import MetricFold, MetricSnapshot
 from hermetry.sinks import genai
 from hermetry.stores.reader import Db
+from hermetry.stores.rollup_refresh import EVERY_S, RollupRefresher
 
 #: The provisionable Grafana dashboard (docs/grafana.md): ``hermetry metrics grafana`` prints it.
 GRAFANA_DASHBOARD = Path(__file__).parent / "grafana" / "hermetry.json"
@@ -71,9 +73,14 @@ class TelemetryCollector:
     computation (docs/prometheus.md has the measured cost). A pass that fails (the file became
     unreadable) logs one line and the last good snapshot keeps being served."""
 
-    def __init__(self, db: Db, *, min_interval_s: float = 1.0) -> None:
+    def __init__(self, db: Db, *, min_interval_s: float = 1.0, keep_rollups: bool = False) -> None:
         self.db = db
         self.fold = MetricFold(db)
+        #: with ``keep_rollups`` (``metrics serve``: long-lived, may write) every scrape kicks a
+        #: rebuild of the file's dirty rollup hours, in a thread of its own, at most every minute —
+        #: the series are folded from raw rows, but every report elsewhere stays fast
+        self.rollups = RollupRefresher(db, name="hermetry-metrics-rollups",
+                                       every_s=EVERY_S if keep_rollups else math.inf)
         self.min_interval_s = min_interval_s
         self._lock = threading.Lock()
         self._cached: tuple[float, MetricSnapshot] | None = None
@@ -81,6 +88,7 @@ class TelemetryCollector:
         self.failing: str | None = None  # the last pass's error, said once until a pass succeeds
 
     def snapshot(self) -> MetricSnapshot:
+        self.rollups.kick()  # returns at once (see keep_rollups)
         with self._lock:
             cached = self._cached
             wait = max(self.min_interval_s, BACKOFF * cached[1].compute_ms / 1000) if cached is not None else 0.0
@@ -186,7 +194,7 @@ class MetricsServer:
         if isinstance(db, str) and "://" in db:
             raise MetricsUnavailable(f"{db.split('://')[0]} stores are not served yet: point --db at a SQLite file")
         self.registry = client.CollectorRegistry(auto_describe=False)
-        self.collector = TelemetryCollector(Path(db) if isinstance(db, str) else db)
+        self.collector = TelemetryCollector(Path(db) if isinstance(db, str) else db, keep_rollups=True)
         self.collector.snapshot()  # a broken file is said at start (StoreError), not per scrape
         self.registry.register(self.collector)
         self._server, self._thread = client.start_http_server(port, addr=host, registry=self.registry)
