@@ -42,6 +42,15 @@ def _history(seed: int = 31) -> History:
     return synthetic_history(seed=seed, days=14, sessions_per_day=6)
 
 
+def _prune(db: Path, age_ms: float = AGE_MS) -> dict[str, Any]:
+    """``hermetry prune`` of the file at ``db`` as of ``LATER`` (boundary ``BOUNDARY`` by default)."""
+    conn = connect(db)
+    try:
+        return rollups.prune(conn, age_ms, now_ms=LATER)
+    finally:
+        conn.close()
+
+
 def _check_prune(conn: Any, db: Any, history: History, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(report_module, "EXACT_BELOW_CALLS", 10**12)
     before_whole, before_old = insights(db, WHOLE), insights(db, OLD)  # every raw row, exact
@@ -181,11 +190,7 @@ def test_pruned_sessions_have_null_totals_not_zeros(tmp_path: Path, capsys: pyte
             truth[sid]["turns"], truth[sid]["api_calls"], truth[sid]["tokens"]), sid
         assert got["pruned"] is False
 
-    conn = connect(db)
-    try:
-        rollups.prune(conn, AGE_MS, now_ms=LATER)
-    finally:
-        conn.close()
+    _prune(db)
     after = listed()
     for sid in old:
         got = after[sid]
@@ -300,11 +305,7 @@ def test_rows_for_pruned_time_are_counted_and_the_operator_told(
     from hermetry.surfaces.doctor import diagnose
 
     db = _history(seed=37).record(tmp_path / "telemetry.db")
-    conn = connect(db)
-    try:
-        rollups.prune(conn, AGE_MS, now_ms=LATER)
-    finally:
-        conn.close()
+    _prune(db)
     q = Query(since_ms=NOW_MS - 14 * DAY_MS, until_ms=BOUNDARY)
     counted = insights(db, q)["api_calls"]["count"]
     assert insights(db, q)["method"]["late_rows"] == {"turns": 0, "api_calls": 0, "tool_calls": 0}
@@ -437,11 +438,7 @@ def test_an_export_over_pruned_time_says_so(tmp_path: Path, capsys: pytest.Captu
     from hermetry.testing.otlp import OTLPReceiver
 
     db = _history(seed=38).record(tmp_path / "telemetry.db")
-    conn = connect(db)
-    try:
-        rollups.prune(conn, AGE_MS, now_ms=LATER)
-    finally:
-        conn.close()
+    _prune(db)
     assert main(["--db", str(db), "export", "--since", "2025-01-01", "--until", "2025-01-05", "--format", "csv"]) == 0
     out, err = capsys.readouterr()
     assert out.count("\n") == 1  # the header: every row of that time is gone …
