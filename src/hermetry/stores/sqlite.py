@@ -51,7 +51,7 @@ from hermetry.model.outcomes import (
 )
 from hermetry.recorder.sink import SinkDisabled, SinkUnavailable
 from hermetry.stores.dialect import SQLITE, Dialect, dialect_of
-from hermetry.stores.rollups import mark_hours, mark_open_turns, mark_turns
+from hermetry.stores.rollups import mark_hours
 from hermetry.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 from hermetry.stores.sqlite_util import is_corrupt, transaction
 from hermetry.stores.sqlite_util import split_statements as _split_sql
@@ -383,8 +383,10 @@ def _sql_session_ensure(d: Dialect) -> str:
         + d.least("COALESCE(sessions.started_at_ms, excluded.started_at_ms)", "excluded.started_at_ms")
     )
 
+# (only where it fills something: an UPDATE that changes nothing still runs the sessions triggers)
 _SQL_SESSION_ENSURE_MODEL = (
-    "UPDATE sessions SET model = COALESCE(model, ?), provider = COALESCE(provider, ?) WHERE session_id = ?"
+    "UPDATE sessions SET model = COALESCE(model, ?), provider = COALESCE(provider, ?) WHERE session_id = ? "
+    "AND (model IS NULL OR provider IS NULL)"
 )
 
 # The first end reason wins (as in Hermes' state.db), except that a live capture replaces a
@@ -511,7 +513,12 @@ _SQL_CLOSE_OPEN_TURNS = _close_open_turns_sql(
              "WHERE a.turn_id = turns.turn_id), ?)",
     where="session_id = ? AND outcome IS NULL AND turn_id <> ?",
 )
-_OPEN_TURNS = "turns.session_id = ? AND turns.outcome IS NULL AND turns.turn_id <> ?"  # what it closes
+# What it closes, when they started (SQLite: looked at first, closed only if there are any — most
+# of the time there are none; PostgreSQL: the UPDATE returns them, read at the end of the batch).
+_SQL_OPEN_TURNS = "SELECT started_at_ms FROM turns WHERE session_id = ? AND outcome IS NULL AND turn_id <> ?"
+_SQL_CLOSE_OPEN_TURNS_RETURNING = _SQL_CLOSE_OPEN_TURNS + "RETURNING started_at_ms\n"
+# When turns started whose end a batch wrote without their start (an end event does not say)
+_SQL_TURN_STARTS = "SELECT started_at_ms FROM turns WHERE turn_id IN ({})"
 
 # Hermes' cron status belongs to the job's latest cron session (``cron_<job_id>_<YYYYmmdd_HHMMSS>``).
 _SQL_CRON_STATUS = (
@@ -573,20 +580,40 @@ def _tool_row(e: ToolCall) -> tuple[Any, ...]:
 def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
     """Apply events in order inside the caller's transaction. Returns how many were applied.
 
-    API and tool calls — the bulk of all events — commute with each other, so they are buffered
-    and written with ``executemany`` (and each session is ensured once per batch); the buffers
-    are flushed before any statement whose result depends on what came before it.
+    API and tool calls — the bulk of all events — commute with each other and with the turn
+    upserts, so they are buffered and written with ``executemany`` (and each session is ensured
+    once per buffer); the buffers are flushed before any statement whose result depends on them
+    (closing a session's open turns reads their model calls; session upserts merge with the
+    ensured row).
+
+    Rollup hours: the hour of every row the batch inserts or changes is collected here (inserted
+    rows: their ``started_at_ms``; ended turns: their start, known from the batch or looked up;
+    closed open turns: theirs) and the hours are marked once, sorted, at the end
+    (``mark_hours``): two writers never wait for each other's marks in opposite orders (no
+    deadlock on PostgreSQL's ``rollup_dirty`` keys). Session changes are marked by the store's
+    triggers (stores/rollups.py).
+
+    Turn ids are unique (Hermes' and the importer's, which prefixes its own): what the batch knows
+    about a session's open turns is only ever a superset of them.
     """
     now = time.time() * 1000
     n = 0
     ex = conn.execute
-    sql = _dialect_sql(dialect_of(conn))
+    dialect = dialect_of(conn)
+    sql = _dialect_sql(dialect)
+    # PostgreSQL pipelines the batch: what the closing UPDATEs return is read at the end
+    deferred: list[Any] | None = [] if dialect.name != SQLITE.name else None
     ensure: dict[str, list[Any]] = {}  # session_id -> [earliest started_at_ms, origin, model, provider]
     api_rows: list[tuple[Any, ...]] = []
     tool_rows: list[tuple[Any, ...]] = []
     ruled: dict[str, None] = {}  # sessions whose outcome the one-run rule must look at again
-    started: list[float | None] = []  # when each inserted row started: its rollup hour is marked dirty
-    ended: list[str] = []  # turns whose end was written: their hours too
+    started: list[float | None] = []  # when each row written started: its rollup hour is marked dirty
+    turn_started: set[str] = set()  # turns this batch started (their hour is in ``started``)
+    ended: dict[str, None] = {}  # turns whose end was written without their start: looked up
+    # session_id -> the turns of it that may still be open, known since this batch closed its
+    # open turns (absent: not known, the close must run)
+    open_turns: dict[str, set[str]] = {}
+    unreconciled: set[str] = set()  # live sessions already taken back from the reconciler in this batch
 
     def need_session(sid: str, at_ms: float, origin: str, model: str | None = None, provider: str | None = None) -> None:
         known = ensure.get(sid)
@@ -616,6 +643,22 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
             started.extend(row[_TOOL_STARTED] for row in tool_rows)
             tool_rows.clear()
 
+    def close_open_turns(sid: str, at_ms: float, keep: str) -> None:
+        """Close the session's open turns but ``keep`` (the store's one rule, which reads their
+        model calls), unless this batch knows there are none; collect their hours."""
+        maybe_open = open_turns.get(sid)
+        open_turns[sid] = {keep} if keep else set()
+        if maybe_open is not None and maybe_open <= {keep}:
+            return
+        flush()
+        if deferred is not None:
+            deferred.append(ex(_SQL_CLOSE_OPEN_TURNS_RETURNING, (at_ms, sid, keep)))
+            return
+        closing = ex(_SQL_OPEN_TURNS, (sid, keep)).fetchall()  # the batch holds the write lock
+        if closing:
+            ex(_SQL_CLOSE_OPEN_TURNS, (at_ms, sid, keep))
+            started.extend(r[0] for r in closing)
+
     for e in events:
         n += 1
         if isinstance(e, ApiCall):
@@ -626,29 +669,46 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
             need_session(e.session_id, e.started_at_ms, e.origin)
             tool_rows.append(_tool_row(e))
             continue
-        flush()
-        if isinstance(e, TurnStarted):
-            ex(sql.session_ensure, (e.session_id, e.started_at_ms, e.origin, now))
-            if e.origin == "live":  # a session the reconciler gave up on is alive after all
-                ex(_SQL_SESSION_UNRECONCILE, (now, e.session_id))
-            ex(_SQL_TURN_START, (e.turn_id, e.session_id, e.task_id, e.started_at_ms, e.queue_wait_ms, e.origin))
+        if isinstance(e, TurnStarted):  # (no flush: a turn's row reads nothing the buffers hold)
+            sid = e.session_id
+            need_session(sid, e.started_at_ms, e.origin)
+            if e.origin == "live" and sid not in unreconciled:
+                # a session the reconciler gave up on is alive after all (once a batch: only an
+                # end, below, could give it a reconciled end again)
+                ex(_SQL_SESSION_UNRECONCILE, (now, sid))
+                unreconciled.add(sid)
+            ex(_SQL_TURN_START, (e.turn_id, sid, e.task_id, e.started_at_ms, e.queue_wait_ms, e.origin))
             started.append(e.started_at_ms)
+            turn_started.add(e.turn_id)
             if e.origin == "live":
-                mark_open_turns(conn, _OPEN_TURNS, (e.session_id, e.turn_id))
-                ex(_SQL_CLOSE_OPEN_TURNS, (e.started_at_ms, e.session_id, e.turn_id))
-            ruled[e.session_id] = None
-        elif isinstance(e, TurnEnded):
+                close_open_turns(sid, e.started_at_ms, e.turn_id)
+            else:
+                maybe_open = open_turns.get(sid)
+                if maybe_open is not None:
+                    maybe_open.add(e.turn_id)
+            ruled[sid] = None
+            continue
+        if isinstance(e, TurnEnded):
             ex(_SQL_TURN_END, (e.turn_id, e.session_id, e.ended_at_ms, e.outcome, e.outcome_reason, e.origin))
-            ended.append(e.turn_id)
+            if e.turn_id not in turn_started:
+                ended[e.turn_id] = None
+            maybe_open = open_turns.get(e.session_id)
+            if maybe_open is not None:
+                if e.outcome is None:  # (typed as always set; an end without one leaves it open)
+                    maybe_open.add(e.turn_id)
+                else:
+                    maybe_open.discard(e.turn_id)
             ruled[e.session_id] = None
-        elif isinstance(e, SessionStarted):
+            continue
+        flush()
+        if isinstance(e, SessionStarted):
             ex(sql.session_start, _session_start_row(e, now))
         elif isinstance(e, SessionEnded):
             supersedes = ",".join(e.supersedes)
             ex(sql.session_end, (e.session_id, e.ended_at_ms, e.end_reason, e.outcome, e.origin, now, supersedes))
+            unreconciled.discard(e.session_id)
             if e.origin == "live":
-                mark_open_turns(conn, _OPEN_TURNS, (e.session_id, ""))
-                ex(_SQL_CLOSE_OPEN_TURNS, (e.ended_at_ms, e.session_id, ""))
+                close_open_turns(e.session_id, e.ended_at_ms, "")
             ruled[e.session_id] = None
         elif isinstance(e, CronRunFinished):
             prefix = f"cron_{e.job_id}_"
@@ -663,8 +723,15 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
     flush()
     if ruled:
         _apply_session_rule(conn, ruled)
-    mark_hours(conn, started)  # other updates are marked by the store's triggers (stores/rollups.py)
-    mark_turns(conn, ended)
+    if ended:
+        ids = list(ended)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            started.extend(r[0] for r in ex(_SQL_TURN_STARTS.format(", ".join("?" * len(chunk))), chunk).fetchall())
+    if deferred:
+        for cursor in deferred:
+            started.extend(r[0] for r in cursor.fetchall())
+    mark_hours(conn, started)
     return n
 
 
