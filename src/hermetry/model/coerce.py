@@ -16,6 +16,8 @@ _INT64_MAX = 2**63 - 1
 def as_float(v: Any) -> float | None:
     """A finite number; None for missing, bools, non-numbers, NaN and infinities (no duration,
     count or timestamp is infinite: an ``inf`` from outside is garbage, and SQLite would keep it)."""
+    if type(v) is float:  # the common case, first (the same answer as below)
+        return v if math.isfinite(v) else None
     if v is None or isinstance(v, bool):
         return None
     try:
@@ -28,6 +30,8 @@ def as_float(v: Any) -> float | None:
 def as_str(v: Any, strip: bool = False) -> str | None:
     """Text (a scalar as its ``str``); None for missing and empty (blank too, with ``strip``), and
     for a container, whose repr is no model name, source or reason."""
+    if type(v) is str and not strip:  # the common case, first (the same answer as below)
+        return v or None
     if v is None or isinstance(v, list | dict | tuple | set | frozenset):
         return None
     s = v if isinstance(v, str) else str(v)
@@ -47,6 +51,8 @@ def as_id(v: Any) -> str | None:
 
 def as_int(v: Any) -> int | None:
     """An integer SQLite can store (64-bit); None for anything else, bools included."""
+    if type(v) is int and -_INT64_MAX <= v <= _INT64_MAX:  # the common case, first
+        return v
     if v is None or isinstance(v, bool):
         return None
     try:
