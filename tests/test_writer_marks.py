@@ -241,3 +241,64 @@ def test_postgres_marks_what_a_batch_changes(pg_url: str) -> None:
         _rollups_equal_raw(conn)
     finally:
         conn.close()
+
+
+class _Statements:
+    """A psycopg connection that records (statement, parameters) of what the write path runs."""
+
+    def __init__(self, raw: Any, log: list[tuple[str, Any]]) -> None:
+        self._raw, self._log = raw, log
+
+    def execute(self, sql: str, params: Any = None, **kw: Any) -> Any:
+        self._log.append((sql, params))
+        return self._raw.execute(sql, params, **kw)
+
+    def cursor(self, *a: Any, **kw: Any) -> Any:
+        raw, log = self._raw.cursor(*a, **kw), self._log
+
+        class Cursor:
+            def executemany(self, sql: str, rows: Any, **kw: Any) -> Any:
+                rows = list(rows)
+                log.append((sql, rows))
+                return raw.executemany(sql, rows, **kw)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(raw, name)
+
+        return Cursor()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+def test_postgres_marks_a_batchs_hours_once_sorted_at_its_end(pg_url: str) -> None:
+    """m8: two hosts' batches around an hour boundary must not wait for each other's marks in
+    opposite orders (a deadlock, then a retried batch): each batch marks every hour in one
+    statement, ascending, after all its writes."""
+    from hermetry.stores.postgres import apply_batch
+    from hermetry.stores.postgres import connect as pg_connect
+    from hermetry.stores.postgres import migrate as pg_migrate
+
+    h = int(BASE // HOUR_MS)
+    conn: Any = pg_connect(pg_url)
+    try:
+        pg_migrate(conn)
+        apply_batch(conn, [TurnStarted(turn_id="t9", session_id="s", started_at_ms=_at(9)),
+                           TurnStarted(turn_id="t7", session_id="s2", started_at_ms=_at(7))], None)
+        log: list[tuple[str, Any]] = []
+        conn.raw = _Statements(conn.raw, log)
+        apply_batch(conn, [  # hours touched in descending order
+            ApiCall(api_request_id="r", attempt=0, session_id="s", turn_id="t9", started_at_ms=_at(8),
+                    latency_ms=10.0, status="ok"),
+            TurnStarted(turn_id="t6", session_id="s", started_at_ms=_at(6)),  # closes t9 (hour 9)
+            TurnEnded(turn_id="t7", session_id="s2", ended_at_ms=_at(7, 0.5), outcome="completed"),  # hour 7
+            ToolCall(tool_call_id="c", session_id="s", turn_id="t6", tool_name="terminal", started_at_ms=_at(5),
+                     latency_ms=1.0, status="ok"),
+        ], None)
+    finally:
+        conn.close()
+    writes = [(sql, params) for sql, params in log if sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
+    marks = [i for i, (sql, _) in enumerate(writes) if "rollup_dirty" in sql]
+    assert len(marks) == 1 and marks[0] == len(writes) - 1, [sql[:60] for sql, _ in writes]
+    hours = [int(row[0]) for row in writes[marks[0]][1]]
+    assert hours == [h + 5, h + 6, h + 7, h + 8, h + 9]

@@ -527,29 +527,30 @@ _SQL_CRON_STATUS = (
     "AND started_at_ms <= ? ORDER BY started_at_ms DESC NULLS LAST LIMIT 1) RETURNING session_id"
 )
 
-_SQL_SESSION_FOR_RULE = (
-    "SELECT s.end_reason, s.session_type, s.run_status, s.outcome, s.origin, "
+_SQL_SESSIONS_FOR_RULE = (
+    "SELECT s.session_id, s.end_reason, s.session_type, s.run_status, s.outcome, s.origin, "
     "(SELECT t.outcome FROM turns t WHERE t.session_id = s.session_id "
     " ORDER BY t.started_at_ms DESC NULLS LAST, t.turn_id DESC LIMIT 1) "
-    "FROM sessions s WHERE s.session_id = ?"
+    "FROM sessions s WHERE s.session_id IN ({})"
 )
 
 
 def _apply_session_rule(conn: sqlite3.Connection, session_ids: Iterable[str]) -> None:
-    """Set each ended session's outcome by the one rule (model/outcomes.session_outcome)."""
-    for sid in session_ids:
-        row = conn.execute(_SQL_SESSION_FOR_RULE, (sid,)).fetchone()
-        if row is None:
-            continue
-        end_reason, session_type, run_status, current, origin, last_turn = row
-        # (an imported one: its turns' outcomes are derived from messages, so it stays open)
-        unended = end_reason is None and session_type in UNENDED_RUN_SESSION_TYPES and origin == "live"
-        if (end_reason is None and not unended) or session_type not in ONE_RUN_SESSION_TYPES:
-            continue  # open, or a conversation: its end reason's outcome was written with it
-        outcome = session_outcome(end_reason, session_type, last_turn, run_status)
-        value = None if outcome is None else outcome.value
-        if value != current and (value is not None or unended):  # an unended run: open again while a turn runs
-            conn.execute("UPDATE sessions SET outcome = ? WHERE session_id = ?", (value, sid))
+    """Set each ended session's outcome by the one rule (model/outcomes.session_outcome).
+    (The sessions are read 500 at a time: one statement, and one round trip on PostgreSQL.)"""
+    ids = list(session_ids)
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        rows = conn.execute(_SQL_SESSIONS_FOR_RULE.format(", ".join("?" * len(chunk))), chunk).fetchall()
+        for sid, end_reason, session_type, run_status, current, origin, last_turn in rows:
+            # (an imported one: its turns' outcomes are derived from messages, so it stays open)
+            unended = end_reason is None and session_type in UNENDED_RUN_SESSION_TYPES and origin == "live"
+            if (end_reason is None and not unended) or session_type not in ONE_RUN_SESSION_TYPES:
+                continue  # open, or a conversation: its end reason's outcome was written with it
+            outcome = session_outcome(end_reason, session_type, last_turn, run_status)
+            value = None if outcome is None else outcome.value
+            if value != current and (value is not None or unended):  # an unended run: open again while a turn runs
+                conn.execute("UPDATE sessions SET outcome = ? WHERE session_id = ?", (value, sid))
 
 
 def _session_start_row(e: SessionStarted, now: float) -> tuple[Any, ...]:
