@@ -582,7 +582,7 @@ def sessions_renderable(result: dict[str, Any], *, tz: tzinfo | None = None) -> 
             pruned = True
             figures = [PRUNED, "", "", ""]
         grid.add_row(when_short(s.get("started_at_ms"), tz), s["session_id"] + (f" +{extra}" if extra else ""),
-                     s.get("source") or NA, (s.get("outcome") or NA) + (" (imported)" if s.get("derived") else ""),
+                     s.get("source") or NA, (s.get("outcome") or NA) + (" (imported)" if s.get("origin") == "backfill" else ""),
                      *figures, duration(s.get("duration_ms")))
     parts: list[RenderableType] = [head, grid]
     parts.append(_legend(parts, *(("+N",) if rolled else ()), *((PRUNED,) if pruned else ())))
