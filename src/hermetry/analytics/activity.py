@@ -24,8 +24,9 @@ model call, one tool message per tool call. The JSON says how many sessions each
 Which skill a call loaded is a tool argument, which hermetry never stores, so per-skill names
 are not available (``distinct_skills: null``).
 
-**A large window** (more than :data:`EXACT_MAX_SESSIONS` sessions started in it, on a store with
-rollups, no tool filter): what rows add up to — messages derived from turns, successful calls
+**Time before a prune** (``hermetry prune``) is always read from the rollups, as the report
+reads it: the raw rows left there are not its sessions' rows. **A large window** (more than
+:data:`EXACT_MAX_SESSIONS` sessions started in it, on a store with rollups, no tool filter): what rows add up to — messages derived from turns, successful calls
 and tool calls, each tool's share, skills, tokens — is read from the hourly rollups
 (``stores.rollups.read``) over the rows *started in the window*, and what belongs to sessions —
 how many started, weekday and hour, active days, streak, active time, the longest session — from
@@ -54,7 +55,7 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from hermetry.analytics.query import SESSIONS, Query, Scanner
+from hermetry.analytics.query import SESSIONS, Query, Scanner, refuse_tool_filter_in_pruned_time
 from hermetry.model.events import TASK_MAIN
 from hermetry.model.kinds import API_OK
 from hermetry.model.units import HOUR_MS
@@ -136,12 +137,16 @@ def activity(conn: sqlite3.Connection | None, since_ms: float, until_ms: float,
         return empty_activity(zone)
     filters = filters or {}
     where, params = _where(conn, since_ms, until_ms, filters)
-    if exact is not True and (_rollups_apply(conn, where, params, filters) if exact is None else
-                              "tool" not in filters and "toolset" not in filters):
-        from hermetry.stores.rollups import has_rollups
+    from hermetry.stores.rollups import has_rollups, pruned_before_ms
 
-        if has_rollups(conn):
-            return _from_rollups(conn, where, params, since_ms, until_ms, filters, zone)
+    boundary = pruned_before_ms(conn) if has_rollups(conn) else None
+    refuse_tool_filter_in_pruned_time(filters, since_ms, boundary)
+    # time before a prune has only rollups (as in the report): the raw rows left there are not its sessions' rows
+    pruned = boundary is not None and since_ms < boundary
+    if has_rollups(conn) and (pruned or (exact is not True and (
+            _rollups_apply(conn, where, params, filters) if exact is None else
+            "tool" not in filters and "toolset" not in filters))):
+        return _from_rollups(conn, where, params, since_ms, until_ms, filters, zone)
     scope = f"SELECT s.session_id FROM sessions s WHERE {where}"
 
     def q(sql: str) -> list[tuple[Any, ...]]:

@@ -60,6 +60,21 @@ FILTERS = ("source", "model", "provider", "toolset", "tool", "session_type", "pr
 TOOL_DIMENSIONS = ("tool", "toolset")
 
 
+class NotAnswerable(ValueError):
+    """A question this store cannot answer as asked; the message (one line) says what to ask instead."""
+
+
+def refuse_tool_filter_in_pruned_time(filters: dict[str, str], since_ms: float, pruned_before_ms: float | None) -> None:
+    """A ``tool``/``toolset`` filter keeps the turns (and their calls) that called a tool: that is
+    known only from raw rows, and ``hermetry prune`` deleted them before ``pruned_before_ms``
+    (the rollups keep no per-tool turns). Refuse, rather than answer from the rows left."""
+    if pruned_before_ms is None or since_ms >= pruned_before_ms or not set(filters) & set(TOOL_DIMENSIONS):
+        return
+    boundary = iso(pruned_before_ms)
+    raise NotAnswerable(f"a tool or toolset filter cannot read time before {boundary}: its rows were pruned "
+                        f"(hermetry prune) and the rollups keep no per-tool turns; ask from --since {boundary} on")
+
+
 @dataclass(frozen=True)
 class Query:
     """What to report on: a time window (epoch ms, ``since <= t < until``), filters, breakdowns."""

@@ -48,6 +48,7 @@ from hermetry.analytics.query import (  # noqa: F401 - the query layer; re-expor
     applicable,
     day_iso,
     iso,
+    refuse_tool_filter_in_pruned_time,
 )
 from hermetry.analytics.stats import histogram, rate, summarize
 from hermetry.model.kinds import TOKEN_KINDS
@@ -366,11 +367,13 @@ def rollup_plan(conn: Any, q: Query, *, exact: bool = False) -> rollups.Plan | N
     """How ``collect`` reads ``q``: a plan over the rollups, or None for every raw row (the exact
     path) — chosen when asked (``exact``), when the window holds fewer than
     :data:`EXACT_BELOW_CALLS` model calls, when a tool or toolset filter needs each turn's tools,
-    or when the store has no rollups. Time before a prune has only rollups: always read from them."""
+    or when the store has no rollups. Time before a prune has only rollups: always read from them
+    (with a tool or toolset filter there: :class:`~hermetry.analytics.query.NotAnswerable`)."""
     if conn is None or not rollups.has_rollups(conn):
         return None
     p = rollups.plan(conn, q.since_ms, q.until_ms)
     pruned = p.pruned_before_ms is not None and q.since_ms < p.pruned_before_ms
+    refuse_tool_filter_in_pruned_time(q.filters, q.since_ms, p.pruned_before_ms)
     if not pruned and (exact or p.hours_from_rollups == 0 or set(q.filters) & set(TOOL_DIMENSIONS)):
         return None
     if not pruned and rollups.count_calls(conn, p) < EXACT_BELOW_CALLS:

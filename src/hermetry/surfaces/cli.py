@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hermetry import config
+from hermetry.analytics.query import NotAnswerable
 from hermetry.model.units import DAY_MS
 from hermetry.recorder.sink import SinkUnavailable
 
@@ -1008,7 +1009,7 @@ def dispatch(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         return int(func(args) or 0)
-    except UsageError as exc:
+    except (UsageError, NotAnswerable) as exc:
         _say(str(exc))
         return EXIT_USAGE
     except CommandError as exc:

@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hermetry.analytics.query import NotAnswerable
 from hermetry.model.units import DAY_MS
 from hermetry.surfaces.dashboard import DEFAULT_REFRESH_S  # noqa: F401 - how often the browser asks ``version``
 
@@ -346,6 +347,8 @@ class DashboardApi:
                 result = run()
             except sqlite3.DatabaseError as exc:
                 raise ApiError(500, f"cannot read the telemetry file {self.shown_db()}: {exc}") from exc
+            except NotAnswerable as exc:
+                raise ApiError(400, str(exc)) from exc
             done = time.monotonic()
             self.calls += 1
         with self._lock:
