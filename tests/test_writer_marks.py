@@ -271,10 +271,12 @@ class _Statements:
         return getattr(self._raw, name)
 
 
-def test_postgres_marks_a_batchs_hours_once_sorted_at_its_end(pg_url: str) -> None:
+def test_postgres_marks_a_batchs_hours_once_sorted_before_it_writes(pg_url: str) -> None:
     """m8: two hosts' batches around an hour boundary must not wait for each other's marks in
-    opposite orders (a deadlock, then a retried batch): each batch marks every hour in one
-    statement, ascending, after all its writes."""
+    opposite orders (a deadlock, then a retried batch). Each batch marks every hour it changes in
+    one statement, ascending, before it writes anything — the hours of its rows, of the turns it
+    closes or ends and of the sessions it changes, whose triggers then find them marked: every
+    mark the transaction holds is one that statement took."""
     from hermetry.stores.postgres import apply_batch
     from hermetry.stores.postgres import connect as pg_connect
     from hermetry.stores.postgres import migrate as pg_migrate
@@ -283,22 +285,34 @@ def test_postgres_marks_a_batchs_hours_once_sorted_at_its_end(pg_url: str) -> No
     conn: Any = pg_connect(pg_url)
     try:
         pg_migrate(conn)
-        apply_batch(conn, [TurnStarted(turn_id="t9", session_id="s", started_at_ms=_at(9)),
+        apply_batch(conn, [SessionStarted(session_id="s", started_at_ms=_at(10), source="cli"),
+                           SessionStarted(session_id="s2", started_at_ms=_at(4), source="cli"),
+                           TurnStarted(turn_id="t9", session_id="s", started_at_ms=_at(9)),
                            TurnStarted(turn_id="t7", session_id="s2", started_at_ms=_at(7))], None)
-        log: list[tuple[str, Any]] = []
-        conn.raw = _Statements(conn.raw, log)
-        apply_batch(conn, [  # hours touched in descending order
+        R.rebuild(conn, now_ms=LATER)
+        assert _dirty(conn) == set()
+        batch: list[Event] = [  # hours touched in descending order
+            SessionStarted(session_id="s3", started_at_ms=_at(11), source="cli"),  # a new session (trigger)
             ApiCall(api_request_id="r", attempt=0, session_id="s", turn_id="t9", started_at_ms=_at(8),
-                    latency_ms=10.0, status="ok"),
+                    latency_ms=10.0, status="ok"),  # moves session s's start from hour 9 to 8 (trigger)
             TurnStarted(turn_id="t6", session_id="s", started_at_ms=_at(6)),  # closes t9 (hour 9)
             TurnEnded(turn_id="t7", session_id="s2", ended_at_ms=_at(7, 0.5), outcome="completed"),  # hour 7
+            SessionEnded(session_id="s2", ended_at_ms=_at(12), end_reason="cli_close", outcome="completed"),  # 4
             ToolCall(tool_call_id="c", session_id="s", turn_id="t6", tool_name="terminal", started_at_ms=_at(5),
                      latency_ms=1.0, status="ok"),
-        ], None)
+        ]
+        log: list[tuple[str, Any]] = []
+        raw = conn.raw
+        conn.raw = _Statements(raw, log)
+        with raw.transaction():
+            write_events(conn, batch)
+            held = {int(hour) for (hour,) in raw.execute(
+                "SELECT hour FROM rollup_dirty WHERE xmin::text = (txid_current() % 4294967296)::text").fetchall()}
     finally:
         conn.close()
     writes = [(sql, params) for sql, params in log if sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
     marks = [i for i, (sql, _) in enumerate(writes) if "rollup_dirty" in sql]
-    assert len(marks) == 1 and marks[0] == len(writes) - 1, [sql[:60] for sql, _ in writes]
-    hours = [int(row[0]) for row in writes[marks[0]][1]]
-    assert hours == [h + 5, h + 6, h + 7, h + 8, h + 9]
+    assert marks == [0], [sql[:60] for sql, _ in writes]
+    hours = [int(row[0]) for row in writes[0][1]]
+    assert hours == [h + 4, h + 5, h + 6, h + 7, h + 8, h + 9, h + 11]  # (s started at 9: its first turn)
+    assert held == set(hours)

@@ -49,6 +49,7 @@ from hermetry.model.outcomes import (
     TurnOutcome,
     session_outcome,
 )
+from hermetry.model.units import HOUR_MS
 from hermetry.recorder.sink import SinkDisabled, SinkUnavailable
 from hermetry.stores.dialect import SQLITE, Dialect, dialect_of
 from hermetry.stores.rollups import mark_hours
@@ -589,10 +590,12 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
 
     Rollup hours: the hour of every row the batch inserts or changes is collected here (inserted
     rows: their ``started_at_ms``; ended turns: their start, known from the batch or looked up;
-    closed open turns: theirs) and the hours are marked once, sorted, at the end
-    (``mark_hours``): two writers never wait for each other's marks in opposite orders (no
-    deadlock on PostgreSQL's ``rollup_dirty`` keys). Session changes are marked by the store's
-    triggers (stores/rollups.py).
+    closed open turns: theirs) and the hours are marked once, sorted (``mark_hours``). SQLite
+    (one writer at a time) marks them at the end. PostgreSQL, where several hosts write at once,
+    marks them at the start (:func:`_mark_ahead`), before any row is written: the store's
+    triggers on ``sessions`` (stores/rollups.py), which mark session changes as the rows are
+    written, then find their hours already marked by this transaction, and two writers never
+    wait for each other's marks in opposite orders (no deadlock on ``rollup_dirty`` keys).
 
     Turn ids are unique (Hermes' and the importer's, which prefixes its own): what the batch knows
     about a session's open turns is only ever a superset of them.
@@ -604,6 +607,10 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
     sql = _dialect_sql(dialect)
     # PostgreSQL pipelines the batch: what the closing UPDATEs return is read at the end
     deferred: list[Any] | None = [] if dialect.name != SQLITE.name else None
+    marked: set[int] = set()
+    if deferred is not None:
+        events = events if isinstance(events, list | tuple) else list(events)
+        marked = _mark_ahead(conn, events)
     ensure: dict[str, list[Any]] = {}  # session_id -> [earliest started_at_ms, origin, model, provider]
     api_rows: list[tuple[Any, ...]] = []
     tool_rows: list[tuple[Any, ...]] = []
@@ -724,7 +731,7 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
     flush()
     if ruled:
         _apply_session_rule(conn, ruled)
-    if ended:
+    if ended and deferred is None:  # (PostgreSQL looked them up ahead)
         ids = list(ended)
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
@@ -732,8 +739,61 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
     if deferred:
         for cursor in deferred:
             started.extend(r[0] for r in cursor.fetchall())
+    if marked:  # what was not known ahead (another writer's turn of the session, opened meanwhile)
+        started = [t for t in started if t is not None and t == t and int(t // HOUR_MS) not in marked]
     mark_hours(conn, started)
     return n
+
+
+def _mark_ahead(conn: Any, events: Sequence[Event]) -> set[int]:
+    """PostgreSQL: mark, sorted and before anything is written, every hour the batch will change:
+    its rows' (from the events), the current start hour of each session it touches (the
+    sessions triggers mark it when the row changes), the open turns of those sessions (a
+    live turn start or session end closes them) and the turns it ends without starting them
+    (one round trip for the look-ups). What is still marked later: the hours of every row of a
+    session whose dimensions change (the dimensions trigger; a session's first model, or a start
+    event arriving after its rows) — rare, and only then can two batches still wait on each other
+    (PostgreSQL detects it; the batch is retried). Returns the hours marked."""
+    times: list[float | None] = []
+    sessions: dict[str, None] = {}
+    ended: dict[str, None] = {}
+    turns: set[str] = set()
+    for e in events:
+        if isinstance(e, ApiCall | ToolCall):
+            times.append(e.started_at_ms)
+            sessions[e.session_id] = None
+        elif isinstance(e, TurnStarted):
+            times.append(e.started_at_ms)
+            sessions[e.session_id] = None
+            turns.add(e.turn_id)
+        elif isinstance(e, TurnEnded):
+            sessions[e.session_id] = None
+            if e.turn_id not in turns:
+                ended[e.turn_id] = None
+        elif isinstance(e, SessionStarted):
+            times.append(e.started_at_ms)
+            sessions[e.session_id] = None
+        elif isinstance(e, SessionEnded | SessionReopened):
+            sessions[e.session_id] = None
+        elif isinstance(e, SubagentLinked):
+            times.append(e.linked_at_ms)
+            sessions[e.child_session_id] = None
+    cursors = []
+    sids, tids = list(sessions), list(ended)
+    for i in range(0, len(sids), 500):
+        chunk = sids[i:i + 500]
+        marks = ", ".join("?" * len(chunk))
+        cursors.append(conn.execute(f"SELECT started_at_ms FROM sessions WHERE session_id IN ({marks})", chunk))
+        cursors.append(conn.execute(f"SELECT started_at_ms FROM turns WHERE session_id IN ({marks}) "
+                                    "AND outcome IS NULL", chunk))
+    for i in range(0, len(tids), 500):
+        chunk = tids[i:i + 500]
+        cursors.append(conn.execute(_SQL_TURN_STARTS.format(", ".join("?" * len(chunk))), chunk))
+    for cursor in cursors:
+        times.extend(r[0] for r in cursor.fetchall())
+    hours = {int(t // HOUR_MS) for t in times if t is not None and t == t}
+    mark_hours(conn, [h * HOUR_MS for h in hours])
+    return hours
 
 
 def _reconcile_quietly(conn: sqlite3.Connection) -> None:
