@@ -32,7 +32,7 @@ def both(db: Path, since_ms: float, until_ms: float, **kw: Any) -> tuple[dict[st
 
 
 def comparable(a: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in a.items() if k not in ("method", "notable_sessions_not_computed")}
+    out = {k: v for k, v in a.items() if k not in ("method", "notable_sessions_not_computed", "starts_by")}
     out["messages"] = {k: v for k, v in a["messages"].items() if k != "definition"}
     out["notable_sessions"] = {k: v for k, v in a["notable_sessions"].items() if k not in PER_SESSION}
     return out
@@ -107,3 +107,37 @@ def test_insights_exact_reads_activity_exactly_too(db: Path, monkeypatch: pytest
     exact = insights(db, q, exact=True)["activity"]
     assert exact["method"] == "exact"
     assert all(exact["notable_sessions"][k] is not None for k in PER_SESSION)
+
+
+def test_insights_activity_regroups_the_reports_reads(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the rollup path activity takes its row counts from the report's reads of the same window
+    (no second scan of the rollup rows): the same figures as activity read on its own."""
+    from hermetry.analytics import report as report_module
+    from hermetry.analytics.query import Query
+    from hermetry.analytics.report import insights
+    from hermetry.stores import rollups
+
+    copy = db.parent / "regroup.db"
+    copy.write_bytes(db.read_bytes())
+    conn = connect(copy)
+    rebuild(conn, include_open=True)
+    conn.close()
+    monkeypatch.setattr(activity_module, "EXACT_MAX_SESSIONS", 50)
+    monkeypatch.setattr(report_module, "EXACT_BELOW_CALLS", 0)
+    for filters in ({}, {"source": "telegram"}):
+        q = Query(since_ms=NOW_MS - 15.3 * DAY_MS, until_ms=NOW_MS - 0.6 * DAY_MS, filters=filters, group_by=("model",))
+        with open_db(copy) as conn:
+            alone = activity(conn, q.since_ms, q.until_ms, filters)
+        calls: list[str] = []
+        real = rollups.read
+
+        def counting(conn: Any, kind: Any, p: Any, calls: list[str] = calls, real: Any = real, **kw: Any) -> Any:
+            calls.append(kind.name)
+            return real(conn, kind, p, **kw)
+
+        monkeypatch.setattr(rollups, "read", counting)
+        report = insights(copy, q)
+        monkeypatch.setattr(rollups, "read", real)
+        assert report["method"]["path"] == "rollups" and report["activity"]["method"] == "rollups"
+        assert report["activity"] == alone
+        assert sorted(calls) == sorted(["turns", "api", "tools"] * 2 + ["sessions", "sessions"])  # none twice for activity

@@ -34,7 +34,8 @@ the sessions rollup (``stores.rollups.SESSIONS``: sessions by hour of start, the
 and dirty hours from the sessions table). Weekday, hour and day are applied per hour of start,
 which is exact when the zone's offset is a whole number of hours all through each hour (UTC,
 most zones, their DST changes); for any other zone (e.g. +05:30, +05:45) the starts come from one
-``GROUP BY`` per minute over the window's sessions (the rest still from the rollup). The longest
+``GROUP BY`` per minute over the window's sessions (the rest still from the rollup); ``starts_by``
+says which (``session`` on the exact path, ``hour`` or ``minute`` here). The longest
 session: its hour from the rollup, then one indexed lookup in that hour. Hermes' own message
 counts of imported sessions come from ``backfill_state`` (no cost without an import). Per-session totals (the sessions with the most
 messages, tokens or tool calls) need every row of every session: they are ``null`` there, with
@@ -127,11 +128,13 @@ def _rollups_apply(conn: Any, where: str, params: list[Any], filters: dict[str, 
 
 def activity(conn: sqlite3.Connection | None, since_ms: float, until_ms: float,
              filters: dict[str, str] | None = None, tz: tzinfo | None = None, *,
-             exact: bool | None = None) -> dict[str, Any]:
+             exact: bool | None = None, reads: Any = None) -> dict[str, Any]:
     """The ``hermes insights`` figures for the sessions that started in ``[since_ms, until_ms)``.
 
     ``exact``: True — per session, from every raw row; False — from the rollups where the store
-    has them; None (default) — the rollups for a large window (module docstring)."""
+    has them; None (default) — the rollups for a large window (module docstring). ``reads``: the
+    report's rollup reads of the same window (``stores.rollups.Reads``), regrouped here rather than
+    read again."""
     zone = _zone(tz)
     if conn is None:
         return empty_activity(zone)
@@ -146,7 +149,7 @@ def activity(conn: sqlite3.Connection | None, since_ms: float, until_ms: float,
     if has_rollups(conn) and (pruned or (exact is not True and (
             _rollups_apply(conn, where, params, filters) if exact is None else
             "tool" not in filters and "toolset" not in filters))):
-        return _from_rollups(conn, where, params, since_ms, until_ms, filters, zone)
+        return _from_rollups(conn, where, params, since_ms, until_ms, filters, zone, reads)
     scope = f"SELECT s.session_id FROM sessions s WHERE {where}"
 
     def q(sql: str) -> list[tuple[Any, ...]]:
@@ -186,7 +189,7 @@ def activity(conn: sqlite3.Connection | None, since_ms: float, until_ms: float,
 
 
 def _from_rollups(conn: Any, where: str, params: list[Any], since_ms: float, until_ms: float,
-                  filters: dict[str, str], zone: tzinfo) -> dict[str, Any]:
+                  filters: dict[str, str], zone: tzinfo, reads: Any = None) -> dict[str, Any]:
     """The rollup path (module docstring): one row per minute of session starts, one per group of
     rollup rows; exact figures throughout, per-session maxima other than the longest left null."""
     from hermetry.stores.rollups import API, SESSIONS, TOOLS, TURNS, has_kind, plan, read
@@ -196,12 +199,20 @@ def _from_rollups(conn: Any, where: str, params: list[Any], since_ms: float, unt
         cursor.row_factory = None
         return cursor.execute(sql, params).fetchall()
 
-    p = plan(conn, since_ms, until_ms)
+    same = reads is not None and reads.plan.since_ms == since_ms and reads.plan.until_ms == until_ms
+    p = reads.plan if same else plan(conn, since_ms, until_ms)
     keep = {k: v for k, v in filters.items() if k in ("source", "model", "provider", "session_type", "profile", "host")}
+
+    def counts(kind: Any, keys: tuple[str, ...]) -> Any:
+        found = reads.get(kind, keys, keep) if same else None
+        return found if found is not None else read(conn, kind, p, keys=keys, filters=keep, measures=False)
+
     if has_kind(conn, SESSIONS):
-        starts, n_timed, active_ms, longest = _sessions_from_rollups(conn, p, keep, since_ms, until_ms, filters, zone)
+        starts, n_timed, active_ms, longest, starts_by = _sessions_from_rollups(conn, p, keep, since_ms, until_ms,
+                                                                                filters, zone)
     else:  # a file read at schema < 12
         starts, n_timed, active_ms, longest = _sessions_by_minute(conn, where, params, since_ms, until_ms, filters)
+        starts_by = "minute"
     n_sessions = sum(starts.values())
     exact_sessions, exact_messages = 0, 0
     if _has_backfill_state(conn):  # from the imported sessions to theirs: no cost without an import
@@ -210,9 +221,9 @@ def _from_rollups(conn: Any, where: str, params: list[Any], since_ms: float, unt
                 f"WHERE s.session_id = b.session_id AND b.message_count IS NOT NULL AND {where}")[0]
         exact_sessions, exact_messages = int(row[0] or 0), int(row[1] or 0)
 
-    turns = read(conn, TURNS, p, keys=("origin",), filters=keep, measures=False)
-    api = read(conn, API, p, keys=("status", "task"), filters=keep, measures=False)
-    tool_groups = read(conn, TOOLS, p, keys=("tool", "origin"), filters=keep, measures=False)
+    turns = counts(TURNS, ("origin",))
+    api = counts(API, ("status", "task"))
+    tool_groups = counts(TOOLS, ("tool", "origin"))
     user = sum(int(g.counts["turns"]) for g in turns.values())
     live_turns = sum(int(g.counts["turns"]) for (origin,), g in turns.items() if origin != "backfill")
     ok_main_live = sum(int(g.counts["calls"]) - int(g.counts["derived_calls"]) for (status, task), g in api.items()
@@ -252,6 +263,7 @@ def _from_rollups(conn: Any, where: str, params: list[Any], since_ms: float, unt
     out["notable_sessions_not_computed"] = {"keys": ["most_messages", "most_tokens", "most_tool_calls"],
                                             "why": NOT_ON_ROLLUPS} if n_sessions else None
     out["method"] = "rollups"
+    out["starts_by"] = starts_by
     return out
 
 
@@ -259,12 +271,13 @@ _DURATION = "CASE WHEN s.ended_at_ms > s.started_at_ms THEN s.ended_at_ms - s.st
 
 
 def _sessions_from_rollups(conn: Any, p: Any, keep: dict[str, str], since_ms: float, until_ms: float,
-                           filters: dict[str, str], zone: tzinfo) -> tuple[Counter[int], int, float, list[Any]]:
+                           filters: dict[str, str], zone: tzinfo) -> tuple[Counter[int], int, float, list[Any], str]:
     """(starts per minute, timed sessions, their summed duration, [the longest session row]) of the
     window's sessions, from the sessions rollup (``stores.rollups.SESSIONS``, by hour of start; the
     plan's raw ranges from the sessions table). Weekday, hour and day are applied per hour of start:
     exact when the zone's offset is a whole number of hours all through each hour; for any other
-    zone (e.g. +05:30) the starts come from one pass over the window's sessions, per minute."""
+    zone (e.g. +05:30) the starts come from one pass over the window's sessions, per minute (the
+    last value says which: ``"hour"`` or ``"minute"``)."""
     from hermetry.stores.rollups import SESSIONS, read
 
     hours = read(conn, SESSIONS, p, keys=("hour",), filters=keep, measures=False)
@@ -287,10 +300,10 @@ def _sessions_from_rollups(conn: Any, p: Any, keep: dict[str, str], since_ms: fl
     if all(_whole_hour_offset(zone, int(h)) for (h,) in hours):
         starts: Counter[int] = Counter({int(h) * 60: int(g.counts["sessions"]) for (h,), g in hours.items()
                                         if g.counts["sessions"]})
-    else:
-        where, params = _where(conn, since_ms, until_ms, filters)
-        starts = _starts_by_minute(conn, where, params, since_ms, until_ms, filters)
-    return starts, n_timed, active_ms, longest
+        return starts, n_timed, active_ms, longest, "hour"
+    where, params = _where(conn, since_ms, until_ms, filters)
+    starts = _starts_by_minute(conn, where, params, since_ms, until_ms, filters)
+    return starts, n_timed, active_ms, longest, "minute"
 
 
 def _whole_hour_offset(zone: tzinfo, hour: int) -> bool:
@@ -396,6 +409,9 @@ def _build(sessions: dict[str, tuple[float | None, float | None]], turns: dict[s
 
     return {
         "method": "exact",
+        # what weekday, hour and day were applied to: each session's start, or (rollups) each hour or
+        # minute of starts — the same figures (module docstring)
+        "starts_by": "session",
         "timezone": {"name": at.tzname(), "utc_offset_minutes": offset_minutes},
         "sessions": n,
         "messages": {

@@ -182,6 +182,8 @@ class Collected:
     session_outcomes_unrated: Counter[str] = field(default_factory=Counter)
     #: where the figures came from (None: every raw row, the exact path)
     plan: rollups.Plan | None = None
+    #: the rollup path's count reads, for activity to regroup (``rollups.Reads``)
+    reads: rollups.Reads | None = None
 
     def slice(self, key: tuple[str, Any] = TOTAL) -> Slice:
         return self.slices.get(key) or Slice(sessions_known=self.plan is None)
@@ -398,10 +400,11 @@ def collect(conn: sqlite3.Connection | None, q: Query, *, exact: bool = False) -
     tool_dims = dims + [d for d in TOOL_DIMENSIONS if d not in dims]  # always: the tools table
     p = rollup_plan(conn, q, exact=exact)
     if p is not None:
-        _collect_rollups(conn, q, p, dims, tool_dims, slices)
+        reads = _collect_rollups(conn, q, p, dims, tool_dims, slices)
         outcomes, unrated = (_session_outcomes_rolled(conn, q, p) if rollups.has_kind(conn, rollups.SESSIONS)
                              else _session_outcomes(scan))
-        return Collected(q, slices, session_api, session_turns, {}, {}, outcomes, _drops(conn), unrated, plan=p)
+        return Collected(q, slices, session_api, session_turns, {}, {}, outcomes, _drops(conn), unrated, plan=p,
+                         reads=reads)
     _collect_turns(scan, applicable(TURNS, dims), slices, session_turns)
     _collect_api(scan, applicable(API_CALLS, dims), slices, session_api)
     _collect_tools(scan, applicable(TOOL_CALLS, tool_dims), slices)
@@ -423,7 +426,7 @@ def collect(conn: sqlite3.Connection | None, q: Query, *, exact: bool = False) -
 
 
 def _collect_rollups(conn: Any, q: Query, p: rollups.Plan, dims: list[str], tool_dims: list[str],
-                     slices: defaultdict[tuple[str, Any], Slice]) -> None:
+                     slices: defaultdict[tuple[str, Any], Slice]) -> rollups.Reads:
     """The rollup path: the same slices as the raw path (``_collect_turns`` …), from
     ``rollups.read`` (whole clean hours from rollups, the rest of the window from raw rows).
     Per-session figures are not known here (``Slice.sessions_known``)."""
@@ -431,10 +434,16 @@ def _collect_rollups(conn: Any, q: Query, p: rollups.Plan, dims: list[str], tool
     for s in slices.values():
         s.sessions_known = False
     slices.default_factory = lambda: Slice(sessions_known=False)
+    reads = rollups.Reads(p, dict(filters))
+
+    def counts(kind: rollups.Kind, keys: tuple[str, ...]) -> dict[tuple[Any, ...], rollups.Group]:
+        groups = rollups.read(conn, kind, p, keys=keys, filters=filters, measures=False)
+        reads.groups[kind.name] = (keys, groups)
+        return groups
+
     turn_dims = applicable(TURNS, dims)
     k = len(turn_dims)
-    for key, g in rollups.read(conn, rollups.TURNS, p, keys=(*turn_dims, "outcome", "origin"),
-                               filters=filters, measures=False).items():
+    for key, g in counts(rollups.TURNS, (*turn_dims, "outcome", "origin")).items():
         outcome, origin = key[k:]
         n, n_wall = int(g.counts["turns"]), int(g.counts["wall_n"])
         for s in _slices_of(slices, turn_dims, key):
@@ -445,8 +454,7 @@ def _collect_rollups(conn: Any, q: Query, p: rollups.Plan, dims: list[str], tool
     api_dims = applicable(API_CALLS, dims)
     k = len(api_dims)
     names = [name for name, _ in rollups.API_SUMS]
-    for key, g in rollups.read(conn, rollups.API, p, keys=(*api_dims, "status", "error_type", "cost_status", "task"),
-                               filters=filters, measures=False).items():
+    for key, g in counts(rollups.API, (*api_dims, "status", "error_type", "cost_status", "task")).items():
         status, error_type, cost_status, task = key[k:]
         nums = fold_api_group(status, cost_status, [g.counts[name] for name in names])
         calls = nums[0]
@@ -457,8 +465,7 @@ def _collect_rollups(conn: Any, q: Query, p: rollups.Plan, dims: list[str], tool
                 s.errors[error_type or "unknown"] += calls
     tdims = applicable(TOOL_CALLS, tool_dims)
     k = len(tdims)
-    for key, g in rollups.read(conn, rollups.TOOLS, p, keys=(*tdims, "toolset", "status", "origin"),
-                               filters=filters, measures=False).items():
+    for key, g in counts(rollups.TOOLS, (*tdims, "toolset", "status", "origin")).items():
         toolset, status, origin = key[k:]
         n = int(g.counts["calls"])
         for s in _slices_of(slices, tdims, key):
@@ -489,6 +496,7 @@ def _collect_rollups(conn: Any, q: Query, p: rollups.Plan, dims: list[str], tool
                 hist = g.hist or [0] * len(WALL_MS_EDGES)
                 for s in targets:
                     s.wall_hist = [a + b for a, b in zip(s.wall_hist or [0] * len(hist), hist, strict=True)]
+    return reads
 
 
 
@@ -830,9 +838,10 @@ def insights(db: Db, query: Query, *, tz: tzinfo | None = None, exact: bool = Fa
 
     query.check()
     with open_db(db) as conn:
-        report = build_report(collect(conn, query, exact=exact))
+        collected = collect(conn, query, exact=exact)
+        report = build_report(collected)
         report["activity"] = activity(conn, query.since_ms, query.until_ms, query.filters, tz,
-                                      exact=True if exact else None)
+                                      exact=True if exact else None, reads=collected.reads)
         # rows written for pruned time after the prune: in no figure above (stores.rollups.late_rows)
         report["method"]["late_rows"] = (rollups.late_rows(conn, query.since_ms, query.until_ms)
                                          if conn is not None and report["method"]["pruned_before"] else None)

@@ -984,6 +984,39 @@ def has_rollups(conn: Any) -> bool:
         return False
 
 
+@dataclass
+class Reads:
+    """Groups a caller already read for one plan and one set of filters (by kind name: the keys
+    and the groups), so another view of the same window (activity beside the report) regroups them
+    instead of scanning the same rollup rows again (:func:`regroup`)."""
+
+    plan: Plan
+    filters: dict[str, Any]
+    groups: dict[str, tuple[tuple[str, ...], dict[tuple[Any, ...], Group]]] = field(default_factory=dict)
+
+    def get(self, kind: Kind, keys: Sequence[str], filters: Mapping[str, Any]) -> dict[tuple[Any, ...], Group] | None:
+        """``read(conn, kind, self.plan, keys=keys, filters=filters, measures=False)`` from what was
+        read, or None when it does not hold it (other filters, or keys it was not grouped by)."""
+        found = self.groups.get(kind.name)
+        if found is None or dict(filters) != self.filters or not set(keys) <= set(found[0]):
+            return None
+        return regroup(found[1], found[0], keys, kind)
+
+
+def regroup(groups: Mapping[tuple[Any, ...], Group], from_keys: Sequence[str], to_keys: Sequence[str],
+            kind: Kind) -> dict[tuple[Any, ...], Group]:
+    """Groups by ``from_keys`` added up by ``to_keys`` (a subset of them; counts only)."""
+    at = [list(from_keys).index(k) for k in to_keys]
+    out: dict[tuple[Any, ...], Group] = {}
+    for key, g in groups.items():
+        new = tuple(key[i] for i in at)
+        known = out.get(new)
+        if known is None:
+            out[new] = known = Group({}, maxima=kind.maxima)
+        known.add(Group(dict(g.counts), list(g.hist), maxima=kind.maxima))
+    return out
+
+
 def has_kind(conn: Any, kind: Kind) -> bool:
     """Does this store have ``kind``'s rollup tables (a file read at an older schema may not:
     :data:`SESSIONS` came with schema 12)?"""
