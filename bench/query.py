@@ -203,7 +203,7 @@ def run(opts: Options) -> dict[str, Any]:
         db, meta = history_db(n)
         log(f"query: SQLite, {n:,} API calls ({meta['sessions']:,} sessions, {db.stat().st_size / 2**20:,.0f} MB)")
         results["sqlite"][n] = _measure_store("SQLite", db, meta, n, exact_max=exact_max, flag=flag,
-                                              reps=3 if n < 10_000_000 else 1)
+                                              reps=3)
     if with_pg:
         from bench._fixtures import cached_postgres, postgres_history
 
@@ -214,7 +214,7 @@ def run(opts: Options) -> dict[str, Any]:
                 metas[n]["pg"] = {k: pg_meta.get(k) for k in ("copy_seconds", "rollup_build_seconds")}
                 log(f"query: PostgreSQL, {n:,} API calls")
                 results["postgres"][n] = _measure_store("PostgreSQL", url, pg_meta, n, exact_max=exact_max, flag=flag,
-                                                        reps=3 if n < 10_000_000 else 1)
+                                                        reps=3)
     results["metas"] = metas
 
     for store, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
