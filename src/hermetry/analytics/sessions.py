@@ -87,16 +87,39 @@ def _session_view(row: dict[str, Any]) -> dict[str, Any]:
 # Per-session totals
 # ---------------------------------------------------------------------------------------------
 
-def _family(conn: sqlite3.Connection) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """Parent of each child session, and the children of each parent."""
-    parents: dict[str, str] = {}
+def _children_below(conn: sqlite3.Connection, roots: Iterable[str]) -> dict[str, list[str]]:
+    """The children of each session at or below ``roots`` (each parent's oldest first), found hop
+    by hop through the ``parent_session_id`` index — never a scan of every session."""
     children: dict[str, list[str]] = defaultdict(list)
-    for sid, parent in _execute(
-        conn, "SELECT session_id, parent_session_id FROM sessions WHERE parent_session_id IS NOT NULL ORDER BY started_at_ms NULLS FIRST"
-    ):
-        parents[sid] = parent
-        children[parent].append(sid)
-    return parents, children
+    seen = set(roots)
+    frontier = sorted(seen)
+    while frontier:
+        found: list[str] = []
+        for chunk in chunks(frontier, _CHUNK):
+            marks = ", ".join("?" * len(chunk))
+            for sid, parent in _execute(
+                conn, f"SELECT session_id, parent_session_id FROM sessions WHERE parent_session_id IN ({marks}) "
+                      "ORDER BY started_at_ms NULLS FIRST", chunk
+            ):
+                children[parent].append(sid)
+                if sid not in seen:
+                    seen.add(sid)
+                    found.append(sid)
+        frontier = found
+    return children
+
+
+def _parents_above(conn: sqlite3.Connection, session_id: str) -> dict[str, str]:
+    """Child → parent from ``session_id`` up to its root (one indexed look-up a hop)."""
+    parents: dict[str, str] = {}
+    sid: str | None = session_id
+    while sid is not None and sid not in parents:
+        row = _execute(conn, "SELECT parent_session_id FROM sessions WHERE session_id = ?", (sid,)).fetchone()
+        if row is None or row[0] is None:
+            break
+        parents[sid] = row[0]
+        sid = row[0]
+    return parents
 
 
 def _descendants(children: dict[str, list[str]], session_id: str) -> list[str]:
@@ -262,7 +285,7 @@ def list_sessions(db: Db, since_ms: float, until_ms: float, *, limit: int = 20, 
         result["count"] = _execute(conn, f"SELECT COUNT(*) FROM sessions WHERE {where}", params).fetchone()[0]
         listed = _rows(conn, f"SELECT * FROM sessions WHERE {where} ORDER BY started_at_ms DESC NULLS LAST LIMIT ?",
                        (*params, limit))
-        _, children = _family(conn)
+        children = _children_below(conn, [r["session_id"] for r in listed]) if roll_up else {}
         members = {r["session_id"]: (_descendants(children, r["session_id"]) if roll_up else [r["session_id"]])
                    for r in listed}
         everyone = sorted({sid for sids in members.values() for sid in sids})
@@ -385,9 +408,9 @@ def session_detail(db: Db, session_id: str) -> dict[str, Any]:
         row = _resolve(conn, session_id)
         boundary = pruned_before(conn)
         sid = row["session_id"]
-        parents, children = _family(conn)
-        ancestors = lineage_ancestors(parents, sid)
+        ancestors = lineage_ancestors(_parents_above(conn, sid), sid)
         root = ancestors[-1] if ancestors else sid
+        children = _children_below(conn, [root])
         conversation = _descendants(children, root)
         related = sorted(set(ancestors) | set(children.get(sid, ())))
         info: dict[str, dict[str, Any]] = {}
