@@ -400,9 +400,10 @@ def collect(conn: sqlite3.Connection | None, q: Query, *, exact: bool = False) -
     tool_dims = dims + [d for d in TOOL_DIMENSIONS if d not in dims]  # always: the tools table
     p = rollup_plan(conn, q, exact=exact)
     if p is not None:
-        reads = _collect_rollups(conn, q, p, dims, tool_dims, slices)
-        outcomes, unrated = (_session_outcomes_rolled(conn, q, p) if rollups.has_kind(conn, rollups.SESSIONS)
-                             else _session_outcomes(scan))
+        with rollups.raw_cache():  # each kind's raw ranges read once for all its reads
+            reads = _collect_rollups(conn, q, p, dims, tool_dims, slices)
+            outcomes, unrated = (_session_outcomes_rolled(conn, q, p) if rollups.has_kind(conn, rollups.SESSIONS)
+                                 else _session_outcomes(scan))
         return Collected(q, slices, session_api, session_turns, {}, {}, outcomes, _drops(conn), unrated, plan=p,
                          reads=reads)
     _collect_turns(scan, applicable(TURNS, dims), slices, session_turns)
@@ -837,7 +838,7 @@ def insights(db: Db, query: Query, *, tz: tzinfo | None = None, exact: bool = Fa
     from hermetry.analytics.activity import activity
 
     query.check()
-    with open_db(db) as conn:
+    with open_db(db) as conn, rollups.raw_cache():  # the report's reads share their raw ranges' rows
         collected = collect(conn, query, exact=exact)
         report = build_report(collected)
         report["activity"] = activity(conn, query.since_ms, query.until_ms, query.filters, tz,

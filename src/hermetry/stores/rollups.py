@@ -65,9 +65,12 @@ Counts are in ``Kind.counts`` names, sketches in ``Kind.measures`` names.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -512,58 +515,183 @@ def _filters_sql(kind: Kind, filters: Mapping[str, Any], raw: bool) -> tuple[str
     return "".join(f" AND {c}" for c in clauses), params
 
 
+#: Inside :func:`raw_cache`: {(connection, kind, raw ranges, filters): the groups of those raw rows
+#: by :func:`_cache_keys`}; None outside one.
+_RAW_CACHE: ContextVar[dict[tuple[Any, ...], dict[tuple[Any, ...], Group]] | None] = ContextVar(
+    "hermetry_rollups_raw_cache", default=None)
+
+
+@contextmanager
+def raw_cache() -> Iterator[None]:
+    """Within this block, the reads (:func:`read`) of one kind over the same raw ranges and
+    filters on the same connection share ONE read of those raw rows: a report reads each kind
+    several times (its counts by the breakdowns, its sketches by fewer keys, activity's figures),
+    and a window's partial first and last hours are raw for every one of them. The rows are
+    grouped once by every key but ``hour`` (plus ``day``), with the sketches and the histogram,
+    and each read folds them to its keys as it folds rollup rows. A read by ``hour`` is not
+    shared (it would hold a group per hour). Held: at most the groups of the raw ranges (as many
+    as their days' rollup rows), dropped at the block's end. Rows written meanwhile are not seen
+    by the block's later reads: one report, one reading of its raw ranges. Nested blocks share the
+    outermost one's reads."""
+    if _RAW_CACHE.get() is not None:  # inside another: share its reads
+        yield
+        return
+    token = _RAW_CACHE.set({})
+    try:
+        yield
+    finally:
+        _RAW_CACHE.reset(token)
+
+
+def _day_sql(alias: str) -> str:
+    return f"CAST(FLOOR({alias}.started_at_ms / {24 * HOUR_MS}.0) AS BIGINT)"
+
+
+_SESSION_COLUMN = re.compile(r"\bs\.")
+
+
+def _reads_session(sql: str) -> bool:
+    return bool(_SESSION_COLUMN.search(sql))
+
+
+def _cache_keys(kind: Kind, joined: bool) -> tuple[tuple[str, str], ...]:
+    """What :func:`raw_cache` groups a kind's raw rows by: every key but ``hour`` (only those of
+    the kind's own table unless ``joined``: the sessions' columns cost a lookup per row), then ``day``."""
+    return (*((n, sql) for n, sql in kind.keys if n != "hour" and (joined or kind.table == "sessions"
+                                                         or not _reads_session(sql))),
+            ("day", _day_sql(kind.alias)))
+
+
+def _fold(kind: Kind, groups: Mapping[tuple[Any, ...], Group], joined: bool, keys: Sequence[str],
+          measures: bool) -> dict[tuple[Any, ...], Group]:
+    """``groups`` (by :func:`_cache_keys`) added up by ``keys``; ``groups`` are left as they are."""
+    names = [n for n, _ in _cache_keys(kind, joined)]
+    at = [names.index(n) for n in keys]
+    out: dict[tuple[Any, ...], Group] = {}
+    for full, g in groups.items():
+        key = tuple(full[i] for i in at)
+        mine = out.get(key)
+        if mine is None:
+            out[key] = Group(dict(g.counts), list(g.hist),
+                             {m: sk.copy() for m, sk in g.sketches.items()} if measures else {}, maxima=kind.maxima)
+        else:
+            mine.add(g if measures else Group(g.counts, g.hist, maxima=kind.maxima))
+    return out
+
+
 def aggregate_raw(conn: Any, kind: Kind, ranges: Sequence[tuple[float, float]],
                   filters: Mapping[str, Any] | None = None, *, keys: Sequence[str] | None = None,
                   measures: bool = True) -> dict[tuple[Any, ...], Group]:
     """The raw rows started in ``ranges`` (epoch ms, ``[lo, hi)``), grouped by every key of the
     kind (``hour`` first): what a rollup row holds — or, for a read, by ``keys`` only (names of
     the kind's keys and ``"day"``; grouping by fewer keys is what keeps reading dirty hours as
-    cheap as the exact path), without the sketches unless ``measures``."""
-    out: dict[tuple[Any, ...], Group] = {}
+    cheap as the exact path), without the sketches unless ``measures``. One statement
+    (:func:`_aggregate_one`); inside :func:`raw_cache` the reads of a report share it."""
     if not ranges:
-        return out
-    a = kind.alias
+        return {}
     if keys is None:
-        key_pairs = kind.keys
-    else:
-        known = dict(kind.keys)
-        key_pairs = tuple((n, f"CAST(FLOOR({a}.started_at_ms / {24 * HOUR_MS}.0) AS BIGINT)" if n == "day"
-                           else known[n]) for n in keys)
+        return _aggregate_one(conn, kind, kind.keys, ranges, filters, measures)
+    known = {**dict(kind.keys), "day": _day_sql(kind.alias)}
+    cache = _RAW_CACHE.get()
+    if cache is None or "hour" in keys:
+        return _aggregate_one(conn, kind, tuple((n, known[n]) for n in keys), ranges, filters, measures)
+    slot = (id(conn), kind.name, tuple(ranges), tuple(sorted((filters or {}).items())))
+    # by the kind's own keys unless the read needs a session's (then by all, which serves any read)
+    joined = kind.table != "sessions" and (any(_reads_session(known[n]) for n in keys) or (*slot, False) not in cache
+                                           and (*slot, True) in cache)
+    groups = cache.get((*slot, joined))
+    if groups is None:
+        groups = cache[(*slot, joined)] = _aggregate_one(conn, kind, _cache_keys(kind, joined), ranges, filters, True)
+    return _fold(kind, groups, joined, keys, measures)
+
+
+def _raw_columns(kind: Kind) -> list[str]:
+    """The raw row's columns the kind's counts and measures read (``alias.column`` in their SQL)."""
+    pattern = re.compile(rf"\b{kind.alias}\.(\w+)")
+    found: list[str] = []
+    for _, sql in (*kind.counts, *kind.measures):
+        for column in pattern.findall(sql):
+            if column not in found:
+                found.append(column)
+    return found
+
+
+def _aggregate_one(conn: Any, kind: Kind, key_pairs: Sequence[tuple[str, str]], ranges: Sequence[tuple[float, float]],
+                   filters: Mapping[str, Any] | None, measures: bool) -> dict[tuple[Any, ...], Group]:
+    """:func:`aggregate_raw`'s ONE statement: the rows of ``ranges`` (joined to their sessions) are
+    read once into a materialized CTE — the keys computed, the columns the counts and measures
+    read — and grouped from there in one ``UNION ALL``: the counts by the keys, each measure's
+    sketch buckets (``sign_sql``, ``bucket_sql``: count, min, max, sum) by the keys + bucket, the
+    histogram by the keys + edge. The same SQL expressions as a rebuild's, so the same numbers
+    (sketches bucket for bucket); one scan of the raw rows instead of one per part."""
+    out: dict[tuple[Any, ...], Group] = {}
+    a = kind.alias
+    k = len(key_pairs)
     where, params = _ranges_sql(f"{a}.started_at_ms", ranges)
     fsql, fparams = _filters_sql(kind, filters or {}, raw=True)
-    where += fsql
-    params += fparams
-    source = (f"{kind.table} {a}" if kind.table == "sessions" else
-              f"{kind.table} {a} LEFT JOIN sessions s ON s.session_id = {a}.session_id")
-    k = len(key_pairs)
-    keys_sql = ", ".join(sql for _, sql in key_pairs)
-    head = f"{keys_sql}, " if k else ""
-    group = ", ".join(str(i + 1) for i in range(k))
+    # the session's columns only when a key or a filter reads them (LEFT JOIN on its primary key:
+    # the same rows either way)
+    joined = kind.table != "sessions" and any(_reads_session(sql) for sql in (*(s for _, s in key_pairs), fsql))
+    source = f"{kind.table} {a} LEFT JOIN sessions s ON s.session_id = {a}.session_id" if joined else f"{kind.table} {a}"
+    inner = [f"{sql} AS k{i}" for i, (_, sql) in enumerate(key_pairs)]
+    inner += [f"{a}.{c} AS {c}" for c in _raw_columns(kind)]
+    ks = [f"k{i}" for i in range(k)]
+    head = "".join(f"{c}, " for c in ks)
+    by = ", ".join(ks)
+    chosen = kind.measures if measures else ()
+    nc = len(kind.counts)
+    typed_null = ("CAST(NULL AS BIGINT)",) * 3 + ("CAST(NULL AS DOUBLE PRECISION)",) * 3
+    hist = _hist_sql(dict(kind.measures)[kind.hist]) if kind.hist else None
+
+    def slots(j: int, values: Sequence[str]) -> str:  # the measure columns, ``values`` in measure j's
+        cols: list[str] = []
+        for i in range(len(chosen)):
+            cols += values if i == j else typed_null
+        if hist:
+            cols += values if j == len(chosen) else ("CAST(NULL AS BIGINT)",) * 2
+        return "".join(f", {c}" for c in cols)
+
+    parts = [f"SELECT 0, {head}{', '.join(s for _, s in kind.counts)}{slots(-1, ())} FROM raw {a}"
+             + (f" GROUP BY {by}" if k else "")]
+    nulls = ", NULL" * nc
+    for j, (_, expr) in enumerate(chosen):
+        sign, bucket = sign_sql(expr), bucket_sql(expr)
+        parts.append(f"SELECT {j + 1}, {head}{nulls[2:]}"
+                     f"{slots(j, (sign, bucket, 'COUNT(*)', f'MIN({expr})', f'MAX({expr})', f'SUM({expr})'))} "
+                     f"FROM raw {a} WHERE ({expr}) IS NOT NULL GROUP BY {head}{sign}, {bucket}")
+    if hist:
+        parts.append(f"SELECT {len(chosen) + 1}, {head}{nulls[2:]}{slots(len(chosen), (hist, 'COUNT(*)'))} "
+                     f"FROM raw {a} WHERE {hist} IS NOT NULL GROUP BY {head}{hist}")
+    sql = (f"WITH raw AS MATERIALIZED (SELECT {', '.join(inner) or '1 AS one'} FROM {source} WHERE {where}{fsql}) "
+           + " UNION ALL ".join(parts))
+    rows = _execute(conn, sql, [*params, *fparams]).fetchall()
     names = kind.count_names
-    sql = f"SELECT {head}{', '.join(s for _, s in kind.counts)} FROM {source} WHERE {where}"
-    sql += f" GROUP BY {group}" if k else ""
-    for row in _execute(conn, sql, params):
-        if not k and not row[0]:  # an aggregate without GROUP BY over no rows
+    for row in rows:  # the counts first (a parallel plan need not return the parts in order)
+        if row[0] == 0:
+            if not k and not row[1]:  # an aggregate without GROUP BY over no rows
+                continue
+            out[tuple(row[1:1 + k])] = Group(dict(zip(names, row[1 + k:1 + k + nc], strict=True)), maxima=kind.maxima)
+    if not out:
+        return out
+    if hist:
+        for g in out.values():
+            g.hist = [0] * len(WALL_MS_EDGES)
+    at = 1 + k + nc
+    for row in rows:
+        part = row[0]
+        if part == 0:
             continue
-        out[tuple(row[:k])] = Group(dict(zip(names, row[k:], strict=True)), maxima=kind.maxima)
-    for measure, expr in (kind.measures if measures and out else ()):
-        sql = (f"SELECT {head}{sign_sql(expr)}, {bucket_sql(expr)}, COUNT(*), MIN({expr}), MAX({expr}), "
-               f"SUM({expr}) FROM {source} WHERE {where} AND ({expr}) IS NOT NULL "
-               f"GROUP BY {group + ', ' if k else ''}{k + 1}, {k + 2}")
-        for row in _execute(conn, sql, params):
-            g = out[tuple(row[:k])]
+        g = out[tuple(row[1:1 + k])]
+        if part <= len(chosen):
+            measure = chosen[part - 1][0]
+            c = at + 6 * (part - 1)
             sketch = g.sketches.get(measure)
             if sketch is None:
                 sketch = g.sketches[measure] = Sketch()
-            sketch.add_bucket(row[k], row[k + 1], row[k + 2], row[k + 3], row[k + 4], row[k + 5])
-    if kind.hist and out:
-        expr = dict(kind.measures)[kind.hist]
-        sql = (f"SELECT {head}{_hist_sql(expr)}, COUNT(*) FROM {source} WHERE {where} "
-               f"AND {_hist_sql(expr)} IS NOT NULL GROUP BY {group + ', ' if k else ''}{k + 1}")
-        for g in out.values():
-            g.hist = [0] * len(WALL_MS_EDGES)
-        for row in _execute(conn, sql, params):
-            out[tuple(row[:k])].hist[row[k]] += row[k + 1]
+            sketch.add_bucket(row[c], row[c + 1], row[c + 2], row[c + 3], row[c + 4], row[c + 5])
+        else:
+            c = at + 6 * len(chosen)
+            g.hist[row[c]] += row[c + 1]
     return out
 
 
