@@ -1,0 +1,204 @@
+"""The raw part of a rollup read (stores/rollups.py ``aggregate_raw``, ``raw_cache``): a window's
+partial first and last hours (and dirty hours) are read from raw rows in ONE statement per kind,
+shared by a report's reads, with the figures the injected history says — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hermetry.analytics.query import Query
+from hermetry.analytics.report import insights
+from hermetry.model.units import DAY_MS, HOUR_MS
+from hermetry.recorder.recorder import Recorder
+from hermetry.stores import rollups as R
+from hermetry.stores.postgres import PostgresStore, open_reader
+from hermetry.stores.postgres import connect as pg_connect
+from hermetry.stores.sqlite import connect, migrate
+from hermetry.testing.history import History, synthetic_history
+from test_rollups import AFTER, WHOLE, _check_api, _check_tools, _check_turns
+from test_rollups_report import same
+
+#: a window with partial hours at both ends (what ``insights --days N`` always has)
+SINCE, UNTIL = WHOLE[0] + 4 * DAY_MS + 0.37 * HOUR_MS, WHOLE[1] - 1 * DAY_MS - 0.81 * HOUR_MS
+
+
+@pytest.fixture(scope="module")
+def history() -> History:
+    return synthetic_history(seed=11, days=14, sessions_per_day=6)
+
+
+@pytest.fixture()
+def lite(history: History, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    conn = connect(history.record(tmp_path / "telemetry.db"))
+    migrate(conn)
+    R.rebuild(conn, now_ms=AFTER)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture()
+def pg(history: History, pg_url: str) -> Iterator[Any]:
+    rec = Recorder(lambda: PostgresStore(pg_url, host="h1"), register_atexit=False, flush_interval_s=0.01, host="h1")
+    for e in history.events:
+        rec.record(e)
+    rec.close(timeout=60)
+    assert rec.stats().dropped == 0
+    writer = pg_connect(pg_url)
+    try:
+        R.rebuild(writer, now_ms=AFTER)
+    finally:
+        writer.close()
+    reader: Any = open_reader(pg_url)
+    yield reader
+    reader.close()
+
+
+def _same_groups(a: dict[tuple[Any, ...], R.Group], b: dict[tuple[Any, ...], R.Group]) -> None:
+    """The same groups: counts and histograms equal, sketches bucket for bucket (sums to rounding)."""
+    assert set(a) == set(b)
+    for key, ga in a.items():
+        gb = b[key]
+        assert set(ga.counts) == set(gb.counts), key
+        for name, x in ga.counts.items():
+            y = gb.counts[name]
+            if isinstance(x, float) or isinstance(y, float):
+                assert math.isclose(float(x), float(y), rel_tol=1e-12, abs_tol=1e-12), (key, name, x, y)
+            else:
+                assert x == y, (key, name, x, y)
+        assert ga.hist == gb.hist, key
+        assert set(ga.sketches) == set(gb.sketches), key
+        for m, sa in ga.sketches.items():
+            sb = gb.sketches[m]
+            assert sa.buckets() == sb.buckets() and sa.count == sb.count and sa.zero == sb.zero, (key, m)
+            assert sa.min == sb.min and sa.max == sb.max and math.isclose(sa.sum, sb.sum, rel_tol=1e-12), (key, m)
+
+
+#: the key sets a report and activity read (and a few more): own-table keys, session keys, day, hour
+READS: dict[str, list[tuple[str, ...]]] = {
+    "turns": [("day", "outcome", "origin"), (), ("origin",), ("source", "model"), ("hour", "outcome")],
+    "api": [("day", "status", "error_type", "cost_status", "task"), (), ("status",), ("source", "model", "status"),
+            ("host", "task")],
+    "tools": [("day", "tool", "toolset", "status", "origin"), ("tool",), ("source", "model", "tool"), ("profile",)],
+    "sessions": [("outcome", "origin", "session_type"), ("hour",), ("source", "day")],
+}
+
+
+def _reads(conn: Any, p: R.Plan, filters: dict[str, Any]) -> dict[tuple[Any, ...], dict[tuple[Any, ...], R.Group]]:
+    out = {}
+    for kind in R.KINDS:
+        for keys in READS[kind.name]:
+            for measures in (False, True):
+                out[(kind.name, keys, measures)] = R.read(conn, kind, p, keys=keys, filters=filters, measures=measures)
+    return out
+
+
+def _check_shared_reads(conn: Any, history: History) -> None:
+    p = R.plan(conn, SINCE, UNTIL)
+    assert len(p.raw_ranges) == 2 and p.hours_from_rollups > 100
+    source = Counter(s.source for s in history.sessions().values()).most_common(1)[0][0]
+    for filters in ({}, {"source": source}, {"profile": None}):
+        alone = _reads(conn, p, filters)
+        with R.raw_cache():
+            shared = _reads(conn, p, filters)
+            shared_again = _reads(conn, p, filters)  # the cache's groups are not changed by a read
+        for what, groups in alone.items():
+            _same_groups(groups, shared[what])
+            _same_groups(groups, shared_again[what])
+    with R.raw_cache():  # and against the injected history, by own and by session keys
+        _check_api(R.read(conn, R.API, p, keys=("status",)), history, SINCE, UNTIL)
+        _check_turns(R.read(conn, R.TURNS, p, keys=("outcome",)), history, SINCE, UNTIL)
+        _check_tools(R.read(conn, R.TOOLS, p, keys=("tool",)), history, SINCE, UNTIL)
+        sessions = history.sessions()
+        truth = Counter((sessions[c.session_id].source, c.status) for c in history.api_calls()
+                        if SINCE <= c.started_at_ms < UNTIL)
+        got = R.read(conn, R.API, p, keys=("source", "status"), measures=False)
+        assert {k: g.counts["calls"] for k, g in got.items()} == dict(truth)
+        only = {k: n for k, n in truth.items() if k[0] == source}
+        got = R.read(conn, R.API, p, keys=("source", "status"), filters={"source": source})
+        assert {k: g.counts["calls"] for k, g in got.items()} == only
+
+
+def test_shared_raw_reads_equal_separate_reads_and_the_injected_history(lite: sqlite3.Connection,
+                                                                        history: History) -> None:
+    _check_shared_reads(lite, history)
+
+
+def test_shared_raw_reads_on_postgres(pg: Any, history: History) -> None:
+    _check_shared_reads(pg, history)
+
+
+def test_raw_ranges_are_read_once_per_kind_by_a_report(history: History, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``insights`` over a window with partial first and last hours reads each kind's raw rows in
+    one statement (activity's sessions by hour, when it reads the rollups: one more), whatever its
+    breakdowns (before: one per kind × read × measure, ~25 at the default breakdowns)."""
+    db = history.record(tmp_path / "telemetry.db")
+    conn = connect(db)
+    migrate(conn)
+    R.rebuild(conn, now_ms=AFTER)
+    conn.close()
+    import hermetry.analytics.report as report_module
+
+    monkeypatch.setattr(report_module, "EXACT_BELOW_CALLS", 0)
+    statements: list[str] = []
+    execute = R._execute
+
+    def traced(conn: Any, sql: str, params: Any = ()) -> Any:
+        statements.append(sql)
+        return execute(conn, sql, params)
+
+    monkeypatch.setattr(R, "_execute", traced)
+    for group_by in ((), ("source", "model"), ("model", "provider", "profile")):
+        statements.clear()
+        report = insights(db, Query(since_ms=SINCE, until_ms=UNTIL, group_by=group_by))
+        assert report["method"]["path"] == "rollups"
+        raw = Counter(next(k.name for k in R.KINDS if f"FROM {k.table} {k.alias}" in sql)
+                      for sql in statements if "MATERIALIZED" in sql)
+        assert raw["turns"] == raw["api"] == raw["tools"] == 1 and raw["sessions"] in (1, 2), (group_by, raw)
+        exact = insights(db, Query(since_ms=SINCE, until_ms=UNTIL, group_by=group_by), exact=True)
+        assert report["api_calls"]["count"] == exact["api_calls"]["count"] == sum(
+            1 for c in history.api_calls() if SINCE <= c.started_at_ms < UNTIL)
+        assert report["api_calls"]["tokens"]["input_tokens"] == sum(
+            c.input_tokens or 0 for c in history.api_calls() if SINCE <= c.started_at_ms < UNTIL)
+        report.pop("activity"), exact.pop("activity")
+        same(exact, report)
+
+
+def test_a_row_without_its_session_counts_with_null_session_keys(lite: sqlite3.Connection) -> None:
+    """The sessions are LEFT JOINed only when a key or filter reads them: a call whose session row
+    is missing is counted either way, its session keys NULL (what a rebuild stores)."""
+    lo = math.ceil(SINCE / HOUR_MS) * HOUR_MS - 0.2 * HOUR_MS  # in the partial first hour
+    lite.execute("INSERT INTO api_calls (api_call_id, api_request_id, attempt, session_id, started_at_ms, "
+                 "latency_ms, status, input_tokens, origin) VALUES ('orphan#0', 'orphan', 0, 'no-such-session', ?, "
+                 "1234.5, 'ok', 7, 'live')", (lo,))
+    lite.commit()
+    p = R.plan(lite, SINCE, UNTIL)
+    assert any(a <= lo < b for a, b in p.raw_ranges)
+    for scope in (False, True):
+        with R.raw_cache() if scope else nullcontext():
+            by_status = R.read(lite, R.API, p, keys=("status",))
+            by_source = R.read(lite, R.API, p, keys=("source", "status"))
+            nulls = R.read(lite, R.API, p, keys=("status",), filters={"source": None})
+        assert by_source[(None, "ok")].counts["calls"] == 1 and by_source[(None, "ok")].counts["input_tokens"] == 7
+        assert nulls[("ok",)].counts["calls"] == 1 and nulls[("ok",)].sketches["latency_ms"].max == 1234.5
+        assert sum(g.counts["calls"] for g in by_status.values()) == sum(g.counts["calls"] for g in by_source.values())
+
+
+def test_raw_cache_is_scoped_and_nests() -> None:
+    assert R._RAW_CACHE.get() is None
+    with R.raw_cache():
+        outer = R._RAW_CACHE.get()
+        assert outer == {}
+        with R.raw_cache():
+            assert R._RAW_CACHE.get() is outer  # a report inside insights shares insights' reads
+        assert R._RAW_CACHE.get() is outer
+    assert R._RAW_CACHE.get() is None
+
