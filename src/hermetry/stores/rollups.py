@@ -594,14 +594,14 @@ def aggregate_raw(conn: Any, kind: Kind, ranges: Sequence[tuple[float, float]],
     known = {**dict(kind.keys), "day": _day_sql(kind.alias)}
     cache = _RAW_CACHE.get()
     if cache is None or "hour" in keys:
-        return _aggregate_one(conn, kind, tuple((n, known[n]) for n in keys), ranges, filters, measures)
+        return _aggregate_read(conn, kind, tuple((n, known[n]) for n in keys), ranges, filters, measures)
     slot = (id(conn), kind.name, tuple(ranges), tuple(sorted((filters or {}).items())))
     # by the kind's own keys unless the read needs a session's (then by all, which serves any read)
     joined = kind.table != "sessions" and (any(_reads_session(known[n]) for n in keys) or (*slot, False) not in cache
                                            and (*slot, True) in cache)
     groups = cache.get((*slot, joined))
     if groups is None:
-        groups = cache[(*slot, joined)] = _aggregate_one(conn, kind, _cache_keys(kind, joined), ranges, filters, True)
+        groups = cache[(*slot, joined)] = _aggregate_read(conn, kind, _cache_keys(kind, joined), ranges, filters, True)
     return _fold(kind, groups, joined, keys, measures)
 
 
@@ -614,6 +614,155 @@ def _raw_columns(kind: Kind) -> list[str]:
             if column not in found:
                 found.append(column)
     return found
+
+
+_AGGREGATE = re.compile(r"\b(COUNT|SUM|MAX)\(")
+_OTHER_AGGREGATE = re.compile(r"\b(AVG|MIN|TOTAL|GROUP_CONCAT|STRING_AGG|DISTINCT|OVER)\b", re.IGNORECASE)
+
+
+def _per_row(sql: str) -> str | None:
+    """An aggregate count's SQL as its value over one row, summed (``Kind.maxima``: maximised) in
+    Python over a group to give the aggregate: ``COUNT(*)`` → 1, ``COUNT(x)`` → 1 or 0 by whether
+    x is NULL, ``SUM(x)`` and ``MAX(x)`` → x (``COALESCE(SUM(x), 0)`` → x or 0). None for anything
+    else (the read then groups in SQL). One definition: the counts' SQL, rewritten."""
+    out: list[str] = []
+    at = 0
+    while (m := _AGGREGATE.search(sql, at)) is not None:
+        depth, j = 1, m.end()
+        while depth:
+            if j >= len(sql):
+                return None
+            depth += {"(": 1, ")": -1}.get(sql[j], 0)
+            j += 1
+        arg = sql[m.end():j - 1]
+        if _AGGREGATE.search(arg) or _OTHER_AGGREGATE.search(arg):
+            return None
+        out.append(sql[at:m.start()])
+        if m.group(1) == "COUNT":
+            out.append("1" if arg.strip() == "*" else f"(CASE WHEN ({arg}) IS NOT NULL THEN 1 ELSE 0 END)")
+        else:
+            out.append(f"({arg})")
+        at = j
+    out.append(sql[at:])
+    text = "".join(out)
+    return None if _OTHER_AGGREGATE.search(text) else text
+
+
+#: Session ids per statement when a read looks up the sessions of its raw rows.
+_SESSION_CHUNK = 500
+
+
+def _session_keys_of(conn: Any, columns: Sequence[str], ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
+    """{session id: the values of ``columns`` (SQL over ``s``)} for the sessions that exist."""
+    out: dict[str, tuple[Any, ...]] = {}
+    ids = sorted(ids)
+    for i in range(0, len(ids), _SESSION_CHUNK):
+        chunk = ids[i:i + _SESSION_CHUNK]
+        sql = (f"SELECT s.session_id, {', '.join(columns)} FROM sessions s "
+               f"WHERE s.session_id IN ({', '.join('?' * len(chunk))})")
+        for row in _execute(conn, sql, chunk):
+            out[row[0]] = tuple(row[1:])
+    return out
+
+
+def _aggregate_rows(conn: Any, kind: Kind, key_pairs: Sequence[tuple[str, str]], ranges: Sequence[tuple[float, float]],
+                    filters: Mapping[str, Any] | None, measures: bool) -> dict[tuple[Any, ...], Group] | None:
+    """A read's raw ranges grouped in Python: ONE statement fetches each row's own keys, its
+    counts' per-row values (:func:`_per_row`), each measure's sign, bucket (``sign_sql``,
+    ``bucket_sql``: the rebuild's) and value, and its histogram edge; the sessions' keys (and
+    filters) come from one look-up per distinct session (in chunks) instead of a join per row —
+    the same groups as :func:`_aggregate_one` (LEFT JOIN: a missing session's keys are NULL).
+    None when a count has no per-row form (then :func:`_aggregate_one`)."""
+    per_row = [_per_row(sql) for _, sql in kind.counts]
+    if kind.table == "sessions" or any(p is None for p in per_row):
+        return None
+    a = kind.alias
+    fsql_own, fparams = _filters_sql(kind, {n: v for n, v in (filters or {}).items()
+                                            if not _reads_session(dict(kind.keys)[n])}, raw=True)
+    s_filters = [(n, v) for n, v in sorted((filters or {}).items()) if _reads_session(dict(kind.keys)[n])]
+    own = [(i, sql) for i, (_, sql) in enumerate(key_pairs) if not _reads_session(sql)]
+    theirs = [(i, sql) for i, (_, sql) in enumerate(key_pairs) if _reads_session(sql)]
+    s_columns = [sql for _, sql in theirs] + [dict(kind.keys)[n] for n, _ in s_filters]
+    chosen = kind.measures if measures else ()
+    cols = [f"{a}.session_id", *(sql for _, sql in own), *(p or "" for p in per_row)]
+    for _, expr in chosen:
+        cols += [sign_sql(expr), bucket_sql(expr), expr]
+    hist = _hist_sql(dict(kind.measures)[kind.hist]) if kind.hist else None
+    if hist:
+        cols.append(hist)
+    where, params = _ranges_sql(f"{a}.started_at_ms", ranges)
+    rows = _execute(conn, f"SELECT {', '.join(cols)} FROM {kind.table} {a} WHERE {where}{fsql_own}",
+                    [*params, *fparams]).fetchall()
+    sessions = _session_keys_of(conn, s_columns, {r[0] for r in rows}) if s_columns else {}
+    missing = (None,) * len(s_columns)
+    nt, no, nc, nm = len(theirs), len(own), len(per_row), len(chosen)
+    c0, m0 = 1 + no, 1 + no + nc
+    maxed = [n in kind.maxima for n in kind.count_names]
+    # per key (own keys + the session's): [counts], [hist], [{(sign, bucket): [n, min, max, sum]} per measure]
+    acc: dict[tuple[Any, ...], tuple[list[Any], list[int], list[dict[tuple[int, int], list[Any]]]]] = {}
+    nh = len(WALL_MS_EDGES)
+    for row in rows:
+        found = sessions.get(row[0], missing) if s_columns else ()
+        if s_filters:
+            ok = True
+            for j, (_, value) in enumerate(s_filters):
+                got = found[nt + j]
+                if (got is not None) if value is None else (got != value):
+                    ok = False
+                    break
+            if not ok:
+                continue
+        key = row[1:c0] + found[:nt]
+        g = acc.get(key)
+        if g is None:
+            g = acc[key] = ([None] * nc, [0] * nh if hist else [], [{} for _ in range(nm)])
+        counts = g[0]
+        for i in range(nc):
+            v = row[c0 + i]
+            if v is not None:
+                mine = counts[i]
+                counts[i] = v if mine is None else (max(mine, v) if maxed[i] else mine + v)
+        for j in range(nm):
+            at = m0 + 3 * j
+            sign = row[at]
+            if sign is None:
+                continue
+            v = row[at + 2]
+            cell = g[2][j].get((sign, row[at + 1]))
+            if cell is None:
+                g[2][j][(sign, row[at + 1])] = [1, v, v, v]
+            else:
+                cell[0] += 1
+                if v < cell[1]:
+                    cell[1] = v
+                if v > cell[2]:
+                    cell[2] = v
+                cell[3] += v
+        if hist:
+            h = row[-1]
+            if h is not None:
+                g[1][h] += 1
+    # back to the order of ``key_pairs``
+    order = [i for i, _ in own] + [i for i, _ in theirs]
+    at_of = [order.index(i) for i in range(len(key_pairs))]
+    out: dict[tuple[Any, ...], Group] = {}
+    for key, (counts, hist_counts, cells) in acc.items():
+        group = Group(dict(zip(kind.count_names, counts, strict=True)), hist_counts, maxima=kind.maxima)
+        for j, (measure, _) in enumerate(chosen):
+            if cells[j]:
+                sketch = group.sketches[measure] = Sketch()
+                for (sign, bucket), (n, lo, hi, total) in sorted(cells[j].items()):
+                    sketch.add_bucket(sign, bucket, n, lo, hi, total)
+        out[tuple(key[i] for i in at_of)] = group
+    return out
+
+
+def _aggregate_read(conn: Any, kind: Kind, key_pairs: Sequence[tuple[str, str]],
+                    ranges: Sequence[tuple[float, float]], filters: Mapping[str, Any] | None,
+                    measures: bool) -> dict[tuple[Any, ...], Group]:
+    """A read's raw groups: in Python over the rows (:func:`_aggregate_rows`) where it can, else in SQL."""
+    found = _aggregate_rows(conn, kind, key_pairs, ranges, filters, measures)
+    return found if found is not None else _aggregate_one(conn, kind, key_pairs, ranges, filters, measures)
 
 
 def _aggregate_one(conn: Any, kind: Kind, key_pairs: Sequence[tuple[str, str]], ranges: Sequence[tuple[float, float]],
