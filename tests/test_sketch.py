@@ -115,3 +115,20 @@ def test_merging_many_serialized_sketches_adds_every_bucket(parts: list[list[flo
                                                                        one_by_one.min, one_by_one.max)
     assert math.isclose(at_once.sum, one_by_one.sum, rel_tol=1e-12, abs_tol=1e-6)
     assert Sketch.from_bytes(at_once.to_bytes()).buckets() == one_by_one.buckets()
+
+
+def test_parsed_sketches_merge_into_several_sums() -> None:
+    """``Sketch.parse`` once, ``merged_parsed`` into any number of totals: each equals merging those
+    sketches one by one (what the report does for a key that belongs to several slices)."""
+    parts = [Sketch.of([1.0, 2.0, 300.0]), Sketch.of([-4.0, 0.0, 5e6]), Sketch(), Sketch.of([7.0] * 50)]
+    parsed = [Sketch.parse(s.to_bytes()) for s in parts]
+    assert parsed[2] is None  # an empty sketch adds nothing
+    kept = [p for p in parsed if p is not None]
+    for chosen in (kept, kept[:1], kept[1:], kept[::2]):
+        one_by_one = Sketch()
+        for p in chosen:
+            one_by_one.merge(parts[parsed.index(p)])
+        merged = Sketch.merged_parsed(chosen)
+        assert merged.buckets() == one_by_one.buckets()
+        assert (merged.count, merged.zero, merged.min, merged.max) == (one_by_one.count, one_by_one.zero,
+                                                                       one_by_one.min, one_by_one.max)

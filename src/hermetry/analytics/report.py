@@ -482,10 +482,15 @@ def _collect_rollups(conn: Any, q: Query, p: rollups.Plan, dims: list[str], tool
                                   (rollups.API, applicable(API_CALLS, value_dims), {"latency_ms": "latency_ms",
                                                                                     "ttft_ms": "ttft_ms"}),
                                   (rollups.TOOLS, tool_value_dims, {"latency_ms": "tool_latency_ms"})):
-        # the sketches (and the turns' histogram counts); the counts came from the reads above
+        # the sketches (and the turns' histogram counts); the counts came from the reads above. The
+        # rollup rows' sketches are merged once per slice, not once per key and again per slice
+        pending: dict[tuple[int, str], tuple[Slice, list[Any]]] = {}
         for key, g in rollups.read(conn, kind, p, keys=tuple(vdims), filters=filters,
-                                   counts=kind is rollups.TURNS).items():
+                                   counts=kind is rollups.TURNS, merge=False).items():
             targets = _slices_of(slices, vdims, key)
+            for measure, parsed in g.parsed.items():
+                for s in targets:
+                    pending.setdefault((id(s), names_of[measure]), (s, []))[1].extend(parsed)
             for measure, sketch in g.sketches.items():
                 for s in targets:
                     mine = s.values.get(names_of[measure])
@@ -497,6 +502,10 @@ def _collect_rollups(conn: Any, q: Query, p: rollups.Plan, dims: list[str], tool
                 hist = g.hist or [0] * len(WALL_MS_EDGES)
                 for s in targets:
                     s.wall_hist = [a + b for a, b in zip(s.wall_hist or [0] * len(hist), hist, strict=True)]
+        for (_, name), (s, parsed) in pending.items():
+            merged = Sketch.merged_parsed(parsed)
+            mine = s.values.get(name)
+            s.values[name] = merged.merge(mine) if isinstance(mine, Sketch) else merged
     return reads
 
 

@@ -28,6 +28,7 @@ from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import add
+from typing import Any
 
 #: Relative accuracy of every percentile a sketch returns.
 ALPHA = 0.01
@@ -289,10 +290,36 @@ class Sketch:
             parts.append(array(kind, store.counts).tobytes())
         return b"".join(parts)
 
+    @staticmethod
+    def parse(data: bytes | bytearray | memoryview) -> tuple[Any, ...] | None:
+        """A serialized sketch (``to_bytes``) split for :meth:`merged_parsed` (None: an empty one):
+        parsed once, it can be merged into several sums at the cost of a big-integer addition each."""
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        version, n, z, t, mn, mx = _HEADER.unpack_from(data, 0)
+        if version & 0x7F != _VERSION:
+            raise ValueError(f"unknown sketch version {version}")
+        if not n:
+            return None
+        size = 8 if version & 0x80 else 4
+        h_size, s_size = _HEADER.size, _STORE.size
+        pos_offset, length = _STORE.unpack_from(data, h_size)
+        at = h_size + s_size
+        end = at + length * size
+        pos = data[at:end] if length else b""
+        neg_offset, length = _STORE.unpack_from(data, end)
+        neg = data[end + s_size:end + s_size + length * size] if length else b""
+        return (n, z, t, mn, mx, size, pos_offset, pos, neg_offset, neg)
+
     @classmethod
     def merged(cls, blobs: Iterable[bytes | bytearray | memoryview]) -> Sketch:
         """One sketch of many serialized ones (``to_bytes``), merged in one pass: what a read of
-        many rollup rows does.
+        many rollup rows does (:meth:`merged_parsed` of each one's :meth:`parse`)."""
+        return cls.merged_parsed([p for p in map(cls.parse, blobs) if p is not None])
+
+    @classmethod
+    def merged_parsed(cls, parts: Iterable[tuple[Any, ...]]) -> Sketch:
+        """One sketch of many :meth:`parse` d ones.
 
         The bucket counts are added as lanes of one big integer (each store's counts, little-endian
         u32 or u64, shifted to its offset's lane): Python adds them in C, with no per-bucket work
@@ -303,40 +330,26 @@ class Sketch:
         count = zero = 0
         total = 0.0
         lo, hi = math.inf, -math.inf
-        unpack_header, unpack_store = _HEADER.unpack_from, _STORE.unpack_from
-        h_size, s_size = _HEADER.size, _STORE.size
-        sides: tuple[list[tuple[int, int, bytes]], list[tuple[int, int, bytes]]] = ([], [])
-        pos_side, neg_side = sides
+        pos_side: list[tuple[int, int, bytes]] = []
+        neg_side: list[tuple[int, int, bytes]] = []
         wide = False
-        for data in blobs:
-            if not isinstance(data, bytes):
-                data = bytes(data)
-            version, n, z, t, mn, mx = unpack_header(data, 0)
-            if version & 0x7F != _VERSION:
-                raise ValueError(f"unknown sketch version {version}")
-            if not n:
-                continue
+        for n, z, t, mn, mx, size, pos_offset, pos, neg_offset, neg in parts:
             count += n
             zero += z
             total += t
             lo = mn if mn < lo else lo
             hi = mx if mx > hi else hi
-            size = 4
-            if version & 0x80:
-                wide, size = True, 8
-            offset, length = unpack_store(data, h_size)
-            at = h_size + s_size
-            end = at + length * size
-            if length:
-                pos_side.append((offset, size, data[at:end]))
-            offset, length = unpack_store(data, end)
-            if length:
-                neg_side.append((offset, size, data[end + s_size:end + s_size + length * size]))
+            if size == 8:
+                wide = True
+            if pos:
+                pos_side.append((pos_offset, size, pos))
+            if neg:
+                neg_side.append((neg_offset, size, neg))
         s.count, s.zero, s.sum = count, zero, total
         if count:
             s.min, s.max = lo, hi
         bits = 64 if wide or count > 0xFFFFFFFF else 32
-        for side, target in zip(sides, (s._pos, s._neg), strict=True):
+        for side, target in ((pos_side, s._pos), (neg_side, s._neg)):
             if not side:
                 continue
             first = min(o for o, _, _ in side)

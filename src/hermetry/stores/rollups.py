@@ -461,6 +461,8 @@ class Group:
     sketches: dict[str, Sketch] = field(default_factory=dict)
     #: the counts combined by MAX (``Kind.maxima``; None = no value), not summed
     maxima: tuple[str, ...] = ()
+    #: rollup rows' sketches not merged yet (``read(merge=False)``): ``Sketch.parse`` d, by measure
+    parsed: dict[str, list[Any]] = field(default_factory=dict)
 
     def add(self, other: Group) -> None:
         for name, value in other.counts.items():
@@ -1182,11 +1184,14 @@ def _key_sql(name: str) -> str:
 
 
 def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: Mapping[str, Any] | None = None,
-         measures: bool = True, counts: bool = True) -> dict[tuple[Any, ...], Group]:
+         measures: bool = True, counts: bool = True, merge: bool = True) -> dict[tuple[Any, ...], Group]:
     """The window's groups by ``keys``: rollup rows of ``p.rollup_days`` (daily) and
     ``p.rollup_hours`` (hourly) plus raw rows of ``p.raw_ranges``, added. Keys:
     ``kind.key_names`` and ``"day"``. ``counts=False`` (with ``measures``): the sketches only — the
-    rollup rows' counts and histogram are not summed (one query less; raw ranges still count)."""
+    rollup rows' counts and histogram are not summed (one query less; raw ranges still count).
+    ``merge=False``: the rollup rows' sketches are left parsed in ``Group.parsed`` (a caller that adds
+    each group into several totals merges each total once, ``Sketch.merged_parsed``); ``sketches``
+    then hold the raw ranges' only."""
     filters = dict(filters or {})
     valid = set(kind.key_names) | {"day"}
     for name in keys:
@@ -1236,7 +1241,10 @@ def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: M
         into = out.get(key)
         if into is None:
             into = out[key] = Group({}, maxima=kind.maxima)
-        into.sketches[m] = Sketch.merged(found)
+        if merge:
+            into.sketches[m] = Sketch.merged(found)
+        else:
+            into.parsed[m] = [x for x in map(Sketch.parse, found) if x is not None]
     if p.raw_ranges:
         for key, g in aggregate_raw(conn, kind, p.raw_ranges, filters, keys=keys, measures=measures).items():
             known = out.get(key)
