@@ -554,7 +554,8 @@ def _upgrade_pg(url: str, meta: dict[str, Any]) -> bool:
         conn.raw.execute("SET statement_timeout = 0")
         migrate(conn)
         built = build_rollups(conn)
-        if built is not None:
+        if built is not None and (built >= 1.0 or not meta.get("rollup_build_seconds")):
+            # an upgrade that found nothing to rebuild keeps the build's own time
             meta["rollup_build_seconds"] = round(built, 2)
             log(f"fixtures: PostgreSQL {url.rsplit('/', 1)[-1]}: rollups built in {built:.1f} s")
         meta["rollups_built"] = built is not None
