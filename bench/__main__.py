@@ -2,7 +2,7 @@
 
     python -m bench                       # everything (~10 minutes on 2 cores; fixtures cached in bench/.cache/)
     python -m bench --quick               # a 1–2 minute smoke version
-    python -m bench --only hook,ingest    # some of: hook, ingest, hermes, import, query, dashboard, fleet, views, metrics
+    python -m bench --only hook,ingest    # some of: hook, ingest, hermes, import, query, window, dashboard, fleet, views, metrics
     python -m bench --json out.json       # also write every number as JSON
     python -m bench --update-docs         # put the table into docs/benchmarks.md
     python -m bench --from-json out.json --update-docs   # re-render a saved run
@@ -29,6 +29,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "hermes": ("bench.hermes_overhead", "3 · real Hermes overhead"),
     "import": ("bench.backfill_import", "5 · import scale"),
     "query": ("bench.query", "4 · query scale"),
+    "window": ("bench.query_window", "4b · query scale: a 2-day window, partial first/last hours"),
     "dashboard": ("bench.dashboard", "6 · dashboard first view"),
     "fleet": ("bench.fleet", "7 · fleet ingest into PostgreSQL"),
     "views": ("bench.views", "8 · the long views (sessions, show)"),
@@ -103,14 +104,22 @@ def _keep_others(old: str, table: str, ran: list[str]) -> str:
         previous = ""
     lines = table.splitlines()
     body_end = max(i for i, ln in enumerate(lines) if ln.startswith("|")) + 1
-    carried = [ln for ln in old_lines if ln.startswith("*Rows of ")]
-    note = carried[0] if carried and not previous else \
-        f"*Rows of {', '.join(others)}*: from the run of {previous}, not rerun by this one."
+    # rows already carried from an older run keep that run's line; the rest are the previous run's
+    notes, dated = [], set()
+    for ln in (ln for ln in old_lines if ln.startswith("*Rows of ")):
+        head, _, tail = ln.partition("*: ")
+        names = [n for n in head.removeprefix("*Rows of ").split(", ") if n in others]
+        if names:
+            notes.append(f"*Rows of {', '.join(names)}*: {tail}")
+            dated.update(names)
+    fresh = [n for n in others if n not in dated]
+    if fresh:
+        notes.append(f"*Rows of {', '.join(fresh)}*: from the run of {previous or 'an earlier run'}, not rerun by this one.")
     rest = list(lines[body_end:])
     while rest and not rest[-1].strip():
         rest.pop()
-    spaced = [x for n in kept_notes for x in (n, "")]
-    return "\n".join([*lines[:body_end], *kept_rows, *rest, "", note, "", *spaced]).rstrip("\n") + "\n"
+    spaced = [x for n in [*notes, *kept_notes] for x in (n, "")]
+    return "\n".join([*lines[:body_end], *kept_rows, *rest, "", *spaced]).rstrip("\n") + "\n"
 
 
 def update_docs(table: str, ran: list[str] | None = None) -> None:
