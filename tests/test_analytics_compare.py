@@ -238,3 +238,34 @@ def test_p95_rows_say_exact_or_the_rollups_error_at_80_columns(tmp_path: Path, m
     assert [(m["method"], m["relative_error"]) for m in p95s] == [("approximate", 0.01)] * 3
     shown = text(approx)
     assert "Metrics · p95 ≤1 % rel. err" in shown and "exact" not in shown
+
+
+def test_a_turn_without_calls_is_a_turn_at_no_cost_not_an_unpriced_call(tmp_path: Path) -> None:
+    """The per-turn cost test counts a session whose turn made no model call (interrupted before
+    it, say) with that turn at $0 — it used to drop the whole session as "not every call priced"."""
+    import sqlite3
+
+    from hermetry.analytics.compare import session_turn_costs
+
+    db = recorded(tmp_path, 5, SLOWER)
+    conn = sqlite3.connect(db)
+    q = CURRENT
+    before, billable_before = session_turn_costs(conn, q)
+    window = (q.since_ms, q.until_ms)
+    sid, turn_id = conn.execute("SELECT session_id, turn_id FROM turns WHERE started_at_ms >= ? AND started_at_ms < ? "
+                                "ORDER BY started_at_ms LIMIT 1", window).fetchone()
+    n_turns = conn.execute("SELECT COUNT(*) FROM turns WHERE session_id = ? AND started_at_ms >= ? AND started_at_ms < ?",
+                           (sid, *window)).fetchone()[0]
+    cost = conn.execute("SELECT SUM(a.cost_usd) FROM turns t JOIN api_calls a ON a.turn_id = t.turn_id "
+                        "WHERE t.session_id = ? AND t.started_at_ms >= ? AND t.started_at_ms < ?", (sid, *window)).fetchone()[0]
+    assert any(math.isclose(c, cost) and n == n_turns for c, n in before)  # the session is in the test
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(turns)")]
+    conn.execute(f"INSERT INTO turns ({', '.join(columns)}) SELECT "
+                 + ", ".join("?" if c == "turn_id" else c for c in columns) + " FROM turns WHERE turn_id = ?",
+                 (f"{turn_id}-nocall", turn_id))  # one more turn of that session, without a call
+    conn.commit()
+    after, billable_after = session_turn_costs(conn, q)
+    conn.close()
+    assert billable_after == billable_before and len(after) == len(before)
+    assert any(math.isclose(c, cost) and n == n_turns + 1 for c, n in after)
+    assert not any(math.isclose(c, cost) and n == n_turns for c, n in after)

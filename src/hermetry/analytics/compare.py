@@ -132,20 +132,23 @@ def session_turn_costs(conn: sqlite3.Connection | None, q: Query) -> tuple[list[
     if conn is None:
         return [], 0
     scan = Scanner(conn, q)
+    # 1. the window's turns per session
     source, where, params = scan.scope(TURNS)
+    turns = {sid: int(n) for sid, n in scan.execute(
+        f"SELECT t.session_id, COUNT(*) FROM {source} WHERE {where} GROUP BY t.session_id", params)}
+    if not turns:
+        return [], 0
+    # 2. their billable calls (a turn without any is a turn at no cost, not an unpriced call)
     priced = f"a.cost_status IN ('{CostStatus.ACTUAL}', '{CostStatus.ESTIMATED}') AND a.cost_usd IS NOT NULL"
-    sql = f"""SELECT t.session_id, COUNT(DISTINCT t.turn_id), SUM(CASE WHEN {priced} THEN a.cost_usd END),
-                     SUM(CASE WHEN NOT ({priced}) AND COALESCE(a.cost_status, '') <> '{CostStatus.INCLUDED}' THEN 1 ELSE 0 END)
-              FROM {source} LEFT JOIN api_calls a ON a.turn_id = t.turn_id
-                   AND (a.status = '{API_OK}' OR a.cost_usd IS NOT NULL)
-              WHERE {where}
-              GROUP BY t.session_id
-              HAVING COUNT(a.api_call_id) > 0"""
+    sql = (f"SELECT t.session_id, SUM(CASE WHEN {priced} THEN a.cost_usd END), "
+           f"SUM(CASE WHEN NOT ({priced}) AND COALESCE(a.cost_status, '') <> '{CostStatus.INCLUDED}' THEN 1 ELSE 0 END) "
+           f"FROM {source} JOIN api_calls a ON a.turn_id = t.turn_id AND (a.status = '{API_OK}' OR a.cost_usd IS NOT NULL) "
+           f"WHERE {where} GROUP BY t.session_id")
     out, billable = [], 0
-    for _sid, turns, known, unpriced in scan.execute(sql, params):
+    for sid, known, unpriced in scan.execute(sql, params):
         billable += 1
         if known is not None and not unpriced:
-            out.append((float(known), int(turns)))
+            out.append((float(known), turns[sid]))
     return out, billable
 
 
