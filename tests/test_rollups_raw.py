@@ -16,23 +16,37 @@ import pytest
 
 from hermetry.analytics.query import Query
 from hermetry.analytics.report import insights
-from hermetry.model.units import DAY_MS, HOUR_MS
+from hermetry.model.units import HOUR_MS
 from hermetry.recorder.recorder import Recorder
 from hermetry.stores import rollups as R
 from hermetry.stores.postgres import PostgresStore, open_reader
 from hermetry.stores.postgres import connect as pg_connect
 from hermetry.stores.sqlite import connect, migrate
 from hermetry.testing.history import History, synthetic_history
-from test_rollups import AFTER, WHOLE, _check_api, _check_tools, _check_turns
+from test_rollups import AFTER, _check_api, _check_tools, _check_turns
 from test_rollups_report import same
 
-#: a window with partial hours at both ends (what ``insights --days N`` always has)
-SINCE, UNTIL = WHOLE[0] + 4 * DAY_MS + 0.37 * HOUR_MS, WHOLE[1] - 1 * DAY_MS - 0.81 * HOUR_MS
+HISTORY = synthetic_history(seed=11, days=14, sessions_per_day=6)
+
+
+def _edges(history: History) -> tuple[float, float]:
+    """A window with partial hours at both ends (what ``insights --days N`` always has), each edge
+    in the middle of one of the history's busiest hours, days apart: its raw part holds rows."""
+    calls = sorted(c.started_at_ms for c in history.api_calls())
+    by_hour = Counter(int(t // HOUR_MS) for t in calls)
+    busy = sorted(sorted(by_hour, key=lambda h: (-by_hour[h], h))[:12])
+    first, last = busy[0], busy[-1]
+    assert last - first > 5 * 24
+    middle = [t for t in calls if int(t // HOUR_MS) == first], [t for t in calls if int(t // HOUR_MS) == last]
+    return middle[0][len(middle[0]) // 2] - 0.5, middle[1][len(middle[1]) // 2] + 0.5
+
+
+SINCE, UNTIL = _edges(HISTORY)
 
 
 @pytest.fixture(scope="module")
 def history() -> History:
-    return synthetic_history(seed=11, days=14, sessions_per_day=6)
+    return HISTORY
 
 
 @pytest.fixture()
@@ -103,6 +117,7 @@ def _reads(conn: Any, p: R.Plan, filters: dict[str, Any]) -> dict[tuple[Any, ...
 def _check_shared_reads(conn: Any, history: History) -> None:
     p = R.plan(conn, SINCE, UNTIL)
     assert len(p.raw_ranges) == 2 and p.hours_from_rollups > 100
+    assert sum(any(lo <= c.started_at_ms < hi for lo, hi in p.raw_ranges) for c in history.api_calls()) > 7
     source = Counter(s.source for s in history.sessions().values()).most_common(1)[0][0]
     for filters in ({}, {"source": source}, {"profile": None}):
         alone = _reads(conn, p, filters)
@@ -224,3 +239,21 @@ def test_per_row_forms_of_the_counts() -> None:
     assert R._per_row("COUNT(a.latency_ms)") == "(CASE WHEN (a.latency_ms) IS NOT NULL THEN 1 ELSE 0 END)"
     for sql in ("AVG(a.x)", "MIN(a.x)", "COUNT(DISTINCT a.x)", "SUM(MAX(a.x))", "SUM(a.x"):
         assert R._per_row(sql) is None, sql
+
+
+def test_rows_are_grouped_batch_by_batch(lite: sqlite3.Connection, history: History,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read holds a batch of raw rows at a time (its sessions looked up per batch, once each):
+    batches of 3 rows give the groups the SQL grouping gives."""
+    monkeypatch.setattr(R, "_ROWS_PER_BATCH", 3)
+    p = R.plan(lite, SINCE, UNTIL)
+    source = Counter(s.source for s in history.sessions().values()).most_common(1)[0][0]
+    for kind in (R.TURNS, R.API, R.TOOLS):
+        for keys in READS[kind.name]:
+            pairs = tuple((n, R._day_sql(kind.alias) if n == "day" else dict(kind.keys)[n]) for n in keys)
+            for filters in ({}, {"source": source}):
+                rows = R._aggregate_rows(lite, kind, pairs, p.raw_ranges, filters, True)
+                assert rows is not None
+                if not filters:  # more rows than a batch
+                    assert sum(int(next(iter(g.counts.values()))) for g in rows.values()) > 3
+                _same_groups(rows, R._aggregate_one(lite, kind, pairs, p.raw_ranges, filters, True))

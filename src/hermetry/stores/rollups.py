@@ -652,6 +652,8 @@ def _per_row(sql: str) -> str | None:
 
 #: Session ids per statement when a read looks up the sessions of its raw rows.
 _SESSION_CHUNK = 500
+#: Raw rows a read holds at a time (the sessions it looked up are kept: one tuple per session).
+_ROWS_PER_BATCH = 20_000
 
 
 def _session_keys_of(conn: Any, columns: Sequence[str], ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
@@ -693,9 +695,9 @@ def _aggregate_rows(conn: Any, kind: Kind, key_pairs: Sequence[tuple[str, str]],
     if hist:
         cols.append(hist)
     where, params = _ranges_sql(f"{a}.started_at_ms", ranges)
-    rows = _execute(conn, f"SELECT {', '.join(cols)} FROM {kind.table} {a} WHERE {where}{fsql_own}",
-                    [*params, *fparams]).fetchall()
-    sessions = _session_keys_of(conn, s_columns, {r[0] for r in rows}) if s_columns else {}
+    cursor = _execute(conn, f"SELECT {', '.join(cols)} FROM {kind.table} {a} WHERE {where}{fsql_own}",
+                      [*params, *fparams])
+    sessions: dict[str, tuple[Any, ...]] = {}
     missing = (None,) * len(s_columns)
     nt, no, nc, nm = len(theirs), len(own), len(per_row), len(chosen)
     c0, m0 = 1 + no, 1 + no + nc
@@ -703,47 +705,53 @@ def _aggregate_rows(conn: Any, kind: Kind, key_pairs: Sequence[tuple[str, str]],
     # per key (own keys + the session's): [counts], [hist], [{(sign, bucket): [n, min, max, sum]} per measure]
     acc: dict[tuple[Any, ...], tuple[list[Any], list[int], list[dict[tuple[int, int], list[Any]]]]] = {}
     nh = len(WALL_MS_EDGES)
-    for row in rows:
-        found = sessions.get(row[0], missing) if s_columns else ()
-        if s_filters:
-            ok = True
-            for j, (_, value) in enumerate(s_filters):
-                got = found[nt + j]
-                if (got is not None) if value is None else (got != value):
-                    ok = False
-                    break
-            if not ok:
-                continue
-        key = row[1:c0] + found[:nt]
-        g = acc.get(key)
-        if g is None:
-            g = acc[key] = ([None] * nc, [0] * nh if hist else [], [{} for _ in range(nm)])
-        counts = g[0]
-        for i in range(nc):
-            v = row[c0 + i]
-            if v is not None:
-                mine = counts[i]
-                counts[i] = v if mine is None else (max(mine, v) if maxed[i] else mine + v)
-        for j in range(nm):
-            at = m0 + 3 * j
-            sign = row[at]
-            if sign is None:
-                continue
-            v = row[at + 2]
-            cell = g[2][j].get((sign, row[at + 1]))
-            if cell is None:
-                g[2][j][(sign, row[at + 1])] = [1, v, v, v]
-            else:
-                cell[0] += 1
-                if v < cell[1]:
-                    cell[1] = v
-                if v > cell[2]:
-                    cell[2] = v
-                cell[3] += v
-        if hist:
-            h = row[-1]
-            if h is not None:
-                g[1][h] += 1
+    while rows := cursor.fetchmany(_ROWS_PER_BATCH):  # memory: a batch of rows, not the ranges' all
+        if s_columns:
+            new = {r[0] for r in rows if r[0] not in sessions}
+            if new:
+                sessions.update(_session_keys_of(conn, s_columns, new))
+                sessions.update((sid, missing) for sid in new if sid not in sessions)
+        for row in rows:
+            found = sessions.get(row[0], missing) if s_columns else ()
+            if s_filters:
+                ok = True
+                for j, (_, value) in enumerate(s_filters):
+                    got = found[nt + j]
+                    if (got is not None) if value is None else (got != value):
+                        ok = False
+                        break
+                if not ok:
+                    continue
+            key = row[1:c0] + found[:nt]
+            g = acc.get(key)
+            if g is None:
+                g = acc[key] = ([None] * nc, [0] * nh if hist else [], [{} for _ in range(nm)])
+            counts = g[0]
+            for i in range(nc):
+                v = row[c0 + i]
+                if v is not None:
+                    mine = counts[i]
+                    counts[i] = v if mine is None else (max(mine, v) if maxed[i] else mine + v)
+            for j in range(nm):
+                at = m0 + 3 * j
+                sign = row[at]
+                if sign is None:
+                    continue
+                v = row[at + 2]
+                cell = g[2][j].get((sign, row[at + 1]))
+                if cell is None:
+                    g[2][j][(sign, row[at + 1])] = [1, v, v, v]
+                else:
+                    cell[0] += 1
+                    if v < cell[1]:
+                        cell[1] = v
+                    if v > cell[2]:
+                        cell[2] = v
+                    cell[3] += v
+            if hist:
+                h = row[-1]
+                if h is not None:
+                    g[1][h] += 1
     # back to the order of ``key_pairs``
     order = [i for i, _ in own] + [i for i, _ in theirs]
     at_of = [order.index(i) for i in range(len(key_pairs))]
