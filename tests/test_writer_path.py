@@ -44,6 +44,35 @@ def test_a_remembered_minute_prices_every_call_as_genai_prices_does(provider: st
     assert len(gp._memo) == 2  # two minutes seen
 
 
+@pytest.mark.parametrize(("provider", "model", "day"), [
+    ("deepseek", "deepseek-chat", datetime(2025, 6, 3, tzinfo=UTC)),  # off-peak rates twice a day
+    ("openai", "o3", datetime(2025, 6, 9, 18, tzinfo=UTC)),  # a price change at midnight, 10 June
+    ("openai", "gpt-4o", datetime(2025, 6, 3, tzinfo=UTC)),
+])
+def test_rates_derived_once_per_price_price_every_minute_as_genai_prices_does(
+        provider: str, model: str, day: datetime) -> None:
+    """A minute not seen before reuses the rates of the price in effect then (derived at another
+    minute of the same price): every minute of a day, priced exactly as genai-prices prices it."""
+    from datetime import timedelta
+
+    from genai_prices import data_snapshot
+
+    gp._memo.clear()
+    gp._rates.clear()
+    route = gp.resolve_route(provider, None)
+    assert route is not None
+    ref = gp._find_model_ref(data_snapshot.get_snapshot().timestamp, route, model)
+    assert ref is not None
+    for k in range(0, 24 * 60, 7):
+        at = day + timedelta(minutes=k, seconds=k % 60)
+        inp, out, cache_read, reasoning = 1_000 + k, 200 + k % 97, 300 * (k % 3), k % 50
+        got = gp.estimate(provider=provider, model=model, base_url=None, input_tokens=inp, output_tokens=out,
+                          cache_read_tokens=cache_read, cache_write_tokens=0, reasoning_tokens=reasoning, at=at)
+        reference, _ = gp._calc(route, ref, at, inp, cache_read, 0, out, min(reasoning, out))
+        assert got is not None and got.cost_usd == reference, at
+    assert len(gp._memo) > 200 and len(gp._rates) <= 3  # one derivation per price, not per minute
+
+
 def test_the_price_memo_is_bounded() -> None:
     gp._memo.clear()
     for minute in range(gp._MEMO_SIZE + 10):

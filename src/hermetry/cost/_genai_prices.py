@@ -243,7 +243,36 @@ def _lookup(provider: str | None, base_url: str | None, model: str | None, at: d
     ref = _find_model_ref(stamp, route, model)
     if ref is None:
         return None
-    return route, ref, _linear_rates(stamp, route, ref, at.replace(second=0, microsecond=0))
+    return route, ref, _rates_in_effect(stamp, route, ref, at.replace(second=0, microsecond=0))
+
+
+#: The linear rates of each price a model has had (its ``ModelPrice`` object in genai-prices' data,
+#: kept with them), so a minute not seen before costs one look-up of the price in effect, not
+#: six of genai-prices' calculations: a model's prices change at a few dates and, for off-peak
+#: rates, twice a day. Bounded: cleared when full.
+_rates: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+
+
+def _rates_in_effect(stamp: datetime, route: Route, ref: str, minute: datetime) -> Any:
+    """:func:`_linear_rates` of the price in effect at ``minute``, derived once per price.
+    (genai-prices prices a call by the ``ModelPrice`` it selects for the call's time and nothing
+    else of the time — hermetry passes no price context.)"""
+    from genai_prices import data_snapshot
+
+    try:
+        _, info = data_snapshot.get_snapshot().find_provider_model(ref, None, route.provider_id, route.api_url)
+        price = info.get_prices(minute)
+    except Exception:
+        return _linear_rates(stamp, route, ref, minute)
+    key = (stamp, route, ref, id(price))
+    known = _rates.get(key)
+    if known is not None and known[0] is price:
+        return known[1]
+    rates = _linear_rates(stamp, route, ref, minute)
+    if len(_rates) >= _MEMO_SIZE:
+        _rates.clear()
+    _rates[key] = (price, rates)
+    return rates
 
 
 def _calc(route: Route, ref: str, at: datetime, input_tokens: int, cache_read_tokens: int,
