@@ -382,13 +382,18 @@ def _sql_session_ensure(d: Dialect) -> str:
         "INSERT INTO sessions (session_id, started_at_ms, origin, updated_at_ms) VALUES (?, ?, ?, ?) "
         "ON CONFLICT(session_id) DO UPDATE SET started_at_ms = "
         + d.least("COALESCE(sessions.started_at_ms, excluded.started_at_ms)", "excluded.started_at_ms")
+        # only when it moves the start (an update that changes nothing still runs the sessions triggers)
+        + " WHERE sessions.started_at_ms IS NULL OR excluded.started_at_ms < sessions.started_at_ms"
     )
 
-# (only where it fills something: an UPDATE that changes nothing still runs the sessions triggers)
-_SQL_SESSION_ENSURE_MODEL = (
-    "UPDATE sessions SET model = COALESCE(model, ?), provider = COALESCE(provider, ?) WHERE session_id = ? "
-    "AND (model IS NULL OR provider IS NULL)"
-)
+# A session's model and provider from its calls where it has none yet; only where it fills
+# something (an UPDATE that changes nothing still runs the sessions triggers). By what is known:
+_SQL_SESSION_ENSURE_MODEL = {
+    (True, True): "UPDATE sessions SET model = COALESCE(model, ?), provider = COALESCE(provider, ?) "
+                  "WHERE session_id = ? AND (model IS NULL OR provider IS NULL)",
+    (True, False): "UPDATE sessions SET model = ? WHERE session_id = ? AND model IS NULL",
+    (False, True): "UPDATE sessions SET provider = ? WHERE session_id = ? AND provider IS NULL",
+}
 
 # The first end reason wins (as in Hermes' state.db), except that a live capture replaces a
 # backfilled end, and an end may name the earlier reasons it supersedes.
@@ -638,9 +643,13 @@ def write_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
     def flush() -> None:
         if ensure:
             conn.executemany(sql.session_ensure, [(sid, v[0], v[1], now) for sid, v in ensure.items()])
-            models = [(v[2], v[3], sid) for sid, v in ensure.items() if v[2] is not None or v[3] is not None]
-            if models:
-                conn.executemany(_SQL_SESSION_ENSURE_MODEL, models)
+            models: dict[tuple[bool, bool], list[tuple[Any, ...]]] = {}
+            for sid, v in ensure.items():
+                known = (v[2] is not None, v[3] is not None)
+                if known[0] or known[1]:
+                    models.setdefault(known, []).append((*(x for x in v[2:4] if x is not None), sid))
+            for known, rows in models.items():
+                conn.executemany(_SQL_SESSION_ENSURE_MODEL[known], rows)
             ensure.clear()
         if api_rows:
             conn.executemany(_SQL_API, api_rows)
