@@ -39,6 +39,7 @@ from hermetry.analytics.report import (
 from hermetry.model.kinds import TOKEN_KINDS
 from hermetry.model.sessions import ancestors as lineage_ancestors
 from hermetry.stores import rollups
+from hermetry.stores.dialect import dialect_of
 from hermetry.stores.reader import Db, open_db
 from hermetry.stores.sqlite_util import chunks
 
@@ -90,23 +91,28 @@ def _session_view(row: dict[str, Any]) -> dict[str, Any]:
 def _children_below(conn: sqlite3.Connection, roots: Iterable[str]) -> dict[str, list[str]]:
     """The children of each session at or below ``roots`` (each parent's oldest first), found hop
     by hop through the ``parent_session_id`` index — never a scan of every session."""
-    children: dict[str, list[str]] = defaultdict(list)
+    children: dict[str, list[tuple[float | None, str]]] = defaultdict(list)
+    # SQLite's statistics see parent_session_id as one value (NULL: most sessions are roots) and
+    # would scan every session instead: name the index
+    index = " INDEXED BY sessions_parent" if dialect_of(conn).name == "sqlite" else ""
     seen = set(roots)
     frontier = sorted(seen)
     while frontier:
         found: list[str] = []
         for chunk in chunks(frontier, _CHUNK):
             marks = ", ".join("?" * len(chunk))
-            for sid, parent in _execute(
-                conn, f"SELECT session_id, parent_session_id FROM sessions WHERE parent_session_id IN ({marks}) "
-                      "ORDER BY started_at_ms NULLS FIRST", chunk
+            # no ORDER BY: SQLite would walk the start-time index (every session) to honour it
+            for sid, parent, started in _execute(
+                conn, f"SELECT session_id, parent_session_id, started_at_ms FROM sessions{index} "
+                      f"WHERE parent_session_id IN ({marks})", chunk
             ):
-                children[parent].append(sid)
+                children[parent].append((started, sid))
                 if sid not in seen:
                     seen.add(sid)
                     found.append(sid)
         frontier = found
-    return children
+    return {parent: [sid for _, sid in sorted(kids, key=lambda k: (k[0] is not None, k[0] or 0.0))]
+            for parent, kids in children.items()}
 
 
 def _parents_above(conn: sqlite3.Connection, session_id: str) -> dict[str, str]:
@@ -279,8 +285,9 @@ def list_sessions(db: Db, since_ms: float, until_ms: float, *, limit: int = 20, 
                                                                boundary)
         where = window_sql()
         if roll_up:
-            where += (" AND (parent_session_id IS NULL"
-                      " OR parent_session_id NOT IN (SELECT session_id FROM sessions))")
+            # a parent looked up by its key, only for the rows that name one (NOT IN would index every session)
+            where += (" AND (parent_session_id IS NULL OR NOT EXISTS"
+                      " (SELECT 1 FROM sessions p WHERE p.session_id = sessions.parent_session_id))")
         params = (since_ms, until_ms)
         result["count"] = _execute(conn, f"SELECT COUNT(*) FROM sessions WHERE {where}", params).fetchone()[0]
         listed = _rows(conn, f"SELECT * FROM sessions WHERE {where} ORDER BY started_at_ms DESC NULLS LAST LIMIT ?",
