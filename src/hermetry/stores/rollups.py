@@ -1461,6 +1461,11 @@ def late_rows_deleted(conn: Any) -> dict[str, int]:
     return out
 
 
+#: How long a prune's transaction waits for the write lock on SQLite (its writers are live
+#: recorders: the prune waits for them, not they for it). Writers keep their own 250 ms.
+PRUNE_LOCK_WAIT_MS = 60_000
+
+
 def prune(conn: Any, older_than_ms: float, *, now_ms: float | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Delete raw turns, model calls and tool calls that started before ``now - older_than_ms``
     (snapped down to a whole hour), after rebuilding the rollups of those hours; record the
@@ -1476,6 +1481,17 @@ def prune(conn: Any, older_than_ms: float, *, now_ms: float | None = None, dry_r
     are deleted too and tallied (:func:`late_rows_deleted`). On SQLite each batch's share of the
     Prometheus series is kept in the file first (``analytics.metrics.PrunedSeries``, same
     transaction), so ``hermetry metrics`` totals stay what they were."""
+    if _is_postgres(conn):
+        return _prune(conn, older_than_ms, now_ms, dry_run)
+    waited = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    conn.execute(f"PRAGMA busy_timeout = {PRUNE_LOCK_WAIT_MS}")  # a busy writer must not fail the prune
+    try:
+        return _prune(conn, older_than_ms, now_ms, dry_run)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(waited)}")
+
+
+def _prune(conn: Any, older_than_ms: float, now_ms: float | None, dry_run: bool) -> dict[str, Any]:
     now = time.time() * 1000 if now_ms is None else now_ms
     boundary_hour = int((now - older_than_ms) // HOUR_MS)
     boundary = float(boundary_hour * HOUR_MS)
