@@ -338,6 +338,11 @@ def test_rows_for_pruned_time_are_counted_and_the_operator_told(
     text = " ".join(capsys.readouterr().out.split())
     assert "raw rows were pruned: read from the rollups" in text and "4 rows written for that time later NOT counted" in text
 
+    from hermetry.surfaces.render import chat_text
+
+    chat = " ".join(chat_text(report).split())  # /telemetry says it too
+    assert "raw rows were pruned: read from the rollups" in chat and "4 rows written for that time later NOT" in chat
+
     doctor = diagnose(db)
     assert doctor["retention"]["late_rows"] == injected and doctor["retention"]["pruned_before"]
     main(["--db", str(db), "doctor"])

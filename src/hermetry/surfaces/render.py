@@ -16,7 +16,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from datetime import tzinfo
+from datetime import UTC, tzinfo
 from typing import IO, Any
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
@@ -817,6 +817,9 @@ def chat_text(report: dict[str, Any], width: int = CHAT_WIDTH) -> str:
                   + (" with activity" if noun == "session" else "")
                   for n, noun in ((cov["sessions"], "session"), (cov["turns"], "turn"),
                                   (cov["api_calls"], "API call"), (cov["tool_calls"], "tool call"))))
+    pruned = "".join(text for text, _style in pruned_note(report, UTC)).strip()
+    if pruned:  # the window reaches back before `hermetry prune`'s boundary (text report: m11)
+        add(pruned)
     add(f"completed: {_g(rate(turns['completion_rate']))}")
     add(f"failed: {_g(rate(turns['failure_rate']))}")
     note = derived_note(report)
