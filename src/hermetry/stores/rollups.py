@@ -1509,9 +1509,18 @@ def _prune(conn: Any, older_than_ms: float, now_ms: float | None, dry_run: bool)
         out["pruned_before_ms"] = boundary
     rebuilt = 0
     while True:  # rebuild, then set the boundary in a transaction that sees nothing dirty below it
-        rebuilt += rebuild(conn, now_ms=now, before_hour=boundary_hour, include_open=True).hours
+        floor = _floor_hour(conn)
+        if _execute(conn, "SELECT 1 FROM rollup_dirty WHERE hour < ? AND hour >= ? LIMIT 1",
+                    (boundary_hour, floor if floor is not None else -(2 ** 62))).fetchone():
+            rebuilt += _retried(conn, lambda: rebuild(conn, now_ms=now, before_hour=boundary_hour,
+                                                      include_open=True)).hours
         ok = False
-        _begin(conn)
+        conn.execute(dialect_of(conn).begin())
+        if _is_postgres(conn):
+            # the marks only: a writer marks its rows' hours in the transaction that writes them,
+            # so it waits here (or committed before); locking the raw tables too, one after the
+            # other, deadlocked with a writer holding one of them (seen with a writer probe)
+            conn.execute("LOCK TABLE rollup_dirty IN SHARE ROW EXCLUSIVE MODE")
         try:
             if _execute(conn, "SELECT 1 FROM rollup_dirty WHERE hour < ? AND hour >= ? LIMIT 1",
                         (boundary_hour, _floor_hour(conn) or -(2 ** 62))).fetchone():
@@ -1542,6 +1551,22 @@ def _prune(conn: Any, older_than_ms: float, now_ms: float | None, dry_run: bool)
     return out
 
 
+def _retried(conn: Any, work: Any, attempts: int = 5) -> Any:
+    """``work()``, again after a PostgreSQL deadlock or lock timeout (a rebuild's table locks
+    against a writer's), a few times, its transaction rolled back first."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except Exception as exc:
+            if attempt == attempts - 1 or type(exc).__name__ not in ("DeadlockDetected", "LockNotAvailable"):
+                raise
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:
+                pass  # nothing was open
+            time.sleep(0.1 * (attempt + 1))
+
+
 def _delete_batches(conn: Any, table: str, lo: float, hi: float, late: bool, keep: Any, out: dict[str, Any]) -> int:
     """Delete ``table``'s rows started in ``[lo, hi)``, a batch per transaction (see ``prune``):
     the batch and its share of the served series are found outside the write lock; the lock is
@@ -1558,7 +1583,10 @@ def _delete_batches(conn: Any, table: str, lo: float, hi: float, late: bool, kee
         measured = keep.measure(conn, table, ids) if keep is not None else None
         marks = ", ".join("?" for _ in ids)
         ok = False
-        _begin(conn)
+        # SQLite: the write lock. PostgreSQL: row locks of these rows only — no table lock (as a
+        # rebuild takes): nobody writes them but a late row's writer, and a writer holding one
+        # table while waiting for another would deadlock with a LOCK TABLE of all of them
+        conn.execute(dialect_of(conn).begin())
         t0 = time.perf_counter()  # the lock is held from here (waiting for it is not holding it)
         try:
             if keep is not None:
