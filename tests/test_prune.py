@@ -464,21 +464,6 @@ def test_a_prune_never_holds_the_lock_longer_than_a_writer_waits(tmp_path: Path)
                                     {k: result[k] for k in ("transactions", "longest_transaction_s")})
 
 
-def test_a_prune_never_holds_postgres_locks_longer_than_a_writer_waits(pg_url: str, tmp_path: Path) -> None:
-    """The same on PostgreSQL, whose prune transactions lock the raw tables (a writer waits up to
-    its lock timeout, 5 s, then retries the batch)."""
-    _dense_day(PostgresStore(pg_url, host="h1"), 10_000)
-    conn = pg_connect(pg_url)
-    try:
-        result, writer, during = _prune_beside_a_writer(pg_url, conn, tmp_path)
-    finally:
-        conn.close()
-    assert result["rows"] == {"tool_calls": 10_000, "api_calls": 10_000, "turns": 10_000} and result["transactions"] > 1
-    assert during, "the writer wrote nothing while the prune ran"
-    assert writer["refused"] == 0, (writer["refused"], writer["errors"], len(during),
-                                    {k: result[k] for k in ("transactions", "longest_transaction_s")})
-
-
 def test_an_export_over_pruned_time_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """`export` (and `export --otlp`) over time a prune deleted: one stderr line, not a silent
