@@ -1263,10 +1263,10 @@ def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: M
     return out
 
 
-def has_rollups(conn: Any) -> bool:
-    """Does this store have the rollup tables (schema ≥ 7)?"""
+def _readable(conn: Any, table: str) -> bool:
+    """Can this store read ``table`` (a PostgreSQL connection is rolled back if it cannot)?"""
     try:
-        _execute(conn, "SELECT 1 FROM rollup_dirty LIMIT 1").fetchall()
+        _execute(conn, f"SELECT 1 FROM {table} LIMIT 1").fetchall()
         return True
     except Exception:
         if _is_postgres(conn):
@@ -1275,6 +1275,11 @@ def has_rollups(conn: Any) -> bool:
             except Exception:
                 pass
         return False
+
+
+def has_rollups(conn: Any) -> bool:
+    """Does this store have the rollup tables (schema ≥ 7)?"""
+    return _readable(conn, "rollup_dirty")
 
 
 @dataclass
@@ -1315,16 +1320,7 @@ def has_kind(conn: Any, kind: Kind) -> bool:
     :data:`SESSIONS` came with schema 12)?"""
     if kind in _V7_KINDS:
         return has_rollups(conn)
-    try:
-        _execute(conn, f"SELECT 1 FROM {kind.rollup_day} LIMIT 1").fetchall()
-        return True
-    except Exception:
-        if _is_postgres(conn):
-            try:
-                conn.execute("ROLLBACK")
-            except Exception:
-                pass
-        return False
+    return _readable(conn, kind.rollup_day)
 
 
 def count_calls(conn: Any, p: Plan) -> int:
