@@ -33,7 +33,6 @@ waits for a report it has already seen.
 
 from __future__ import annotations
 
-import math
 import os
 import sqlite3
 import threading
@@ -47,6 +46,7 @@ from typing import Any
 
 from hermetry.analytics.query import NotAnswerable
 from hermetry.model.units import DAY_MS
+from hermetry.stores.rollup_refresh import EVERY_S, RollupRefresher
 from hermetry.surfaces.dashboard import DEFAULT_REFRESH_S  # noqa: F401 - how often the browser asks ``version``
 
 VERSION_SCHEMA = "hermetry.dashboard_version.v1"
@@ -57,7 +57,7 @@ RELATIVE_FRESH_S = 30.0
 #: A kept answer is recomputed no sooner than this many times its last computation's duration.
 COST_FACTOR = 4.0
 #: How often an open dashboard rebuilds the store's dirty rollup hours (seconds; see ``refresh_rollups``).
-ROLLUP_REFRESH_S = 60.0
+ROLLUP_REFRESH_S = EVERY_S
 #: The breakdowns of ``insights`` when none are asked for (the CLI's default).
 DEFAULT_BY = ("source", "model")
 #: What the page asks for first (``#/overview``): the server prepares it while it starts.
@@ -216,37 +216,26 @@ class DashboardApi:
         self._generation = 0
         self._clock = clock
         self.calls = 0  # analytics calls actually run (not served from what was kept)
-        self._rollups_at = -math.inf
-        self._rollups_running = False
-        self._rollups_thread: threading.Thread | None = None
+        self._rollups: RollupRefresher | None = None
 
     def now_ms(self) -> float:
         return self._clock() if self._clock is not None else time.time() * 1000
 
     def refresh_rollups(self) -> None:
-        """Keep the store's rollups built while the dashboard is open (at most every
-        :data:`ROLLUP_REFRESH_S`, in a thread of its own, within the rollups' refresh budget):
-        without it, hours written since the last ``hermetry insights``/``rollup`` stay dirty and
-        every view reads them raw. Nothing happens on a store this process cannot write."""
-        with self._lock:
+        """Keep the store's rollups built while the dashboard is open: the throttled background
+        refresh every long-lived reader uses (:class:`~hermetry.stores.rollup_refresh.RollupRefresher`,
+        at most every :data:`ROLLUP_REFRESH_S`, never on a request's thread). Without it, hours
+        written since the last ``hermetry insights``/``rollup`` stay dirty and every view reads them
+        raw. Nothing happens on a store this process cannot write."""
+        if self._rollups is None:
             every = ROLLUP_REFRESH_S if self.rollups_every_s is None else self.rollups_every_s
-            if every == math.inf or self._rollups_running or time.monotonic() - self._rollups_at < every:
-                return
-            self._rollups_running = True
+            self._rollups = RollupRefresher(self.db, every_s=every, name="hermetry-dashboard-rollups")
+        self._rollups.kick()
 
-        def work() -> None:
-            try:
-                from hermetry.stores.rollups import refresh
-
-                refresh(self.db)
-            except Exception:
-                pass  # reads stay right without it (dirty hours are read raw), only slower
-            finally:
-                with self._lock:
-                    self._rollups_running, self._rollups_at = False, time.monotonic()
-
-        self._rollups_thread = threading.Thread(target=work, name="hermetry-dashboard-rollups", daemon=True)
-        self._rollups_thread.start()
+    @property
+    def _rollups_thread(self) -> threading.Thread | None:
+        """The last rollup refresh started (tests join it)."""
+        return self._rollups.thread if self._rollups is not None else None
 
     def version(self) -> dict[str, Any]:
         self.refresh_rollups()
