@@ -51,12 +51,39 @@ def test_telemetry_refreshes_the_rollups_off_its_own_thread(dirty_store: tuple[P
     text = hermes_commands.slash_telemetry("30")
     assert not text.startswith("hermetry:"), text
     refresher = hermes_commands.rollup_refresher(db)
-    assert refresher.thread is not None
+    assert refresher.thread is not None and refresher.child
     refresher.thread.join(timeout=120)
-    assert ran_on == [refresher.thread] and ran_on[0] is not threading.current_thread()
+    # rebuilt by a child process: nothing of it ran in Hermes' process (no thread here took the GIL for it)
+    assert ran_on == []
     assert _dirty(db) == 0 and refresher.last is not None and refresher.last.hours > 24
     hermes_commands.slash_telemetry("30")  # within the minute: no second rebuild
-    assert len(ran_on) == 1
+    assert refresher.thread.ident is not None and not refresher.thread.is_alive()
+    assert hermes_commands.rollup_refresher(db).kick() is None
+
+
+def test_a_child_refresh_gets_the_store_through_its_environment_not_its_arguments(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PostgreSQL URL may hold a password; ``ps`` shows every process's arguments to every user."""
+    import subprocess
+
+    from hermetry.stores import rollup_refresh
+
+    seen: list[tuple[list[str], dict[str, str]]] = []
+    real_run = subprocess.run
+
+    def spy(args: list[str], **kwargs: Any) -> Any:  # records, then runs the real child
+        seen.append((list(args), dict(kwargs["env"])))
+        return real_run(args, **kwargs)
+
+    monkeypatch.setattr(rollup_refresh.subprocess, "run", spy)
+    url = "postgresql://hermetry:s3cret-pw@127.0.0.1:9/telemetry?connect_timeout=1"
+    r = RollupRefresher(url, every_s=0, child=True)
+    thread = r.kick()
+    assert thread is not None
+    thread.join(timeout=60)
+    assert r.last is None  # nothing listens there: nothing done, nothing raised
+    (args, env), = seen
+    assert not any("s3cret" in a for a in args) and env["HERMETRY_REFRESH_DB"] == url
 
 
 def test_metrics_serve_refreshes_the_rollups_in_the_background(

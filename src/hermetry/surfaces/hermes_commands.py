@@ -91,14 +91,15 @@ _REFRESHERS: dict[str, Any] = {}
 def rollup_refresher(db: Any) -> Any:
     """The store's :class:`hermetry.stores.rollup_refresh.RollupRefresher`: ``/telemetry`` runs in
     Hermes' process (a gateway answers it for weeks), so the rebuild of the hours written since
-    runs in a daemon thread of its own, at most every minute and within the refresh budget — never
-    on the thread that answers, never in a run's way."""
+    runs in a child process at ``nice`` 10 (``child=True``), at most every minute and within the
+    refresh budget — never on the thread that answers, and never holding the interpreter lock the
+    agent's threads need."""
     from hermetry.stores.rollup_refresh import RollupRefresher
 
     key = str(db)
     refresher = _REFRESHERS.get(key)
     if refresher is None:
-        refresher = _REFRESHERS[key] = RollupRefresher(db, name="hermetry-telemetry-rollups")
+        refresher = _REFRESHERS[key] = RollupRefresher(db, name="hermetry-telemetry-rollups", child=True)
     return refresher
 
 
