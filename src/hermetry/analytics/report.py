@@ -483,14 +483,16 @@ def _collect_rollups(conn: Any, q: Query, p: rollups.Plan, dims: list[str], tool
                                                                                     "ttft_ms": "ttft_ms"}),
                                   (rollups.TOOLS, tool_value_dims, {"latency_ms": "tool_latency_ms"})):
         # the sketches (and the turns' histogram counts); the counts came from the reads above. The
-        # rollup rows' sketches are merged once per slice, not once per key and again per slice
-        pending: dict[tuple[int, str], tuple[Slice, list[Any]]] = {}
+        # rollup rows' sketches are merged once per key, each slice's from its keys' merges (the
+        # sums added again in the rows' order: the same bits as merging every row into each slice)
+        pending: dict[tuple[int, str], tuple[Slice, list[tuple[Sketch, list[float]]]]] = {}
         for key, g in rollups.read(conn, kind, p, keys=tuple(vdims), filters=filters,
                                    counts=kind is rollups.TURNS, merge=False).items():
             targets = _slices_of(slices, vdims, key)
             for measure, parsed in g.parsed.items():
+                merged_key = (Sketch.merged_parsed(parsed), [part[2] for part in parsed])
                 for s in targets:
-                    pending.setdefault((id(s), names_of[measure]), (s, []))[1].extend(parsed)
+                    pending.setdefault((id(s), names_of[measure]), (s, []))[1].append(merged_key)
             for measure, sketch in g.sketches.items():
                 for s in targets:
                     mine = s.values.get(names_of[measure])
@@ -502,8 +504,8 @@ def _collect_rollups(conn: Any, q: Query, p: rollups.Plan, dims: list[str], tool
                 hist = g.hist or [0] * len(WALL_MS_EDGES)
                 for s in targets:
                     s.wall_hist = [a + b for a, b in zip(s.wall_hist or [0] * len(hist), hist, strict=True)]
-        for (_, name), (s, parsed) in pending.items():
-            merged = Sketch.merged_parsed(parsed)
+        for (_, name), (s, groups) in pending.items():
+            merged = Sketch.merged_groups(groups)
             mine = s.values.get(name)
             s.values[name] = merged.merge(mine) if isinstance(mine, Sketch) else merged
     return reads

@@ -27,6 +27,8 @@ import struct
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import reduce
+from itertools import chain
 from operator import add
 from typing import Any
 
@@ -361,6 +363,22 @@ class Sketch:
             counts = array("Q" if bits == 64 else "I")
             counts.frombytes(big.to_bytes(-(-big.bit_length() // bits) * (bits // 8), "little"))
             target.offset, target.counts = first, counts.tolist()
+        return s
+
+    @classmethod
+    def merged_groups(cls, groups: Iterable[tuple[Sketch, Iterable[float]]]) -> Sketch:
+        """The merge of ``(sketch, sums)`` pairs, each sketch the :meth:`merged_parsed` of some
+        parts and ``sums`` those parts' sums (``parse(...)[2]``) in their order: equal to
+        :meth:`merged_parsed` of all the parts one after the other, to the last bit — counts, min
+        and max merge in any order, and the sum is added again term by term in the parts' order
+        (a float sum depends on it). A caller adding each group of rollup rows into several
+        totals merges each group once (:meth:`merged_parsed`) and each total from the groups."""
+        s = cls()
+        sums: list[Iterable[float]] = []
+        for sketch, part_sums in groups:
+            s.merge(sketch)
+            sums.append(part_sums)
+        s.sum = reduce(add, chain.from_iterable(sums), 0.0)
         return s
 
     @classmethod

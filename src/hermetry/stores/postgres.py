@@ -199,9 +199,10 @@ class PgConnection:
     def __init__(self, conn: Any) -> None:
         self.raw = conn
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def execute(self, sql: str, params: Sequence[Any] = (), *, binary: bool = False) -> Any:
+        """Run ``sql`` (``?`` parameters); ``binary``: the rows in PostgreSQL's binary format."""
         c = convert(sql)
-        return self.raw.execute(c.sql, c.params(params))
+        return self.raw.execute(c.sql, c.params(params), binary=binary)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         c = convert(sql)

@@ -492,6 +492,16 @@ def _execute(conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
     return cursor.execute(sql, params)
 
 
+def _fetch(conn: Any, sql: str, params: Sequence[Any] = (), *, binary: bool = False) -> list[Any]:
+    """Every row of ``sql`` at once (one call, not one per row). ``binary``: on PostgreSQL the rows
+    come in binary form — a sketch (BYTEA) as its bytes, not as hex text twice their size (measured
+    on the 10M-call benchmark's hourly tool sketches, 14.5 MB: 155–290 ms → 53–70 ms); only for
+    rows of text, integer and BYTEA columns (a ``numeric`` would load as ``Decimal``)."""
+    if binary and _is_postgres(conn):
+        return list(conn.execute(sql, params, binary=True).fetchall())
+    return list(_execute(conn, sql, params).fetchall())
+
+
 def _ranges_sql(column: str, ranges: Sequence[tuple[float, float]]) -> tuple[str, list[Any]]:
     if not ranges:
         return "1 = 0", []
@@ -1224,7 +1234,7 @@ def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: M
         sums = [f"MAX(r.{c})" if c in kind.maxima else f"SUM(r.{c})" for c in (*names, *kind.hist_columns)]
         group = f" GROUP BY {', '.join(str(i + 1) for i in range(k))}" if k else ""
         sql = f"SELECT {', '.join([*key_sql, *sums])} FROM {table} r WHERE {where}{group}"
-        for row in (_execute(conn, sql, params) if counts or not measures else ()):
+        for row in (_fetch(conn, sql, params) if counts or not measures else ()):
             if row[k] is None:  # no rows at all (an aggregate without GROUP BY)
                 continue
             g = Group(dict(zip(names, row[k:k + len(names)], strict=True)),
@@ -1240,7 +1250,7 @@ def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: M
             any_sketch = " OR ".join(f"{c} IS NOT NULL" for c in columns)
             sql = f"SELECT {', '.join([*key_sql, *columns])} FROM {table} r WHERE {where} AND ({any_sketch})"
             measure_names = [m for m, _ in kind.measures]
-            for row in _execute(conn, sql, params):
+            for row in _fetch(conn, sql, params, binary=True):  # keys and sketches only
                 key = tuple(row[:k])
                 for j, m in enumerate(measure_names):
                     if row[k + j] is not None:
