@@ -296,18 +296,29 @@ def connect(url: str, *, host: str | None = None, readonly: bool = False) -> PgC
         if host is not None:
             conn.execute("SELECT set_config('hermetry.host', %s, false)", (host,))
         if readonly:
-            conn.execute("SET default_transaction_read_only = on")
-            _sqlite_like_numbers(conn)
+            _read_only(conn)
     except psycopg.Error as exc:
         conn.close()
         raise PostgresUnavailable(f"{redact_url(url)}: {_first_line(exc)}") from exc
     return PgConnection(conn)
 
 
-def open_reader(url: str) -> PgConnection | None:
+def _read_only(raw: Any) -> None:
+    """Make a psycopg connection a reader's: read-only transactions, numbers loaded as SQLite gives them."""
+    raw.execute("SET default_transaction_read_only = on")
+    _sqlite_like_numbers(raw)
+
+
+def open_reader(url: str, *, refresh: bool = False) -> PgConnection | None:
     """A read-only connection for the analytics (None: no hermetry tables yet, an empty history).
-    Raises ``PostgresUnavailable`` when the database cannot be reached."""
-    conn = connect(url, readonly=True)
+    Raises ``PostgresUnavailable`` when the database cannot be reached.
+
+    ``refresh``: first rebuild the rollups' dirty closed hours (:func:`hermetry.stores.rollups.refresh`,
+    within its budget) through this same connection, which then turns read-only — a report that
+    refreshes opens one connection, not one to refresh and one to read (a backend's start and its
+    first statements' catalog look-ups, each time). A database this role cannot write is read as
+    it is."""
+    conn = connect(url, readonly=not refresh)
     try:
         version = schema_version(conn)
     except Exception as exc:
@@ -319,6 +330,18 @@ def open_reader(url: str) -> PgConnection | None:
     if version > schema.SCHEMA_VERSION:
         log.warning("hermetry: the telemetry database has schema version %s, newer than this hermetry (%s); "
                     "reading it anyway", version, schema.SCHEMA_VERSION)
+    if refresh:
+        from hermetry.stores import rollups
+
+        rollups.refresh(conn, lent=True)  # never raises for the database's errors: reads stay right without it
+        psycopg = _psycopg()
+        try:
+            if conn.raw.broken:  # lost meanwhile: a reader of its own, as without the refresh
+                raise psycopg.OperationalError("the connection was lost")
+            _read_only(conn.raw)
+        except psycopg.Error:
+            conn.close()
+            return open_reader(url)
     return conn
 
 

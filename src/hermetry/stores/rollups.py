@@ -1197,6 +1197,17 @@ def _merge(ranges: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
+def _sum_sql(kind: Kind, column: str, postgres: bool) -> str:
+    """A rollup column added up over rows: ``MAX`` for ``Kind.maxima``, else ``SUM`` — on PostgreSQL an
+    integer column's ``SUM`` (a ``numeric``, loaded in Python one value at a time) cast back to
+    BIGINT (loaded in C; the same ints)."""
+    if column in kind.maxima:
+        return f"MAX(r.{column})"
+    if postgres and column != "cost_usd" and column not in kind.reals:
+        return f"CAST(SUM(r.{column}) AS BIGINT)"
+    return f"SUM(r.{column})"
+
+
 def _key_sql(name: str) -> str:
     return "r.hour / 24" if name == "day" else f"r.{name}"
 
@@ -1223,6 +1234,7 @@ def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: M
     blobs: dict[tuple[tuple[Any, ...], str], list[bytes]] = defaultdict(list)
     levels: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ((kind.rollup_day, p.rollup_days),
                                                                     (kind.rollup, p.rollup_hours))
+    postgres = _is_postgres(conn)
     if "hour" in keys:  # the day level has no hours: read those days' hourly rows
         levels = ((kind.rollup, tuple(sorted((*p.rollup_days, *p.rollup_hours)))),)
     for table, runs in levels:
@@ -1231,7 +1243,7 @@ def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: M
         where, params = _ranges_sql("r.hour", runs)
         where += fsql
         params += fparams
-        sums = [f"MAX(r.{c})" if c in kind.maxima else f"SUM(r.{c})" for c in (*names, *kind.hist_columns)]
+        sums = [_sum_sql(kind, c, postgres) for c in (*names, *kind.hist_columns)]
         group = f" GROUP BY {', '.join(str(i + 1) for i in range(k))}" if k else ""
         sql = f"SELECT {', '.join([*key_sql, *sums])} FROM {table} r WHERE {where}{group}"
         for row in (_fetch(conn, sql, params) if counts or not measures else ()):
@@ -1351,18 +1363,23 @@ def count_calls(conn: Any, p: Plan) -> int:
 REFRESH_BUDGET_S = 2.0
 
 
-def refresh(db: Any, *, budget_s: float = REFRESH_BUDGET_S, now_ms: float | None = None) -> RebuildStats | None:
+def refresh(db: Any, *, budget_s: float = REFRESH_BUDGET_S, now_ms: float | None = None,
+            lent: bool = False) -> RebuildStats | None:
     """Rebuild the dirty closed hours of the store at ``db`` (a path or a ``postgresql://`` URL)
     before a report reads it, when it can be written; None when nothing was done (nothing dirty,
     a read-only or locked file, a connection the caller owns, no rights). Reads are right without
-    it — they take dirty hours from raw rows — only slower."""
+    it — they take dirty hours from raw rows — only slower. ``lent``: ``db`` is a writable
+    PostgreSQL connection the caller lends for the rebuild (it stays open: the report then reads
+    through it, ``stores.postgres.open_reader(url, refresh=True)``)."""
     import sqlite3
     from pathlib import Path
 
     now = time.time() * 1000 if now_ms is None else now_ms
     conn: Any = None
     try:
-        if isinstance(db, str) and db.lower().startswith(("postgresql://", "postgres://")):
+        if lent and _is_postgres(db):
+            conn = db
+        elif isinstance(db, str) and db.lower().startswith(("postgresql://", "postgres://")):
             from hermetry.stores.postgres import connect as pg_connect
 
             conn = pg_connect(db)
@@ -1398,7 +1415,7 @@ def refresh(db: Any, *, budget_s: float = REFRESH_BUDGET_S, now_ms: float | None
             return None
         raise
     finally:
-        if conn is not None:
+        if conn is not None and conn is not db:
             try:
                 conn.close()
             except Exception:

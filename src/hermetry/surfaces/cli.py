@@ -279,14 +279,35 @@ def refresh_rollups(db: Any) -> None:
     refresh(db)
 
 
+@contextlib.contextmanager
+def report_store(db: Path | str, *, refresh: bool = True) -> Iterator[Any]:
+    """What a report reads, its rollups refreshed first (:func:`refresh_rollups`) unless not
+    ``refresh``: a file's path as it is, or for a PostgreSQL URL one connection that refreshes and
+    then reads (``open_reader(url, refresh=True)``: one connection per command, not two)."""
+    if not isinstance(db, str):
+        if refresh:
+            refresh_rollups(db)
+        yield db
+        return
+    from hermetry.stores.postgres import open_reader
+
+    conn = open_reader(db, refresh=refresh)
+    if conn is None:  # no hermetry tables yet: the report opens it itself (an empty history)
+        yield db
+        return
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
 def cmd_insights(args: argparse.Namespace) -> int:
     from hermetry.analytics.report import insights
 
     query = _query(args)
     db = _readable_db(args)
-    if not args.exact:
-        refresh_rollups(db)
-    report = insights(db, query, tz=_tz(args), exact=args.exact)
+    with report_store(db, refresh=not args.exact) as store:
+        report = insights(store, query, tz=_tz(args), exact=args.exact)
     _filter_hints(db, query.filters)
     if args.json:
         _print_json(report)
@@ -328,8 +349,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     baseline, current = compare_queries(args)
     db = _readable_db(args)
-    refresh_rollups(db)
-    result = compare(db, baseline, current)
+    with report_store(db) as store:
+        result = compare(store, baseline, current)
     _filter_hints(db, baseline.filters)
     if args.json:
         _print_json(result)
