@@ -1,6 +1,6 @@
 """The sessions rollup (stores/rollups.py ``SESSIONS``, schema 12): sessions by the hour they started
 × the report's dimensions × outcome × origin. What it holds equals the injected sessions; every write
-of a session marks its start hour; the upgrade builds it without re-marking any hour; and the report's
+of a session marks its start hour; the upgrade's build re-marks no hour; and the report's
 session outcomes and the activity figures read through it equal the exact path's — on SQLite and on
 a real PostgreSQL, for whole and partial windows, in zones with whole-hour, DST, +05:30 and +05:45 offsets."""
 
@@ -121,8 +121,9 @@ def _rows(conn: sqlite3.Connection, table: str) -> list[tuple[Any, ...]]:
 
 
 def test_the_upgrade_builds_it_from_the_sessions_table_and_marks_nothing(history: History, tmp_path: Path) -> None:
-    """Schema 11 → 12 on a file whose rollups are clean: no hour becomes dirty (an upgrade is not a
-    rebuild), and what it built is what a rebuild of every hour builds."""
+    """Schema 11 → 12 on a file whose rollups are clean, then the sessions rollup's build (after the
+    migration: tests/test_sessions_build.py): no hour becomes dirty (an upgrade is not a rebuild), and
+    what it built is what a rebuild of every hour builds."""
     db = tmp_path / "v11.db"
     conn = sqlite3.connect(db, isolation_level=None)
     for version in range(11):
@@ -135,6 +136,7 @@ def test_the_upgrade_builds_it_from_the_sessions_table_and_marks_nothing(history
     conn.close()
     conn = connect(db)
     assert migrate(conn) == len(MIGRATIONS)
+    assert R.build_sessions(conn).built
     assert conn.execute("SELECT COUNT(*) FROM rollup_dirty").fetchone()[0] == 0
     upgraded = _rows(conn, R.SESSIONS.rollup), _rows(conn, R.SESSIONS.rollup_day)
     assert len(upgraded[0]) > 14 * 9 // 2

@@ -335,21 +335,22 @@ SQLITE_MIGRATION_SEQ = ("ALTER TABLE rollup_dirty ADD COLUMN seq INTEGER NOT NUL
 SESSION_ROLLUP_COLUMNS = ("started_at_ms", "ended_at_ms", "outcome", "origin", *SESSION_DIMENSIONS)
 
 
-def _sessions_build_sql() -> list[str]:
-    """Schema 12's build of ``rollup_sessions`` (hourly, then the day level) straight from the sessions
-    table: one ``GROUP BY`` over it, no other hour marked dirty (an upgrade is not a rebuild). Dirty
-    hours get theirs again from their next rebuild, as every kind's; pruned hours keep theirs (sessions
-    are never pruned)."""
-    k = SESSIONS
-    keys = ", ".join(sql for _, sql in k.keys)
-    counts = ", ".join(sql for _, sql in k.counts)
-    group = ", ".join(str(i + 1) for i in range(len(k.keys)))
-    names = ", ".join(k.key_names[1:])
-    day_counts = ", ".join(f"MAX({c})" if c in k.maxima else f"SUM({c})" for c in k.count_names)
-    return [f"INSERT INTO {k.rollup} ({', '.join(k.columns)}) SELECT {keys}, {counts} FROM sessions s "
-            f"WHERE s.started_at_ms IS NOT NULL GROUP BY {group}",
-            f"INSERT INTO {k.rollup_day} ({', '.join(k.columns)}) SELECT hour / 24 * 24, {names}, {day_counts} "
-            f"FROM {k.rollup} GROUP BY hour / 24 * 24, {names}"]
+#: ``rollup_meta`` key: the sessions rollup is NOT built from this hour on (value NULL: from the first
+#: session). Set by the upgrade to schema 12 of a store that has sessions; absent once
+#: :func:`build_sessions` has built every hour — and in every store created at schema 12, or upgraded
+#: before this key existed (their upgrade built it in the migration). Readers take the sessions table
+#: while it is present (:func:`sessions_built`).
+SESSIONS_PENDING = "sessions_rollup_pending_from_hour"
+
+
+def _sessions_pending_sql() -> list[str]:
+    """Schema 12's upgrade of a store that has sessions: the sessions rollup recorded as pending, built
+    later in short transactions (:func:`build_sessions`, from ``refresh`` and ``hermetry rollup``) —
+    not in the migration's one write transaction (a GROUP BY over every session: 28–32 s on 1M
+    sessions with the write lock held, every other writer's batches refused meanwhile). No hour is
+    marked dirty (an upgrade is not a rebuild)."""
+    return [f"INSERT INTO rollup_meta (key, value) SELECT '{SESSIONS_PENDING}', NULL "
+            "WHERE EXISTS (SELECT 1 FROM sessions WHERE started_at_ms IS NOT NULL)"]
 
 
 def _sqlite_session_triggers() -> str:
@@ -366,11 +367,12 @@ def _sqlite_session_triggers() -> str:
     )
 
 
-#: Version 12: the sessions rollup (:data:`SESSIONS`), built from the sessions table, and the
-#: triggers that mark a session's start hour when it is inserted, deleted, or one of
-#: :data:`SESSION_ROLLUP_COLUMNS` changes (every write path: recorder, import, reconcile, sync).
+#: Version 12: the sessions rollup's tables (:data:`SESSIONS`), empty, recorded as pending
+#: (:data:`SESSIONS_PENDING`, built afterwards by :func:`build_sessions`), and the triggers that mark a
+#: session's start hour when it is inserted, deleted, or one of :data:`SESSION_ROLLUP_COLUMNS` changes
+#: (every write path: recorder, import, reconcile, sync).
 SQLITE_MIGRATION_SESSIONS = ("".join(_table_ddl(SESSIONS, "BLOB", t) for t in (SESSIONS.rollup, SESSIONS.rollup_day))
-                             + "".join(f"{sql};\n" for sql in _sessions_build_sql()) + _sqlite_session_triggers())
+                             + "".join(f"{sql};\n" for sql in _sessions_pending_sql()) + _sqlite_session_triggers())
 
 
 def _postgres_sessions_migration() -> list[str]:
@@ -378,7 +380,7 @@ def _postgres_sessions_migration() -> list[str]:
     old, new = _HOUR.format(a="OLD"), _HOUR.format(a="NEW")
     mark = "INSERT INTO rollup_dirty (hour) VALUES ({}) ON CONFLICT DO NOTHING;"
     statements = _pg_ddl("".join(_table_ddl(SESSIONS, "BYTEA", t) for t in (SESSIONS.rollup, SESSIONS.rollup_day)))
-    statements += _sessions_build_sql()
+    statements += _sessions_pending_sql()
     statements.append(f"""
 CREATE OR REPLACE FUNCTION hermetry_rollup_mark_session_row() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
@@ -875,10 +877,15 @@ class RebuildStats:
     seconds: float = 0.0
     #: dirty hours left (a budget ran out, or hours still open)
     dirty_left: int = 0
+    #: what the sessions rollup's build did first (a store upgraded to schema 12), or None
+    sessions_build: SessionsBuild | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"hours_rebuilt": self.hours, "rollup_rows": self.rows, "seconds": round(self.seconds, 3),
-                "dirty_hours_left": self.dirty_left}
+        out: dict[str, Any] = {"hours_rebuilt": self.hours, "rollup_rows": self.rows,
+                               "seconds": round(self.seconds, 3), "dirty_hours_left": self.dirty_left}
+        if self.sessions_build is not None:
+            out["sessions_rollup_build"] = self.sessions_build.as_dict()
+        return out
 
 
 def pruned_before_ms(conn: Any) -> float | None:
@@ -1062,10 +1069,10 @@ def _rebuild_pruned_sessions(conn: Any, floor_hour: int) -> None:
         _rebuild_day(conn, day)
 
 
-def _rebuild_day(conn: Any, day: int) -> None:
+def _rebuild_day(conn: Any, day: int, kinds: Sequence[Kind] = KINDS) -> None:
     """The day level of ``day``: its hours' rollup rows merged by every key but the hour. (Used by
     a read only while none of the day's hours is dirty, so a stale merge is never read.)"""
-    for kind in KINDS:
+    for kind in kinds:
         first = day * 24
         _execute(conn, f"DELETE FROM {kind.rollup_day} WHERE hour = ?", (first,))
         nk, nc, nh = len(kind.keys), len(kind.count_names), len(kind.hist_columns)
@@ -1093,6 +1100,148 @@ def _rebuild_day(conn: Any, day: int) -> None:
                   for key, (sums, blobs) in merged.items()]
         conn.executemany(f"INSERT INTO {kind.rollup_day} ({', '.join(kind.columns)}) "
                          f"VALUES ({', '.join('?' for _ in kind.columns)})", values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the sessions rollup of a store upgraded to schema 12
+# ---------------------------------------------------------------------------------------------
+
+#: How long one transaction of :func:`build_sessions` aims to hold the write lock (SQLite's writers
+#: wait at most 250 ms for it), the sessions one reads (at least, at most: whole hours of start), and
+#: the least time it then leaves the lock free (as long as it held it: see ``PRUNE_PAUSE_S``).
+BUILD_TRANSACTION_S = 0.05
+BUILD_SESSIONS = (500, 50_000)
+BUILD_PAUSE_S = 0.005
+
+
+@dataclass
+class SessionsBuild:
+    """What :func:`build_sessions` did."""
+
+    hours: int = 0
+    sessions: int = 0
+    transactions: int = 0
+    longest_transaction_s: float = 0.0
+    seconds: float = 0.0
+    #: the sessions rollup is built (nothing pending)
+    built: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"hours": self.hours, "sessions": self.sessions, "transactions": self.transactions,
+                "longest_transaction_s": round(self.longest_transaction_s, 4), "seconds": round(self.seconds, 3),
+                "built": self.built}
+
+
+def _pending_from(conn: Any) -> tuple[bool, float | None]:
+    """(is the sessions rollup still to build, from which hour: None = the first session's)."""
+    row = _execute(conn, "SELECT value FROM rollup_meta WHERE key = ?", (SESSIONS_PENDING,)).fetchone()
+    return (False, None) if row is None else (True, None if row[0] is None else float(row[0]))
+
+
+def sessions_built(conn: Any) -> bool:
+    """Is the sessions rollup built, so a read may take whole hours from it (schema 12, and not
+    :data:`SESSIONS_PENDING`)? Until then readers take the sessions table (the same figures)."""
+    if not _readable(conn, SESSIONS.rollup_day):
+        return False
+    try:
+        return not _pending_from(conn)[0]
+    except Exception:
+        if _is_postgres(conn):
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:
+                pass
+        return False
+
+
+def _first_start(conn: Any, from_ms: float | None, offset: int = 0) -> float | None:
+    """The start of the ``offset``-th session (0: the first) started at or after ``from_ms`` (None:
+    any), in start order — a walk of the ``sessions_started`` index."""
+    where, params = ("s.started_at_ms IS NOT NULL", []) if from_ms is None else ("s.started_at_ms >= ?", [from_ms])
+    row = _execute(conn, f"SELECT s.started_at_ms FROM sessions s WHERE {where} ORDER BY s.started_at_ms "
+                         f"LIMIT 1 OFFSET {int(offset)}", params).fetchone()
+    return None if row is None else float(row[0])
+
+
+def build_sessions(conn: Any, *, budget_s: float | None = None) -> SessionsBuild:
+    """Build the sessions rollup of a store upgraded to schema 12 (:data:`SESSIONS_PENDING`), in
+    start-hour order from the first session, in short write transactions — each aggregates whole hours
+    of about :data:`BUILD_TRANSACTION_S` worth of sessions from the sessions table, replaces those hours'
+    rows, writes the day level of the days it completed and moves the pending mark past them (the
+    last one removes it) — until built or ``budget_s`` has passed (one chunk at least). ``conn`` must be
+    a writer.
+
+    Writers are not refused: the lock is held for one chunk (~50 ms; the chunk grows or shrinks to
+    that from the last one's time), then left free at least as long; the chunk's rows are read once
+    outside the lock first (warm pages: the lock is held for CPU, not disk). The aggregation itself
+    is in the lock: a session written meanwhile is in it, or marks its hour dirty after it (read raw,
+    rebuilt as any dirty hour) — a snapshot read outside the lock could be swapped in after a rebuild
+    of an hour changed meanwhile, with no mark left to say so. Rows a rebuild writes for hours not
+    built yet are replaced when the build gets there; none is read before it is built
+    (:func:`sessions_built`). On PostgreSQL a chunk takes the rebuild's table lock (``_begin``)."""
+    t0 = time.perf_counter()
+    out = SessionsBuild()
+    lo_n, hi_n = BUILD_SESSIONS
+    n = max(lo_n, min(hi_n, 5_000))
+    while True:
+        pending, cursor = _pending_from(conn)
+        if not pending:
+            out.built = True
+            break
+        if budget_s is not None and out.transactions and time.perf_counter() - t0 >= budget_s:
+            break  # (one chunk at least per call)
+        # the chunk, outside the lock: [lo, hi) hours from the cursor over about n sessions (whole hours)
+        from_ms = None if cursor is None else cursor * HOUR_MS
+        first = _first_start(conn, from_ms)
+        lo = int(cursor) if cursor is not None else (int(first // HOUR_MS) if first is not None else 0)
+        hi: int | None = None
+        if first is not None:
+            nth = _first_start(conn, first, n)
+            if nth is not None:
+                hi = max(int(first // HOUR_MS) + 1, int(nth // HOUR_MS))
+            else:  # the last chunk: to the end of the last session's day
+                last = _execute(conn, "SELECT MAX(started_at_ms) FROM sessions").fetchone()[0]
+                hi = (int(float(last) // HOUR_MS) // 24 + 1) * 24
+            _execute(conn, "SELECT COUNT(s.model), COUNT(s.host) FROM sessions s WHERE s.started_at_ms >= ? "
+                           "AND s.started_at_ms < ?", (lo * HOUR_MS, hi * HOUR_MS)).fetchone()  # warm the pages
+        ok = False
+        _begin(conn)
+        held = time.perf_counter()
+        try:
+            again = _pending_from(conn)
+            if again == (pending, cursor):  # no other builder moved it meanwhile
+                if hi is None:  # no session at or after the cursor
+                    _execute(conn, "DELETE FROM rollup_meta WHERE key = ?", (SESSIONS_PENDING,))
+                else:
+                    groups = aggregate_raw(conn, SESSIONS, [(lo * HOUR_MS, hi * HOUR_MS)])
+                    _execute(conn, f"DELETE FROM {SESSIONS.rollup} WHERE hour >= ? AND hour < ?", (lo, hi))
+                    columns = SESSIONS.columns
+                    values = [(*key, *(g.counts[c] for c in SESSIONS.count_names)) for key, g in groups.items()]
+                    if values:
+                        conn.executemany(f"INSERT INTO {SESSIONS.rollup} ({', '.join(columns)}) "
+                                         f"VALUES ({', '.join('?' for _ in columns)})", values)
+                    # the day level of the days this chunk completed (their earlier hours: built before)
+                    d0, d1 = lo // 24 * 24, hi // 24 * 24
+                    _execute(conn, f"DELETE FROM {SESSIONS.rollup_day} WHERE hour >= ? AND hour < ?", (d0, d1))
+                    for (day,) in _execute(conn, f"SELECT DISTINCT hour / 24 FROM {SESSIONS.rollup} "
+                                                 "WHERE hour >= ? AND hour < ?", (d0, d1)).fetchall():
+                        _rebuild_day(conn, int(day), (SESSIONS,))
+                    if _first_start(conn, hi * HOUR_MS) is None:  # the last chunk
+                        _execute(conn, "DELETE FROM rollup_meta WHERE key = ?", (SESSIONS_PENDING,))
+                    else:
+                        _execute(conn, "UPDATE rollup_meta SET value = ? WHERE key = ?", (float(hi), SESSIONS_PENDING))
+                    out.hours += hi - lo
+                    out.sessions += sum(int(g.counts["sessions"]) for g in groups.values())
+            ok = True
+        finally:
+            _end(conn, ok)
+        took = time.perf_counter() - held
+        out.transactions += 1
+        out.longest_transaction_s = max(out.longest_transaction_s, took)
+        n = max(lo_n, min(hi_n, 2 * n, int(n * BUILD_TRANSACTION_S / max(took, 1e-4))))
+        time.sleep(max(BUILD_PAUSE_S, took))  # the writers' turn
+    out.seconds = time.perf_counter() - t0
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1338,11 +1487,12 @@ def regroup(groups: Mapping[tuple[Any, ...], Group], from_keys: Sequence[str], t
 
 
 def has_kind(conn: Any, kind: Kind) -> bool:
-    """Does this store have ``kind``'s rollup tables (a file read at an older schema may not:
-    :data:`SESSIONS` came with schema 12)?"""
+    """Can a read take ``kind``'s rollups: has this store its tables (a file read at an older schema
+    may not: :data:`SESSIONS` came with schema 12), built (the sessions rollup of a store upgraded to
+    12 is built after the upgrade: :func:`sessions_built`)?"""
     if kind in _V7_KINDS:
         return has_rollups(conn)
-    return _readable(conn, kind.rollup_day)
+    return sessions_built(conn) if kind is SESSIONS else _readable(conn, kind.rollup_day)
 
 
 def count_calls(conn: Any, p: Plan) -> int:
@@ -1395,7 +1545,7 @@ def refresh(db: Any, *, budget_s: float = REFRESH_BUDGET_S, now_ms: float | None
                 if peek.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                     return None  # an older (or newer) file: the reader's own upgrade comes first
                 if peek.execute("SELECT 1 FROM rollup_dirty WHERE hour < ? LIMIT 1",
-                                (int(now // HOUR_MS),)).fetchone() is None:
+                                (int(now // HOUR_MS),)).fetchone() is None and not _pending_from(peek)[0]:
                     return None
             finally:
                 peek.close()
@@ -1405,9 +1555,12 @@ def refresh(db: Any, *, budget_s: float = REFRESH_BUDGET_S, now_ms: float | None
         if not has_rollups(conn):
             return None
         row = _execute(conn, "SELECT 1 FROM rollup_dirty WHERE hour < ? LIMIT 1", (int(now // HOUR_MS),)).fetchone()
+        built = build_pending(conn, budget_s / 2 if row is not None else budget_s)
         if row is None:
-            return None
-        return rebuild(conn, now_ms=now, budget_s=budget_s)
+            return None if built is None else RebuildStats(sessions_build=built)
+        stats = rebuild(conn, now_ms=now, budget_s=max(0.0, budget_s - (built.seconds if built else 0.0)))
+        stats.sessions_build = built
+        return stats
     except (sqlite3.Error, OSError):
         return None
     except Exception as exc:  # e.g. PostgreSQL unreachable or read-only: the read says it, not this
@@ -1420,6 +1573,14 @@ def refresh(db: Any, *, budget_s: float = REFRESH_BUDGET_S, now_ms: float | None
                 conn.close()
             except Exception:
                 pass
+
+
+def build_pending(conn: Any, budget_s: float | None = None) -> SessionsBuild | None:
+    """The sessions rollup's build (:func:`build_sessions`) for up to ``budget_s`` (None: to the end),
+    when it is pending; None when not."""
+    if not _readable(conn, SESSIONS.rollup_day) or not _pending_from(conn)[0]:
+        return None
+    return build_sessions(conn, budget_s=budget_s)
 
 
 def os_access_rw(path: Any) -> bool:

@@ -662,11 +662,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_rollup(args: argparse.Namespace) -> int:
     """``hermetry rollup``: rebuild every dirty closed hour of the rollups now."""
-    from hermetry.stores.rollups import rebuild
+    from hermetry.stores.rollups import build_pending, rebuild
 
     conn = _writer(args)
     try:
+        built = build_pending(conn)  # a store upgraded to schema 12: its sessions rollup first
         stats = rebuild(conn, now_ms=_now_ms())
+        stats.sessions_build = built
     finally:
         conn.close()
     if args.json:
@@ -674,6 +676,9 @@ def cmd_rollup(args: argparse.Namespace) -> int:
     else:
         from hermetry.surfaces.text import duration, plural
 
+        if built is not None:
+            print(f"built the sessions rollup: {plural(built.hours, 'hour')} of "
+                  f"{plural(built.sessions, 'session')} in {duration(built.seconds * 1000)}")
         print(f"rebuilt {plural(stats.hours, 'hour')} ({plural(stats.rows, 'rollup row')}) in "
               f"{duration(stats.seconds * 1000)}; {plural(stats.dirty_left, 'hour')} still dirty")
     return 0
