@@ -104,6 +104,7 @@ def _upgrade(db: Path, meta: dict[str, Any]) -> bool:
         if migrate(conn):
             log(f"fixtures: {db.name} migrated to schema v{SCHEMA_VERSION} in {time.perf_counter() - t0:.1f} s")
         meta["migrate_seconds"] = round(time.perf_counter() - t0, 1)
+        _build_pending(conn)
         if meta.get("rollups_built") and (meta.get("schema_version") or 0) >= 7 and _days_from_hours(conn, meta):
             meta["schema_version"] = SCHEMA_VERSION
             return True
@@ -117,6 +118,16 @@ def _upgrade(db: Path, meta: dict[str, Any]) -> bool:
     finally:
         conn.close()
     return True
+
+
+def _build_pending(conn: Any) -> None:
+    """What the upgrade to schema 12 leaves to do after it: the sessions rollup's build
+    (``rollups.build_pending``; absent in trees before it, whose migration built it)."""
+    from hermetry.stores import rollups
+
+    build = getattr(rollups, "build_pending", None)
+    if build is not None and build(conn) is not None:
+        log("fixtures: the sessions rollup built after the upgrade")
 
 
 def _days_from_hours(conn: Any, meta: dict[str, Any]) -> bool:
@@ -553,6 +564,7 @@ def _upgrade_pg(url: str, meta: dict[str, Any]) -> bool:
     try:
         conn.raw.execute("SET statement_timeout = 0")
         migrate(conn)
+        _build_pending(conn)
         built = build_rollups(conn)
         if built is not None and (built >= 1.0 or not meta.get("rollup_build_seconds")):
             # an upgrade that found nothing to rebuild keeps the build's own time

@@ -1112,6 +1112,15 @@ def _rebuild_day(conn: Any, day: int, kinds: Sequence[Kind] = KINDS) -> None:
 BUILD_TRANSACTION_S = 0.05
 BUILD_SESSIONS = (500, 50_000)
 BUILD_PAUSE_S = 0.005
+#: How many times in a row a chunk may find the write lock taken (each after the connection's busy
+#: timeout, then a growing pause) before :func:`build_sessions` gives up (the next call goes on).
+BUILD_BUSY_RETRIES = 40
+
+
+def _lock_busy(exc: BaseException) -> bool:
+    """A lock another writer holds (SQLite: locked/busy; PostgreSQL: a lock timeout or deadlock)."""
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text or type(exc).__name__ in ("LockNotAvailable", "DeadlockDetected")
 
 
 @dataclass
@@ -1183,13 +1192,14 @@ def build_sessions(conn: Any, *, budget_s: float | None = None) -> SessionsBuild
     out = SessionsBuild()
     lo_n, hi_n = BUILD_SESSIONS
     n = max(lo_n, min(hi_n, 5_000))
+    busy = 0
     while True:
         pending, cursor = _pending_from(conn)
         if not pending:
             out.built = True
             break
-        if budget_s is not None and out.transactions and time.perf_counter() - t0 >= budget_s:
-            break  # (one chunk at least per call)
+        if budget_s is not None and (out.transactions or busy) and time.perf_counter() - t0 >= budget_s:
+            break  # (one chunk, or one try, at least per call)
         # the chunk, outside the lock: [lo, hi) hours from the cursor over about n sessions (whole hours)
         from_ms = None if cursor is None else cursor * HOUR_MS
         first = _first_start(conn, from_ms)
@@ -1205,7 +1215,16 @@ def build_sessions(conn: Any, *, budget_s: float | None = None) -> SessionsBuild
             _execute(conn, "SELECT COUNT(s.model), COUNT(s.host) FROM sessions s WHERE s.started_at_ms >= ? "
                            "AND s.started_at_ms < ?", (lo * HOUR_MS, hi * HOUR_MS)).fetchone()  # warm the pages
         ok = False
-        _begin(conn)
+        try:
+            _begin(conn)
+        except Exception as exc:  # a writer holds the lock (longer than our busy timeout): later
+            if not _lock_busy(exc) or busy >= BUILD_BUSY_RETRIES:
+                raise
+            busy += 1
+            _end(conn, False)
+            time.sleep(min(0.5, 0.05 * busy))
+            continue
+        busy = 0
         held = time.perf_counter()
         try:
             again = _pending_from(conn)

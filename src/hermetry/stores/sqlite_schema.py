@@ -234,7 +234,12 @@ CREATE INDEX IF NOT EXISTS sessions_started_outcome ON sessions(started_at_ms, o
 #: Version 12: the sessions rollup (hermetry.stores.rollups.SESSIONS): sessions by start hour × the
 #: report's dimensions × outcome × origin — what every report's session rates and the activity figures
 #: read instead of a pass over every session started in the window (1.3 s + 1.0 s over 1M sessions).
-#: Built from the sessions table by one GROUP BY (no other hour re-marked: an upgrade is not a rebuild).
+#: The upgrade creates its tables empty and records it as pending (``rollup_meta``
+#: ``sessions_rollup_pending_from_hour``); ``rollups.build_sessions`` builds it from the sessions table
+#: afterwards, in short write transactions (``refresh``, ``hermetry rollup``), and readers take the
+#: sessions table until it is built — one GROUP BY inside the migration held the write lock ~30 s on
+#: 1M sessions. No hour is re-marked (an upgrade is not a rebuild). A file upgraded before this change
+#: has no pending row: built.
 SCHEMA_V12_ROLLUP_SESSIONS = ROLLUP_SESSIONS_MIGRATION
 
 #: MIGRATIONS[n] upgrades schema version n to n + 1 (version 0 is an empty file).
