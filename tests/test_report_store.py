@@ -119,3 +119,26 @@ def test_sqlite_report_through_the_rollups_equals_the_injected_history(
 def test_a_postgres_store_without_tables_is_an_empty_report(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     report = _cli_report(pg_url, capsys)
     assert report["api_calls"]["count"] == 0 and report["method"]["path"] == "exact"
+
+
+def test_a_report_asks_once_whether_each_rollup_table_exists(history: History, tmp_path: Path,
+                                                              force_rollups: None) -> None:
+    """The plan, the sessions rollup, activity and the late rows each need to know whether a table
+    exists: one look-up per table per report (a round trip each on PostgreSQL), the same report."""
+    from hermetry.analytics.report import Query, insights
+    from hermetry.stores.sqlite import connect
+
+    db = history.record(tmp_path / "telemetry.db")
+    since, until = _window()
+    q = Query(since_ms=since, until_ms=until, group_by=("source", "model"))
+    conn = connect(db, readonly=True)
+    try:
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        report = insights(conn, q)
+        conn.set_trace_callback(None)
+    finally:
+        conn.close()
+    probes = Counter(s for s in statements if s.startswith("SELECT 1 FROM ") and s.endswith(" LIMIT 1"))
+    assert probes and set(probes.values()) == {1}, probes
+    assert report == insights(db, q)

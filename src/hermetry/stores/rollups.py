@@ -550,11 +550,12 @@ def raw_cache() -> Iterator[None]:
     if _RAW_CACHE.get() is not None:  # inside another: share its reads
         yield
         return
-    token = _RAW_CACHE.set({})
+    token, probes = _RAW_CACHE.set({}), _PROBES.set({})  # and its look-ups of which tables exist
     try:
         yield
     finally:
         _RAW_CACHE.reset(token)
+        _PROBES.reset(probes)
 
 
 def _day_sql(alias: str) -> str:
@@ -1453,18 +1454,30 @@ def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: M
     return out
 
 
+#: Inside :func:`raw_cache`: {(connection, table): readable} — one report asks once per table (the
+#: plan, the sessions rollup, activity, late rows each asked: a round trip each on PostgreSQL).
+_PROBES: ContextVar[dict[tuple[int, str], bool] | None] = ContextVar("hermetry_rollups_probes", default=None)
+
+
 def _readable(conn: Any, table: str) -> bool:
     """Can this store read ``table`` (a PostgreSQL connection is rolled back if it cannot)?"""
+    probes = _PROBES.get()
+    known = probes.get((id(conn), table)) if probes is not None else None
+    if known is not None:
+        return known
     try:
         _execute(conn, f"SELECT 1 FROM {table} LIMIT 1").fetchall()
-        return True
+        found = True
     except Exception:
         if _is_postgres(conn):
             try:
                 conn.execute("ROLLBACK")
             except Exception:
                 pass
-        return False
+        found = False
+    if probes is not None:
+        probes[(id(conn), table)] = found
+    return found
 
 
 def has_rollups(conn: Any) -> bool:
