@@ -1509,12 +1509,14 @@ def regroup(groups: Mapping[tuple[Any, ...], Group], from_keys: Sequence[str], t
     """Groups by ``from_keys`` added up by ``to_keys`` (a subset of them; counts only)."""
     at = [list(from_keys).index(k) for k in to_keys]
     out: dict[tuple[Any, ...], Group] = {}
+    maxima = kind.maxima
     for key, g in groups.items():
-        new = tuple(key[i] for i in at)
+        new = tuple([key[i] for i in at])
         known = out.get(new)
-        if known is None:
-            out[new] = known = Group({}, maxima=kind.maxima)
-        known.add(Group(dict(g.counts), list(g.hist), maxima=kind.maxima))
+        if known is None:  # a copy: the groups read stay as they are
+            out[new] = Group(dict(g.counts), list(g.hist), maxima=maxima)
+        else:
+            known.add(Group(g.counts, g.hist, maxima=maxima))  # counts only (``add`` leaves its argument as it is)
     return out
 
 
