@@ -67,12 +67,57 @@ def _has_exact_flag() -> bool:
     return "--exact" in out.stdout
 
 
+class ServerCpu:
+    """CPU time (user + system, s) a local PostgreSQL server spent: its postmaster's own, the
+    backends it reaped (``cutime``/``cstime``) and those still running — read from ``/proc`` of the
+    cached cluster's postmaster. :meth:`after` waits (≤ 1 s) for the backends a finished client left
+    to be reaped, so their time is counted once. Background workers (autovacuum, checkpointer) are
+    included: a figure of the whole server for the duration of one command."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+        self.tick = float(os.sysconf("SC_CLK_TCK"))
+
+    def _children(self) -> list[int]:
+        try:
+            with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
+                return [int(x) for x in f.read().split()]
+        except OSError:
+            return []
+
+    def _ticks(self) -> int:
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+        for child in self._children():
+            try:
+                with open(f"/proc/{child}/stat") as f:
+                    total += sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
+            except OSError:
+                pass  # reaped meanwhile: counted in cutime at the next read
+        return total
+
+    def before(self) -> tuple[int, set[int]]:
+        return self._ticks(), set(self._children())
+
+    def after(self, mark: tuple[int, set[int]]) -> float:
+        deadline = time.perf_counter() + 1.0
+        while set(self._children()) - mark[1] and time.perf_counter() < deadline:
+            time.sleep(0.002)
+        return (self._ticks() - mark[0]) / self.tick
+
+
 def cli_insights(db: Path | str, since_ms: float, until_ms: float, reps: int, *, exact: bool = False,
-                 flag: bool = False) -> dict[str, Any]:
+                 flag: bool = False, server: ServerCpu | None = None) -> dict[str, Any]:
     argv = [_hermetry_bin(), "--db", str(db), "insights", "--json", "--since", _iso(since_ms), "--until", _iso(until_ms)]
     if exact and flag:
         argv.append("--exact")
-    runs = [run_child(argv, env=child_env(), timeout=1800) for _ in range(reps)]
+    runs, server_s = [], []
+    for _ in range(reps):
+        mark = server.before() if server is not None else None
+        runs.append(run_child(argv, env=child_env(), timeout=1800))
+        if server is not None and mark is not None:
+            server_s.append(server.after(mark))
     bad = [r for r in runs if r.returncode != 0]
     if bad:
         raise RuntimeError(f"hermetry insights failed: {bad[0].stderr[-2000:]}")
@@ -80,7 +125,18 @@ def cli_insights(db: Path | str, since_ms: float, until_ms: float, reps: int, *,
     report = json.loads(best.stdout)
     method = ((report.get("api_calls") or {}).get("latency_ms") or {}).get("method")
     return {"seconds": [r.wall_s for r in runs], "best_s": best.wall_s, "peak_rss_mb": max(r.peak_rss_mb for r in runs),
+            "cpu_seconds": [r.cpu_s for r in runs], "best_cpu_s": best.cpu_s,
+            "server_cpu_seconds": server_s or None,
+            "best_server_cpu_s": server_s[runs.index(best)] if server_s else None,
             "bytes_out": len(best.stdout), "method": method, "api_calls": report["api_calls"]["count"]}
+
+
+def fmt_cpu(cli: dict[str, Any]) -> str:
+    """``CPU 612 ms (+ server 150 ms)``: the CLI's best run's CPU time, and the server's during it."""
+    if cli.get("best_cpu_s") is None:
+        return ""
+    server = cli.get("best_server_cpu_s")
+    return f"CPU {fmt_s(cli['best_cpu_s'])}" + (f" (+ server {fmt_s(server)})" if server is not None else "")
 
 
 def lib_insights(db: Path | str, since_ms: float, until_ms: float, reps: int, *, exact: bool = False) -> dict[str, Any]:
@@ -161,10 +217,10 @@ def _sizes(opts: Options) -> list[int]:
 
 
 def _measure_store(label: str, target: Any, meta: dict[str, Any], n: int, *, exact_max: int, flag: bool,
-                   reps: int) -> dict[str, Any]:
+                   reps: int, server: ServerCpu | None = None) -> dict[str, Any]:
     since, until = meta["since_ms"], meta["until_ms"]
     lib = lib_insights(target, since, until, reps)
-    cli = cli_insights(target, since, until, reps, flag=flag)
+    cli = cli_insights(target, since, until, reps, flag=flag, server=server)
     if lib.get("api_calls") != meta["api_calls"]:
         log(f"query: warning: {label} report covers {lib.get('api_calls')} calls of {meta['api_calls']}")
     out: dict[str, Any] = {"library": lib, "cli": cli}
@@ -172,7 +228,8 @@ def _measure_store(label: str, target: Any, meta: dict[str, Any], n: int, *, exa
         exact_reps = 1 if n >= 10_000_000 else min(reps, 2)
         out["exact_library"] = lib_insights(target, since, until, exact_reps, exact=True)
         out["exact_cli"] = cli_insights(target, since, until, 1, exact=True, flag=flag) if n < 10_000_000 else None
-    log(f"query: {label} {n:,}: library {lib['best_s']:.3f} s ({lib.get('method')}), CLI {cli['best_s']:.3f} s"
+    log(f"query: {label} {n:,}: library {lib['best_s']:.3f} s ({lib.get('method')}), CLI {cli['best_s']:.3f} s "
+        f"({fmt_cpu(cli)})"
         + (f"; exact path {out['exact_library']['best_s']:.2f} s" if out.get("exact_library") else ""))
     return out
 
@@ -209,12 +266,13 @@ def run(opts: Options) -> dict[str, Any]:
 
         pg_sizes = [int(x) for x in os.environ.get("BENCH_PG_SIZES", ",".join(map(str, sizes))).split(",") if x.strip()]
         with cached_postgres() as pg:
+            server = ServerCpu(pg.data)
             for n in pg_sizes:
                 url, pg_meta = postgres_history(pg, n)
                 metas[n]["pg"] = {k: pg_meta.get(k) for k in ("copy_seconds", "rollup_build_seconds")}
                 log(f"query: PostgreSQL, {n:,} API calls")
                 results["postgres"][n] = _measure_store("PostgreSQL", url, pg_meta, n, exact_max=exact_max, flag=flag,
-                                                        reps=3)
+                                                        reps=3, server=server)
     results["metas"] = metas
 
     for store, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
@@ -238,7 +296,7 @@ def run(opts: Options) -> dict[str, Any]:
             rows.append(row(
                 "query", f"{label}: `insights --json` over {n:,} API calls ({meta['sessions']:,} sessions, "
                          f"{meta['turns']:,} turns, {meta['tool_calls']:,} tool calls), whole window; path: {method}",
-                f"CLI {fmt_s(cli['best_s'])} · library {fmt_s(lib['best_s'])}",
+                f"CLI {fmt_s(cli['best_s'])} ({fmt_cpu(cli)}) · library {fmt_s(lib['best_s'])}",
                 baseline=baseline,
                 ratio=(f"{ex['best_s'] / lib['best_s']:.0f}× faster than exact" if ex else "")
                       + ((" · " if ex else "") + _exponent(default_points) if n == ns[-1] and len(ns) > 1 else ""),
