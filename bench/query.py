@@ -132,11 +132,11 @@ def cli_insights(db: Path | str, since_ms: float, until_ms: float, reps: int, *,
 
 
 def fmt_cpu(cli: dict[str, Any]) -> str:
-    """``CPU 612 ms (+ server 150 ms)``: the CLI's best run's CPU time, and the server's during it."""
+    """``CPU 612 ms + server 150 ms``: the CLI's best run's CPU time, and the server's during it."""
     if cli.get("best_cpu_s") is None:
         return ""
     server = cli.get("best_server_cpu_s")
-    return f"CPU {fmt_s(cli['best_cpu_s'])}" + (f" (+ server {fmt_s(server)})" if server is not None else "")
+    return f"CPU {fmt_s(cli['best_cpu_s'])}" + (f" + server {fmt_s(server)}" if server is not None else "")
 
 
 def lib_insights(db: Path | str, since_ms: float, until_ms: float, reps: int, *, exact: bool = False) -> dict[str, Any]:
