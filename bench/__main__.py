@@ -79,6 +79,9 @@ def markdown(results: dict[str, Any]) -> str:
         peak = res.get("process_peak_rss_mb")
         if peak:
             notes.append(f"peak RSS of the benchmark process: {fmt_mb(peak)}; {res.get('process_seconds', 0):.0f} s")
+        load = res.get("load_1m")
+        if load:
+            notes.append(f"machine load (1-minute average) {load[0]:.1f} at its start, {load[1]:.1f} at its end")
         if notes:
             lines.append(f"*{name}*: " + " · ".join(notes))
             lines.append("")
@@ -136,6 +139,17 @@ def update_docs(table: str, ran: list[str] | None = None) -> None:
     log(f"updated {DOC.relative_to(REPO)}")
 
 
+def _load() -> float | None:
+    """The machine's 1-minute load average (None where the OS has none): a benchmark on a
+    machine other work keeps busy measures that work too, so every run says what it ran beside."""
+    try:
+        import os
+
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def _child(name: str, quick: bool) -> int:
     """Run one benchmark in this process and print its result as JSON (last line)."""
     import importlib
@@ -185,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         log(f"=== {BENCHES[name][1]} ===")
         argv_child = [sys.executable, "-m", "bench", "--child", name] + (["--quick"] if args.quick else [])
+        load_before = _load()
         child = run_child(argv_child, env=child_env(), cwd=REPO, timeout=3600)
+        load_after = _load()
         sys.stderr.write(child.stderr)
         try:
             if child.returncode != 0:
@@ -195,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{name} failed: {exc}")
             res = {"error": f"{exc}: {child.stderr[-2000:]}", "rows": []}
         res["process_peak_rss_mb"] = child.peak_rss_mb
+        if load_before is not None and load_after is not None:
+            res["load_1m"] = [load_before, load_after]
         res["process_seconds"] = child.wall_s
         results["benches"][name] = res
     results["seconds"] = time.perf_counter() - t0
