@@ -17,12 +17,11 @@ import pytest
 from hermetry.analytics.query import Query
 from hermetry.analytics.report import insights
 from hermetry.model.units import HOUR_MS
-from hermetry.recorder.recorder import Recorder
 from hermetry.stores import rollups as R
-from hermetry.stores.postgres import PostgresStore, open_reader
-from hermetry.stores.postgres import connect as pg_connect
+from hermetry.stores.postgres import open_reader
 from hermetry.stores.sqlite import connect, migrate
 from hermetry.testing.history import History, synthetic_history
+from pg_helpers import recorded_postgres, recorded_sqlite
 from test_rollups import AFTER, _check_api, _check_tools, _check_turns
 from test_rollups_report import same
 
@@ -51,26 +50,14 @@ def history() -> History:
 
 @pytest.fixture()
 def lite(history: History, tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    conn = connect(history.record(tmp_path / "telemetry.db"))
-    migrate(conn)
-    R.rebuild(conn, now_ms=AFTER)
+    conn = connect(recorded_sqlite(history, tmp_path / "telemetry.db", AFTER))
     yield conn
     conn.close()
 
 
 @pytest.fixture()
 def pg(history: History, pg_url: str) -> Iterator[Any]:
-    rec = Recorder(lambda: PostgresStore(pg_url, host="h1"), register_atexit=False, flush_interval_s=0.01, host="h1")
-    for e in history.events:
-        rec.record(e)
-    rec.close(timeout=60)
-    assert rec.stats().dropped == 0
-    writer = pg_connect(pg_url)
-    try:
-        R.rebuild(writer, now_ms=AFTER)
-    finally:
-        writer.close()
-    reader: Any = open_reader(pg_url)
+    reader: Any = open_reader(recorded_postgres(history, pg_url, AFTER))
     yield reader
     reader.close()
 

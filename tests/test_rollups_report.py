@@ -16,12 +16,8 @@ from hermetry.analytics.compare import compare
 from hermetry.analytics.report import Query, insights
 from hermetry.model.sketch import ALPHA
 from hermetry.model.units import DAY_MS, HOUR_MS
-from hermetry.recorder.recorder import Recorder
-from hermetry.stores import rollups
-from hermetry.stores.postgres import PostgresStore
-from hermetry.stores.postgres import connect as pg_connect
-from hermetry.stores.sqlite import connect, migrate
 from hermetry.testing.history import NOW_MS, History, synthetic_history
+from pg_helpers import recorded_postgres, recorded_sqlite
 
 PERCENTILES = ("p50", "p95", "p99")
 
@@ -87,25 +83,12 @@ def history() -> History:
 
 @pytest.fixture(scope="module")
 def lite(history: History, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    db = history.record(tmp_path_factory.mktemp("lite") / "telemetry.db")
-    conn = connect(db)
-    migrate(conn)
-    rollups.rebuild(conn, now_ms=LATER)
-    conn.close()
-    return db
+    return recorded_sqlite(history, tmp_path_factory.mktemp("lite") / "telemetry.db", LATER)
 
 
 @pytest.fixture(scope="module")
 def pg(history: History, pg_server: Any) -> str:
-    url = str(pg_server.create_database())
-    rec = Recorder(lambda: PostgresStore(url, host="h1"), register_atexit=False, flush_interval_s=0.01, host="h1")
-    for e in history.events:
-        rec.record(e)
-    rec.close(timeout=60)
-    conn = pg_connect(url)
-    rollups.rebuild(conn, now_ms=LATER)
-    conn.close()
-    return url
+    return recorded_postgres(history, str(pg_server.create_database()), LATER)
 
 
 QUERIES = [

@@ -33,6 +33,7 @@ from hermetry.stores.sqlite import _split_sql, connect, migrate, write_events
 from hermetry.stores.sqlite_schema import MIGRATIONS
 from hermetry.stores.sqlite_util import transaction
 from hermetry.testing.history import NOW_MS, History, synthetic_history
+from pg_helpers import recorded_postgres, recorded_sqlite
 
 WHOLE = (NOW_MS - 14 * DAY_MS, NOW_MS + DAY_MS)
 LATER = NOW_MS + 2 * DAY_MS  # every hour of the history closed
@@ -50,26 +51,12 @@ def history() -> History:
 
 @pytest.fixture(scope="module")
 def lite(history: History, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    db = history.record(tmp_path_factory.mktemp("sessions") / "telemetry.db")
-    conn = connect(db)
-    migrate(conn)
-    R.rebuild(conn, now_ms=LATER)
-    conn.close()
-    return db
+    return recorded_sqlite(history, tmp_path_factory.mktemp("sessions") / "telemetry.db", LATER)
 
 
 @pytest.fixture(scope="module")
 def pg(history: History, pg_server: Any) -> str:
-    url = str(pg_server.create_database())
-    rec = Recorder(lambda: PostgresStore(url, host="h1"), register_atexit=False, flush_interval_s=0.01, host="h1")
-    for e in history.events:
-        rec.record(e)
-    rec.close(timeout=60)
-    assert rec.stats().dropped == 0
-    conn = pg_connect(url)
-    R.rebuild(conn, now_ms=LATER)
-    conn.close()
-    return url
+    return recorded_postgres(history, str(pg_server.create_database()), LATER)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
