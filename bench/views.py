@@ -1,4 +1,5 @@
-"""8 · The long views: ``hermetry sessions`` over 10,000 conversations, ``hermetry show`` of the largest session.
+"""8 · The long views: ``hermetry sessions`` over 10,000 conversations, ``hermetry show`` of the largest session,
+``hermetry compare --days 2`` over the 1M- and 10M-call histories.
 
 * ``sessions``: the 10,000-session Hermes ``state.db`` of the query benchmark
   (``bench._fixtures.state_db``), imported with hermetry's importer, every conversation listed
@@ -10,6 +11,13 @@ For each: the library call plus the text rendering at 120 columns, timed togethe
 process (best of 3; ``python -m bench.views measure …``), and the whole CLI as a subprocess
 (interpreter start-up included). The baseline is the CLI's start-up alone, measured in the
 same run. The targets (issue 16) are for the view itself: ``sessions`` ≤ 0.5 s, ``show`` ≤ 0.2 s.
+
+* ``compare``: ``hermetry compare --days 2 --json`` ending at the query benchmark's history's end
+  (``bench._fixtures.history_db``: 1M and 10M model calls over 6.5 days; two 2-day windows), the CLI
+  best of 3 with its CPU time; baselines in the same run: ``hermetry insights --json`` over the same 4
+  days (compare reads each window as insights does, plus the per-session cost test), and at 1M the
+  cost test's old path — every turn joined to its calls (``EXACT_MAX_TURNS`` unbounded), library,
+  once. Targets (review N6): ≤ 2 s at 1M, ≤ 5 s at 10M.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from bench._common import (
 
 TARGET_SESSIONS_S = 0.5
 TARGET_SHOW_S = 0.2
+TARGET_COMPARE_S = {1_000_000: 2.0, 10_000_000: 5.0}
 LONG_SESSION = "long-gateway-session"
 LONG_VERSION = 1
 
@@ -122,6 +131,75 @@ def measure(view: str, db: str, arg: str, reps: str) -> dict[str, Any]:
     return {"seconds": seconds, "library_seconds": library, "shown": shown, "lines": lines}
 
 
+def measure_compare(db: str, until_ms: str, reps: str, exact: str = "") -> dict[str, Any]:
+    """In this fresh process: ``compare`` of the two 2-day windows ending at ``until_ms`` (library),
+    best of ``reps``; ``exact``: the cost test over every turn (its path before sampling)."""
+    import resource
+
+    from hermetry.analytics import compare as C
+    from hermetry.analytics.query import Query
+
+    if exact:
+        C.EXACT_MAX_TURNS = 2**62
+    until, day = float(until_ms), 86_400_000
+    a = Query(since_ms=until - 4 * day, until_ms=until - 2 * day, group_by=())
+    b = Query(since_ms=until - 2 * day, until_ms=until, group_by=())
+    seconds, cpu = [], []
+    result: dict[str, Any] = {}
+    for _ in range(int(reps)):
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        result = C.compare(db, a, b)
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        seconds.append(time.perf_counter() - t0)
+        cpu.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+    cost = {m["metric"]: m for m in result["metrics"]}["cost_usd_per_turn"]
+    return {"seconds": seconds, "cpu_seconds": cpu, "cost": {k: cost.get(k) for k in (
+        "baseline", "current", "n_baseline", "n_current", "p_value", "verdict", "sessions_read")}}
+
+
+def _compare_rows(opts: Options, raw: dict[str, Any]) -> list[dict[str, Any]]:
+    from datetime import UTC, datetime
+
+    from bench._fixtures import history_db
+
+    def iso(ms: float) -> str:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
+
+    rows = []
+    for n in ([100_000] if opts.quick else [1_000_000, 10_000_000]):
+        db, meta = history_db(n)
+        until = float(meta["until_ms"])
+        argv = ["--db", str(db), "compare", "--days", "2", "--b-until", iso(until), "--json"]
+        runs = [run_child([_hermetry_bin(), *argv], env=child_env(), timeout=900) for _ in range(3)]
+        if any(r.returncode for r in runs):
+            raise RuntimeError(f"hermetry compare failed: {runs[0].stderr[-2000:]}")
+        cli = min(runs, key=lambda r: r.wall_s)
+        ins = [run_child([_hermetry_bin(), "--db", str(db), "insights", "--json", "--since", iso(until - 4 * 86_400_000),
+                          "--until", iso(until)], env=child_env(), timeout=900) for _ in range(3)]
+        base = min(ins, key=lambda r: r.wall_s)
+        lib, _ = run_python_json(["-m", "bench.views", "measure-compare", str(db), str(until), "2"])
+        out: dict[str, Any] = {"cli_s": cli.wall_s, "cli_cpu_s": cli.cpu_s, "insights_4d_s": base.wall_s,
+                               "insights_4d_cpu_s": base.cpu_s, "library": lib}
+        baseline = f"`insights --json` over the same 4 days {fmt_s(base.wall_s)} (CPU {fmt_s(base.cpu_s)})"
+        if n <= 1_000_000:
+            old, _ = run_python_json(["-m", "bench.views", "measure-compare", str(db), str(until), "1", "exact"])
+            out["exact_cost_test_library"] = old
+            baseline += f"; every turn joined (the old cost test), library {fmt_s(min(old['seconds']))}"
+        raw[f"compare_{n}"] = out
+        sampled = (lib["cost"].get("sessions_read") or {}).get("current") or {}
+        log(f"views: compare at {n:,} calls: CLI {cli.wall_s:.2f} s (CPU {cli.cpu_s:.2f} s), library "
+            f"{min(lib['seconds']):.2f} s; cost test read {sampled.get('read')} of {sampled.get('of')} sessions")
+        target = TARGET_COMPARE_S.get(n)
+        rows.append(row(
+            "views", f"`hermetry compare --days 2` over the {n:,}-call history (cost test: "
+                     f"{'sampled ' if sampled.get('sampled') else ''}{sampled.get('read'):,} of "
+                     f"~{sampled.get('of') or 0:,} sessions a window)",
+            f"CLI {fmt_s(cli.wall_s)} (CPU {fmt_s(cli.cpu_s)}) · library {fmt_s(min(lib['seconds']))}",
+            baseline=baseline, target=f"≤ {target:g} s" if target else "",
+            ok=cli.wall_s <= target if target else None, key=f"views.compare.{n}"))
+    return rows
+
+
 def _hermetry_bin() -> str:
     candidate = Path(sys.executable).parent / "hermetry"
     return str(candidate) if candidate.exists() else "hermetry"
@@ -172,13 +250,20 @@ def run(opts: Options) -> dict[str, Any]:
         f"{fmt_s(best)} (library {fmt_s(min(out['library_seconds']))}) · CLI {fmt_s(cli)}",
         baseline=f"CLI start-up alone {fmt_s(startup)}", target=f"≤ {TARGET_SHOW_S} s", ok=best <= TARGET_SHOW_S,
         key="views.show"))
-    notes = ["Before issue 16: listing 8,579 conversations took 5.4 s and `show` of a session this size 5.4 s "
+    rows += _compare_rows(opts, raw)
+    notes = ["compare (review N6): the per-session cost test used to join every turn of both windows to its "
+             "model calls (1M: 7–9 s, 10M: 25–33 s warm, 159 s cold); above 40,000 turns a window it now reads "
+             "5,000 sessions a window, the first by CRC-32 of the session id (the cost row says `sampled N of ~M`).",
+             "Before issue 16: listing 8,579 conversations took 5.4 s and `show` of a session this size 5.4 s "
              "(rendering every turn's waterfall); `show` now lists every turn in one table and draws the five "
              "slowest (`--all-turns` draws all)."]
     return {"rows": rows, "notes": notes, "raw": raw}
 
 
 if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "measure-compare":
+        sys.stdout.write("\n" + json.dumps(measure_compare(*sys.argv[2:6]), default=str) + "\n")
+        sys.exit(0)
     if len(sys.argv) >= 2 and sys.argv[1] == "measure":
         sys.stdout.write("\n" + json.dumps(measure(*sys.argv[2:6])) + "\n")
         sys.exit(0)

@@ -545,7 +545,8 @@ def compare_renderable(result: dict[str, Any], *, tz: tzinfo | None = None) -> G
         f"(≥ {method['min_rate_change'] * 100:.0f} point for rates). Tests: docs/cli.md#compare", style="dim")
     verdict = (Text(f"Regressions: {', '.join(result['regressions'])}", style="bold red") if result["regressions"]
                else Text("No regressions.", style="green"))
-    parts: list[RenderableType] = [head, grid, verdict, foot]
+    notes = [Text(m["note"], style="dim") for m in result["metrics"] if m.get("note")]  # sampled, pruned
+    parts: list[RenderableType] = [head, grid, *notes, verdict, foot]
     parts.append(_legend(parts))
     return _spaced(parts)
 
