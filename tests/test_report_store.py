@@ -142,3 +142,31 @@ def test_a_report_asks_once_whether_each_rollup_table_exists(history: History, t
     probes = Counter(s for s in statements if s.startswith("SELECT 1 FROM ") and s.endswith(" LIMIT 1"))
     assert probes and set(probes.values()) == {1}, probes
     assert report == insights(db, q)
+
+
+def test_a_role_that_cannot_write_reads_the_store_as_it_is(
+        history: History, pg_url: str, force_rollups: None, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report through a read-only role: its refresh is refused (no lock, no write), the dirty hours
+    are read raw through the same connection, the figures are the history's all the same."""
+    import psycopg
+
+    rec = Recorder(lambda: PostgresStore(pg_url, host="h1"), register_atexit=False, flush_interval_s=0.01, host="h1")
+    for e in history.events:
+        rec.record(e)
+    rec.close(timeout=60)
+    dirty = pg_rows(pg_url, "SELECT COUNT(*) AS n FROM rollup_dirty")[0]["n"]
+    role = f"reader_{abs(hash(pg_url)) % 10**8}"
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    reader_url = pg_url.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
+    assert reader_url != pg_url
+    opened: list[str] = []
+    connect = postgres_module.connect
+    monkeypatch.setattr(postgres_module, "connect", lambda url, **kw: opened.append(url) or connect(url, **kw))
+    report = _cli_report(reader_url, capsys)
+    assert opened == [reader_url]  # the refused refresh's transaction rolled back, the same connection read
+    assert pg_rows(pg_url, "SELECT COUNT(*) AS n FROM rollup_dirty")[0]["n"] == dirty  # nothing rebuilt
+    assert report["method"]["path"] == "rollups"
+    _check_against_history(report, history)

@@ -338,6 +338,8 @@ def open_reader(url: str, *, refresh: bool = False) -> PgConnection | None:
         try:
             if conn.raw.broken:  # lost meanwhile: a reader of its own, as without the refresh
                 raise psycopg.OperationalError("the connection was lost")
+            if conn.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.raw.execute("ROLLBACK")  # a refused rebuild (no rights, a standby) left its transaction open
             _read_only(conn.raw)
         except psycopg.Error:
             conn.close()
