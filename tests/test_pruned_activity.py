@@ -65,3 +65,20 @@ def test_tool_filter_over_pruned_time_is_refused(tmp_path: Path, capsys: pytest.
     code = main(["--db", str(db), "insights", "--since", "2025-01-01", "--until", "2025-01-20", "--tool", tool])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "pruned" in err[0] and "--since" in err[0], err
+
+
+def test_notable_sessions_say_what_helps_in_pruned_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Review m17: in pruned time ``--exact`` cannot compute per-session totals; the JSON and the
+    text say what can (a window from the boundary on), and a window after it still says --exact."""
+    _, db, conn = _pruned(tmp_path)
+    try:
+        pruned = activity(conn, SINCE, UNTIL)["notable_sessions_not_computed"]
+        assert "--exact" not in pruned["hint"] and pruned["hint"].startswith("--since ")
+        assert "pruned" in pruned["why"] and "--exact cannot help" in pruned["why"]
+        after = activity(conn, BOUNDARY, UNTIL, exact=False)["notable_sessions_not_computed"]
+        assert after is not None and after["hint"] == "--exact" and "pruned" not in after["why"]
+    finally:
+        conn.close()
+    assert main(["--db", str(db), "insights", "--since", "2025-01-01", "--until", "2025-01-20"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"per-session totals: {pruned['hint']})" in text and "per-session totals: --exact" not in text

@@ -57,6 +57,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from hermetry.analytics.query import SESSIONS, Query, Scanner, refuse_tool_filter_in_pruned_time
+from hermetry.analytics.query import iso as _iso
 from hermetry.model.events import TASK_MAIN
 from hermetry.model.kinds import API_OK
 from hermetry.model.units import HOUR_MS
@@ -75,6 +76,21 @@ EXACT_MAX_SESSIONS = 5_000
 #: Why some notable sessions are null on the rollup path.
 NOT_ON_ROLLUPS = ("per-session totals need every row of every session; on a window this large they are "
                   "not computed (ask for the exact path: --exact)")
+#: … and on a window reaching back before a prune (review m17): ``--exact`` cannot help there.
+NOT_IN_PRUNED_TIME = ("per-session totals need every row of every session; raw rows before {boundary} were "
+                      "pruned (hermetry prune), so they cannot be computed for a window reaching back before it "
+                      "(--exact cannot help): ask from --since {boundary} on")
+
+
+def not_computed(since_ms: float, pruned_before_ms: float | None) -> dict[str, Any]:
+    """``notable_sessions_not_computed`` on the rollup path: which keys, why, and what would compute
+    them (``hint``: the flag the text report suggests — ``--exact``, or in pruned time ``--since``
+    the prune boundary)."""
+    keys = ["most_messages", "most_tokens", "most_tool_calls"]
+    if pruned_before_ms is not None and since_ms < pruned_before_ms:
+        boundary = _iso(pruned_before_ms)
+        return {"keys": keys, "why": NOT_IN_PRUNED_TIME.format(boundary=boundary), "hint": f"--since {boundary}"}
+    return {"keys": keys, "why": NOT_ON_ROLLUPS, "hint": "--exact"}
 
 
 def _zone(tz: tzinfo | None) -> tzinfo:
@@ -260,8 +276,7 @@ def _from_rollups(conn: Any, where: str, params: list[Any], since_ms: float, unt
                               .isoformat(timespec="seconds")}
     for key in ("most_messages", "most_tokens", "most_tool_calls"):
         notable[key] = None
-    out["notable_sessions_not_computed"] = {"keys": ["most_messages", "most_tokens", "most_tool_calls"],
-                                            "why": NOT_ON_ROLLUPS} if n_sessions else None
+    out["notable_sessions_not_computed"] = not_computed(since_ms, p.pruned_before_ms) if n_sessions else None
     out["method"] = "rollups"
     out["starts_by"] = starts_by
     return out

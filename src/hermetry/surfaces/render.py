@@ -324,8 +324,11 @@ def activity_parts(report: dict[str, Any], tz: tzinfo | None = None) -> list[Ren
             notable.add_row(label, fmt(v), v["session_id"], (v["started_at"] or NA)[:16].replace("T", " "))
     skipped = act.get("notable_sessions_not_computed")
     if skipped:  # the rollup path: per-session totals of a large window are not computed
-        notable.notes.append(Text(f"most messages, tokens, tool calls: {NA} (a window this large is read from "
-                                  "rollups; per-session totals: --exact)", style="dim"))
+        hint = skipped.get("hint") or "--exact"
+        why = ("raw rows before the prune boundary are gone" if hint != "--exact"
+               else "a window this large is read from rollups")
+        notable.notes.append(Text(f"most messages, tokens, tool calls: {NA} ({why}; per-session totals: {hint})",
+                                  style="dim"))
     if notable.rows or skipped:
         parts.append(notable)
     return parts
