@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import struct
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import reduce
 from itertools import chain
@@ -165,6 +165,22 @@ class Sketch:
         self.sum += total
         self.min = min(self.min, lo)
         self.max = max(self.max, hi)
+
+    @classmethod
+    def of_buckets(cls, buckets: Mapping[tuple[int, int], int], n: int, lo: float, hi: float, total: float) -> Sketch:
+        """A sketch of values already bucketed (``{(sign, index): count}``, ``sign_sql`` and
+        ``bucket_sql``'s), with their exact count, min, max and sum: what a read grouping raw rows in
+        Python builds (``stores.rollups``), without a call per bucket."""
+        s = cls()
+        for (sign, index), c in sorted(buckets.items()):
+            if sign > 0:
+                s._pos.add(int(index), c)
+            elif sign < 0:
+                s._neg.add(int(index), c)
+            else:
+                s.zero += c
+        s.count, s.sum, s.min, s.max = n, total, lo, hi
+        return s
 
     def merge(self, other: Sketch) -> Sketch:
         """Add ``other``'s counts to this sketch (in place); returns self."""
