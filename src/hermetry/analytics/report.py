@@ -508,7 +508,36 @@ def _collect_rollups(conn: Any, q: Query, p: rollups.Plan, dims: list[str], tool
             merged = Sketch.merged_groups(groups)
             mine = s.values.get(name)
             s.values[name] = merged.merge(mine) if isinstance(mine, Sketch) else merged
+        if p.edge_hours and rollups.kind_subtracts(kind):
+            _settle_edges(conn, kind, p, vdims, filters, names_of, slices)
     return reads
+
+
+def _settle_edges(conn: Any, kind: rollups.Kind, p: rollups.Plan, vdims: list[str], filters: dict[str, Any],
+                  names_of: dict[str, str], slices: defaultdict[tuple[str, Any], Slice]) -> None:
+    """The partial hours read as rollup minus raw (``Plan.edge_hours``) keep counts, sums and
+    percentiles exact-as-ever, but a slice's min/max is provably a value of the window only when
+    the rows subtracted did not hold it or another part of the window does (``Sketch.settle``);
+    for the slices where neither holds, the window's part of those hours is scanned once per
+    measure for the values that could be the extreme (``rollups.raw_values``) — so ``max`` stays
+    exact (docs/json.md)."""
+    for measure, name in names_of.items():
+        waiting = []
+        for s in list(slices.values()):
+            sketch = s.values.get(name)
+            if isinstance(sketch, Sketch) and sketch.settle():
+                waiting.append((s, sketch, *sketch.bounds_wanted()))
+        if not waiting:
+            continue
+        lows = [lo for _, _, lo, _ in waiting if lo is not None]
+        highs = [hi for _, _, _, hi in waiting if hi is not None]
+        found: defaultdict[int, list[float]] = defaultdict(list)
+        for key, value in rollups.raw_values(conn, kind, p.edge_inside, measure, vdims, filters,
+                                             below=max(lows) if lows else None, above=min(highs) if highs else None):
+            for s in _slices_of(slices, vdims, key):
+                found[id(s)].append(value)
+        for s, sketch, _, _ in waiting:
+            sketch.resolve(found.get(id(s), ()))
 
 
 
@@ -849,7 +878,9 @@ def insights(db: Db, query: Query, *, tz: tzinfo | None = None, exact: bool = Fa
     from hermetry.analytics.activity import activity
 
     query.check()
-    with open_db(db) as conn, rollups.raw_cache():  # the report's reads share their raw ranges' rows
+    # the report's reads share their raw ranges' rows, in one snapshot of the store (a partial hour
+    # read as its rollup minus raw rows needs both as of one moment)
+    with open_db(db) as conn, rollups.raw_cache(), rollups.snapshot(conn):
         collected = collect(conn, query, exact=exact)
         report = build_report(collected)
         report["activity"] = activity(conn, query.since_ms, query.until_ms, query.filters, tz,

@@ -58,6 +58,7 @@ def summarize(values: Sequence[float] | Sketch, of: int, sessions: tuple[int, in
     value was captured, of the sessions that had such rows.
     """
     if isinstance(values, Sketch):
+        values.settle()  # a partial hour's rollup minus raw rows: its min/max proven, or estimated
         n = values.count
         out: dict[str, Any] = {
             "count": n,
@@ -70,6 +71,8 @@ def summarize(values: Sequence[float] | Sketch, of: int, sessions: tuple[int, in
             "method": APPROXIMATE,
             "relative_error": values.alpha,
         }
+        if values.unsettled:  # not proven exact (the report reads them exactly; another caller may not)
+            out["estimated"] = list(values.unsettled)
     else:
         n = len(values)
         out = {

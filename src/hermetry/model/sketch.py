@@ -106,7 +106,7 @@ class _Store:
 class Sketch:
     """Counts of values in log buckets; exact count, sum, min and max."""
 
-    __slots__ = ("count", "zero", "sum", "min", "max", "_pos", "_neg")
+    __slots__ = ("count", "zero", "sum", "min", "max", "_pos", "_neg", "_edge", "unsettled", "_sure")
 
     alpha = ALPHA
 
@@ -118,6 +118,15 @@ class Sketch:
         self.max = -math.inf
         self._pos = _Store()
         self._neg = _Store()
+        #: after :meth:`subtract`: [sure_min, sure_max, cut_min, cut_max] — the extremes of the parts
+        #: known to hold only counted values, and of the values subtracted (None: nothing subtracted,
+        #: ``min``/``max`` are exact)
+        self._edge: list[float] | None = None
+        #: after :meth:`settle`: the extremes that could not be proven exact (``"min"``, ``"max"``;
+        #: estimated from their bucket, within ``alpha``) — a caller that can read them exactly does
+        self.unsettled: tuple[str, ...] = ()
+        #: with ``unsettled``: (the smallest, the largest) value known to be left (±inf: none)
+        self._sure: tuple[float, float] = (math.inf, -math.inf)
 
     @classmethod
     def of(cls, values: Iterable[float]) -> Sketch:
@@ -184,8 +193,12 @@ class Sketch:
 
     def merge(self, other: Sketch) -> Sketch:
         """Add ``other``'s counts to this sketch (in place); returns self."""
-        if not other.count:
+        if not other.count and other._edge is None:
             return self
+        if self._edge is not None or other._edge is not None:
+            mine, theirs = self._edges(), other._edges()
+            self._edge = [min(mine[0], theirs[0]), max(mine[1], theirs[1]),
+                          min(mine[2], theirs[2]), max(mine[3], theirs[3])]
         self._pos.merge(other._pos)
         self._neg.merge(other._neg)
         self.zero += other.zero
@@ -193,15 +206,130 @@ class Sketch:
         self.sum += other.sum
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
+        if other.unsettled:
+            self.unsettled = tuple(sorted({*self.unsettled, *other.unsettled}))
         return self
 
     def copy(self) -> Sketch:
         return Sketch().merge(self)
 
+    # -- subtracting (a window's partial hour: its rollup minus the rows outside the window) -----
+
+    def _edges(self) -> list[float]:
+        return list(self._edge) if self._edge is not None else [self.min, self.max, math.inf, -math.inf]
+
+    def unsure(self) -> Sketch:
+        """Mark this sketch as one that values will be subtracted from (an hour's rollup of which
+        only a part is wanted): its ``min``/``max`` are then no longer known to be counted values.
+        Returns self."""
+        edges = self._edges()
+        self._edge = [math.inf, -math.inf, edges[2], edges[3]]
+        return self
+
+    def subtract(self, other: Sketch) -> Sketch:
+        """Take ``other``'s values out of this sketch (in place; they must be among its values:
+        ``other`` is a part of what this counted). Counts, bucket counts and the sum subtract
+        exactly; the extremes are settled later (:meth:`settle`): ``min``/``max`` stay those of
+        everything counted before, and what was subtracted is remembered to tell whether they
+        still are values of what is left. Returns self."""
+        if not other.count:
+            return self
+        if self._edge is None:
+            self.unsure()
+        assert self._edge is not None
+        self._edge[2] = min(self._edge[2], other.min)
+        self._edge[3] = max(self._edge[3], other.max)
+        neg_pos, neg_neg = _Store(), _Store()
+        neg_pos.offset, neg_pos.counts = other._pos.offset, [-c for c in other._pos.counts]
+        neg_neg.offset, neg_neg.counts = other._neg.offset, [-c for c in other._neg.counts]
+        self._pos.merge(neg_pos)
+        self._neg.merge(neg_neg)
+        self.zero -= other.zero
+        self.count -= other.count
+        self.sum -= other.sum
+        return self
+
+    def settle(self) -> tuple[str, ...]:
+        """After :meth:`subtract`: make ``min``/``max`` those of the values left. Each is exact when
+        it is provably a value left — nothing subtracted reached it, or a part that nothing was
+        subtracted from holds it; else it is estimated from the bucket holding the value left
+        (within ``alpha``) and named in the result (and in ``unsettled``). ``()``: both exact."""
+        if self._edge is None:
+            return self.unsettled
+        sure_min, sure_max, cut_min, cut_max = self._edge
+        self._edge = None
+        for store in (self._pos, self._neg):  # buckets emptied by the subtraction
+            while store.counts and store.counts[-1] == 0:
+                store.counts.pop()
+            while store.counts and store.counts[0] == 0:
+                store.counts.pop(0)
+                store.offset += 1
+        if self.count <= 0:
+            self.count, self.zero, self.sum, self.min, self.max = 0, 0, 0.0, math.inf, -math.inf
+            self.unsettled = ()
+            return ()
+        out: list[str] = []
+        lowest, highest = self._bucket_bounds()
+        if not (cut_min > self.min or sure_min <= self.min):
+            out.append("min")
+            self.min = min(max(lowest, self.min), sure_min)
+        if not (cut_max < self.max or sure_max >= self.max):
+            out.append("max")
+            self.max = max(min(highest, self.max), sure_max)
+        if self.count == 1 and len(out) == 1:  # one value left: a proven extreme is the other too
+            self.min = self.max = self.max if out == ["min"] else self.min
+            out = []
+        self.unsettled = tuple(out)
+        self._sure = (sure_min, sure_max)
+        return self.unsettled
+
+    def bounds_wanted(self) -> tuple[float | None, float | None]:
+        """After :meth:`settle`, for each unsettled extreme the value a candidate must pass to
+        matter: (values below this may be the min, values above this may be the max); None: that
+        one is exact. Every value left beyond them is one :meth:`resolve` needs."""
+        return (self._sure[0] if "min" in self.unsettled else None,
+                self._sure[1] if "max" in self.unsettled else None)
+
+    def resolve(self, values: Iterable[float]) -> None:
+        """Make the unsettled extremes exact from ``values``: every value left that is beyond
+        :meth:`bounds_wanted` (the parts the subtraction left, read raw), plus any others."""
+        if not self.unsettled:
+            return
+        lo, hi = self._sure
+        for v in values:
+            if v < lo:
+                lo = v
+            if v > hi:
+                hi = v
+        if "min" in self.unsettled:
+            self.min = lo
+        if "max" in self.unsettled:
+            self.max = hi
+        self.unsettled = ()
+
+    def _bucket_bounds(self) -> tuple[float, float]:
+        """Estimates of the smallest and the largest value counted (the representatives of the
+        extreme non-empty buckets: within ``alpha`` of the values there)."""
+        values = [v for v, c in self._raw_buckets() if c]
+        return values[0], values[-1]
+
+    def _raw_buckets(self) -> list[tuple[float, int]]:
+        out: list[tuple[float, int]] = []
+        neg = self._neg
+        for k in range(len(neg.counts) - 1, -1, -1):
+            out.append((-bucket_value(neg.offset + k), neg.counts[k]))
+        out.append((0.0, self.zero))
+        pos = self._pos
+        for k, c in enumerate(pos.counts):
+            out.append((bucket_value(pos.offset + k), c))
+        return out
+
     # -- reading ----------------------------------------------------------------------------
 
     def value_at_rank(self, rank: int) -> float:
         """An estimate (within ``α``) of the ``rank``-th smallest value (0-based)."""
+        if self._edge is not None:
+            self.settle()
         if not 0 <= rank < self.count:
             raise IndexError(rank)
         seen = 0
@@ -226,6 +354,8 @@ class Sketch:
     def quantile(self, q: float) -> float | None:
         """The q-th quantile (0..1), by the rank rule of ``analytics.stats.percentile``
         (linear interpolation between the two nearest ranks); None when empty."""
+        if self._edge is not None:
+            self.settle()
         n = self.count
         if n == 0:
             return None
@@ -247,6 +377,8 @@ class Sketch:
     def count_above(self, threshold: float) -> int:
         """How many values are above ``threshold`` (approximate: of the values in the bucket
         holding the threshold, the share above it assuming they spread evenly over the bucket)."""
+        if self._edge is not None:
+            self.settle()
         if self.count == 0 or threshold >= self.max:
             return 0
         if threshold < self.min:
@@ -282,6 +414,8 @@ class Sketch:
 
     def buckets(self) -> list[tuple[float, int]]:
         """``(representative value, count)`` of each non-empty bucket, ascending."""
+        if self._edge is not None:
+            self.settle()
         out: list[tuple[float, int]] = []
         neg = self._neg
         for k in range(len(neg.counts) - 1, -1, -1):
@@ -299,6 +433,8 @@ class Sketch:
 
     def to_bytes(self) -> bytes:
         """The compact form stored in rollup tables (a few bytes per non-empty bucket range)."""
+        if self._edge is not None:
+            self.settle()
         wide = any(c > 0xFFFFFFFF for c in self._pos.counts) or any(c > 0xFFFFFFFF for c in self._neg.counts)
         kind = "Q" if wide else "I"
         parts = [_HEADER.pack(_VERSION | (0x80 if wide else 0), self.count, self.zero, self.sum,

@@ -483,6 +483,30 @@ class Group:
             else:
                 mine.merge(sketch)
 
+    def subtract(self, other: Group, *, counts: bool = True) -> None:
+        """Take ``other`` (a part of what this group counted: raw rows of an hour whose rollup row
+        this holds) out: counts, histogram and sketch buckets subtract exactly; the sketches'
+        extremes are settled when read (``Sketch.settle``). Not for ``maxima`` (a MAX does not
+        subtract). ``counts=False``: the sketches only (a read that did not sum the rollup rows'
+        counts, ``read(counts=False)``)."""
+        assert not self.maxima, "a maximum does not subtract"
+        for name, value in other.counts.items() if counts else ():
+            if value is not None:
+                self.counts[name] = (self.counts.get(name) or 0) - value
+        if other.hist and counts:
+            self.hist = [a - b for a, b in zip(self.hist or [0] * len(other.hist), other.hist, strict=True)]
+        for name, sketch in other.sketches.items():
+            mine = self.sketches.get(name)
+            if mine is None:
+                mine = self.sketches[name] = Sketch().unsure()
+            mine.subtract(sketch)
+
+
+    def empty(self) -> bool:
+        """Counts nothing (what a subtraction leaves of a group whose rows were all taken out)."""
+        return (not any(self.counts.values()) and not any(self.hist) and not self.parsed
+                and not any(sk.count for sk in self.sketches.values()))
+
 
 def _is_postgres(conn: Any) -> bool:
     dialect = getattr(conn, "dialect", None)
@@ -557,6 +581,30 @@ def raw_cache() -> Iterator[None]:
     finally:
         _RAW_CACHE.reset(token)
         _PROBES.reset(probes)
+
+
+@contextmanager
+def snapshot(conn: Any) -> Iterator[None]:
+    """The block's reads see the store as of one moment (a read transaction: SQLite ``BEGIN``,
+    PostgreSQL ``REPEATABLE READ READ ONLY``), so a plan and its reads agree — a partial hour read as
+    its rollup rows minus raw rows (``Plan.edge_hours``) needs both from the same state. Nothing
+    when ``conn`` is None or already in a transaction (nested blocks share the outer one); a store
+    that refuses leaves each statement its own snapshot, as without it."""
+    began = False
+    if conn is not None and not getattr(conn, "in_transaction", False):
+        try:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if _is_postgres(conn) else "BEGIN")
+            began = True
+        except Exception:
+            began = False
+    try:
+        yield
+    finally:
+        if began:
+            try:
+                conn.execute("COMMIT")
+            except Exception:
+                pass
 
 
 def _day_sql(alias: str) -> str:
@@ -804,6 +852,52 @@ def _aggregate_rows(conn: Any, kind: Kind, key_pairs: Sequence[tuple[str, str]],
             if n:
                 group.sketches[measure] = Sketch.of_buckets(buckets, n, lo, hi, total)
         out[tuple(key[i] for i in at_of)] = group
+    return out
+
+
+def raw_values(conn: Any, kind: Kind, ranges: Sequence[tuple[float, float]], measure: str, keys: Sequence[str],
+               filters: Mapping[str, Any] | None, *, below: float | None, above: float | None) -> list[tuple[tuple[Any, ...], float]]:
+    """(key by ``keys``, value) of each raw row started in ``ranges`` whose ``measure`` value (the
+    sketch's SQL) is below ``below`` or above ``above`` (None: not that side): where a read that
+    subtracted raw rows from a partial hour's rollup (``Plan.edge_hours``) finds its exact min/max
+    when the subtraction could not tell them (``Sketch.settle``, ``bounds_wanted``). Few rows come
+    back (the values beyond the sure ones), but every row of ``ranges`` is scanned, in file order."""
+    if not ranges or (below is None and above is None):
+        return []
+    a = kind.alias
+    known = {**dict(kind.keys), "day": _day_sql(kind.alias)}
+    expr = dict(kind.measures)[measure]
+    own = [(i, known[n]) for i, n in enumerate(keys) if not _reads_session(known[n])]
+    theirs = [(i, known[n]) for i, n in enumerate(keys) if _reads_session(known[n])]
+    fsql_own, fparams = _filters_sql(kind, {n: v for n, v in (filters or {}).items()
+                                            if not _reads_session(dict(kind.keys)[n])}, raw=True)
+    s_filters = [(n, v) for n, v in sorted((filters or {}).items()) if _reads_session(dict(kind.keys)[n])]
+    s_columns = [sql for _, sql in theirs] + [dict(kind.keys)[n] for n, _ in s_filters]
+    beyond, bparams = [], []
+    if below is not None:
+        beyond.append(f"({expr}) < ?")
+        bparams.append(below)
+    if above is not None:
+        beyond.append(f"({expr}) > ?")
+        bparams.append(above)
+    where, params = _ranges_sql(f"{a}.started_at_ms", ranges)
+    sql = (f"SELECT {a}.session_id, {expr}{''.join(f', {c}' for _, c in own)} FROM {kind.table} {a} "
+           f"WHERE {_in_file_order(conn, kind.table, a, where + fsql_own)} AND ({' OR '.join(beyond)})")
+    rows = _execute(conn, sql, [*params, *fparams, *bparams]).fetchall()
+    found = _session_keys_of(conn, s_columns, {r[0] for r in rows}) if s_columns else {}
+    missing = (None,) * len(s_columns)
+    out: list[tuple[tuple[Any, ...], float]] = []
+    for row in rows:
+        session = found.get(row[0], missing)
+        if any((session[len(theirs) + j] is not None) if value is None else (session[len(theirs) + j] != value)
+               for j, (_, value) in enumerate(s_filters)):
+            continue
+        key: list[Any] = [None] * len(keys)
+        for j, (i, _) in enumerate(own):
+            key[i] = row[2 + j]
+        for j, (i, _) in enumerate(theirs):
+            key[i] = session[j]
+        out.append((tuple(key), row[1]))
     return out
 
 
@@ -1311,16 +1405,37 @@ class Plan:
     snapped_since_ms: float | None = None
     #: runs of hours, whole UTC days, read from the daily rollups
     rollup_days: tuple[tuple[int, int], ...] = ()
+    #: the window's partial first/last hours read as their (clean) hourly rollup rows MINUS the raw
+    #: rows of ``edge_outside`` (the part of those hours outside the window) — chosen where that part
+    #: holds fewer rows than the window's part, ``edge_inside`` (:func:`plan`). A kind whose counts do
+    #: not subtract (``Kind.maxima``) reads ``edge_inside`` raw instead.
+    edge_hours: tuple[int, ...] = ()
+    edge_outside: tuple[tuple[float, float], ...] = ()
+    edge_inside: tuple[tuple[float, float], ...] = ()
 
     @property
     def hours_from_rollups(self) -> int:
+        """Whole hours read from rollups (not the partial ones, ``edge_hours``)."""
         return sum(hi - lo for lo, hi in (*self.rollup_hours, *self.rollup_days))
 
     def as_dict(self) -> dict[str, Any]:
         return {"hours_from_rollups": self.hours_from_rollups,
                 "raw_ranges": len(self.raw_ranges),
+                "edge_hours": len(self.edge_hours),
                 "pruned_before_ms": self.pruned_before_ms,
                 "snapped_since_ms": self.snapped_since_ms}
+
+    def raw_for(self, kind: Kind) -> tuple[tuple[float, float], ...]:
+        """The raw ranges ``kind`` reads: ``raw_ranges``, plus ``edge_inside`` for a kind that cannot
+        subtract."""
+        if not self.edge_inside or kind_subtracts(kind):
+            return self.raw_ranges
+        return tuple(_merge((*self.raw_ranges, *self.edge_inside)))
+
+
+def kind_subtracts(kind: Kind) -> bool:
+    """Can a read take raw rows out of this kind's rollup rows (every count a sum)?"""
+    return not kind.maxima
 
 
 #: Above this many separate ranges (dirty hours scattered over the window) a plan reads the window
@@ -1328,8 +1443,10 @@ class Plan:
 MAX_RANGES = 200
 
 
-def plan(conn: Any, since_ms: float, until_ms: float) -> Plan:
-    """Split ``[since_ms, until_ms)``: whole hours that are not dirty from rollups, the rest raw."""
+def plan(conn: Any, since_ms: float, until_ms: float, *, edges: bool = True) -> Plan:
+    """Split ``[since_ms, until_ms)``: whole hours that are not dirty from rollups, the rest raw —
+    a partial first or last hour, where cheaper, as its rollup minus the raw rows outside the window
+    (``Plan.edge_hours``; ``edges=False``: never)."""
     pruned = pruned_before_ms(conn)
     first, last = math.ceil(since_ms / HOUR_MS), math.floor(until_ms / HOUR_MS)
     snapped = None
@@ -1361,7 +1478,48 @@ def plan(conn: Any, since_ms: float, until_ms: float) -> Plan:
     if len(raw) > MAX_RANGES or len(clean) > MAX_RANGES:
         return Plan(since_ms, until_ms, (), ((since_ms, until_ms),), pruned, None)
     hours, days = _split_days(clean)
-    return Plan(since_ms, until_ms, tuple(hours), tuple(_merge(raw)), pruned, snapped, tuple(days))
+    edges_read = _edges(conn, since_ms, until_ms, first, last, pruned_hour) if edges else []
+    for _, inside, _ in edges_read:
+        raw.remove(inside)
+    return Plan(since_ms, until_ms, tuple(hours), tuple(_merge(raw)), pruned, snapped, tuple(days),
+                edge_hours=tuple(h for h, _, _ in edges_read),
+                edge_outside=tuple(_merge(r for _, _, outside in edges_read for r in outside)),
+                edge_inside=tuple(inside for _, inside, _ in edges_read))
+
+
+def _edges(conn: Any, since_ms: float, until_ms: float, first: int, last: int,
+           pruned_hour: int | None) -> list[tuple[int, tuple[float, float], list[tuple[float, float]]]]:
+    """The window's partial first and last hours worth reading as rollup minus raw: (hour, the
+    window's part, the parts outside it). An hour qualifies when it is clean (its rollup rows are
+    its raw rows' aggregate), not pruned, and the part outside the window holds fewer model calls
+    than the part inside (counted on the ``started_at_ms`` index: two cheap counts per hour; the
+    raw read then touches the fewer rows — e.g. the last hour of a window ending before the
+    history does holds no rows after it). Model calls stand for every kind's rows."""
+    candidates: list[tuple[int, tuple[float, float], list[tuple[float, float]]]] = []
+    if since_ms < first * HOUR_MS:
+        h = first - 1
+        candidates.append((h, (since_ms, first * HOUR_MS), [(h * HOUR_MS, since_ms)]))
+    if last * HOUR_MS < until_ms:
+        candidates.append((last, (last * HOUR_MS, until_ms), [(until_ms, (last + 1) * HOUR_MS)]))
+    candidates = [c for c in candidates if pruned_hour is None or c[0] >= pruned_hour]
+    if not candidates:
+        return []
+    hours = [h for h, _, _ in candidates]
+    dirty = {h for (h,) in _execute(conn, f"SELECT hour FROM rollup_dirty WHERE hour IN ({', '.join('?' * len(hours))})",
+                                    hours).fetchall()}
+    out = []
+    for h, inside, outside in candidates:
+        if h in dirty:
+            continue
+        n_in = _count_rows(conn, [inside])
+        if _count_rows(conn, outside) < n_in:
+            out.append((h, inside, outside))
+    return out
+
+
+def _count_rows(conn: Any, ranges: Sequence[tuple[float, float]]) -> int:
+    where, params = _ranges_sql("a.started_at_ms", ranges)
+    return int(_execute(conn, f"SELECT COUNT(*) FROM api_calls a WHERE {where}", params).fetchone()[0])
 
 
 def _split_days(clean: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -1433,9 +1591,17 @@ def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: M
     postgres = _is_postgres(conn)
     if "hour" in keys:  # the day level has no hours: read those days' hourly rows
         levels = ((kind.rollup, tuple(sorted((*p.rollup_days, *p.rollup_hours)))),)
-    for table, runs in levels:
+    # the partial hours read as rollup minus raw (Plan.edge_hours): their own level, their sketches
+    # kept apart (what is subtracted comes out of them)
+    subtracts = bool(p.edge_hours) and kind_subtracts(kind)
+    if subtracts:
+        levels += ((kind.rollup, tuple(_runs(sorted(p.edge_hours)))),)
+    edge_at = len(levels) - 1 if subtracts else -1
+    edge_blobs: dict[tuple[tuple[Any, ...], str], list[bytes]] = defaultdict(list)
+    for level, (table, runs) in enumerate(levels):
         if not runs:
             continue
+        into_blobs = edge_blobs if level == edge_at else blobs
         where, params = _ranges_sql("r.hour", runs)
         where += fsql
         params += fparams
@@ -1462,7 +1628,7 @@ def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: M
                 key = tuple(row[:k])
                 for j, m in enumerate(measure_names):
                     if row[k + j] is not None:
-                        blobs[(key, m)].append(row[k + j])
+                        into_blobs[(key, m)].append(row[k + j])
     for (key, m), found in blobs.items():
         into = out.get(key)
         if into is None:
@@ -1471,13 +1637,29 @@ def read(conn: Any, kind: Kind, p: Plan, *, keys: Sequence[str] = (), filters: M
             into.sketches[m] = Sketch.merged(found)
         else:
             into.parsed[m] = [x for x in map(Sketch.parse, found) if x is not None]
-    if p.raw_ranges:
-        for key, g in aggregate_raw(conn, kind, p.raw_ranges, filters, keys=keys, measures=measures).items():
+    for (key, m), found in edge_blobs.items():
+        into = out.get(key)
+        if into is None:
+            into = out[key] = Group({}, maxima=kind.maxima)
+        edge = Sketch.merged(found).unsure()
+        mine = into.sketches.get(m)
+        into.sketches[m] = edge if mine is None else mine.merge(edge)
+    raw_ranges = p.raw_for(kind)
+    if raw_ranges:
+        for key, g in aggregate_raw(conn, kind, raw_ranges, filters, keys=keys, measures=measures).items():
             known = out.get(key)
             if known is None:
                 out[key] = g
             else:
                 known.add(g)
+    if subtracts and p.edge_outside:
+        for key, g in aggregate_raw(conn, kind, p.edge_outside, filters, keys=keys, measures=measures).items():
+            known = out.get(key)
+            if known is None:  # (not in the hour's rollup rows: read while they changed)
+                known = out[key] = Group({}, maxima=kind.maxima)
+            known.subtract(g, counts=counts)
+            if known.empty():  # all its rows were outside the window: no group, as on the raw path
+                del out[key]
     return out
 
 
@@ -1564,9 +1746,9 @@ def count_calls(conn: Any, p: Plan) -> int:
         if runs:
             where, params = _ranges_sql("r.hour", runs)
             n += int(_execute(conn, f"SELECT COALESCE(SUM(r.calls), 0) FROM {table} r WHERE {where}", params).fetchone()[0])
-    if p.raw_ranges:
-        where, params = _ranges_sql("a.started_at_ms", p.raw_ranges)
-        n += int(_execute(conn, f"SELECT COUNT(*) FROM api_calls a WHERE {where}", params).fetchone()[0])
+    raw = (*p.raw_ranges, *p.edge_inside)  # the partial hours' part: counted as raw
+    if raw:
+        n += _count_rows(conn, raw)
     return n
 
 
