@@ -407,7 +407,9 @@ def _last_call_ms(db: Path) -> float:
 def run_window(opts: Options) -> dict[str, Any]:
     """``insights --json`` over the last 2 days of a history, as ``--days 2`` reads it on a store older
     than the window: "now" is the fixture's last call, the window starts 2 days − 17 min before
-    (its first hour partial, from 24 past; its last hour open), so both edge hours are read raw.
+    (its first hour partial, from 24 past; its last hour open), so both edge hours are partial: each
+    read raw, or as its rollup minus the raw rows outside the window where those are fewer
+    (``rollups.Plan.edge_hours``).
     Baseline in the same run: the same window snapped to the whole hours inside it (no raw part) —
     the ratio is what the partial hours cost. Library (best of 3, fresh process) and CLI (best of 3)."""
     sizes = [int(x) for x in os.environ.get("BENCH_QUERY_SIZES", "").split(",") if x.strip()] or (
@@ -428,8 +430,8 @@ def run_window(opts: Options) -> dict[str, Any]:
             f"(whole hours: CLI {cli_whole['best_s']:.3f} s)")
         rows.append(row(
             "window", f"SQLite: `insights --json` over the last 2 days of {n:,} API calls "
-                      f"({cli['api_calls']:,} in the window), first and last hours partial (read raw); "
-                      f"path: {lib.get('method')}",
+                      f"({cli['api_calls']:,} in the window), first and last hours partial (each read raw "
+                      f"or as rollup minus raw, the fewer rows); path: {lib.get('method')}",
             f"CLI {fmt_s(cli['best_s'])} · library {fmt_s(lib['best_s'])}",
             baseline=f"the whole hours inside it: CLI {fmt_s(cli_whole['best_s'])} · library "
                      f"{fmt_s(lib_whole['best_s'])}",
@@ -438,7 +440,8 @@ def run_window(opts: Options) -> dict[str, Any]:
             ok=(cli["best_s"] <= TARGET_S) if n >= 1_000_000 else None,
             memory=f"peak RSS {fmt_mb(cli['peak_rss_mb'])}", key=f"window.sqlite.{n}"))
     notes = ["The query bench's histories (bench._fixtures.history_db); \"now\" = the history's last call, "
-             "the window = now − 2 days + 17 min … now (`--days 2` minus 17 minutes: the first hour read raw "
-             "from 24 past, the last from its start). The fixtures' rows were bulk-written session by session, "
+             "the window = now − 2 days + 17 min … now (`--days 2` minus 17 minutes: the first hour from 24 past, "
+             "read as its rollup minus the minutes before the window where those hold fewer rows; the last "
+             "from its start, raw). The fixtures' rows were bulk-written session by session, "
              "so an hour's rows lie scattered over the file (a live store writes them in time order, together)."]
     return {"rows": rows, "notes": notes, "raw": raw}

@@ -44,7 +44,11 @@ that can write (``refresh``) — never on Hermes' thread.
 
 **Correctness never depends on when rebuilds run**: :func:`plan` splits a window into hours read
 from rollups (whole hours that are not dirty) and ranges read from raw rows (the partial hours at
-the edges of the window and every dirty hour), and :func:`read` adds the two.
+the edges of the window and every dirty hour), and :func:`read` adds the two. A clean partial
+edge hour whose part outside the window holds fewer rows is read as its rollup rows MINUS those
+raw rows (``Plan.edge_hours``: counts, histograms and sketch buckets subtract exactly; sketch
+extremes are proven or looked up, ``Sketch.settle`` / :func:`raw_values`); the reads of one
+report share one snapshot (:func:`snapshot`).
 
 **Pruned history** (``hermetry prune``): raw rows before ``pruned_before_ms`` (in
 ``rollup_meta``) are gone; hours before it are read from rollups only (the window is snapped to
