@@ -401,10 +401,10 @@ def _fleet_version(conn: PgConnection) -> int:
 
 def _reconcile_quietly(conn: PgConnection) -> None:
     """Close what dead processes left open — the embedded store's rule, run on this database."""
-    from hermetry.stores.sqlite_reconcile import reconcile
+    from hermetry.stores.sqlite_reconcile import STORE_EVERY_S, reconcile
 
     try:
-        reconcile(conn)  # type: ignore[arg-type]  # PgConnection runs the same SQL
+        reconcile(conn, every_s=STORE_EVERY_S)  # type: ignore[arg-type]  # PgConnection runs the same SQL
     except Exception as exc:
         try:
             conn.raw.execute("ROLLBACK")

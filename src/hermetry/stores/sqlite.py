@@ -806,11 +806,12 @@ def _mark_ahead(conn: Any, events: Sequence[Event]) -> set[int]:
 
 
 def _reconcile_quietly(conn: sqlite3.Connection) -> None:
-    """Close what dead processes left open (see sqlite_reconcile); a busy file just skips it."""
-    from hermetry.stores.sqlite_reconcile import reconcile
+    """Close what dead processes left open (see sqlite_reconcile), at most every
+    ``STORE_EVERY_S`` across the store's writers; a busy file just skips it."""
+    from hermetry.stores.sqlite_reconcile import STORE_EVERY_S, reconcile
 
     try:
-        reconcile(conn)
+        reconcile(conn, every_s=STORE_EVERY_S)
     except sqlite3.OperationalError as exc:
         if "locked" not in str(exc) and "busy" not in str(exc):
             log.warning("hermetry: reconciling open turns failed: %s", exc)
