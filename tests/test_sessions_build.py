@@ -211,6 +211,27 @@ def test_postgres_upgrade_half_built_and_built(history: History, pg_url: str) ->
         conn.close()
 
 
+def test_postgres_readers_refresh_builds_it(history: History, pg_url: str) -> None:
+    """A report's refresh through its own connection (``open_reader(url, refresh=True)`` lends it) goes
+    on with the build, a budget at a time, and the report then reads the rollup."""
+    url = _v11_postgres(history, pg_url)
+    conn: Any = P.connect(url)
+    try:
+        P.migrate(conn)
+        first = R.refresh(conn, lent=True, now_ms=LATER, budget_s=0)
+        assert first is not None and first.sessions_build is not None and first.sessions_build.transactions == 1
+        assert _pending(conn)[0]
+        for _ in range(200):
+            if not _pending(conn)[0]:
+                break
+            R.refresh(conn, lent=True, now_ms=LATER, budget_s=0.05)
+        assert _pending(conn) == (False, None)
+        R.rebuild(conn, now_ms=LATER)  # the hours written at schema 11 (the refreshes rebuilt some of them)
+        _check(conn, history, built=True)
+    finally:
+        conn.close()
+
+
 def test_a_store_created_at_12_or_without_sessions_is_built(tmp_path: Path, history: History) -> None:
     """Nothing pending where there is nothing to build: a new file, a v11 file with no session."""
     db = history.record(tmp_path / "new.db")
