@@ -580,11 +580,36 @@ def raw_cache() -> Iterator[None]:
         yield
         return
     token, probes = _RAW_CACHE.set({}), _PROBES.set({})  # and its look-ups of which tables exist
+    sessions = _SESSION_CACHE.set({})  # and of the raw rows' sessions
     try:
         yield
     finally:
         _RAW_CACHE.reset(token)
         _PROBES.reset(probes)
+        _SESSION_CACHE.reset(sessions)
+
+
+#: Inside :func:`raw_cache`: {connection: {session id: its ``SESSION_DIMENSIONS``}} — the sessions
+#: a report's raw reads looked up, shared by the kinds (a session's turns, calls and tools lie in
+#: the same raw ranges: looked up once, not once per kind). None outside one.
+_SESSION_CACHE: ContextVar[dict[int, dict[str, tuple[Any, ...]]] | None] = ContextVar(
+    "hermetry_rollups_session_cache", default=None)
+_SESSION_COLUMNS = tuple(f"s.{d}" for d in SESSION_DIMENSIONS)
+
+
+def _sessions_of(conn: Any, columns: Sequence[str], ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
+    """:func:`_session_keys_of`, through the report's session cache where there is one (and the
+    columns are plain session dimensions)."""
+    cache = _SESSION_CACHE.get()
+    if cache is None or not all(c in _SESSION_COLUMNS for c in columns):
+        return _session_keys_of(conn, columns, ids)
+    known = cache.setdefault(id(conn), {})
+    wanted = set(ids)
+    missing = [sid for sid in wanted if sid not in known]
+    if missing:
+        known.update(_session_keys_of(conn, _SESSION_COLUMNS, missing))
+    at = [_SESSION_COLUMNS.index(c) for c in columns]
+    return {sid: tuple(row[i] for i in at) for sid in wanted if (row := known.get(sid)) is not None}
 
 
 @contextmanager
@@ -799,7 +824,7 @@ def _aggregate_rows(conn: Any, kind: Kind, key_pairs: Sequence[tuple[str, str]],
         if s_columns:
             new = {r[0] for r in rows if r[0] not in suffix}
             if new:
-                found = _session_keys_of(conn, s_columns, new)
+                found = _sessions_of(conn, s_columns, new)
                 for sid in new:
                     suffix[sid] = session_suffix(found.get(sid, missing))
         for row in rows:
