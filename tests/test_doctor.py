@@ -123,3 +123,38 @@ def test_the_text_view_fits_80_columns_and_ends_with_what_to_do(home: Path, caps
     assert code == 0, out  # a file that does not exist yet, in a folder that can be created: fine
     assert "chosen by $HERMETRY_DB" in out and "ok: hermetry is recording" in out
     assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_doctor_says_when_the_rollups_are_behind_and_what_finishes_them(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Review m21: after an upgrade (sessions rollup pending) or writes nobody rebuilt yet, reports
+    are slower for a reason the operator should see — and `hermetry rollup` is the cure."""
+    from hermetry.model.units import HOUR_MS
+    from hermetry.stores import rollups
+    from hermetry.stores.sqlite import connect
+    from hermetry.testing.history import synthetic_history
+
+    db = home / "hermetry" / "telemetry.db"
+    db.parent.mkdir()
+    history = synthetic_history(seed=5, days=2, sessions_per_day=4)
+    history.record(db)
+    hours = {int(e.started_at_ms // HOUR_MS) for e in history.events
+             if isinstance(e, ApiCall) and e.started_at_ms is not None}
+    _, r = doctor(capsys)
+    assert r["rollups"]["dirty_hours"] == len(hours)  # every hour written, none rebuilt yet
+    assert cli.main(["rollup"]) == 0
+    capsys.readouterr()
+    _, r = doctor(capsys)
+    assert r["rollups"] == {"dirty_hours": 0, "sessions_rollup_pending_from": None}
+    cli.main(["doctor"])
+    assert "rollups         up to date" in capsys.readouterr().out
+    conn = connect(db)
+    conn.execute("INSERT INTO rollup_meta (key, value) VALUES (?, NULL)", (rollups.SESSIONS_PENDING,))
+    conn.close()
+    _, r = doctor(capsys)
+    assert r["rollups"]["sessions_rollup_pending_from"] == "the first session"
+    cli.main(["doctor"])
+    text = capsys.readouterr().out
+    assert "sessions rollup still being built" in text and "`hermetry rollup`" in text
+    block = text[text.index("rollups "):text.index("prices ")].splitlines()
+    assert len(block) == 2 and max(len(line) for line in block) <= 80  # the file's own path may be longer

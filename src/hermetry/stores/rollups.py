@@ -1298,6 +1298,10 @@ def _pending_from(conn: Any) -> tuple[bool, float | None]:
     return (False, None) if row is None else (True, None if row[0] is None else float(row[0]))
 
 
+#: (is the sessions rollup still to build, from which hour) — what ``hermetry doctor`` says.
+sessions_pending = _pending_from
+
+
 def sessions_built(conn: Any) -> bool:
     """Is the sessions rollup built, so a read may take whole hours from it (schema 12, and not
     :data:`SESSIONS_PENDING`)? Until then readers take the sessions table (the same figures)."""

@@ -776,6 +776,20 @@ def print_doctor(r: dict[str, Any]) -> None:
                 "                (the next hermetry prune deletes them)\n")
         if gone:
             out(f"                {plural(gone, 'such row')} deleted uncounted by later prunes\n")
+    ro = r.get("rollups") or {}
+    if ro.get("dirty_hours") is not None:
+        from hermetry.surfaces.text import plural
+
+        if ro["dirty_hours"] or ro.get("sessions_rollup_pending_from"):
+            if ro["dirty_hours"]:
+                out(f"rollups         {plural(ro['dirty_hours'], 'closed hour')} to rebuild: reports read them\n"
+                    "                from raw rows (same figures, slower)\n")
+            if ro.get("sessions_rollup_pending_from"):
+                head = "rollups" if not ro["dirty_hours"] else ""
+                out(f"{head:<16}sessions rollup still being built (from {ro['sessions_rollup_pending_from']})\n")
+            out("                `hermetry rollup` does it now (reports also do, a bit at a time)\n")
+        else:
+            out("rollups         up to date\n")
     pr = r["prices"]
     out(f"prices          {pr['status']}: {pr['detail']}\n")
     if r["ok"]:

@@ -153,6 +153,38 @@ def _retention(path: Path, readable: bool) -> dict[str, Any]:
     return out
 
 
+def _rollups(path: Path, readable: bool) -> dict[str, Any]:
+    """How current the rollups are: closed hours waiting to be rebuilt (reports read them from raw
+    rows — the same figures, slower) and whether schema 12's sessions rollup is still being built
+    (review m21: after an upgrade an operator sees slower reports and nothing said why)."""
+    out: dict[str, Any] = {"dirty_hours": None, "sessions_rollup_pending_from": None}
+    if not readable:
+        return out
+    try:
+        import time
+
+        from hermetry.model.units import HOUR_MS
+        from hermetry.stores import rollups
+        from hermetry.stores.sqlite import connect
+
+        conn = connect(path, readonly=True)
+        try:
+            if not rollups.has_rollups(conn):
+                return out
+            now_hour = int(time.time() * 1000 // HOUR_MS)
+            out["dirty_hours"] = int(conn.execute("SELECT COUNT(*) FROM rollup_dirty WHERE hour < ?",
+                                                  (now_hour,)).fetchone()[0])
+            pending, from_hour = rollups.sessions_pending(conn)
+            if pending:
+                out["sessions_rollup_pending_from"] = (_iso(from_hour * HOUR_MS) if from_hour is not None
+                                                       else "the first session")
+        finally:
+            conn.close()
+    except (sqlite3.Error, Exception):
+        pass
+    return out
+
+
 def _prices() -> dict[str, Any]:
     path = config.price_file_path()
     if path is None:
@@ -187,6 +219,7 @@ def _diagnose(db: str | os.PathLike[str] | None) -> dict[str, Any]:
     plugin = _plugin(home)
     drops = _drops(path, status.readable)
     retention = _retention(path, status.readable)
+    rollup_state = _rollups(path, status.readable)
     prices = _prices()
     section = config.hermes_config(home).get("hermetry")
     config_problems = config.check_settings(section)
@@ -227,6 +260,7 @@ def _diagnose(db: str | os.PathLike[str] | None) -> dict[str, Any]:
         "hermetry": {"version": __version__},
         "drops": drops,
         "retention": retention,
+        "rollups": rollup_state,
         "prices": prices,
         "config_problems": config_problems,
         "problems": problems,
