@@ -2,7 +2,7 @@
 
     python -m bench                       # everything (~10 minutes on 2 cores; fixtures cached in bench/.cache/)
     python -m bench --quick               # a 1–2 minute smoke version
-    python -m bench --only hook,ingest    # some of: hook, ingest, hermes, import, query, window, dashboard, fleet, views, metrics
+    python -m bench --only hook,ingest    # some of: hook, ingest, hermes, import, query, window, dashboard, fleet, views, metrics, prune
     python -m bench --json out.json       # also write every number as JSON
     python -m bench --update-docs         # put the table into docs/benchmarks.md
     python -m bench --from-json out.json --update-docs   # re-render a saved run
@@ -34,6 +34,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "fleet": ("bench.fleet", "7 · fleet ingest into PostgreSQL"),
     "views": ("bench.views", "8 · the long views (sessions, show)"),
     "metrics": ("bench.metrics_serve", "9 · metrics serve: the cost of a pass"),
+    "prune": ("bench.prune", "10 · prune: rows/s, transactions, a writer beside it"),
 }
 DOC = REPO / "docs" / "benchmarks.md"
 START, END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"

@@ -72,7 +72,7 @@ import math
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -1926,7 +1926,8 @@ def late_rows_deleted(conn: Any) -> dict[str, int]:
 PRUNE_LOCK_WAIT_MS = 60_000
 
 
-def prune(conn: Any, older_than_ms: float, *, now_ms: float | None = None, dry_run: bool = False) -> dict[str, Any]:
+def prune(conn: Any, older_than_ms: float, *, now_ms: float | None = None, dry_run: bool = False,
+          progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Delete raw turns, model calls and tool calls that started before ``now - older_than_ms``
     (snapped down to a whole hour), after rebuilding the rollups of those hours; record the
     boundary (``pruned_before_ms``): reports over earlier time read the rollups only.
@@ -1940,18 +1941,26 @@ def prune(conn: Any, older_than_ms: float, *, now_ms: float | None = None, dry_r
     to :data:`PRUNE_TRANSACTION_S`). Rows that arrived for time already pruned (:func:`late_rows`)
     are deleted too and tallied (:func:`late_rows_deleted`). On SQLite each batch's share of the
     Prometheus series is kept in the file first (``analytics.metrics.PrunedSeries``, same
-    transaction), so ``hermetry metrics`` totals stay what they were."""
+    transaction), so ``hermetry metrics`` totals stay what they were.
+
+    ``progress(done, total)`` is called after each batch (rows deleted so far, of those there were
+    to delete when it began)."""
     if _is_postgres(conn):
-        return _prune(conn, older_than_ms, now_ms, dry_run)
+        return _prune(conn, older_than_ms, now_ms, dry_run, progress)
     waited = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    checkpoints = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
     conn.execute(f"PRAGMA busy_timeout = {PRUNE_LOCK_WAIT_MS}")  # a busy writer must not fail the prune
+    # its WAL is copied back to the file between batches (see _delete_batches), not at a commit
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
     try:
-        return _prune(conn, older_than_ms, now_ms, dry_run)
+        return _prune(conn, older_than_ms, now_ms, dry_run, progress)
     finally:
         conn.execute(f"PRAGMA busy_timeout = {int(waited)}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoints)}")
 
 
-def _prune(conn: Any, older_than_ms: float, now_ms: float | None, dry_run: bool) -> dict[str, Any]:
+def _prune(conn: Any, older_than_ms: float, now_ms: float | None, dry_run: bool,
+           progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     now = time.time() * 1000 if now_ms is None else now_ms
     boundary_hour = int((now - older_than_ms) // HOUR_MS)
     boundary = float(boundary_hour * HOUR_MS)
@@ -1999,13 +2008,20 @@ def _prune(conn: Any, older_than_ms: float, now_ms: float | None, dry_run: bool)
 
         keep = PrunedSeries()
     deleted = dict.fromkeys(PRUNED_TABLES, 0)
+    done, todo = 0, sum(counts.values())
+
+    def step(rows: int) -> None:
+        nonlocal done
+        done += rows
+        if progress is not None:
+            progress(done, max(todo, done))
     # rows before the previous boundary arrived after it was set: never counted (tallied)
     phases = ([(-math.inf, before, True)] if before is not None else []) + [(before or -math.inf, boundary, False)]
     for lo, hi, late in phases:
         if hi <= lo:
             continue
         for table in PRUNED_TABLES:
-            deleted[table] += _delete_batches(conn, table, lo, hi, late, keep, out)
+            deleted[table] += _delete_batches(conn, table, lo, hi, late, keep, out, step)
     out["rows"] = deleted
     out["longest_transaction_s"] = round(out["longest_transaction_s"], 4)
     return out
@@ -2027,21 +2043,42 @@ def _retried(conn: Any, work: Any, attempts: int = 5) -> Any:
             time.sleep(0.1 * (attempt + 1))
 
 
-def _delete_batches(conn: Any, table: str, lo: float, hi: float, late: bool, keep: Any, out: dict[str, Any]) -> int:
+def _delete_batches(conn: Any, table: str, lo: float, hi: float, late: bool, keep: Any, out: dict[str, Any],
+                    progress: Any = None) -> int:
     """Delete ``table``'s rows started in ``[lo, hi)``, a batch per transaction (see ``prune``):
-    the batch and its share of the served series are found outside the write lock; the lock is
-    held only to keep that share and delete exactly those rows."""
-    pk = _PRIMARY_KEY[table]
+    the batch and its share of the served series are found outside the write lock — while the
+    writers have their turn after the last batch — and the lock is held only to keep that share
+    and delete exactly those rows.
+
+    SQLite: the batches walk the table in rowid order (a batch's rows share pages: a third of the
+    time under the lock of batches taken in time order, whose rows an import or a bulk write left
+    scattered over the table), from the first to the last rowid there was to delete when it began:
+    rows written for that time meanwhile are late rows (:func:`late_rows`), for the next prune."""
+    sqlite = not _is_postgres(conn)
     where = "started_at_ms < ?" + (" AND started_at_ms >= ?" if lo > -math.inf else "")
     params: list[Any] = [hi] + ([lo] if lo > -math.inf else [])
+    if sqlite:
+        first, last = _execute(conn, f"SELECT MIN(rowid), MAX(rowid) FROM {table} WHERE {where}", params).fetchone()
+        if first is None:
+            return 0
+        key, after = "rowid", int(first) - 1
+        # the unary + keeps SQLite on the rowid range (not the started_at_ms index)
+        pick = (f"SELECT rowid FROM {table} WHERE rowid > ? AND rowid <= {int(last)} AND +{where} "
+                "ORDER BY rowid LIMIT ?")
+    else:
+        key, after = _PRIMARY_KEY[table], 0
+        pick = f"SELECT {key} FROM {table} WHERE {where} LIMIT ?"
     n, total = 1_000, 0
+    pause_until = 0.0
     while True:
-        ids = [r[0] for r in _execute(conn, f"SELECT {pk} FROM {table} WHERE {where} LIMIT ?", (*params, n)).fetchall()]
+        ids = [r[0] for r in _execute(conn, pick, ((after,) if sqlite else ()) + (*params, n)).fetchall()]
         if not ids:
             return total
         generation = keep.generation(conn) if keep is not None else None
-        measured = keep.measure(conn, table, ids) if keep is not None else None
+        measured = keep.measure(conn, table, ids, key) if keep is not None else None
+        time.sleep(max(0.0, pause_until - time.perf_counter()))  # what is left of the writers' turn
         marks = ", ".join("?" for _ in ids)
+        mine = f"{key} IN ({marks}) AND {where}"  # still there, still in the range
         ok = False
         # SQLite: the write lock. PostgreSQL: row locks of these rows only — no table lock (as a
         # rebuild takes): nobody writes them but a late row's writer, and a writer holding one
@@ -2051,11 +2088,12 @@ def _delete_batches(conn: Any, table: str, lo: float, hi: float, late: bool, kee
         try:
             if keep is not None:
                 if keep.generation(conn) != generation:  # rows rewritten meanwhile: measure them as they are now
-                    measured = keep.measure(conn, table, ids)
+                    measured = keep.measure(conn, table, ids, key)
                 keep.keep(conn, measured)
             if table == "api_calls":
-                _execute(conn, f"DELETE FROM cost_history WHERE api_call_id IN ({marks})", ids)
-            cur = _execute(conn, f"DELETE FROM {table} WHERE {pk} IN ({marks})", ids)
+                _execute(conn, f"DELETE FROM cost_history WHERE api_call_id IN "
+                               f"(SELECT api_call_id FROM api_calls WHERE {mine})", [*ids, *params])
+            cur = _execute(conn, f"DELETE FROM {table} WHERE {mine}", [*ids, *params])
             gone = int(cur.rowcount) if cur.rowcount is not None and cur.rowcount >= 0 else len(ids)
             if gone != len(ids):  # another prune took some of them: measured wrong, redo the batch
                 raise _Retry
@@ -2068,14 +2106,26 @@ def _delete_batches(conn: Any, table: str, lo: float, hi: float, late: bool, kee
             pass
         finally:
             _end(conn, ok)
+            if not ok and keep is not None:
+                keep.forget()  # what it kept in memory was rolled back
         took = time.perf_counter() - t0
         out["transactions"] += 1
         out["longest_transaction_s"] = max(out["longest_transaction_s"], took)
-        if ok and len(ids) < n:
-            return total
+        if ok:
+            if sqlite:
+                after = ids[-1]
+            if progress is not None:
+                progress(gone)
+            if len(ids) < n:
+                return total
         lo_n, hi_n = PRUNE_BATCH_ROWS
         n = max(lo_n, min(hi_n, 2 * n, int(n * PRUNE_TRANSACTION_S / max(took, 1e-4))))
-        time.sleep(max(PRUNE_PAUSE_S, took))  # the writers' turn (see PRUNE_PAUSE_S)
+        # the writers' turn (see PRUNE_PAUSE_S): the next batch is found and measured meanwhile,
+        # and on SQLite the WAL copied back into the file (a checkpoint at the commit — SQLite's
+        # default — would count into the time the batch took; it does not block a writer)
+        pause_until = time.perf_counter() + max(PRUNE_PAUSE_S, took)
+        if sqlite:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 class _Retry(Exception):
