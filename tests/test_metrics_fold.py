@@ -193,3 +193,51 @@ def test_turn_duration_buckets_never_step_down_when_a_closed_turn_gets_its_own_e
     for attributes, counts in before.items():
         assert all(b >= a for a, b in zip(counts, after.get(attributes, (0,) * len(counts)), strict=True)), attributes
     assert sum(c[0] for c in after.values()) == sum(c[0] for c in before.values()) + 1  # t1, once, with its own end
+
+
+def test_the_sql_measure_of_calls_equals_folding_each_row(tmp_path: Path) -> None:
+    """``call_series`` (what a prune keeps of each batch: GROUP BYs) gives what folding every row's
+    own points gives — counts, buckets, minima, maxima, times — on calls of every shape: imported
+    per-session totals (``call_count``), unstreamed calls with a TTFT, zero and missing tokens,
+    errors by HTTP status or type, interrupted calls, calls whose session row is missing."""
+    from hermetry.analytics.events import appended_calls
+    from hermetry.analytics.metrics import call_series
+
+    history = synthetic_history(days=3, sessions_per_day=6)
+    def call(req: str, at: float, **kw: object) -> ApiCall:
+        fields: dict[str, object] = {"latency_ms": 300.0, "status": "ok", "model": "m-1", "provider": "openai",
+                                     "input_tokens": 100, "output_tokens": 10, **kw}
+        return ApiCall(req, 0, str(fields.pop("session_id", "chat")), None, at, **fields)  # type: ignore[arg-type]
+
+    odd = [call("imp", T0, call_count=7, latency_ms=None),
+           call("nostream", T0 + 1, streamed=False, ttft_ms=40.0),
+           call("zero", T0 + 2, input_tokens=0, output_tokens=None, reasoning_tokens=0),
+           call("http", T0 + 3, status="error", http_status=429),
+           call("typed", T0 + 4, status="error", error_type="Timeout"),
+           call("stop", T0 + 5, status="interrupted", cost_usd=0.5, cost_status="estimated"),
+           call("orphan", T0 + 6, session_id="no-such-session", model=None, provider=None, task=None)]
+    db = tmp_path / "t.db"
+    _write(db, [SessionStarted("chat", T0 - 1, source="cli", model="m-0", provider="anthropic"), *history.events,
+                *odd])
+    with sqlite3.connect(db) as conn:
+        for table in ("api_calls", "tool_calls"):
+            folded = genai.Aggregator(cumulative=True, max_series=10**9)
+            points: list[genai.Measurement] = []
+            for _rowid, event, source, model, provider in appended_calls(conn, table, 0):
+                if table == "api_calls":
+                    genai.api_call_points(event, source, genai.call_labels(event, model, provider), points)
+                else:
+                    genai.tool_call_points(event, source, points)
+            folded.add(points)
+            theirs = {(s.metric.name, s.attributes): s for s in folded.totals()}
+            for few in (False, True):
+                ours = {(s.metric.name, s.attributes): s for s in call_series(conn, table, "1", [], few=few)}
+                assert set(ours) == set(theirs), (table, few)
+                for key, s in ours.items():
+                    t = theirs[key]
+                    assert (s.count, s.bucket_counts, s.min, s.max, s.start_ns, s.time_ns) == (
+                        t.count, t.bucket_counts, t.min, t.max, t.start_ns, t.time_ns), key
+                    assert abs(s.sum - t.sum) <= 1e-9 * max(1.0, abs(t.sum)), key  # summed in another order
+                if table == "api_calls":  # the injected truth: one per call, 7 for the imported row
+                    calls = sum(1 for e in history.events if isinstance(e, ApiCall)) + 6 + 7
+                    assert sum(s.sum for s in ours.values() if s.metric is genai.API_CALLS) == calls

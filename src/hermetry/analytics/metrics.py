@@ -565,16 +565,29 @@ class MetricFold:
                     series = drop_series(None, time.time_ns())
                     return MetricSnapshot(tuple(series), time.time() * 1000, (time.perf_counter() - started) * 1000,
                                           0, True)
-                generation = (*_generation(conn), _identity(self.db))
-                rewound = any(_max_rowid(conn, t) < self._high_water[t] for t in APPENDED)
-                if generation != self._generation or rewound:
-                    self._reset()
-                    self._generation = generation
-                    self._baseline = pruned_baseline(conn)
-                full = not any(self._high_water.values())
-                events = self._fold_appended(conn)
-                appended = _with_baseline(self._aggregator.totals(), self._baseline, revisable=False)
-                series = [*appended, *self._revisable(conn), *drop_series(conn, time.time_ns())]
+                # one read transaction: the whole pass sees one snapshot of the file. A prune moves
+                # rows into the baseline batch by batch; reading the baseline and the tables at
+                # different moments would count a batch in neither (or in both) — N8
+                mine = isinstance(conn, sqlite3.Connection) and not conn.in_transaction
+                if mine:
+                    conn.execute("BEGIN")
+                try:
+                    generation = (*_generation(conn), _identity(self.db))
+                    rewound = any(_max_rowid(conn, t) < self._high_water[t] for t in APPENDED)
+                    if generation != self._generation or rewound:
+                        self._reset()
+                        self._generation = generation
+                        self._baseline = pruned_baseline(conn)
+                    full = not any(self._high_water.values())
+                    events = self._fold_appended(conn)
+                    appended = _with_baseline(self._aggregator.totals(), self._baseline, revisable=False)
+                    series = [*appended, *self._revisable(conn), *drop_series(conn, time.time_ns())]
+                except BaseException:
+                    self._reset()  # half a pass folded: the next one starts afresh
+                    raise
+                finally:
+                    if mine:
+                        conn.execute("ROLLBACK")  # it only read
             return MetricSnapshot(tuple(series), time.time() * 1000, (time.perf_counter() - started) * 1000,
                                   events, full)
 

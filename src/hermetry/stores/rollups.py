@@ -2068,7 +2068,8 @@ def _delete_batches(conn: Any, table: str, lo: float, hi: float, late: bool, kee
     else:
         key, after = _PRIMARY_KEY[table], 0
         pick = f"SELECT {key} FROM {table} WHERE {where} LIMIT ?"
-    n, total = 1_000, 0
+    lo_n, hi_n = PRUNE_BATCH_ROWS
+    n, total = max(lo_n, min(hi_n, 1_000)), 0
     pause_until = 0.0
     while True:
         ids = [r[0] for r in _execute(conn, pick, ((after,) if sqlite else ()) + (*params, n)).fetchall()]
@@ -2118,7 +2119,6 @@ def _delete_batches(conn: Any, table: str, lo: float, hi: float, late: bool, kee
                 progress(gone)
             if len(ids) < n:
                 return total
-        lo_n, hi_n = PRUNE_BATCH_ROWS
         n = max(lo_n, min(hi_n, 2 * n, int(n * PRUNE_TRANSACTION_S / max(took, 1e-4))))
         # the writers' turn (see PRUNE_PAUSE_S): the next batch is found and measured meanwhile,
         # and on SQLite the WAL copied back into the file (a checkpoint at the commit — SQLite's
