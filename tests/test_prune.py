@@ -7,6 +7,7 @@ import json
 import re
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +117,32 @@ def test_prune_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["--db", str(db), "prune", "--older-than", "1d"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("deleted") and f"{n:,} model call rows" in out and out.count("\n") == 2
+    assert re.search(r" in [\d.]+ (ms|s) \(\d+ transactions?, the longest [\d.]+ (ms|s)\)", out), out
     assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM api_calls").fetchone()[0] == 0
     assert main(["--db", str(db), "insights", "--since", "2025-01-01", "--until", "2025-01-15T12:00:00Z", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["api_calls"]["count"] == n and report["method"]["path"] == "rollups"
+
+
+def test_a_long_prune_says_how_far_it_got(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """m15: stderr not a terminal (cron, a pipe): a line every PRUNE_PROGRESS_EVERY_S seconds
+    (here: after every batch), counting up to every row there was to delete; stdout unchanged."""
+    from hermetry.surfaces import cli
+
+    db = _history(seed=35).record(tmp_path / "telemetry.db")
+    with sqlite3.connect(db) as conn:
+        total = sum(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in rollups.PRUNED_TABLES)
+    monkeypatch.setattr(cli, "PRUNE_PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(rollups, "PRUNE_BATCH_ROWS", (100, 100))
+    assert main(["--db", str(db), "prune", "--older-than", "1d"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    done = [int(m.group(1).replace(",", "")) for m in (re.match(r"hermetry prune: ([\d,]+) of ([\d,]+) raw rows "
+                                                               r"deleted \(\d+%\), \d+ s$", line) for line in lines) if m]
+    assert len(done) == len(lines) > 3, lines
+    assert done == sorted(done) and done[-1] == total and f"of {total:,} raw rows" in lines[0]
+    assert captured.out.startswith("deleted")
 
 
 @pytest.mark.parametrize("age", ["90x", "-3d", "0", "", "d"])
@@ -421,13 +444,19 @@ def _dense_day(store: Any, turns: int) -> None:
     store.close()
 
 
-def _prune_beside_a_writer(db: str, conn: Any, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any], list[float]]:
+def _prune_beside_a_writer(db: str, conn: Any, tmp_path: Path,
+                           dirty: Sequence[float] = ()) -> tuple[dict[str, Any], dict[str, Any], list[float]]:
     """Prune while a writer process writes as fast as it can: (prune's result, the writer's
-    result, the times of the writes taken while the prune ran)."""
+    result, the times of the writes taken while the prune ran). ``dirty``: times whose hours are
+    marked for a rebuild first (the prune rebuilds them beside the writer)."""
     import subprocess
     import sys
 
     rollups.rebuild(conn, now_ms=LATER)
+    if dirty:
+        conn.execute("BEGIN")
+        rollups.mark_hours(conn, dirty)
+        conn.execute("COMMIT")
     stop = tmp_path / "stop"
     probe = subprocess.Popen([sys.executable, "-c", _PROBE, db, str(stop), str(LATER)], stdout=subprocess.PIPE,
                              text=True)
@@ -462,6 +491,49 @@ def test_a_prune_never_holds_the_lock_longer_than_a_writer_waits(tmp_path: Path)
     assert during, "the writer wrote nothing while the prune ran"
     assert writer["refused"] == 0, (writer["refused"], writer["errors"], len(during),
                                     {k: result[k] for k in ("transactions", "longest_transaction_s")})
+
+
+def test_a_prune_never_holds_postgres_locks_longer_than_a_writer_waits(pg_url: str, tmp_path: Path) -> None:
+    """The same on PostgreSQL: a writer waits up to its lock timeout (5 s), and a deadlock would
+    refuse its batch. The prune rebuilds the dense day's hours under
+    the table locks of a rebuild first (marked here) — taken in the writers' order (``rollup_dirty``, whose keys
+    a writer marks first, then the raw tables): in the opposite order the two deadlocked."""
+    _dense_day(PostgresStore(pg_url, host="h1"), 10_000)
+    conn = pg_connect(pg_url)
+    try:
+        day = BOUNDARY - 2 * DAY_MS
+        result, writer, during = _prune_beside_a_writer(pg_url, conn, tmp_path,
+                                                        dirty=[day + h * HOUR_MS for h in range(3)])
+    finally:
+        conn.close()
+    assert result["rows"] == {"tool_calls": 10_000, "api_calls": 10_000, "turns": 10_000} and result["transactions"] > 1
+    assert result["rollup_hours_rebuilt"] >= 3  # the locked rebuild ran beside the writer
+    assert during, "the writer wrote nothing while the prune ran"
+    assert writer["refused"] == 0, (writer["refused"], writer["errors"], len(during),
+                                    {k: result[k] for k in ("transactions", "longest_transaction_s")})
+
+
+def test_a_refused_table_lock_leaves_no_aborted_transaction(pg_url: str) -> None:
+    """A rebuild's (and prune's) PostgreSQL transaction whose LOCK TABLE times out ends there:
+    the connection stays usable (not "current transaction is aborted") and the retry can run."""
+    import psycopg
+
+    PostgresStore(pg_url, host="h1").write([], None)  # the schema
+    holder, conn = pg_connect(pg_url), pg_connect(pg_url)
+    try:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE rollup_dirty IN ACCESS EXCLUSIVE MODE")
+        conn.execute("SET lock_timeout = '50ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            rollups._begin(conn)
+        assert conn.raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert conn.execute("SELECT 1").fetchone()[0] == 1
+        holder.execute("ROLLBACK")
+        rollups._begin(conn)  # free now: taken
+        rollups._end(conn, True)
+    finally:
+        holder.close()
+        conn.close()
 
 
 def test_an_export_over_pruned_time_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],

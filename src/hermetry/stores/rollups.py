@@ -1059,8 +1059,18 @@ def _runs(hours: Sequence[int]) -> list[tuple[int, int]]:
 def _begin(conn: Any) -> None:
     conn.execute(dialect_of(conn).begin())
     if _is_postgres(conn):
-        # no writer's row half-seen: writers wait for this short transaction, and it for them
-        conn.execute("LOCK TABLE sessions, turns, api_calls, tool_calls, rollup_dirty IN SHARE ROW EXCLUSIVE MODE")
+        # no writer's row half-seen: writers wait for this short transaction, and it for them.
+        # rollup_dirty first: a writer marks its hours there before it writes a row
+        # (sqlite.write_events' _mark_ahead), so it holds that table and then needs the raw ones —
+        # locked the other way round, the two deadlocked (PostgreSQL refused the writer's batch
+        # when it chose to abort the writer: the probe test's "1 refused write in ~1 of 5 runs")
+        try:
+            conn.execute("LOCK TABLE rollup_dirty, sessions, turns, api_calls, tool_calls IN SHARE ROW EXCLUSIVE MODE")
+        except BaseException:
+            # a lock timeout or a deadlock aborts the transaction: end it, or every later
+            # statement on this connection fails ("current transaction is aborted")
+            _end(conn, False)
+            raise
 
 
 def _end(conn: Any, ok: bool) -> None:
@@ -1976,7 +1986,7 @@ def _prune(conn: Any, older_than_ms: float, now_ms: float | None, dry_run: bool,
     if before is not None and before > boundary:
         boundary, boundary_hour = before, int(before // HOUR_MS)  # never move the boundary back
         out["pruned_before_ms"] = boundary
-    rebuilt = 0
+    rebuilt = attempts = 0
     while True:  # rebuild, then set the boundary in a transaction that sees nothing dirty below it
         floor = _floor_hour(conn)
         if _execute(conn, "SELECT 1 FROM rollup_dirty WHERE hour < ? AND hour >= ? LIMIT 1",
@@ -1985,12 +1995,19 @@ def _prune(conn: Any, older_than_ms: float, now_ms: float | None, dry_run: bool,
                                                       include_open=True)).hours
         ok = False
         conn.execute(dialect_of(conn).begin())
-        if _is_postgres(conn):
-            # the marks only: a writer marks its rows' hours in the transaction that writes them,
-            # so it waits here (or committed before); locking the raw tables too, one after the
-            # other, deadlocked with a writer holding one of them (seen with a writer probe)
-            conn.execute("LOCK TABLE rollup_dirty IN SHARE ROW EXCLUSIVE MODE")
         try:
+            if _is_postgres(conn):
+                # the marks only: a writer marks its rows' hours first in the transaction that
+                # writes them, so it waits here (or committed before). A lock timeout or deadlock
+                # ends this transaction (``finally``) and the loop tries again
+                try:
+                    conn.execute("LOCK TABLE rollup_dirty IN SHARE ROW EXCLUSIVE MODE")
+                except Exception as exc:
+                    attempts += 1
+                    if attempts >= 5 or type(exc).__name__ not in ("DeadlockDetected", "LockNotAvailable"):
+                        raise
+                    time.sleep(0.1 * attempts)
+                    continue
             if _execute(conn, "SELECT 1 FROM rollup_dirty WHERE hour < ? AND hour >= ? LIMIT 1",
                         (boundary_hour, _floor_hour(conn) or -(2 ** 62))).fetchone():
                 ok = True
