@@ -641,14 +641,16 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from hermetry.stores.rollups import prune
 
     conn = _writer(args)
+    started = time.monotonic()
     try:
-        result = prune(conn, args.older_than, now_ms=_now_ms(), dry_run=args.dry_run)
+        with _prune_progress() as progress:
+            result = prune(conn, args.older_than, now_ms=_now_ms(), dry_run=args.dry_run, progress=progress)
     finally:
         conn.close()
     if args.json:
         _print_json(result)
         return 0
-    from hermetry.surfaces.text import plural
+    from hermetry.surfaces.text import duration, plural
 
     rows = result["rows"]
     what = (f"{plural(rows['turns'], 'turn')}, {plural(rows['api_calls'], 'model call row')} and "
@@ -656,8 +658,35 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if result["dry_run"]:
         print(f"would delete {what}\n(dry run: nothing changed)")
     else:
-        print(f"deleted {what}\n(their counts, sums and percentiles stay in the rollups; sessions kept)")
+        took = (f" in {duration((time.monotonic() - started) * 1000)} "
+                f"({plural(result['transactions'], 'transaction')}, the longest "
+                f"{duration(result['longest_transaction_s'] * 1000)})" if result["transactions"] else "")
+        print(f"deleted {what}{took}\n(their counts, sums and percentiles stay in the rollups; sessions kept)")
     return 0
+
+
+#: how often a prune whose stderr is not a terminal (cron, a pipe) says how far it got
+PRUNE_PROGRESS_EVERY_S = 30.0
+
+
+@contextlib.contextmanager
+def _prune_progress() -> Iterator[Callable[[int, int], None]]:
+    """``hermetry prune``'s progress on stderr: a bar on a terminal (as ``import``'s); elsewhere a
+    line every :data:`PRUNE_PROGRESS_EVERY_S` seconds, once it runs that long (m15)."""
+    with _progress("pruning raw rows") as bar:
+        if bar is not None:
+            yield bar
+            return
+        started = last = time.monotonic()
+
+        def line(done: int, total: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= PRUNE_PROGRESS_EVERY_S:
+                last = now
+                print(f"hermetry prune: {done:,} of {total:,} raw rows deleted ({done / max(total, 1):.0%}), "
+                      f"{now - started:.0f} s", file=sys.stderr, flush=True)
+        yield line
 
 
 def cmd_rollup(args: argparse.Namespace) -> int:
