@@ -27,6 +27,7 @@ cost of a pass):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -231,14 +232,11 @@ _CALL_LABELS = ("model", "provider", "base_url", "status", "error_type", "http_s
 _AT = "(c.started_at_ms + COALESCE(c.latency_ms, 0.0))"  # a point's time: the call's end
 
 
-def _column_sql(conn: sqlite3.Connection, table: str, cls: type) -> Any:
+def _column_sql(present: frozenset[str], cls: type) -> Any:
     """``name → SQL`` of a call table's column, or of the event field's default when this (older)
     file has no such column."""
     import dataclasses
 
-    from hermetry.analytics.events import _columns
-
-    present = _columns(conn, table)
     defaults = {f.name: f.default for f in dataclasses.fields(cls)}
 
     def column(name: str) -> str:
@@ -249,6 +247,50 @@ def _column_sql(conn: sqlite3.Connection, table: str, cls: type) -> Any:
     return column
 
 
+_WHERE = "\x00where\x00"  # where call_series' selection goes into its cached statements
+
+
+@functools.lru_cache(maxsize=16)
+def _call_sql(present: frozenset[str], few: bool) -> tuple[str, ...]:
+    """The statements of :func:`call_series` for model calls, for a table with these columns:
+    ``few`` — the counters by label set, then one per histogram; else one combined statement."""
+    from hermetry.model.events import ApiCall
+
+    col = _column_sql(present, ApiCall)
+    labels = [col(name) for name in _CALL_LABELS] + ["s.source", "s.model", "s.provider"]
+    width = len(labels)
+    per_operation = f"{col('call_count')} IS NULL"
+    calls = f"COALESCE({col('call_count')}, 1)"
+    # the label columns and each histogram's bucket (-1: the row is not in that histogram) are the
+    # groups (their sort is the costly part); every other figure is an aggregate of a group
+    buckets, values = [], []
+    for _name, metric, value, condition in _CALL_HISTOGRAMS:
+        value = value.replace("c.ttft_ms", col("ttft_ms"))
+        condition = condition.replace("c.ttft_ms", col("ttft_ms")).replace("c.streamed", col("streamed"))
+        buckets.append(f"CASE WHEN {per_operation} AND {condition} THEN {_bucket_sql(value, metric.boundaries)} "
+                       "ELSE -1 END")
+        values.append(f"SUM({value}), MIN({value}), MAX({value})")
+    sums = []
+    for _key, column in _CALL_SUMS:
+        hit = f"{column} IS NOT NULL AND {column} != 0"
+        sums.append(f"SUM(CASE WHEN {hit} THEN 1 ELSE 0 END), SUM(CASE WHEN {hit} THEN {column} END), "
+                    f"MIN(CASE WHEN {hit} THEN {column} END), MAX(CASE WHEN {hit} THEN {column} END), "
+                    f"MIN(CASE WHEN {hit} THEN {_AT} END), MAX(CASE WHEN {hit} THEN {_AT} END)")
+    cost = "c.cost_usd IS NOT NULL"
+    counters = (f"SUM({calls}), MIN({calls}), MAX({calls}), {', '.join(sums)}, "
+                f"COUNT(c.cost_usd), SUM(c.cost_usd), MIN(c.cost_usd), MAX(c.cost_usd), "
+                f"MIN(CASE WHEN {cost} THEN {_AT} END), MAX(CASE WHEN {cost} THEN {_AT} END)")
+    source = f"FROM api_calls c LEFT JOIN sessions s ON s.session_id = c.session_id WHERE ({_WHERE})"
+    groups = ", ".join(str(i + 1) for i in range(width))
+    if few:
+        return (f"SELECT {', '.join(labels)}, COUNT(*), MIN({_AT}), MAX({_AT}), {counters} {source} GROUP BY {groups}",
+                *(f"SELECT {', '.join(labels)}, {bucket}, COUNT(*), MIN({_AT}), MAX({_AT}), {value} {source} "
+                  f"AND {bucket} >= 0 GROUP BY {groups}, {width + 1}" for bucket, value in zip(buckets, values, strict=True)))
+    return (f"SELECT {', '.join(labels + buckets)}, COUNT(*), MIN({_AT}), MAX({_AT}), {', '.join(values)}, "
+            f"{counters} {source} GROUP BY {groups}, {', '.join(str(width + i + 1) for i in range(len(buckets)))}",)
+
+
+@functools.lru_cache(maxsize=4096)
 def _call_attributes(labels: tuple[Any, ...]) -> dict[str, tuple[tuple[str, Any], ...]]:
     """Each series' attributes for a model call with these label columns — built by the exporter's
     own :func:`genai.api_call_points` (one definition), from a call that has every measure."""
@@ -327,41 +369,14 @@ def call_series(conn: sqlite3.Connection, table: str, where: str, params: list[A
             genai.tool_call_points(ToolCall("", "", None, tool, 0.0, None, status), source, points)
             out.add(genai.TOOL_CALLS, points[0].attributes, n, int(n), 1, 1, first, last)
         return list(out.by_key.values())
-    from hermetry.model.events import ApiCall
+    from hermetry.analytics.events import _columns
 
-    col = _column_sql(conn, table, ApiCall)
-    labels = [col(name) for name in _CALL_LABELS] + ["s.source", "s.model", "s.provider"]
-    width = len(labels)
-    per_operation = f"{col('call_count')} IS NULL"
-    calls = f"COALESCE({col('call_count')}, 1)"
-    # the label columns and each histogram's bucket (-1: the row is not in that histogram) are the
-    # groups (their sort is the costly part); every other figure is an aggregate of a group
-    buckets, values = [], []
-    for _name, metric, value, condition in _CALL_HISTOGRAMS:
-        value = value.replace("c.ttft_ms", col("ttft_ms"))
-        condition = condition.replace("c.ttft_ms", col("ttft_ms")).replace("c.streamed", col("streamed"))
-        buckets.append(f"CASE WHEN {per_operation} AND {condition} THEN {_bucket_sql(value, metric.boundaries)} "
-                       "ELSE -1 END")
-        values.append(f"SUM({value}), MIN({value}), MAX({value})")
-    sums = []
-    for _key, column in _CALL_SUMS:
-        hit = f"{column} IS NOT NULL AND {column} != 0"
-        sums.append(f"SUM(CASE WHEN {hit} THEN 1 ELSE 0 END), SUM(CASE WHEN {hit} THEN {column} END), "
-                    f"MIN(CASE WHEN {hit} THEN {column} END), MAX(CASE WHEN {hit} THEN {column} END), "
-                    f"MIN(CASE WHEN {hit} THEN {_AT} END), MAX(CASE WHEN {hit} THEN {_AT} END)")
-    cost = "c.cost_usd IS NOT NULL"
-    counters = (f"SUM({calls}), MIN({calls}), MAX({calls}), {', '.join(sums)}, "
-                f"COUNT(c.cost_usd), SUM(c.cost_usd), MIN(c.cost_usd), MAX(c.cost_usd), "
-                f"MIN(CASE WHEN {cost} THEN {_AT} END), MAX(CASE WHEN {cost} THEN {_AT} END)")
-    source = f"FROM {table} c {join} WHERE {where}"
-    attributes: dict[tuple[Any, ...], dict[str, tuple[tuple[str, Any], ...]]] = {}
+    statements = _call_sql(frozenset(_columns(conn, table)), few)
+    width = len(_CALL_LABELS) + 3
+    k = len(_CALL_HISTOGRAMS)
 
     def attrs_of(row: Any) -> dict[str, tuple[tuple[str, Any], ...]]:
-        key = tuple(row[:width])
-        found = attributes.get(key)
-        if found is None:
-            found = attributes[key] = _call_attributes(key)
-        return found
+        return _call_attributes(tuple(row[:width]))
 
     def add_counters(a: dict[str, tuple[tuple[str, Any], ...]], row: Any, at: int, n: int, first: float,
                      last: float) -> None:
@@ -376,23 +391,16 @@ def call_series(conn: sqlite3.Connection, table: str, where: str, params: list[A
         n_cost, total, low, high, first_cost, last_cost = row[at: at + 6]
         out.add(genai.COST, a["cost"], n_cost, total, low, high, first_cost, last_cost)
 
-    groups = ", ".join(str(i + 1) for i in range(width))
     if few:  # the counters by label set, then each histogram by label set and its bucket
-        for row in conn.execute(f"SELECT {', '.join(labels)}, COUNT(*), MIN({_AT}), MAX({_AT}), {counters} "
-                                f"{source} GROUP BY {groups}", params):
+        for row in conn.execute(statements[0].replace(_WHERE, where), params):
             n, first, last = row[width: width + 3]
             add_counters(attrs_of(row), row, width + 3, n, first, last)
-        for i, (name, metric, _value, _condition) in enumerate(_CALL_HISTOGRAMS):
-            for row in conn.execute(f"SELECT {', '.join(labels)}, {buckets[i]}, COUNT(*), MIN({_AT}), MAX({_AT}), "
-                                    f"{values[i]} FROM {table} c {join} WHERE ({where}) AND {buckets[i]} >= 0 "
-                                    f"GROUP BY {groups}, {width + 1}", params):
+        for (name, metric, _value, _condition), sql in zip(_CALL_HISTOGRAMS, statements[1:], strict=True):
+            for row in conn.execute(sql.replace(_WHERE, where), params):
                 bucket, n, first, last, total, low, high = row[width:]
                 out.add(metric, attrs_of(row)[name], n, total, low, high, first, last, bucket)
         return list(out.by_key.values())
-    k = len(_CALL_HISTOGRAMS)
-    for row in conn.execute(f"SELECT {', '.join(labels + buckets)}, COUNT(*), MIN({_AT}), MAX({_AT}), "
-                            f"{', '.join(values)}, {counters} {source} GROUP BY {groups}, "
-                            f"{', '.join(str(width + i + 1) for i in range(k))}", params):
+    for row in conn.execute(statements[0].replace(_WHERE, where), params):
         a = attrs_of(row)
         at = width + k
         n, first, last = row[at: at + 3]

@@ -1889,7 +1889,7 @@ _PRIMARY_KEY = {"turns": "turn_id", "api_calls": "api_call_id", "tool_calls": "t
 #: lock free for as long as it held it (at least :data:`PRUNE_PAUSE_S`): back-to-back transactions
 #: would starve a writer whose busy handler polls for the lock (measured: 20 of 450 probe writes
 #: refused with 50 ms transactions and no pause).
-PRUNE_TRANSACTION_S = 0.025
+PRUNE_TRANSACTION_S = 0.020
 PRUNE_PAUSE_S = 0.005
 PRUNE_BATCH_ROWS = (100, 20_000)
 
