@@ -658,15 +658,18 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if result["dry_run"]:
         print(f"would delete {what}\n(dry run: nothing changed)")
     else:
-        took = (f" in {duration((time.monotonic() - started) * 1000)} "
-                f"({plural(result['transactions'], 'transaction')}, the longest "
-                f"{duration(result['longest_transaction_s'] * 1000)})" if result["transactions"] else "")
+        seconds = time.monotonic() - started
+        took = (f" in {duration(seconds * 1000)} ({plural(result['transactions'], 'transaction')}, the longest "
+                f"{duration(result['longest_transaction_s'] * 1000)})" if seconds >= PRUNE_SAY_TIME_S else "")
         print(f"deleted {what}{took}\n(their counts, sums and percentiles stay in the rollups; sessions kept)")
     return 0
 
 
 #: how often a prune whose stderr is not a terminal (cron, a pipe) says how far it got
 PRUNE_PROGRESS_EVERY_S = 30.0
+#: a prune that took this long or longer says how long, in how many transactions (a quick one
+#: says nothing: its summary stays the same run after run)
+PRUNE_SAY_TIME_S = 1.0
 
 
 @contextlib.contextmanager
