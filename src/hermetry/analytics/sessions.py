@@ -259,6 +259,42 @@ def _pruned_totals(totals: dict[str, Any], pruned: bool) -> dict[str, Any]:
 # list_sessions
 # ---------------------------------------------------------------------------------------------
 
+#: A session "rolled in" to a conversation: it names a parent, and that parent is in the store.
+_ROLLED_IN = ("parent_session_id IS NOT NULL AND EXISTS"
+              " (SELECT 1 FROM sessions p WHERE p.session_id = sessions.parent_session_id)")
+
+
+def _count(conn: sqlite3.Connection, since_ms: float, until_ms: float, *, roll_up: bool) -> int:
+    """The listing's exact total: sessions that started in the window, less (rolled up) those
+    that belong to a conversation listed by its root (a known parent).
+
+    Read as two index counts, not a row look-up per session of the window (3.6 s over the 1M
+    sessions of a 7-day window at 10M calls, review N9): every session started in the window
+    (the start-time index covers it), minus the rolled-in ones among them — found through the
+    ``parent_session_id`` index when the store has fewer sessions with a parent than the window
+    has sessions (most stores: subagents and continuations are the few), else by looking up the
+    window's own rows (a store made mostly of children: then that is the smaller walk)."""
+    window = window_sql()
+    params = (since_ms, until_ms)
+    started = int(_execute(conn, f"SELECT COUNT(*) FROM sessions WHERE {window}", params).fetchone()[0])
+    if not roll_up or started == 0:
+        return started
+    # SQLite's statistics see parent_session_id as one value (NULL) and would walk every session
+    index = " INDEXED BY sessions_parent" if dialect_of(conn).name == "sqlite" else ""
+    with_parent = int(_execute(
+        conn, f"SELECT COUNT(*) FROM (SELECT 1 FROM sessions{index} WHERE parent_session_id IS NOT NULL LIMIT ?) c",
+        (started,)).fetchone()[0])
+    if with_parent == 0:
+        return started
+    if with_parent < started:  # the few children, each looked up: is it in the window, is its parent known?
+        rolled_in = _execute(conn, f"SELECT COUNT(*) FROM sessions{index} WHERE {_ROLLED_IN} AND {window}",
+                             params).fetchone()[0]
+    else:  # at least as many children as the window has sessions: look up the window's rows
+        rolled_in = _execute(conn, f"SELECT COUNT(*) FROM sessions WHERE {window} AND {_ROLLED_IN}",
+                             params).fetchone()[0]
+    return started - int(rolled_in)
+
+
 def list_sessions(db: Db, since_ms: float, until_ms: float, *, limit: int = 20, roll_up: bool = True) -> dict[str, Any]:
     """Sessions that started in the window, newest first, with their totals.
 
@@ -289,7 +325,7 @@ def list_sessions(db: Db, since_ms: float, until_ms: float, *, limit: int = 20, 
             where += (" AND (parent_session_id IS NULL OR NOT EXISTS"
                       " (SELECT 1 FROM sessions p WHERE p.session_id = sessions.parent_session_id))")
         params = (since_ms, until_ms)
-        result["count"] = _execute(conn, f"SELECT COUNT(*) FROM sessions WHERE {where}", params).fetchone()[0]
+        result["count"] = _count(conn, since_ms, until_ms, roll_up=roll_up)
         listed = _rows(conn, f"SELECT * FROM sessions WHERE {where} ORDER BY started_at_ms DESC NULLS LAST LIMIT ?",
                        (*params, limit))
         children = _children_below(conn, [r["session_id"] for r in listed]) if roll_up else {}
