@@ -12,6 +12,10 @@ process (best of 3; ``python -m bench.views measure …``), and the whole CLI as
 (interpreter start-up included). The baseline is the CLI's start-up alone, measured in the
 same run. The targets (issue 16) are for the view itself: ``sessions`` ≤ 0.5 s, ``show`` ≤ 0.2 s.
 
+* ``sessions`` at fleet scale: ``hermetry sessions`` with its defaults (the 7 days up to the
+  history's end, 20 conversations) over the 10M-call history (1M sessions in the window), the CLI
+  best of 3 with its CPU time; baseline in the same run: the listing count's old query alone (a
+  row look-up per session of the window), once. Target (issue 14, review N9): ≤ 1 s.
 * ``compare``: ``hermetry compare --days 2 --json`` ending at the query benchmark's history's end
   (``bench._fixtures.history_db``: 1M and 10M model calls over 6.5 days; two 2-day windows), the CLI
   best of 3 with its CPU time; baselines in the same run: ``hermetry insights --json`` over the same 4
@@ -43,6 +47,7 @@ from bench._common import (
 
 TARGET_SESSIONS_S = 0.5
 TARGET_SHOW_S = 0.2
+TARGET_RECENT_SESSIONS_S = 1.0  # issue 14 at fleet scale (review N9)
 TARGET_COMPARE_S = {1_000_000: 2.0, 10_000_000: 5.0}
 LONG_SESSION = "long-gateway-session"
 LONG_VERSION = 1
@@ -200,6 +205,61 @@ def _compare_rows(opts: Options, raw: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def old_count(db: str, since_ms: str, until_ms: str) -> dict[str, Any]:
+    """In this fresh process: the listing's count as it was read before review N9 — one query
+    whose every session of the window is looked up for its parent (the baseline of the row)."""
+    import resource
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    (count,) = conn.execute(
+        "SELECT COUNT(*) FROM sessions WHERE started_at_ms >= ? AND started_at_ms < ? AND (parent_session_id IS NULL"
+        " OR NOT EXISTS (SELECT 1 FROM sessions p WHERE p.session_id = sessions.parent_session_id))",
+        (float(since_ms), float(until_ms))).fetchone()
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    conn.close()
+    return {"count": count, "seconds": time.perf_counter() - t0,
+            "cpu_seconds": r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime}
+
+
+def _recent_sessions_rows(opts: Options, raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """``hermetry sessions`` with its defaults (7 days, 20 conversations) ending at the history's end
+    (10M calls: 1M sessions in the window), text at 120 columns, CLI best of 3 with its CPU time;
+    baseline in the same run: the count's old query alone (review N9), once."""
+    from datetime import UTC, datetime
+
+    from bench._fixtures import history_db
+
+    rows = []
+    for n in ([100_000] if opts.quick else [10_000_000]):
+        db, meta = history_db(n)
+        until = float(meta["until_ms"])
+        argv = ["--db", str(db), "sessions", "--until",
+                datetime.fromtimestamp(until / 1000, tz=UTC).isoformat(timespec="milliseconds")]
+        runs = [run_child([_hermetry_bin(), *argv], env=child_env(COLUMNS="120"), timeout=600) for _ in range(3)]
+        if any(r.returncode for r in runs):
+            raise RuntimeError(f"hermetry sessions failed: {runs[0].stderr[-2000:]}")
+        cli = min(runs, key=lambda r: r.wall_s)
+        listed = run_child([_hermetry_bin(), *argv, "--json"], env=child_env(), timeout=600)
+        old, _ = run_python_json(["-m", "bench.views", "old-count", str(db), str(until - 7 * 86_400_000), str(until)])
+        if listed.returncode or json.loads(listed.stdout)["count"] != old["count"]:
+            raise RuntimeError(f"hermetry sessions --json: not the old query's count {old['count']}: "
+                               f"{listed.stdout[:300]}{listed.stderr[-2000:]}")
+        raw[f"recent_sessions_{n}"] = {"cli_s": cli.wall_s, "cli_cpu_s": cli.cpu_s, "old_count": old}
+        log(f"views: sessions (7 days, 20 rows) at {n:,} calls: CLI {cli.wall_s:.2f} s (CPU {cli.cpu_s:.2f} s); "
+            f"the old count alone {old['seconds']:.2f} s (CPU {old['cpu_seconds']:.2f} s) for {old['count']:,}")
+        rows.append(row(
+            "views", f"`hermetry sessions` (defaults: 7 days, 20 rows; text at 120 columns) over the {n:,}-call "
+                     f"history: {old['count']:,} conversations counted",
+            f"CLI {fmt_s(cli.wall_s)} (CPU {fmt_s(cli.cpu_s)})",
+            baseline=f"the count's old query alone (a row look-up per session) {fmt_s(old['seconds'])} "
+                     f"(CPU {fmt_s(old['cpu_seconds'])})",
+            target=f"≤ {TARGET_RECENT_SESSIONS_S:g} s", ok=cli.wall_s <= TARGET_RECENT_SESSIONS_S,
+            key=f"views.recent_sessions.{n}"))
+    return rows
+
+
 def _hermetry_bin() -> str:
     candidate = Path(sys.executable).parent / "hermetry"
     return str(candidate) if candidate.exists() else "hermetry"
@@ -250,6 +310,7 @@ def run(opts: Options) -> dict[str, Any]:
         f"{fmt_s(best)} (library {fmt_s(min(out['library_seconds']))}) · CLI {fmt_s(cli)}",
         baseline=f"CLI start-up alone {fmt_s(startup)}", target=f"≤ {TARGET_SHOW_S} s", ok=best <= TARGET_SHOW_S,
         key="views.show"))
+    rows += _recent_sessions_rows(opts, raw)
     rows += _compare_rows(opts, raw)
     notes = ["compare (review N6): the per-session cost test used to join every turn of both windows to its "
              "model calls (1M: 7–9 s, 10M: 25–33 s warm, 159 s cold); above 40,000 turns a window it now reads "
@@ -263,6 +324,9 @@ def run(opts: Options) -> dict[str, Any]:
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "measure-compare":
         sys.stdout.write("\n" + json.dumps(measure_compare(*sys.argv[2:6]), default=str) + "\n")
+        sys.exit(0)
+    if len(sys.argv) >= 2 and sys.argv[1] == "old-count":
+        sys.stdout.write("\n" + json.dumps(old_count(*sys.argv[2:5])) + "\n")
         sys.exit(0)
     if len(sys.argv) >= 2 and sys.argv[1] == "measure":
         sys.stdout.write("\n" + json.dumps(measure(*sys.argv[2:6])) + "\n")
