@@ -108,6 +108,24 @@ def test_below_the_threshold_every_session_is_read(tmp_path: Path, monkeypatch: 
     assert "note" not in row
 
 
+def test_a_filter_that_leaves_fewer_sessions_than_the_sample_reads_them_all(tmp_path: Path) -> None:
+    """A large store (the threshold counts every turn) but a filter leaving fewer sessions than the
+    sample: every one of them is read, and nothing says "sampled"."""
+    history = _history()
+    db = history.record(tmp_path / "h.db")
+    q = Query(since_ms=CURRENT.since_ms, until_ms=CURRENT.until_ms, filters={"source": "telegram"}, group_by=())
+    row = _cost_row(compare(db, Query(since_ms=BASELINE.since_ms, until_ms=BASELINE.until_ms,
+                                      filters={"source": "telegram"}, group_by=()), q))
+    telegram = {sid for sid, s in history.sessions().items() if s.source == "telegram"}
+    kept = History(history.now_ms, [e for e in history.events if getattr(e, "session_id", None) in telegram])
+    priced, billable, population = _truth(kept, q, None)
+    assert 0 < population < SAMPLE
+    assert row["sessions_read"]["current"] == {"read": population, "of": population, "of_estimated": False,
+                                               "sampled": False, "pruned_before_ms": None}
+    assert row["n_current"] == len(priced) and math.isclose(row["current"], _mean(priced), rel_tol=1e-12)
+    assert "note" not in row
+
+
 def test_a_planted_cost_regression_is_flagged_from_the_sample(tmp_path: Path) -> None:
     db = _history(seed=9, regime=Regime(latency_scale=1.0, api_failure=0.05, cost_scale=2.0)).record(tmp_path / "h.db")
     result = compare(db, BASELINE, CURRENT)

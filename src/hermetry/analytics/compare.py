@@ -306,8 +306,9 @@ def _sampled_costs(conn: Any, q: Query, sample: int, found_ids: list[str]) -> Se
             if sid in found and len(turns) < sample:
                 turns[sid] = int(found[sid])
     out.read = len(turns)
-    out.population = (float(hits) if checked >= len(found_ids) or not checked
-                      else len(found_ids) * hits / checked)
+    seen_all = checked >= len(found_ids)
+    out.sampled = not (seen_all and len(turns) == hits)  # every session with turns read (a filter left few)
+    out.population = float(hits) if seen_all or not checked else len(found_ids) * hits / checked
     known_sql, unpriced_sql = _priced_sql()
     picked = list(turns)
     for ids in chunks(picked):
