@@ -292,7 +292,7 @@ print(json.dumps({"ok": ok, "refused": refused, "errors": errors[:3]}), flush=Tr
 def test_a_writer_is_never_refused_during_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """30,000 sessions over 5 days built beside a process writing sessions as fast as it can into
     the same hours: every write is taken, and the sessions rollup then holds every session."""
-    monkeypatch.setattr(R, "BUILD_SESSIONS", (500, 50_000))
+    monkeypatch.setattr(R, "BUILD_SESSIONS", (500, 2_000))  # ≥ 15 transactions however fast the machine
     t0 = NOW_MS - 6 * DAY_MS
     n = 30_000
     db = _v11_sqlite([SessionStarted(session_id=f"s{i}", started_at_ms=t0 + i * 5 * DAY_MS / n,
@@ -314,7 +314,7 @@ def test_a_writer_is_never_refused_during_the_build(tmp_path: Path, monkeypatch:
     assert probe.returncode == 0
     writer = json.loads(out.strip().splitlines()[-1])
     during = [t for t in writer["ok"] if started <= t <= ended]
-    assert result.built and result.transactions > 3
+    assert result.built and result.transactions >= 15
     assert writer["refused"] == 0, writer["errors"]
     assert len(during) > 20  # it really wrote while the build ran
     R.rebuild(conn, now_ms=LATER)
