@@ -441,7 +441,8 @@ def run_window(opts: Options) -> dict[str, Any]:
             memory=f"peak RSS {fmt_mb(cli['peak_rss_mb'])}", key=f"window.sqlite.{n}"))
     notes = ["The query bench's histories (bench._fixtures.history_db); \"now\" = the history's last call, "
              "the window = now − 2 days + 17 min … now (`--days 2` minus 17 minutes: the first hour from 24 past, "
-             "read as its rollup minus the minutes before the window where those hold fewer rows; the last "
-             "from its start, raw). The fixtures' rows were bulk-written session by session, "
+             "the last from its start; each partial hour read raw, or as its rollup minus the raw rows outside the "
+             "window where those are fewer — here both: the 24 minutes before the window, and the last hour after "
+             "the history's last call). The fixtures' rows were bulk-written session by session, "
              "so an hour's rows lie scattered over the file (a live store writes them in time order, together)."]
     return {"rows": rows, "notes": notes, "raw": raw}
