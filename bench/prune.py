@@ -138,7 +138,7 @@ def run(opts: Options) -> dict[str, Any]:
         row("prune", f"`hermetry prune`: {size}",
             f"{fmt_s(p['wall_s'])} ({total / p['wall_s']:,.0f} rows/s; CPU {fmt_s(p['cpu_s'])})",
             baseline=f"bare DELETE, a transaction per table: {fmt_s(d['wall_s'])} (CPU {fmt_s(d['cpu_s'])})",
-            ratio=f"{ratio:.1f}×", target=f"≤ {TARGET_RATIO:.0f}×", ok=ratio <= TARGET_RATIO, key="prune.wall"),
+            ratio=f"{ratio:.2f}×", target=f"≤ {TARGET_RATIO:.0f}×", ok=ratio <= TARGET_RATIO, key="prune.wall"),
         row("prune", "prune: its longest write transaction (a live writer's wait for the lock)",
             f"{fmt_s(p['longest_transaction_s'])} ({p['transactions']:,} transactions)",
             baseline=f"bare DELETE: {fmt_s(d['longest_transaction_s'])}",
