@@ -245,8 +245,11 @@ def _session_filters(q: Query) -> tuple[list[str], list[Any], list[str], list[An
     for key, value in sorted(q.filters.items()):
         column = SESSIONS.column(key)
         if column is None:
-            turn_clauses.append(f"t.turn_id IN (SELECT turn_id FROM tool_calls WHERE "
-                                f"{'tool_name' if key == 'tool' else 'toolset'} = ?)")
+            # correlated through the session's tool calls (the ``tool_calls_session`` index): an
+            # ``IN (SELECT … FROM tool_calls …)`` is evaluated again in each batch's statement, a scan
+            # of every tool call each time (review N11: 1M 5.5 → 17.9 s)
+            turn_clauses.append(f"EXISTS (SELECT 1 FROM tool_calls c WHERE c.session_id = t.session_id "
+                                f"AND c.turn_id = t.turn_id AND c.{'tool_name' if key == 'tool' else 'toolset'} = ?)")
             turn_params.append(value)
         else:
             clauses.append(f"{column} = ?")
