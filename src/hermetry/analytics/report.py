@@ -387,7 +387,15 @@ def collect(conn: sqlite3.Connection | None, q: Query, *, exact: bool = False) -
     """Run the report's queries for ``q`` (no rendering): the raw material of insights and compare.
 
     Small windows (and ``exact``) read every raw row; large ones read whole hours from the rollups
-    and the rest raw (:func:`rollup_plan`): the same counts and sums, percentiles within 1 %."""
+    and the rest raw (:func:`rollup_plan`): the same counts and sums, percentiles within 1 %. The
+    plan and its reads share one snapshot of the store (``rollups.snapshot``; the caller's, when it
+    has one): a partial hour read as its rollup minus raw rows needs both as of one moment — every
+    caller (compare, the dashboard's series), not only ``insights`` (review m23)."""
+    with rollups.snapshot(conn):
+        return _collect(conn, q, exact=exact)
+
+
+def _collect(conn: sqlite3.Connection | None, q: Query, *, exact: bool) -> Collected:
     q.check()
     slices: defaultdict[tuple[str, Any], Slice] = defaultdict(Slice)
     slices[TOTAL] = Slice()

@@ -612,6 +612,17 @@ def _sessions_of(conn: Any, columns: Sequence[str], ids: Iterable[str]) -> dict[
     return {sid: tuple(row[i] for i in at) for sid in wanted if (row := known.get(sid)) is not None}
 
 
+def _in_transaction(conn: Any) -> bool:
+    """Is ``conn`` inside a transaction already (sqlite3's ``in_transaction``; a PostgreSQL
+    connection's libpq status — an outer snapshot must not be committed by an inner block)?"""
+    if _is_postgres(conn):
+        try:
+            return int(conn.raw.info.transaction_status) != 0  # psycopg.pq.TransactionStatus.IDLE
+        except Exception:
+            return False
+    return bool(getattr(conn, "in_transaction", False))
+
+
 @contextmanager
 def snapshot(conn: Any) -> Iterator[None]:
     """The block's reads see the store as of one moment (a read transaction: SQLite ``BEGIN``,
@@ -620,7 +631,7 @@ def snapshot(conn: Any) -> Iterator[None]:
     when ``conn`` is None or already in a transaction (nested blocks share the outer one); a store
     that refuses leaves each statement its own snapshot, as without it."""
     began = False
-    if conn is not None and not getattr(conn, "in_transaction", False):
+    if conn is not None and not _in_transaction(conn):
         try:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if _is_postgres(conn) else "BEGIN")
             began = True
