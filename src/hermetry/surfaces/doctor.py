@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -126,10 +127,10 @@ def _exporter_drops(conn: sqlite3.Connection) -> list[dict[str, Any]]:
              "last_at": _iso(at), "last_error": last.get(name)} for name, ev, sp, pt, bad, runs, at in rows]
 
 
-def _retention(path: Path, readable: bool) -> dict[str, Any]:
-    """``hermetry prune``'s boundary, and the rows written for pruned time since — in no report
-    (``stores.rollups.late_rows``) — plus those a later prune deleted uncounted."""
-    out: dict[str, Any] = {"pruned_before": None, "late_rows": None, "late_rows_deleted": None}
+def _from_rollups(path: Path, readable: bool, out: dict[str, Any],
+                  fill: Callable[[sqlite3.Connection, dict[str, Any]], None]) -> dict[str, Any]:
+    """``out`` (its values None: unknown), filled by ``fill`` from the file read-only when it can be
+    read and has rollups; a file that cannot says nothing rather than failing the doctor."""
     if not readable:
         return out
     try:
@@ -138,51 +139,49 @@ def _retention(path: Path, readable: bool) -> dict[str, Any]:
 
         conn = connect(path, readonly=True)
         try:
-            if not rollups.has_rollups(conn):
-                return out
-            boundary = rollups.pruned_before_ms(conn)
-            if boundary is None:
-                return out
+            if rollups.has_rollups(conn):
+                fill(conn, out)
+        finally:
+            conn.close()
+    except Exception:  # noqa: BLE001 - the doctor reports what it can read
+        pass
+    return out
+
+
+def _retention(path: Path, readable: bool) -> dict[str, Any]:
+    """``hermetry prune``'s boundary, and the rows written for pruned time since — in no report
+    (``stores.rollups.late_rows``) — plus those a later prune deleted uncounted."""
+    from hermetry.stores import rollups
+
+    def fill(conn: sqlite3.Connection, out: dict[str, Any]) -> None:
+        boundary = rollups.pruned_before_ms(conn)
+        if boundary is not None:
             out["pruned_before"] = _iso(boundary)
             out["late_rows"] = rollups.late_rows(conn)
             out["late_rows_deleted"] = rollups.late_rows_deleted(conn)
-        finally:
-            conn.close()
-    except (sqlite3.Error, Exception):
-        pass
-    return out
+
+    return _from_rollups(path, readable, {"pruned_before": None, "late_rows": None, "late_rows_deleted": None}, fill)
 
 
 def _rollups(path: Path, readable: bool) -> dict[str, Any]:
     """How current the rollups are: closed hours waiting to be rebuilt (reports read them from raw
     rows — the same figures, slower) and whether schema 12's sessions rollup is still being built
     (review m21: after an upgrade an operator sees slower reports and nothing said why)."""
-    out: dict[str, Any] = {"dirty_hours": None, "sessions_rollup_pending_from": None}
-    if not readable:
-        return out
-    try:
-        import time
+    import time
 
-        from hermetry.model.units import HOUR_MS
-        from hermetry.stores import rollups
-        from hermetry.stores.sqlite import connect
+    from hermetry.model.units import HOUR_MS
+    from hermetry.stores import rollups
 
-        conn = connect(path, readonly=True)
-        try:
-            if not rollups.has_rollups(conn):
-                return out
-            now_hour = int(time.time() * 1000 // HOUR_MS)
-            out["dirty_hours"] = int(conn.execute("SELECT COUNT(*) FROM rollup_dirty WHERE hour < ?",
-                                                  (now_hour,)).fetchone()[0])
-            pending, from_hour = rollups.sessions_pending(conn)
-            if pending:
-                out["sessions_rollup_pending_from"] = (_iso(from_hour * HOUR_MS) if from_hour is not None
-                                                       else "the first session")
-        finally:
-            conn.close()
-    except (sqlite3.Error, Exception):
-        pass
-    return out
+    def fill(conn: sqlite3.Connection, out: dict[str, Any]) -> None:
+        now_hour = int(time.time() * 1000 // HOUR_MS)
+        out["dirty_hours"] = int(conn.execute("SELECT COUNT(*) FROM rollup_dirty WHERE hour < ?",
+                                              (now_hour,)).fetchone()[0])
+        pending, from_hour = rollups.sessions_pending(conn)
+        if pending:
+            out["sessions_rollup_pending_from"] = (_iso(from_hour * HOUR_MS) if from_hour is not None
+                                                   else "the first session")
+
+    return _from_rollups(path, readable, {"dirty_hours": None, "sessions_rollup_pending_from": None}, fill)
 
 
 def _prices() -> dict[str, Any]:
