@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from conftest import engine_missing
 from hermetry.analytics.compare import compare
 from hermetry.analytics.report import Query, insights
 from hermetry.analytics.sessions import list_sessions, session_detail
@@ -206,7 +207,10 @@ def test_export_window_csv_and_progress_to_a_file(recorded: tuple[History, Path]
 
 def test_export_parquet_round_trips(recorded: tuple[History, Path], capsys: pytest.CaptureFixture[str],
                                     tmp_path: Path) -> None:
-    pq = pytest.importorskip("pyarrow.parquet")
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        engine_missing("pyarrow (the parquet extra) is not installed")
     _, db = recorded
     target = tmp_path / "calls.parquet"
     code, _, err = run(capsys, "--db", str(db), "export", "--format", "parquet", "--output", str(target))

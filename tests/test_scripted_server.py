@@ -17,6 +17,7 @@ from typing import Any
 import openai
 import pytest
 
+from conftest import engine_missing
 from hermetry.testing import ScriptedReply, ScriptedServer, ScriptedToolCall, ScriptedUsage
 from hermetry.testing.scripted_server import ReceivedRequest, load_script, reply_from_dict
 
@@ -368,7 +369,7 @@ def hermes_executable() -> Path | None:
 def test_real_hermes_one_shot(tmp_path: Path) -> None:
     hermes = hermes_executable()
     if hermes is None:
-        pytest.skip("hermes CLI not installed")
+        engine_missing("hermes CLI not installed")
     usage = ScriptedUsage(prompt_tokens=100, completion_tokens=20, cached_tokens=30,
                           cache_write_tokens=10, reasoning_tokens=5)
     reply = ScriptedReply(content="hello from script", usage=usage)
